@@ -1,0 +1,46 @@
+"""The `sgjax` command: each subcommand lives in its own module with `add_arguments` and `run`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from sgjax.errors import UserError
+
+# name -> (module, one-line help). Each module defines add_arguments(parser) and run(args) -> int.
+COMMANDS = {
+    "data": ("sgjax.data.cli", "generate a split and write it in the original text format"),
+    "data-stats": ("sgjax.data.stats", "compare a generated split with an original file"),
+    "train": ("sgjax.train_cli", "train a population of seeds at one depth"),
+    "summarize": ("sgjax.summarize", "per-seed early-stopping summary of a run"),
+    "probe": ("sgjax.probe.cli", "weight norms, attention sparsity, tree projections of checkpoints"),
+    "sweep": ("sgjax.sweep", "train, probe, summarize and report every depth"),
+    "report": ("sgjax.report", "the paper's figures and tables from a sweep"),
+    "bench": ("sgjax.bench", "training/evaluation speed against the PyTorch peer"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse argv, dispatch to the subcommand, map user errors to exit status 2."""
+    parser = argparse.ArgumentParser(prog="sgjax", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    argv = sys.argv[1:] if argv is None else argv
+    name = next((a for a in argv if not a.startswith("-")), None)
+    for cmd, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(cmd, help=help_)
+        if cmd == name:  # import only the module that runs: start-up stays fast
+            importlib.import_module(module).add_arguments(p)
+    args = parser.parse_args(argv)
+    try:
+        return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    except (UserError, FileNotFoundError) as e:
+        print(f"sgjax {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sgjax {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

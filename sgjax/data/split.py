@@ -1,0 +1,54 @@
+"""One tokenized split: padded int32 word ids plus lengths, and the LM sequences built from them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from sgjax.data.vocab import Vocab
+from sgjax.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """A split of a task: its text lines and their word ids (no SOS/EOS), padded with 0."""
+
+    task: str  # "question" | "tense" | "dyck"
+    name: str  # "train" | "val" | "test" | "gen"
+    lines: tuple[str, ...]  # original text format without END: QF/TI "in . MARKER\tout"
+    ids_NxT: np.ndarray  # int32 word ids, 0-padded
+    lengths_N: np.ndarray  # int32 number of words per line
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def words(self, i: int) -> list[str]:
+        """The whole line as words (TAB replaced by a space, as the original's `process`)."""
+        return line_words(self.lines[i])
+
+
+def line_words(line: str) -> list[str]:
+    """Split a line the original's way: strip, TAB -> space, split on single spaces."""
+    return line.strip().replace("\t", " ").split(" ")
+
+
+def encode_lines(task: str, name: str, lines, vocab: Vocab, where: str = "") -> Split:
+    """Tokenize text lines into a padded Split; unknown words raise with the line number."""
+    lines = tuple(lines)
+    encoded = [vocab.encode(line_words(l), where=f"{where or name} line {i + 1}") for i, l in enumerate(lines)]
+    lengths_N = np.array([len(e) for e in encoded], dtype=np.int32)
+    ids_NxT = np.zeros((len(lines), int(lengths_N.max(initial=1))), dtype=np.int32)
+    for i, e in enumerate(encoded):
+        ids_NxT[i, : len(e)] = e
+    return Split(task, name, lines, ids_NxT, lengths_N)
+
+
+def lm_sequences(split: Split, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
+    """[SOS] w1..wn [EOS] per line, 0-padded: (seq_NxT2 int32, seq_len_N = n + 2)."""
+    n, t = split.ids_NxT.shape
+    seq = np.zeros((n, t + 2), dtype=np.int32)
+    seq[:, 0] = vocab.sos
+    seq[:, 1 : t + 1] = split.ids_NxT
+    seq[np.arange(n), split.lengths_N + 1] = vocab.eos
+    return seq, split.lengths_N + 2
