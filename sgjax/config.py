@@ -6,11 +6,13 @@ import dataclasses
 import json
 from typing import Any
 
+from sgjax.errors import UserError
+
 TASKS = ("question", "tense", "dyck")
 PAPER_SEEDS = tuple(range(42, 133, 10))  # 42, 52, ..., 132
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config value that cannot work; the message names the field."""
 
 
@@ -25,7 +27,6 @@ class ModelConfig:
     d_ff: int = 2048
     dropout: float = 0.1
     max_len: int = 5000  # sinusoidal table length, as the original
-    scan_layers: bool = True  # nn.scan over layers: compile time flat in depth
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,3 +117,114 @@ def from_dict(d: dict[str, Any]) -> Config:
         else:
             kw[k] = v
     return Config(**kw)
+
+
+PRESETS = ("paper", "quick", "smoke")
+VOCAB_SIZES = {"question": 71, "tense": 101, "dyck": 43}  # |V| + 2, as the original (SPEC §1.5)
+
+
+def preset(name: str, task: str, depth: int = 6) -> Config:
+    """A named preset for a task at a depth: `paper` (the original), `quick` (GPU, <30 min), `smoke` (CPU, seconds)."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    dyck = task == "dyck"
+    model = ModelConfig(vocab_size=VOCAB_SIZES[task], n_layers=depth)
+    if name == "paper":
+        cadence = 10_000 if dyck else 3_000
+        train = TrainConfig(steps=400_000 if dyck else 300_000, eval_every=cadence, ckpt_every=cadence)
+        return Config(task=task, preset=name, model=model, train=train)
+    if name == "quick":
+        # Full-size model and optimizer, shorter horizon: see experiments/README.md for what it shows.
+        cadence = 5_000 if dyck else 2_000
+        train = TrainConfig(steps=60_000, eval_every=cadence, ckpt_every=cadence, chunk_steps=500, log_every=500)
+        data = DataConfig(max_train_len=200) if dyck else DataConfig()
+        return Config(task=task, preset=name, model=model, data=data, train=train)
+    # smoke: a tiny model on tiny data, seconds per depth on a laptop CPU.
+    model = dataclasses.replace(model, d_model=64, n_heads=4, d_ff=256)
+    sizes = dict(train_size=2000, val_size=200, gen_size=200) if dyck else dict(train_size=2000, val_size=200, gen_size=500)
+    data = DataConfig(**sizes, max_train_len=60 if dyck else None)
+    train = TrainConfig(
+        steps=400, lr=1e-3, warmup_steps=50, decay_steps=2000, chunk_steps=50, log_every=50, eval_every=100, ckpt_every=100
+    )
+    evalc = EvalConfig(dyck_max_prefixes=None, batch_size=256)
+    return Config(task=task, preset=name, seeds=(42, 52), model=model, data=data, train=train, eval=evalc)
+
+
+def override(cfg: Config, assignments: list[str]) -> Config:
+    """Apply `section.field=value` (or `field=value` at the top) overrides, parsed by the field's type."""
+    for a in assignments:
+        if "=" not in a:
+            raise ConfigError(f"override {a!r} is not of the form field=value (e.g. train.lr=3e-4)")
+        path, raw = a.split("=", 1)
+        parts = path.strip().split(".")
+        if len(parts) == 1:
+            cfg = _replace_field(cfg, parts[0], raw, path)
+        elif len(parts) == 2 and parts[0] in ("model", "data", "train", "eval"):
+            sub = _replace_field(getattr(cfg, parts[0]), parts[1], raw, path)
+            cfg = dataclasses.replace(cfg, **{parts[0]: sub})
+        else:
+            raise ConfigError(f"unknown config field {path!r}")
+    return cfg
+
+
+def _replace_field(obj, name: str, raw: str, path: str):
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    if name not in fields:
+        raise ConfigError(f"unknown config field {path!r}; {type(obj).__name__} has {', '.join(fields)}")
+    current = getattr(obj, name)
+    return dataclasses.replace(obj, **{name: _parse(raw, current, fields[name].type, path)})
+
+
+def _parse(raw: str, current, type_str, path: str):
+    """Parse a CLI string to the type of the field (using the annotation when the value is None)."""
+    raw = raw.strip()
+    t = str(type_str)
+    try:
+        if raw.lower() == "none" and "None" in t:
+            return None
+        if "tuple" in t:
+            elem = float if "float" in t else int
+            return tuple(elem(x) for x in raw.split(",") if x)
+        if isinstance(current, bool) or t.startswith("bool"):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(raw)
+            return raw.lower() in ("true", "1")
+        if isinstance(current, int) or t.startswith("int"):
+            return int(float(raw)) if "e" in raw.lower() else int(raw)
+        if isinstance(current, float) or t.startswith("float"):
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"bad value {raw!r} for {path} (expected {t})") from None
+
+
+def validate(cfg: Config) -> Config:
+    """Refuse configs that cannot work, naming the field."""
+    m, t, d = cfg.model, cfg.train, cfg.data
+    checks = [
+        (cfg.task in TASKS, f"task {cfg.task!r} is not one of {', '.join(TASKS)}"),
+        (len(cfg.seeds) > 0, "seeds: at least one seed is needed"),
+        (len(set(cfg.seeds)) == len(cfg.seeds), "seeds: each seed may appear once"),
+        (cfg.lrs is None or len(cfg.lrs) == len(cfg.seeds), "lrs: one learning rate per seed is needed"),
+        (cfg.lrs is None or all(lr > 0 for lr in cfg.lrs), "lrs: learning rates must be > 0"),
+        (m.n_layers >= 1, "model.n_layers must be >= 1"),
+        (m.d_model > 0 and m.n_heads > 0 and m.d_model % m.n_heads == 0, "model.d_model must be a multiple of model.n_heads"),
+        (m.d_ff > 0, "model.d_ff must be > 0"),
+        (0.0 <= m.dropout < 1.0, "model.dropout must be in [0, 1)"),
+        (m.vocab_size == VOCAB_SIZES[cfg.task] if cfg.task in TASKS else True, f"model.vocab_size must be {VOCAB_SIZES.get(cfg.task)} for {cfg.task}"),
+        (t.steps > 0, "train.steps must be > 0"),
+        (t.batch_size > 0, "train.batch_size must be > 0"),
+        (t.lr > 0, "train.lr must be > 0"),
+        (t.warmup_steps >= 0 and t.decay_steps > t.warmup_steps, "train.decay_steps must exceed train.warmup_steps >= 0"),
+        (t.chunk_steps > 0 and t.log_every > 0 and t.ckpt_every > 0, "train.chunk_steps, log_every, ckpt_every must be > 0"),
+        (t.eval_every >= 0, "train.eval_every must be >= 0 (0 turns evaluation off)"),
+        (t.clip_norm > 0, "train.clip_norm must be > 0"),
+        (t.matmul_precision in ("highest", "float32", "tensorfloat32", "bfloat16", "default"), "train.matmul_precision must be highest|tensorfloat32|bfloat16|default"),
+        (all(s is None or s > 0 for s in (d.train_size, d.val_size, d.gen_size)), "data sizes must be > 0"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+    return cfg

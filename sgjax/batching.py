@@ -1,0 +1,74 @@
+"""Per-seed batches: epoch permutations (host, from the integer seed) and on-device gathers.
+
+A batch is 8 whole sequences, as the original's RandomSampler + DataLoader. Two layouts:
+- rows: [B, T] sequences padded to the longest training sequence (QF/TI: short, uniform lengths);
+- packed: the B sequences laid end to end in one row of P positions, attention kept within each
+  sequence and positions restarting at 0, so Dyck's long tail does not make padding dominate.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+BATCH_STREAM = 1  # salt: batch order is its own random stream, apart from init and dropout
+
+
+@functools.lru_cache(maxsize=64)
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order of the training set in `epoch` for `seed`: a pure function of its arguments."""
+    return np.random.default_rng([seed, BATCH_STREAM, epoch]).permutation(n).astype(np.int32)
+
+
+def batch_indices(seed: int, step: int, n: int, batch_size: int) -> np.ndarray:
+    """Line indices of `seed`'s batch at `step` (the incomplete last batch of an epoch is dropped)."""
+    steps_per_epoch = n // batch_size
+    epoch, k = divmod(step, steps_per_epoch)
+    return epoch_permutation(seed, epoch, n)[k * batch_size : (k + 1) * batch_size]
+
+
+def chunk_indices(seeds, step0: int, k_steps: int, n: int, batch_size: int) -> np.ndarray:
+    """Indices for every member and step of a chunk: int32 [S, K, B]."""
+    return np.stack(
+        [np.stack([batch_indices(s, step0 + k, n, batch_size) for k in range(k_steps)]) for s in seeds]
+    )
+
+
+def round_up_bucket(p: int, base: int = 64) -> int:
+    """Round a packed length up to a short ladder (x1.25 apart), so few shapes get compiled."""
+    size = base
+    while size < p:
+        size = max(size + base, int(math.ceil(size * 1.25 / base) * base))
+    return size
+
+
+def rows_batch(seq_NxT, idx_B):
+    """Rows layout: inputs, targets and (None) positions/mask for one member's batch."""
+    seq_BxT = seq_NxT[idx_B]
+    return seq_BxT[:, :-1], seq_BxT[:, 1:], None, None
+
+
+def packed_batch(seq_NxT, seq_len_N, idx_B, p: int):
+    """Packed layout: B sequences end to end in one row of length p; attention stays within each."""
+    seg_len_B = seq_len_N[idx_B] - 1  # each sequence of n+2 ids gives n+1 (input, target) pairs
+    ends_B = jnp.cumsum(seg_len_B)
+    starts_B = ends_B - seg_len_B
+    pos_P = jnp.arange(p)
+    seg_P = jnp.searchsorted(ends_B, pos_P, side="right")  # B for the padding tail
+    valid_P = seg_P < idx_B.shape[0]
+    seg_c_P = jnp.minimum(seg_P, idx_B.shape[0] - 1)
+    within_P = jnp.where(valid_P, pos_P - starts_B[seg_c_P], 0)
+    rows_P = idx_B[seg_c_P]
+    inputs_P = jnp.where(valid_P, seq_NxT[rows_P, within_P], 0)
+    targets_P = jnp.where(valid_P, seq_NxT[rows_P, within_P + 1], 0)
+    same_PxP = (seg_P[:, None] == seg_P[None, :]) & valid_P[None, :]
+    return inputs_P[None], targets_P[None], within_P[None], same_PxP[None]
+
+
+def packed_length(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray) -> int:
+    """The packed row length a chunk needs: its longest batch (in tokens), rounded to the ladder."""
+    return round_up_bucket(int((seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max()))

@@ -1,0 +1,188 @@
+"""Orbax checkpoints of a run (the only module that imports orbax); layout in docs/checkpoints.md.
+
+run_dir/
+  config.json                         the run's Config
+  checkpoints/<step>/params/seed_<seed>.npz   one member's parameters (numpy-loadable), kept every ckpt_every
+  checkpoints/<step>/meta/metadata            JSON: step, seeds, lrs, nonfinite
+  state/<step>/state/...              latest full training state (params + Adam moments), for resume
+  state/<step>/meta/metadata
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+from sgjax import config as config_lib
+from sgjax.errors import CheckpointError
+
+SEP = "/"  # joins nested dict keys in the npz files: "layers/q", "embed"
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    """Nested dict of arrays -> {"a/b": array}."""
+    out = {}
+    for k, v in tree.items():
+        key = f"{prefix}{SEP}{k}" if prefix else str(k)
+        out.update(flatten(v, key) if isinstance(v, dict) else {key: np.asarray(v)})
+    return out
+
+
+def unflatten(flat: dict[str, np.ndarray]) -> dict:
+    """{"a/b": array} -> nested dict."""
+    tree: dict = {}
+    for key, v in flat.items():
+        *parents, leaf = key.split(SEP)
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return tree
+
+
+class MembersNpzHandler(ocp.handlers.CheckpointHandler):
+    """Writes a population's params as one plain .npz per member (seed), readable with numpy alone."""
+
+    def save(self, directory: epath.Path, args: "MembersSave"):
+        flat = flatten(args.params)
+        for i, seed in enumerate(args.seeds):
+            with (directory / f"seed_{seed}.npz").open("wb") as f:
+                np.savez(f, **{k: v[i] for k, v in flat.items()})
+
+    def restore(self, directory: epath.Path, args: "MembersRestore | None" = None):
+        files = sorted(directory.glob("seed_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
+        seeds = [int(p.stem.split("_")[1]) for p in files]
+        if args is not None and args.seeds is not None:
+            by_seed = dict(zip(seeds, files))
+            missing = [s for s in args.seeds if s not in by_seed]
+            if missing:
+                raise CheckpointError(f"{directory}: no parameters for seeds {missing}")
+            files, seeds = [by_seed[s] for s in args.seeds], list(args.seeds)
+        members = []
+        for p in files:
+            with p.open("rb") as f, np.load(f) as z:
+                members.append({k: z[k] for k in z.files})
+        stacked = {k: np.stack([m[k] for m in members]) for k in members[0]}
+        return {"seeds": seeds, "params": unflatten(stacked)}
+
+
+@ocp.args.register_with_handler(MembersNpzHandler, for_save=True)
+@dataclasses.dataclass
+class MembersSave(ocp.args.CheckpointArgs):
+    params: Any
+    seeds: tuple[int, ...]
+
+
+@ocp.args.register_with_handler(MembersNpzHandler, for_restore=True)
+@dataclasses.dataclass
+class MembersRestore(ocp.args.CheckpointArgs):
+    seeds: tuple[int, ...] | None = None
+
+
+def _manager(directory: Path, max_to_keep: int | None, items: tuple[str, ...]) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True)
+    return ocp.CheckpointManager(epath.Path(directory).absolute(), options=options, item_names=items)
+
+
+@dataclasses.dataclass
+class RunCheckpoints:
+    """The two managers of a run: probe checkpoints (params, kept) and the latest full state."""
+
+    run_dir: Path
+    keep_all: bool = True
+
+    def __post_init__(self):
+        self.run_dir = Path(self.run_dir)
+        self.params = _manager(self.run_dir / "checkpoints", None if self.keep_all else 1, ("params", "meta"))
+        self.state = _manager(self.run_dir / "state", 1, ("state", "meta"))
+
+    def save_params(self, step: int, params_S, meta: dict) -> None:
+        """Probe checkpoint: every member's params at `step` (written in the background)."""
+        args = ocp.args.Composite(params=MembersSave(params_S, tuple(meta["seeds"])), meta=ocp.args.JsonSave(meta))
+        self.params.save(step, args=args)
+
+    def save_state(self, step: int, state_S, meta: dict) -> None:
+        """Resume checkpoint: the full training state (async; the previous one is kept until it commits)."""
+        self.state.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_S), meta=ocp.args.JsonSave(meta)))
+
+    def latest_state_step(self) -> int | None:
+        return self.state.latest_step()
+
+    def restore_state(self, step: int, abstract_state_S) -> tuple[Any, dict]:
+        """The full state at `step`, laid out like `abstract_state_S` (shapes, dtypes, shardings)."""
+        try:
+            out = self.state.restore(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state_S), meta=ocp.args.JsonRestore()),
+            )
+        except Exception as e:  # orbax raises many types for a truncated/corrupt directory
+            raise CheckpointError(f"cannot restore {self.run_dir / 'state' / str(step)}: {e}") from e
+        return out.state, dict(out.meta)
+
+    def wait(self) -> None:
+        """Block until background writes have committed."""
+        self.params.wait_until_finished()
+        self.state.wait_until_finished()
+
+    def close(self) -> None:
+        self.params.close()
+        self.state.close()
+
+
+def _check_run_dir(run_dir) -> Path:
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise CheckpointError(f"{run_dir} is not a sgjax run directory (no config.json)")
+    return run_dir
+
+
+def load_config(run_dir) -> config_lib.Config:
+    """The Config a run was trained with."""
+    run_dir = _check_run_dir(run_dir)
+    try:
+        return config_lib.from_dict(json.loads((run_dir / "config.json").read_text()))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise CheckpointError(f"{run_dir / 'config.json'} is corrupt: {e}") from e
+
+
+def list_steps(run_dir) -> list[int]:
+    """Steps with a finished probe checkpoint, ascending."""
+    ckpt_dir = _check_run_dir(run_dir) / "checkpoints"
+    if not ckpt_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit() and (p / "params").is_dir())
+
+
+def load_params(run_dir, step: int, seeds=None) -> tuple[list[int], dict]:
+    """(seeds, params with a leading member axis, numpy) of a probe checkpoint; no JAX needed."""
+    path = Path(run_dir) / "checkpoints" / str(step) / "params"
+    if not path.is_dir():
+        raise CheckpointError(f"no checkpoint at step {step} in {run_dir} (have {list_steps(run_dir)})")
+    try:
+        out = MembersNpzHandler().restore(epath.Path(path), MembersRestore(None if seeds is None else tuple(seeds)))
+    except CheckpointError:
+        raise
+    except Exception as e:
+        raise CheckpointError(f"corrupt checkpoint {path}: {e}") from e
+    return out["seeds"], out["params"]
+
+
+def load_member(run_dir, step: int, seed: int) -> dict:
+    """One seed's parameters as a nested dict of numpy arrays (reads one .npz)."""
+    path = Path(run_dir) / "checkpoints" / str(step) / "params" / f"seed_{seed}.npz"
+    if not path.exists():
+        raise CheckpointError(f"no parameters for seed {seed} at step {step}: {path} is missing")
+    with np.load(path) as z:
+        return unflatten({k: z[k] for k in z.files})
+
+
+def dir_bytes(path) -> int:
+    """Disk use of a directory tree, in bytes."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+

@@ -1,0 +1,294 @@
+"""The host loop: chunk -> log -> evaluate -> checkpoint, resumable, with metrics.jsonl and a progress bar."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from sgjax import batching, train
+from sgjax.checkpoint import RunCheckpoints
+from sgjax.config import Config, from_dict, validate
+from sgjax.errors import UserError
+
+# Fields that may change when a run is resumed: extending a run is the point of resuming.
+RESUMABLE_CHANGES = {"train.steps", "train.tensorboard"}
+
+
+def flat_items(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1}} -> {"train.lr": 1}."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else k
+        out.update(flat_items(v, key) if isinstance(v, dict) else {key: v})
+    return out
+
+
+def config_diff(old: dict, new: dict) -> list[str]:
+    """Human-readable differences between two config dicts (lists and tuples compare equal)."""
+    a, b = flat_items(old), flat_items(new)
+    norm = lambda v: list(v) if isinstance(v, tuple) else v
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if norm(a.get(k)) != norm(b.get(k))]
+
+
+def prepare_run_dir(cfg: Config, run_dir: Path, override: bool) -> None:
+    """Create the run directory or check that its saved config matches (refuse a silent change)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.json"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path} is corrupt ({e}); move it away to start a new run") from e
+        diff = [d for d in config_diff(old, cfg.to_dict()) if d.split(":")[0] not in RESUMABLE_CHANGES]
+        if diff and not override:
+            raise UserError(
+                f"{run_dir} holds a run with a different config ({'; '.join(diff[:5])}); "
+                "use another --out, or --override to continue it with the new config"
+            )
+    write_json(path, cfg.to_dict())
+
+
+def write_json(path: Path, obj) -> None:
+    """Atomic JSON write: a crash never leaves a half-written file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop records after the restored step (they are recomputed) and any torn last line."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill mid-write
+        if rec.get("step", math.inf) <= last_step:
+            keep.append(line)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(l + "\n" for l in keep))
+    tmp.replace(path)
+
+
+def jsonable(x) -> Any:
+    """A float for the JSON log; NaN/Inf become null so the file stays valid JSON."""
+    x = float(x)
+    return None if math.isnan(x) or math.isinf(x) else x
+
+
+def gen_split_name(task: str) -> str:
+    """Dyck's generalization split is its OOD 'test'; QF/TI's is 'gen'."""
+    return "test" if task == "dyck" else "gen"
+
+
+def load_data(cfg: Config) -> dict:
+    """The task's splits (generated and cached, or the original files the config names)."""
+    from sgjax import data
+
+    gen = gen_split_name(cfg.task)
+    sizes = {"train": cfg.data.train_size, "val": cfg.data.val_size, gen: cfg.data.gen_size}
+    files = {"train": cfg.data.train_file, "val": cfg.data.val_file, gen: cfg.data.gen_file}
+    return data.load_splits(
+        cfg.task,
+        sizes={k: v for k, v in sizes.items() if v is not None},
+        seed=cfg.data.seed,
+        files={k: v for k, v in files.items() if v is not None},
+    )
+
+
+def make_train_data(cfg: Config, split, vocab) -> train.TrainData:
+    """LM rows of the training split; Dyck is packed (long tail), QF/TI use padded rows."""
+    from sgjax.data.split import lm_sequences
+
+    seq_NxT, seq_len_N = lm_sequences(split, vocab)
+    if cfg.data.max_train_len is not None:
+        keep = split.lengths_N <= cfg.data.max_train_len
+        seq_NxT, seq_len_N = seq_NxT[keep], seq_len_N[keep]
+        seq_NxT = seq_NxT[:, : int(seq_len_N.max())]
+    if len(seq_len_N) < cfg.train.batch_size:
+        raise UserError(f"training set has {len(seq_len_N)} lines, fewer than batch_size {cfg.train.batch_size}")
+    layout = "packed" if cfg.task == "dyck" else "rows"
+    return train.TrainData(seq_NxT, seq_len_N, layout)
+
+
+class MetricsLog:
+    """metrics.jsonl (one record per step and seed) and, on request, TensorBoard scalars."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool):
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        if tensorboard:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError as e:
+                raise UserError("TensorBoard logging needs tensorboardX: pip install 'sgjax[tensorboard]'") from e
+            self.tb = SummaryWriter(str(run_dir / "tb"))
+
+    def write(self, records: list[dict]) -> None:
+        with self.path.open("a") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+            f.flush()
+        if self.tb is not None:
+            for r in records:
+                for k, v in r.items():
+                    if isinstance(v, float) and k not in ("step", "seed", "member"):
+                        self.tb.add_scalar(f"{k}/seed_{r['seed']}", v, r["step"])
+            self.tb.flush()
+
+
+def member_records(cfg: Config, step: int, train_m: dict | None, eval_m: dict | None, frozen_S) -> list[dict]:
+    """One record per member at `step`: training means since the last log, evaluation results."""
+    out = []
+    for i, seed in enumerate(cfg.seeds):
+        rec: dict[str, Any] = {"step": step, "seed": int(seed), "member": i, "nonfinite": bool(frozen_S[i])}
+        if train_m is not None:
+            rec["lr"] = jsonable(train_m["lr"][i, -1])
+            rec["train_loss"] = jsonable(np.mean(train_m["loss"][i]))
+            rec["grad_norm"] = jsonable(np.mean(train_m["grad_norm"][i]))
+        if eval_m is not None:
+            rec.update({k: jsonable(v[i]) for k, v in eval_m.items()})
+        out.append(rec)
+    return out
+
+
+def meta(cfg: Config, step: int, frozen_S) -> dict:
+    return {"step": step, "seeds": list(cfg.seeds), "lrs": list(cfg.member_lrs), "nonfinite": [bool(f) for f in frozen_S]}
+
+
+def default_evaluator(cfg: Config, vocab, splits) -> Callable | None:
+    """The paper's metrics for every member (sgjax.evaluate), or None if evaluation is off."""
+    if cfg.train.eval_every <= 0:
+        return None
+    from sgjax import evaluate
+
+    gen = gen_split_name(cfg.task)
+    return evaluate.make_evaluator(cfg.model, cfg.eval, cfg.task, vocab, {"val": splits["val"], gen: splits[gen]})
+
+
+def run(
+    cfg: Config,
+    run_dir,
+    *,
+    override: bool = False,
+    progress: bool = True,
+    devices=None,
+    evaluator: Callable | None | str = "default",
+    stop_at: int | None = None,
+) -> Path:
+    """Train (or resume) the population described by `cfg` in `run_dir`; returns run_dir.
+
+    `stop_at` ends the loop early at that step (saving state), as an interruption would: for tests.
+    """
+    from sgjax import data
+
+    validate(cfg)
+    run_dir = Path(run_dir)
+    prepare_run_dir(cfg, run_dir, override)
+    tc = cfg.train
+    splits = load_data(cfg)
+    vocab = data.vocab_for(cfg.task)
+    tdata = make_train_data(cfg, splits["train"], vocab)
+    if evaluator == "default":
+        evaluator = default_evaluator(cfg, vocab, splits)
+
+    mesh = train.seed_mesh(cfg.population, devices)
+    ckpts = RunCheckpoints(run_dir, keep_all=tc.keep_checkpoints)
+    log = MetricsLog(run_dir, tc.tensorboard)
+    stop = install_stop_handler()
+    with jax.default_matmul_precision(tc.matmul_precision):
+        state = train.shard_population(train.init_population(cfg), mesh)
+        step = 0
+        latest = ckpts.latest_state_step()
+        if latest is not None:
+            abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+            state, _ = ckpts.restore_state(latest, abstract)
+            step = latest
+        truncate_metrics(log.path, step)
+        seeds_S = train.shard_population(jnp.asarray(cfg.seeds, jnp.int32), mesh)
+        lrs_S = train.shard_population(jnp.asarray(cfg.member_lrs, jnp.float32), mesh)
+        seq_NxT, seq_len_N = train.replicate((jnp.asarray(tdata.seq_NxT), jnp.asarray(tdata.seq_len_N)), mesh)
+        chunk_fn = train.chunk_runner(cfg, tdata)
+        end = tc.steps if stop_at is None else min(stop_at, tc.steps)
+        pad = {"positions": 0, "real": 0}
+        pending: list[dict] = []
+        bar = tqdm(total=tc.steps, initial=step, disable=not progress, desc=f"{cfg.task} L{cfg.model.n_layers} S{cfg.population}", unit="step")
+        try:
+            while step < end:
+                nxt = train.next_boundary(step, end, tc)
+                idx_SxKxB = batching.chunk_indices(cfg.seeds, step, nxt - step, tdata.n, tc.batch_size)
+                plen = batching.packed_length(tdata.seq_len_N, idx_SxKxB) if tdata.layout == "packed" else 0
+                p, r = train.padding_stats(tdata, idx_SxKxB, plen)
+                pad["positions"] += p
+                pad["real"] += r
+                idx = train.shard_population(jnp.asarray(idx_SxKxB), mesh)
+                state, m = chunk_fn(plen)(state, seeds_S, lrs_S, idx, step, seq_NxT, seq_len_N)
+                pending.append(m)
+                step = nxt
+                bar.update(nxt - bar.n)
+                is_log = step % tc.log_every == 0 or step == end
+                is_eval = evaluator is not None and (step % tc.eval_every == 0 or step == tc.steps)
+                is_ckpt = step % tc.ckpt_every == 0 or step == tc.steps
+                if is_log or is_eval:
+                    train_m = {k: np.concatenate([np.asarray(x[k]) for x in pending], axis=1) for k in pending[0]}
+                    pending = []
+                    eval_m = evaluator(state["params"], step) if is_eval else None
+                    frozen_S = np.asarray(state["frozen"])
+                    log.write(member_records(cfg, step, train_m, eval_m, frozen_S))
+                    bar.set_postfix(loss=f"{np.nanmean(train_m['loss'][:, -1]):.3f}", **(
+                        {"val": f"{np.mean(eval_m['val_acc']):.2f}", "gen": f"{np.mean(eval_m['gen_acc']):.2f}"} if eval_m else {}))
+                if is_ckpt:
+                    frozen_S = np.asarray(state["frozen"])
+                    ckpts.save_params(step, jax.device_get(state["params"]), meta(cfg, step, frozen_S))
+                    ckpts.save_state(step, state, meta(cfg, step, frozen_S))
+                if stop["stop"]:
+                    raise KeyboardInterrupt
+            if ckpts.latest_state_step() != step:
+                ckpts.save_state(step, state, meta(cfg, step, np.asarray(state["frozen"])))
+        except KeyboardInterrupt:
+            if ckpts.latest_state_step() != step:
+                ckpts.save_state(step, state, meta(cfg, step, np.asarray(state["frozen"])))
+            ckpts.wait()
+            raise
+        finally:
+            bar.close()
+            ckpts.wait()
+            ckpts.close()
+            restore_stop_handler(stop)
+    if pad["real"]:
+        write_json(run_dir / "padding.json", {"positions_per_real_token": pad["positions"] / pad["real"], "pad_per_real_token": (pad["positions"] - pad["real"]) / pad["real"], "from_step": "this invocation"})
+    return run_dir
+
+
+def install_stop_handler() -> dict:
+    """SIGTERM (preemption) sets a flag the loop checks between chunks: save, then stop."""
+    flag = {"stop": False, "previous": None}
+
+    def handler(signum, frame):
+        flag["stop"] = True
+
+    try:
+        flag["previous"] = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. a notebook worker): no handler
+        pass
+    return flag
+
+
+def restore_stop_handler(flag: dict) -> None:
+    if flag["previous"] is not None:
+        signal.signal(signal.SIGTERM, flag["previous"])
+
+
+def load(run_dir) -> Config:
+    """The config of an existing run directory."""
+    return from_dict(json.loads((Path(run_dir) / "config.json").read_text()))

@@ -1,0 +1,156 @@
+"""The original's causal TransformerLM (SPEC §2) in Flax Linen: post-LN, sinusoidal positions, untied output.
+
+This is the only module that imports flax. Layers are stacked on a leading L axis and applied with
+`nn.scan`, so compile time does not grow with depth. Use `init_params` and `forward`; vmap them over
+a population axis S yourself.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sgjax.config import ModelConfig
+
+Params = Any
+NEG_INF = -1e30  # finite, so a fully masked row cannot produce NaN
+
+
+def uniform(bound: float):
+    """U(-bound, bound) initializer (PyTorch's defaults are all of this form)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def xavier(fan_in: int, fan_out: int, gain: float = 1.0):
+    """Xavier-uniform as torch.nn.init.xavier_uniform_ for a fan_in -> fan_out matrix."""
+    return uniform(gain * math.sqrt(6.0 / (fan_in + fan_out)))
+
+
+@functools.lru_cache(maxsize=4)
+def sinusoidal_table(max_len: int, d_model: int) -> np.ndarray:
+    """PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...), positions from 0."""
+    pos_Px1 = np.arange(max_len, dtype=np.float64)[:, None]
+    div_half = np.exp(np.arange(0, d_model, 2, dtype=np.float64) * (-math.log(10000.0) / d_model))
+    pe_PxD = np.zeros((max_len, d_model), dtype=np.float32)
+    pe_PxD[:, 0::2] = np.sin(pos_Px1 * div_half)
+    pe_PxD[:, 1::2] = np.cos(pos_Px1 * div_half)
+    return pe_PxD
+
+
+class Block(nn.Module):
+    """One post-LN layer: x = LN(x + Drop(Attn(x))); x = LN(x + Drop(FFN(x)))."""
+
+    cfg: ModelConfig
+    deterministic: bool
+    return_internals: bool
+
+    @nn.compact
+    def __call__(self, x_BxTxD, mask_Bx1xTxT):
+        cfg = self.cfg
+        d, h = cfg.d_model, cfg.n_heads
+        dh = d // h
+        drop = lambda y: nn.Dropout(cfg.dropout, deterministic=self.deterministic)(y)
+        # The original fuses K and V into one 512->1024 Linear but initializes each half as its
+        # own 512x512 Xavier matrix; two separate matrices are the same function and init.
+        wq_DxD = self.param("q", xavier(d, d), (d, d))
+        wk_DxD = self.param("k", xavier(d, d), (d, d))
+        wv_DxD = self.param("v", xavier(d, d), (d, d))
+        wo_DxD = self.param("o", xavier(d, d), (d, d))
+        b, t, _ = x_BxTxD.shape
+        split = lambda y: y.reshape(b, t, h, dh)
+        q_BxTxHxK = split(x_BxTxD @ wq_DxD)
+        k_BxTxHxK = split(x_BxTxD @ wk_DxD)
+        v_BxTxHxK = split(x_BxTxD @ wv_DxD)
+        scores_BxHxTxT = jnp.einsum("bqhk,bshk->bhqs", q_BxTxHxK, k_BxTxHxK) / math.sqrt(dh)
+        scores_BxHxTxT = jnp.where(mask_Bx1xTxT, scores_BxHxTxT, NEG_INF)
+        attn_BxHxTxT = jax.nn.softmax(scores_BxHxTxT, axis=-1)
+        ctx_BxTxHxK = jnp.einsum("bhqs,bshk->bqhk", drop(attn_BxHxTxT), v_BxTxHxK)
+        x_BxTxD = nn.LayerNorm(epsilon=1e-5, name="norm1")(x_BxTxD + drop(ctx_BxTxHxK.reshape(b, t, d) @ wo_DxD))
+
+        f = cfg.d_ff
+        w1_DxF = self.param("ff1_w", xavier(d, f, gain=math.sqrt(2.0)), (d, f))
+        b1_F = self.param("ff1_b", uniform(1 / math.sqrt(d)), (f,))
+        w2_FxD = self.param("ff2_w", xavier(f, d), (f, d))
+        b2_D = self.param("ff2_b", uniform(1 / math.sqrt(f)), (d,))
+        ff_BxTxD = drop(jax.nn.relu(x_BxTxD @ w1_DxF + b1_F)) @ w2_FxD + b2_D
+        x_BxTxD = nn.LayerNorm(epsilon=1e-5, name="norm2")(x_BxTxD + drop(ff_BxTxD))
+        internals = (x_BxTxD, attn_BxHxTxT) if self.return_internals else None
+        return x_BxTxD, internals
+
+
+class TransformerLM(nn.Module):
+    """Embedding x sqrt(d) + PE, L scanned post-LN blocks, untied output Linear with bias."""
+
+    cfg: ModelConfig
+    deterministic: bool = True
+    return_internals: bool = False
+
+    @nn.compact
+    def __call__(self, tokens_BxT, allowed_BxTxT=None, positions_BxT=None):
+        cfg = self.cfg
+        v, d = cfg.vocab_size, cfg.d_model
+        b, t = tokens_BxT.shape
+        emb_VxD = self.param("embed", xavier(v, d), (v, d))
+        pe_PxD = jnp.asarray(sinusoidal_table(cfg.max_len, d))
+        # Packed batches restart positions at every sequence; plain batches count from 0.
+        pe_BxTxD = pe_PxD[:t][None] if positions_BxT is None else pe_PxD[positions_BxT]
+        x_BxTxD = emb_VxD[tokens_BxT] * math.sqrt(d) + pe_BxTxD
+        x_BxTxD = nn.Dropout(cfg.dropout, deterministic=self.deterministic)(x_BxTxD)
+
+        causal_TxT = jnp.tril(jnp.ones((t, t), dtype=bool))
+        keep_BxTxT = causal_TxT[None] & (tokens_BxT != 0)[:, None, :]
+        if allowed_BxTxT is not None:
+            keep_BxTxT = keep_BxTxT & allowed_BxTxT
+        blocks = nn.scan(
+            Block,
+            variable_axes={"params": 0},
+            split_rngs={"params": True, "dropout": True},
+            in_axes=nn.broadcast,
+            length=cfg.n_layers,
+        )(cfg, self.deterministic, self.return_internals, name="layers")
+        x_BxTxD, internals = blocks(x_BxTxD, keep_BxTxT[:, None])
+
+        w_DxV = self.param("out_w", xavier(d, v), (d, v))
+        b_V = self.param("out_b", uniform(1 / math.sqrt(d)), (v,))
+        logits_BxTxV = x_BxTxD @ w_DxV + b_V
+        if not self.return_internals:
+            return logits_BxTxV
+        hidden_LxBxTxD, attn_LxBxHxTxT = internals
+        return logits_BxTxV, {"hidden_LxBxTxD": hidden_LxBxTxD, "attn_LxBxHxTxT": attn_LxBxHxTxT}
+
+
+def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
+    """Parameters of one model, PyTorch-style initialization (SPEC §2.2)."""
+    tokens_1x2 = jnp.ones((1, 2), dtype=jnp.int32)
+    return TransformerLM(cfg).init({"params": key}, tokens_1x2)["params"]
+
+
+def forward(
+    cfg: ModelConfig,
+    params: Params,
+    tokens_BxT: jax.Array,
+    *,
+    dropout_key: jax.Array | None = None,
+    allowed_BxTxT: jax.Array | None = None,
+    positions_BxT: jax.Array | None = None,
+    return_internals: bool = False,
+):
+    """Logits for every position; `dropout_key=None` is eval mode; see docs/architecture.md."""
+    model = TransformerLM(cfg, deterministic=dropout_key is None, return_internals=return_internals)
+    rngs = {} if dropout_key is None else {"dropout": dropout_key}
+    return model.apply({"params": params}, tokens_BxT, allowed_BxTxT, positions_BxT, rngs=rngs)
+
+
+def param_count(params: Params) -> int:
+    """Total number of scalars in a parameter tree (one member)."""
+    return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))

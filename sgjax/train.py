@@ -1,0 +1,158 @@
+"""The seed-vmapped training engine: population init, the train step, scanned K-step chunks, the host loop.
+
+Every leaf of the state has a leading population axis S. A member's trajectory is a function of its
+integer seed (and lr) alone: init, batch order and dropout keys all derive from (seed, step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from sgjax import batching, model
+from sgjax.config import Config, TrainConfig
+
+INIT_STREAM, DROPOUT_STREAM = 0, 2  # salts: each purpose gets its own random stream per seed
+
+
+def lr_at(step, tc: TrainConfig):
+    """The original's HF schedule as a multiplier: linear warmup to 1, linear decay to 0 at decay_steps (D4, D25)."""
+    step = jnp.asarray(step, jnp.float32)
+    warm = step / max(tc.warmup_steps, 1)
+    decay = (tc.decay_steps - step) / max(tc.decay_steps - tc.warmup_steps, 1)
+    return jnp.maximum(0.0, jnp.where(step < tc.warmup_steps, warm, decay))
+
+
+def optimizer(tc: TrainConfig) -> optax.GradientTransformation:
+    """Global-norm clipping then Adam(W) moments; the learning rate is applied in the step."""
+    parts = [optax.clip_by_global_norm(tc.clip_norm), optax.scale_by_adam(tc.adam_b1, tc.adam_b2, tc.adam_eps)]
+    if tc.weight_decay:
+        parts.append(optax.add_decayed_weights(tc.weight_decay))
+    return optax.chain(*parts)
+
+
+def init_member(cfg: Config, seed) -> dict:
+    """One member's state: params, optimizer moments, and the frozen flag (NaN isolation)."""
+    key = jax.random.fold_in(jax.random.key(seed), INIT_STREAM)
+    params = model.init_params(cfg.model, key)
+    return {"params": params, "opt": optimizer(cfg.train).init(params), "frozen": jnp.zeros((), bool)}
+
+
+def init_population(cfg: Config) -> dict:
+    """The state of every member: vmap(init) over the integer seeds."""
+    seeds_S = jnp.asarray(cfg.seeds, jnp.int32)
+    return jax.jit(jax.vmap(lambda s: init_member(cfg, s)))(seeds_S)
+
+
+def loss_fn(params, cfg: Config, inputs_BxT, targets_BxT, positions_BxT, allowed_BxTxT, dropout_key):
+    """Token-mean cross-entropy over every non-pad target (the original's normalize=True)."""
+    logits_BxTxV = model.forward(
+        cfg.model, params, inputs_BxT, dropout_key=dropout_key, allowed_BxTxT=allowed_BxTxT, positions_BxT=positions_BxT
+    )
+    ce_BxT = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV, targets_BxT)
+    mask_BxT = targets_BxT != 0
+    return jnp.sum(ce_BxT * mask_BxT) / jnp.maximum(jnp.sum(mask_BxT), 1)
+
+
+def global_norm(tree) -> jax.Array:
+    """sqrt of the sum of squares of every leaf (the norm that clipping uses)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
+
+
+def member_step(cfg: Config, state, seed, member_lr, step, batch):
+    """One update of one member; a non-finite loss or gradient freezes that member for good."""
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), DROPOUT_STREAM), step)
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"], cfg, *batch, key)
+    grad_norm = global_norm(grads)
+    updates, opt = optimizer(cfg.train).update(grads, state["opt"], state["params"])
+    lr = lr_at(step, cfg.train) * member_lr
+    params = jax.tree_util.tree_map(lambda p, u: p - lr * u, state["params"], updates)
+    frozen = state["frozen"] | ~(jnp.isfinite(loss) & jnp.isfinite(grad_norm))
+    new = {"params": params, "opt": opt, "frozen": frozen}
+    # A frozen member keeps its last finite state; the select is per member, so others never see it.
+    new = jax.tree_util.tree_map(lambda n, o: jnp.where(frozen, o, n), new, state)
+    new["frozen"] = frozen
+    return new, {"loss": loss, "grad_norm": grad_norm, "lr": lr}
+
+
+def make_chunk(cfg: Config, layout: str, packed_len: int = 0) -> Callable:
+    """jit(vmap over S of scan over K steps); state buffers are donated."""
+
+    def member_chunk(state, seed, member_lr, idx_KxB, step0, seq_NxT, seq_len_N):
+        def body(state, k_idx):
+            k, idx_B = k_idx
+            if layout == "packed":
+                batch = batching.packed_batch(seq_NxT, seq_len_N, idx_B, packed_len)
+            else:
+                batch = batching.rows_batch(seq_NxT, idx_B)
+            return member_step(cfg, state, seed, member_lr, step0 + k, batch)
+
+        ks = jnp.arange(idx_KxB.shape[0])
+        return jax.lax.scan(body, state, (ks, idx_KxB))
+
+    vmapped = jax.vmap(member_chunk, in_axes=(0, 0, 0, 0, None, None, None))
+    return jax.jit(vmapped, donate_argnums=(0,))
+
+
+def seed_mesh(population: int, devices=None) -> Mesh:
+    """A one-axis ('seed',) mesh over the most local devices that divide the population evenly."""
+    devices = list(devices if devices is not None else jax.devices())
+    n = max(d for d in range(1, len(devices) + 1) if population % d == 0)
+    return Mesh(np.array(devices[:n]), ("seed",))
+
+
+def shard_population(tree, mesh: Mesh):
+    """Place every leaf's leading S axis on the mesh's 'seed' axis."""
+    sharding = NamedSharding(mesh, PartitionSpec("seed"))
+    return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)
+
+
+def replicate(tree, mesh: Mesh):
+    """Copy arrays (the resident dataset) to every device of the mesh."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+    return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)
+
+
+def next_boundary(step: int, total: int, tc: TrainConfig) -> int:
+    """End of the chunk starting at `step`: the next multiple of K, log, eval or checkpoint cadence."""
+    periods = (tc.chunk_steps, tc.log_every, tc.eval_every, tc.ckpt_every)
+    return min([total] + [(step // p + 1) * p for p in periods if p > 0])
+
+
+@dataclasses.dataclass
+class TrainData:
+    """The resident training set: [SOS] w.. [EOS] rows, their lengths, and the batch layout."""
+
+    seq_NxT: np.ndarray
+    seq_len_N: np.ndarray
+    layout: str  # "rows" | "packed"
+
+    @property
+    def n(self) -> int:
+        return len(self.seq_len_N)
+
+
+def padding_stats(data: TrainData, idx_SxKxB: np.ndarray, packed_len: int) -> tuple[int, int]:
+    """(positions computed, real target tokens) of a chunk: the padding overhead's numerator/denominator."""
+    real = int((data.seq_len_N[idx_SxKxB] - 1).sum())
+    s, k, b = idx_SxKxB.shape
+    positions = s * k * (packed_len if data.layout == "packed" else b * (data.seq_NxT.shape[1] - 1))
+    return positions, real
+
+
+def chunk_runner(cfg: Config, data: TrainData):
+    """Compile-once (per packed length) chunk functions, keyed by layout and length."""
+    cache: dict[int, Callable] = {}
+
+    def get(packed_len: int) -> Callable:
+        if packed_len not in cache:
+            cache[packed_len] = make_chunk(cfg, data.layout, packed_len)
+        return cache[packed_len]
+
+    return get

@@ -1,0 +1,98 @@
+"""The TransformerLM: exact parameter count, causality, PyTorch-style initialization, masks."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sgjax import model
+from sgjax.config import ModelConfig
+from tests.conftest import TINY_MODEL
+
+
+@pytest.mark.parametrize(
+    "depth,count", [(2, 6_373_447), (4, 12_674_119), (6, 18_974_791), (8, 25_275_463), (10, 31_576_135)]
+)
+def test_param_count_equals_original(depth, count):
+    cfg = ModelConfig(vocab_size=71, n_layers=depth)
+    shapes = jax.eval_shape(lambda k: model.init_params(cfg, k), jax.random.key(0))
+    assert model.param_count(shapes) == count
+
+
+def test_init_std_matches_pytorch():
+    cfg = ModelConfig(vocab_size=71, n_layers=2)
+    p = model.init_params(cfg, jax.random.key(0))
+    d, f, v = 512, 2048, 71
+    u = lambda bound: bound / math.sqrt(3)  # std of U(-b, b)
+    expected = {
+        "embed": u(math.sqrt(6 / (v + d))),
+        "out_w": u(math.sqrt(6 / (v + d))),
+        "out_b": u(1 / math.sqrt(d)),
+        "layers/q": u(math.sqrt(6 / (2 * d))),
+        "layers/k": u(math.sqrt(6 / (2 * d))),
+        "layers/v": u(math.sqrt(6 / (2 * d))),
+        "layers/o": u(math.sqrt(6 / (2 * d))),
+        "layers/ff1_w": u(math.sqrt(2) * math.sqrt(6 / (d + f))),
+        "layers/ff1_b": u(1 / math.sqrt(d)),
+        "layers/ff2_w": u(math.sqrt(6 / (d + f))),
+        "layers/ff2_b": u(1 / math.sqrt(f)),
+    }
+    for name, std in expected.items():
+        node = p
+        for part in name.split("/"):
+            node = node[part]
+        assert abs(float(np.std(node)) / std - 1) < 0.05, name
+    assert np.all(np.asarray(p["layers"]["norm1"]["scale"]) == 1) and np.all(np.asarray(p["layers"]["norm2"]["bias"]) == 0)
+    # Each layer is initialized on its own: the two stacked layers differ.
+    assert not np.allclose(p["layers"]["q"][0], p["layers"]["q"][1])
+
+
+def test_causality_future_tokens_never_change_the_past():
+    p = model.init_params(TINY_MODEL, jax.random.key(1))
+    tokens = jnp.array([[70, 3, 4, 5, 6, 7, 8]])
+    changed = tokens.at[0, 4:].set(jnp.array([9, 10, 11]))
+    a = model.forward(TINY_MODEL, p, tokens)
+    b = model.forward(TINY_MODEL, p, changed)
+    np.testing.assert_allclose(a[0, :4], b[0, :4], atol=1e-6)
+    assert not np.allclose(a[0, 4:], b[0, 4:], atol=1e-4)
+
+
+def test_padding_is_invisible():
+    p = model.init_params(TINY_MODEL, jax.random.key(1))
+    short = model.forward(TINY_MODEL, p, jnp.array([[70, 3, 4, 5]]))
+    padded = model.forward(TINY_MODEL, p, jnp.array([[70, 3, 4, 5, 0, 0]]))
+    np.testing.assert_allclose(short[0], padded[0, :4], atol=1e-5)
+
+
+def test_internals_and_allowed_mask():
+    p = model.init_params(TINY_MODEL, jax.random.key(2))
+    tokens = jnp.array([[70, 3, 4, 5, 6]])
+    logits, aux = model.forward(TINY_MODEL, p, tokens, return_internals=True)
+    assert aux["hidden_LxBxTxD"].shape == (2, 1, 5, 32)
+    attn = np.asarray(aux["attn_LxBxHxTxT"])
+    assert attn.shape == (2, 1, 4, 5, 5)
+    np.testing.assert_allclose(attn.sum(-1), 1.0, atol=1e-5)
+    assert np.all(np.triu(attn[0, 0, 0], k=1) == 0)
+    # Only SOS and self visible: position 3's output must not depend on tokens 1..2.
+    allowed = jnp.eye(5, dtype=bool) | (jnp.arange(5) == 0)[None, :]
+    a = model.forward(TINY_MODEL, p, tokens, allowed_BxTxT=allowed[None])
+    b = model.forward(TINY_MODEL, p, tokens.at[0, 1:3].set(9), allowed_BxTxT=allowed[None])
+    np.testing.assert_allclose(a[0, 3:], b[0, 3:], atol=1e-5)
+
+
+def test_dropout_only_in_training_mode():
+    p = model.init_params(TINY_MODEL, jax.random.key(3))
+    tokens = jnp.array([[70, 3, 4, 5]])
+    e1, e2 = model.forward(TINY_MODEL, p, tokens), model.forward(TINY_MODEL, p, tokens)
+    np.testing.assert_array_equal(e1, e2)
+    t = model.forward(TINY_MODEL, p, tokens, dropout_key=jax.random.key(0))
+    assert not np.allclose(e1, t)
+
+
+def test_sinusoidal_table():
+    pe = model.sinusoidal_table(10, 8)
+    assert pe[0, 0] == 0 and pe[0, 1] == 1
+    np.testing.assert_allclose(pe[3, 2], math.sin(3 / 10000 ** (2 / 8)), rtol=1e-6)
+    np.testing.assert_allclose(pe[3, 3], math.cos(3 / 10000 ** (2 / 8)), rtol=1e-6)

@@ -1,0 +1,151 @@
+"""The engine: schedule, batches, vmap ≡ alone, chunk ≡ steps, resume ≡ uninterrupted, NaN isolation."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sgjax import batching, checkpoint, config as C, loop, train
+from sgjax.data.split import lm_sequences
+from sgjax.errors import UserError
+from tests.conftest import tiny_config
+
+
+def test_lr_schedule_matches_original():
+    tc = C.TrainConfig()
+    lr = lambda s: float(train.lr_at(s, tc)) * tc.lr
+    assert lr(0) == 0.0  # HF LambdaLR: the first update uses lr 0
+    assert lr(5_000) == pytest.approx(0.5e-4)
+    assert lr(10_000) == pytest.approx(1e-4)
+    assert lr(300_000) == pytest.approx(1e-4 * (2e6 - 3e5) / (2e6 - 1e4))  # 0.854e-4
+    assert lr(300_000) == pytest.approx(0.854e-4, abs=1e-7)
+    assert lr(2_000_000) == 0.0
+
+
+def test_batches_reproducible_and_differ_across_seeds():
+    a = batching.batch_indices(42, 17, 1000, 8)
+    np.testing.assert_array_equal(a, batching.batch_indices(42, 17, 1000, 8))
+    assert not np.array_equal(a, batching.batch_indices(52, 17, 1000, 8))
+    # One epoch visits every line once (the incomplete last batch is dropped).
+    epoch = np.concatenate([batching.batch_indices(42, s, 1000, 8) for s in range(125)])
+    assert sorted(epoch.tolist()) == list(range(1000))
+    assert not np.array_equal(batching.batch_indices(42, 0, 1000, 8), batching.batch_indices(42, 125, 1000, 8))
+
+
+def test_packed_batch_equals_rows(toy_corpus):
+    vocab, split = toy_corpus
+    seq, seq_len = lm_sequences(split, vocab)
+    idx = np.array([3, 7, 11, 50], np.int32)
+    p = batching.packed_length(seq_len, idx[None, None])
+    inputs, targets, positions, allowed = batching.packed_batch(jnp.asarray(seq), jnp.asarray(seq_len), jnp.asarray(idx), p)
+    assert int((targets != 0).sum()) == int((seq_len[idx] - 1).sum())
+    cfg = tiny_config()
+    params = train.init_member(cfg, 0)["params"]
+    l_rows = train.loss_fn(params, cfg, *batching.rows_batch(jnp.asarray(seq), jnp.asarray(idx)), None)
+    l_packed = train.loss_fn(params, cfg, inputs, targets, positions, allowed, None)
+    np.testing.assert_allclose(l_rows, l_packed, rtol=1e-5)
+
+
+def _run_steps(cfg, data, seeds, lrs, step0, k, state):
+    idx = batching.chunk_indices(seeds, step0, k, data.n, cfg.train.batch_size)
+    fn = train.make_chunk(cfg, data.layout)
+    return fn(state, jnp.asarray(seeds, jnp.int32), jnp.asarray(lrs, jnp.float32), jnp.asarray(idx), step0, jnp.asarray(data.seq_NxT), jnp.asarray(data.seq_len_N))
+
+
+def _data(toy_corpus):
+    vocab, split = toy_corpus
+    seq, seq_len = lm_sequences(split, vocab)
+    return train.TrainData(seq, seq_len, "rows")
+
+
+def test_vmapped_member_equals_member_alone(toy_corpus):
+    cfg = dataclasses.replace(tiny_config(), seeds=(42, 52, 62))
+    data = _data(toy_corpus)
+    lrs = [1e-3] * 3
+    state3, _ = _run_steps(cfg, data, cfg.seeds, lrs, 0, 6, train.init_population(cfg))
+    alone_cfg = dataclasses.replace(cfg, seeds=(52,))
+    state1, _ = _run_steps(alone_cfg, data, (52,), lrs[:1], 0, 6, train.init_population(alone_cfg))
+    for a, b in zip(jax.tree_util.tree_leaves(state3["params"]), jax.tree_util.tree_leaves(state1["params"])):
+        np.testing.assert_allclose(a[1], b[0], atol=1e-5)
+
+
+def test_chunk_of_k_equals_k_single_steps(toy_corpus):
+    cfg = tiny_config()
+    data = _data(toy_corpus)
+    lrs = [1e-3, 1e-3]
+    big, m = _run_steps(cfg, data, cfg.seeds, lrs, 0, 6, train.init_population(cfg))
+    small = train.init_population(cfg)
+    losses = []
+    for s in range(6):
+        small, ms = _run_steps(cfg, data, cfg.seeds, lrs, s, 1, small)
+        losses.append(np.asarray(ms["loss"])[:, 0])
+    np.testing.assert_allclose(np.asarray(m["loss"]), np.stack(losses, 1), rtol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(big), jax.tree_util.tree_leaves(small)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_per_member_learning_rates(toy_corpus):
+    cfg = dataclasses.replace(tiny_config(), seeds=(42, 43), lrs=(1e-3, 1e-2))
+    data = _data(toy_corpus)
+    _, m = _run_steps(cfg, data, cfg.seeds, cfg.member_lrs, 3, 1, train.init_population(cfg))
+    lr = np.asarray(m["lr"])[:, 0]
+    np.testing.assert_allclose(lr, np.array([1e-3, 1e-2]) * 3 / 5, rtol=1e-5)
+
+
+def test_nonfinite_member_frozen_others_untouched(toy_corpus):
+    cfg = dataclasses.replace(tiny_config(), seeds=(42, 52, 62))
+    data = _data(toy_corpus)
+    state = train.init_population(cfg)
+    clean, _ = _run_steps(cfg, data, cfg.seeds, [1e-3] * 3, 0, 4, jax.tree_util.tree_map(jnp.array, state))
+    poisoned = jax.tree_util.tree_map(jnp.array, state)
+    poisoned["params"]["out_b"] = poisoned["params"]["out_b"].at[1, 0].set(jnp.nan)
+    before = np.asarray(poisoned["params"]["embed"][1])
+    out, m = _run_steps(cfg, data, cfg.seeds, [1e-3] * 3, 0, 4, poisoned)
+    assert np.asarray(out["frozen"]).tolist() == [False, True, False]
+    np.testing.assert_array_equal(np.asarray(out["params"]["embed"][1]), before)
+    for a, b in zip(jax.tree_util.tree_leaves(clean["params"]), jax.tree_util.tree_leaves(out["params"])):
+        np.testing.assert_array_equal(np.asarray(a)[[0, 2]], np.asarray(b)[[0, 2]])
+
+
+def _final_params(run_dir, step):
+    seeds, params = checkpoint.load_params(run_dir, step)
+    return params
+
+
+def test_resume_is_bitwise_identical(tmp_path, toy_corpus):
+    cfg = tiny_config(steps=20)
+    loop.run(cfg, tmp_path / "full", progress=False, evaluator=None)
+    loop.run(cfg, tmp_path / "cut", progress=False, evaluator=None, stop_at=10)
+    assert checkpoint.list_steps(tmp_path / "cut") == [10]
+    loop.run(cfg, tmp_path / "cut", progress=False, evaluator=None)
+    full, cut = _final_params(tmp_path / "full", 20), _final_params(tmp_path / "cut", 20)
+    for a, b in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(cut)):
+        np.testing.assert_array_equal(a, b)
+    recs = [json.loads(l) for l in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["seed"]) for r in recs] == [(s, seed) for s in (5, 10, 15, 20) for seed in (42, 52)]
+    full_recs = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert recs == full_recs
+
+
+def test_changed_config_refused_on_resume(tmp_path, toy_corpus):
+    cfg = tiny_config(steps=10)
+    loop.run(cfg, tmp_path / "r", progress=False, evaluator=None)
+    with pytest.raises(UserError, match="train.lr"):
+        loop.run(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=5e-4)), tmp_path / "r", progress=False, evaluator=None)
+    # More steps is a continuation, not a change.
+    loop.run(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=20)), tmp_path / "r", progress=False, evaluator=None)
+    assert checkpoint.list_steps(tmp_path / "r") == [10, 20]
+
+
+def test_one_member_loads_with_numpy_alone(tmp_path, toy_corpus):
+    cfg = tiny_config(steps=10)
+    loop.run(cfg, tmp_path / "r", progress=False, evaluator=None)
+    path = tmp_path / "r" / "checkpoints" / "10" / "params" / "seed_52.npz"
+    with np.load(path) as z:
+        q = z["layers/q"]
+    seeds, params = checkpoint.load_params(tmp_path / "r", 10)
+    assert seeds == [42, 52]
+    np.testing.assert_array_equal(q, params["layers"]["q"][1])
