@@ -46,13 +46,15 @@ def round_up_bucket(p: int, base: int = 64) -> int:
     return size
 
 
-def rows_batch(seq_NxT, idx_B):
-    """Rows layout: inputs, targets and (None) positions/mask for one member's batch."""
-    seq_BxT = seq_NxT[idx_B]
-    return seq_BxT[:, :-1], seq_BxT[:, 1:], None, None
+def rows_batch(flat_M, starts_N, seq_len_N, idx_B, width: int):
+    """Rows layout: each sequence in its own row of `width` ids; returns (inputs, targets, None, None)."""
+    pos_T = jnp.arange(width)
+    len_B = seq_len_N[idx_B]
+    ids_BxT = jnp.where(pos_T[None] < len_B[:, None], flat_M[starts_N[idx_B][:, None] + jnp.minimum(pos_T[None], len_B[:, None] - 1)], 0)
+    return ids_BxT[:, :-1], ids_BxT[:, 1:], None, None
 
 
-def packed_batch(seq_NxT, seq_len_N, idx_B, p: int):
+def packed_batch(flat_M, starts_N, seq_len_N, idx_B, p: int):
     """Packed layout: B sequences end to end in one row of length p; attention stays within each."""
     seg_len_B = seq_len_N[idx_B] - 1  # each sequence of n+2 ids gives n+1 (input, target) pairs
     ends_B = jnp.cumsum(seg_len_B)
@@ -62,9 +64,9 @@ def packed_batch(seq_NxT, seq_len_N, idx_B, p: int):
     valid_P = seg_P < idx_B.shape[0]
     seg_c_P = jnp.minimum(seg_P, idx_B.shape[0] - 1)
     within_P = jnp.where(valid_P, pos_P - starts_B[seg_c_P], 0)
-    rows_P = idx_B[seg_c_P]
-    inputs_P = jnp.where(valid_P, seq_NxT[rows_P, within_P], 0)
-    targets_P = jnp.where(valid_P, seq_NxT[rows_P, within_P + 1], 0)
+    at_P = starts_N[idx_B[seg_c_P]] + within_P
+    inputs_P = jnp.where(valid_P, flat_M[at_P], 0)
+    targets_P = jnp.where(valid_P, flat_M[at_P + 1], 0)
     same_PxP = (seg_P[:, None] == seg_P[None, :]) & valid_P[None, :]
     return inputs_P[None], targets_P[None], within_P[None], same_PxP[None]
 

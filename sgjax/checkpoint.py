@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
@@ -50,6 +51,8 @@ class MembersNpzHandler(ocp.handlers.CheckpointHandler):
     """Writes a population's params as one plain .npz per member (seed), readable with numpy alone."""
 
     def save(self, directory: epath.Path, args: "MembersSave"):
+        if jax.process_index() != 0:  # params arrive gathered on every host; one writes
+            return
         flat = flatten(args.params)
         for i, seed in enumerate(args.seeds):
             with (directory / f"seed_{seed}.npz").open("wb") as f:

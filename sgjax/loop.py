@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from sgjax import batching, train
+from sgjax import batching, engine
 from sgjax.checkpoint import RunCheckpoints
 from sgjax.config import Config, from_dict, validate
 from sgjax.errors import UserError
@@ -106,19 +106,19 @@ def load_data(cfg: Config) -> dict:
     )
 
 
-def make_train_data(cfg: Config, split, vocab) -> train.TrainData:
-    """LM rows of the training split; Dyck is packed (long tail), QF/TI use padded rows."""
-    from sgjax.data.split import lm_sequences
+def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
+    """LM sequences of the training split; Dyck is packed (long tail), QF/TI use padded rows."""
+    from sgjax.data.split import Split, lm_flat
 
-    seq_NxT, seq_len_N = lm_sequences(split, vocab)
     if cfg.data.max_train_len is not None:
-        keep = split.lengths_N <= cfg.data.max_train_len
-        seq_NxT, seq_len_N = seq_NxT[keep], seq_len_N[keep]
-        seq_NxT = seq_NxT[:, : int(seq_len_N.max())]
+        keep_N = split.lengths_N <= cfg.data.max_train_len
+        keep_M = np.repeat(keep_N, split.lengths_N)
+        split = Split(split.task, split.name, tuple(l for l, k in zip(split.lines, keep_N) if k), split.flat_M[keep_M], split.lengths_N[keep_N])
+    flat_M, starts_N, seq_len_N = lm_flat(split, vocab)
     if len(seq_len_N) < cfg.train.batch_size:
         raise UserError(f"training set has {len(seq_len_N)} lines, fewer than batch_size {cfg.train.batch_size}")
     layout = "packed" if cfg.task == "dyck" else "rows"
-    return train.TrainData(seq_NxT, seq_len_N, layout)
+    return engine.TrainData(flat_M, starts_N.astype(np.int32), seq_len_N.astype(np.int32), layout)
 
 
 class MetricsLog:
@@ -135,6 +135,8 @@ class MetricsLog:
             self.tb = SummaryWriter(str(run_dir / "tb"))
 
     def write(self, records: list[dict]) -> None:
+        if jax.process_index() != 0:  # multi-host: process 0 writes for everyone
+            return
         with self.path.open("a") as f:
             for r in records:
                 f.write(json.dumps(r) + "\n")
@@ -202,12 +204,12 @@ def run(
     if evaluator == "default":
         evaluator = default_evaluator(cfg, vocab, splits)
 
-    mesh = train.seed_mesh(cfg.population, devices)
+    mesh = engine.seed_mesh(cfg.population, devices)
     ckpts = RunCheckpoints(run_dir, keep_all=tc.keep_checkpoints)
     log = MetricsLog(run_dir, tc.tensorboard)
     stop = install_stop_handler()
     with jax.default_matmul_precision(tc.matmul_precision):
-        state = train.shard_population(train.init_population(cfg), mesh)
+        state = engine.shard_population(engine.init_population(cfg), mesh)
         step = 0
         latest = ckpts.latest_state_step()
         if latest is not None:
@@ -215,24 +217,24 @@ def run(
             state, _ = ckpts.restore_state(latest, abstract)
             step = latest
         truncate_metrics(log.path, step)
-        seeds_S = train.shard_population(jnp.asarray(cfg.seeds, jnp.int32), mesh)
-        lrs_S = train.shard_population(jnp.asarray(cfg.member_lrs, jnp.float32), mesh)
-        seq_NxT, seq_len_N = train.replicate((jnp.asarray(tdata.seq_NxT), jnp.asarray(tdata.seq_len_N)), mesh)
-        chunk_fn = train.chunk_runner(cfg, tdata)
+        seeds_S = engine.shard_population(jnp.asarray(cfg.seeds, jnp.int32), mesh)
+        lrs_S = engine.shard_population(jnp.asarray(cfg.member_lrs, jnp.float32), mesh)
+        resident = engine.replicate(tdata.device_arrays(), mesh)
+        chunk_fn = engine.chunk_runner(cfg, tdata)
         end = tc.steps if stop_at is None else min(stop_at, tc.steps)
         pad = {"positions": 0, "real": 0}
         pending: list[dict] = []
         bar = tqdm(total=tc.steps, initial=step, disable=not progress, desc=f"{cfg.task} L{cfg.model.n_layers} S{cfg.population}", unit="step")
         try:
             while step < end:
-                nxt = train.next_boundary(step, end, tc)
+                nxt = engine.next_boundary(step, end, tc)
                 idx_SxKxB = batching.chunk_indices(cfg.seeds, step, nxt - step, tdata.n, tc.batch_size)
-                plen = batching.packed_length(tdata.seq_len_N, idx_SxKxB) if tdata.layout == "packed" else 0
-                p, r = train.padding_stats(tdata, idx_SxKxB, plen)
+                width = tdata.width_for(idx_SxKxB)
+                p, r = engine.padding_stats(tdata, idx_SxKxB, width)
                 pad["positions"] += p
                 pad["real"] += r
-                idx = train.shard_population(jnp.asarray(idx_SxKxB), mesh)
-                state, m = chunk_fn(plen)(state, seeds_S, lrs_S, idx, step, seq_NxT, seq_len_N)
+                idx = engine.shard_population(jnp.asarray(idx_SxKxB), mesh)
+                state, m = chunk_fn(width)(state, seeds_S, lrs_S, idx, step, *resident)
                 pending.append(m)
                 step = nxt
                 bar.update(nxt - bar.n)
@@ -240,24 +242,24 @@ def run(
                 is_eval = evaluator is not None and (step % tc.eval_every == 0 or step == tc.steps)
                 is_ckpt = step % tc.ckpt_every == 0 or step == tc.steps
                 if is_log or is_eval:
-                    train_m = {k: np.concatenate([np.asarray(x[k]) for x in pending], axis=1) for k in pending[0]}
+                    train_m = {k: np.concatenate([engine.to_host(x[k]) for x in pending], axis=1) for k in pending[0]}
                     pending = []
                     eval_m = evaluator(state["params"], step) if is_eval else None
-                    frozen_S = np.asarray(state["frozen"])
+                    frozen_S = engine.to_host(state["frozen"])
                     log.write(member_records(cfg, step, train_m, eval_m, frozen_S))
                     bar.set_postfix(loss=f"{np.nanmean(train_m['loss'][:, -1]):.3f}", **(
                         {"val": f"{np.mean(eval_m['val_acc']):.2f}", "gen": f"{np.mean(eval_m['gen_acc']):.2f}"} if eval_m else {}))
                 if is_ckpt:
-                    frozen_S = np.asarray(state["frozen"])
-                    ckpts.save_params(step, jax.device_get(state["params"]), meta(cfg, step, frozen_S))
+                    frozen_S = engine.to_host(state["frozen"])
+                    ckpts.save_params(step, jax.tree_util.tree_map(engine.to_host, state["params"]), meta(cfg, step, frozen_S))
                     ckpts.save_state(step, state, meta(cfg, step, frozen_S))
                 if stop["stop"]:
                     raise KeyboardInterrupt
             if ckpts.latest_state_step() != step:
-                ckpts.save_state(step, state, meta(cfg, step, np.asarray(state["frozen"])))
+                ckpts.save_state(step, state, meta(cfg, step, engine.to_host(state["frozen"])))
         except KeyboardInterrupt:
             if ckpts.latest_state_step() != step:
-                ckpts.save_state(step, state, meta(cfg, step, np.asarray(state["frozen"])))
+                ckpts.save_state(step, state, meta(cfg, step, engine.to_host(state["frozen"])))
             ckpts.wait()
             raise
         finally:

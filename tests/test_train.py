@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import batching, checkpoint, config as C, loop, train
-from sgjax.data.split import lm_sequences
+from sgjax import batching, checkpoint, config as C, engine as train, loop
+from sgjax.data.split import lm_flat
 from sgjax.errors import UserError
 from tests.conftest import tiny_config
 
@@ -36,29 +36,32 @@ def test_batches_reproducible_and_differ_across_seeds():
 
 
 def test_packed_batch_equals_rows(toy_corpus):
-    vocab, split = toy_corpus
-    seq, seq_len = lm_sequences(split, vocab)
+    data = _data(toy_corpus)
+    arrays = data.device_arrays()
     idx = np.array([3, 7, 11, 50], np.int32)
-    p = batching.packed_length(seq_len, idx[None, None])
-    inputs, targets, positions, allowed = batching.packed_batch(jnp.asarray(seq), jnp.asarray(seq_len), jnp.asarray(idx), p)
-    assert int((targets != 0).sum()) == int((seq_len[idx] - 1).sum())
+    p = batching.packed_length(data.seq_len_N, idx[None, None])
+    inputs, targets, positions, allowed = batching.packed_batch(*arrays, jnp.asarray(idx), p)
+    assert int((targets != 0).sum()) == int((data.seq_len_N[idx] - 1).sum())
     cfg = tiny_config()
     params = train.init_member(cfg, 0)["params"]
-    l_rows = train.loss_fn(params, cfg, *batching.rows_batch(jnp.asarray(seq), jnp.asarray(idx)), None)
+    rows = batching.rows_batch(*arrays, jnp.asarray(idx), data.row_width)
+    vocab, split = toy_corpus
+    np.testing.assert_array_equal(rows[0][0, : split.lengths_N[3] + 1], [vocab.sos] + split.ids_NxT[3, : split.lengths_N[3]].tolist())
+    l_rows = train.loss_fn(params, cfg, *rows, None)
     l_packed = train.loss_fn(params, cfg, inputs, targets, positions, allowed, None)
     np.testing.assert_allclose(l_rows, l_packed, rtol=1e-5)
 
 
 def _run_steps(cfg, data, seeds, lrs, step0, k, state):
     idx = batching.chunk_indices(seeds, step0, k, data.n, cfg.train.batch_size)
-    fn = train.make_chunk(cfg, data.layout)
-    return fn(state, jnp.asarray(seeds, jnp.int32), jnp.asarray(lrs, jnp.float32), jnp.asarray(idx), step0, jnp.asarray(data.seq_NxT), jnp.asarray(data.seq_len_N))
+    fn = train.make_chunk(cfg, data.layout, data.width_for(idx))
+    return fn(state, jnp.asarray(seeds, jnp.int32), jnp.asarray(lrs, jnp.float32), jnp.asarray(idx), step0, *data.device_arrays())
 
 
-def _data(toy_corpus):
+def _data(toy_corpus, layout="rows"):
     vocab, split = toy_corpus
-    seq, seq_len = lm_sequences(split, vocab)
-    return train.TrainData(seq, seq_len, "rows")
+    flat, starts, seq_len = lm_flat(split, vocab)
+    return train.TrainData(flat, starts.astype(np.int32), seq_len.astype(np.int32), layout)
 
 
 def test_vmapped_member_equals_member_alone(toy_corpus):

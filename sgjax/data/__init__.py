@@ -101,8 +101,7 @@ def cache_path(task: str, sizes: dict[str, int], seed: int, cache_dir=None) -> P
 
 def _to_arrays(split: Split) -> dict[str, np.ndarray]:
     """Ragged storage: flat uint8 ids (every vocab is < 256 words) + lengths + the lines' bytes."""
-    mask_NxT = np.arange(split.ids_NxT.shape[1])[None, :] < split.lengths_N[:, None]
-    return {f"{split.name}.ids": split.ids_NxT[mask_NxT].astype(np.uint8),
+    return {f"{split.name}.ids": split.flat_M.astype(np.uint8),
             f"{split.name}.lengths": split.lengths_N,
             f"{split.name}.lines": np.frombuffer("\n".join(split.lines).encode("utf-8"), dtype=np.uint8)}
 
@@ -115,9 +114,7 @@ def _from_arrays(task: str, name: str, z) -> Split:
     lines = tuple(text.split("\n")) if len(lengths_N) else ()
     if len(lines) != len(lengths_N) or flat.size != int(lengths_N.sum()):
         raise ValueError("inconsistent cache arrays")
-    ids_NxT = np.zeros((len(lengths_N), int(lengths_N.max(initial=1))), dtype=np.int32)
-    ids_NxT[np.arange(ids_NxT.shape[1])[None, :] < lengths_N[:, None]] = flat
-    return Split(task, name, lines, ids_NxT, lengths_N)
+    return Split(task, name, lines, flat.astype(np.int32), lengths_N)
 
 
 def _read_cache(task: str, path: Path) -> dict[str, Split] | None:

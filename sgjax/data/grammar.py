@@ -19,8 +19,6 @@ import math
 
 import numpy as np
 
-Shape = "int | tuple"  # nested tuple of ints (RHS positions, or word indices for a tree)
-
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
@@ -42,6 +40,7 @@ class Grammar:
 
 
 def _r(weight, rhs, shape):
+    """Rule from a .gr-style RHS string."""
     return Rule(float(weight), tuple(rhs.split()), shape)
 
 
@@ -218,20 +217,6 @@ def _fill(tree, words, pos):
 
 
 # --- sampling ------------------------------------------------------------------------------------
-
-
-def pool_weights(task: str, pool: float | None) -> np.ndarray:
-    """Skeleton sampling weights for sentences drawn without repetition from a pool of `pool` PCFG draws.
-
-    A sentence s of a skeleton k is in the deduplicated pool with probability 1 - exp(-pool * p_k / n_k),
-    so skeletons with few distinct sentences (short ones) are capped at their size. pool=None is the
-    plain PCFG.
-    """
-    sk = skeletons(task)
-    if pool is None:
-        return sk.prob_K / sk.prob_K.sum()
-    w_K = sk.count_K * -np.expm1(-pool * sk.prob_K / sk.count_K)
-    return w_K / w_K.sum()
 
 
 def sample(task: str, rng: np.random.Generator, n: int, weights_K: np.ndarray):

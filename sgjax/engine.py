@@ -81,22 +81,23 @@ def member_step(cfg: Config, state, seed, member_lr, step, batch):
     return new, {"loss": loss, "grad_norm": grad_norm, "lr": lr}
 
 
-def make_chunk(cfg: Config, layout: str, packed_len: int = 0) -> Callable:
-    """jit(vmap over S of scan over K steps); state buffers are donated."""
+def make_chunk(cfg: Config, layout: str, width: int) -> Callable:
+    """jit(vmap over S of scan over K steps); state buffers are donated.
 
-    def member_chunk(state, seed, member_lr, idx_KxB, step0, seq_NxT, seq_len_N):
+    `width` is the row length (rows layout) or the packed length (packed layout).
+    """
+    make_batch = batching.packed_batch if layout == "packed" else batching.rows_batch
+
+    def member_chunk(state, seed, member_lr, idx_KxB, step0, flat_M, starts_N, seq_len_N):
         def body(state, k_idx):
             k, idx_B = k_idx
-            if layout == "packed":
-                batch = batching.packed_batch(seq_NxT, seq_len_N, idx_B, packed_len)
-            else:
-                batch = batching.rows_batch(seq_NxT, idx_B)
+            batch = make_batch(flat_M, starts_N, seq_len_N, idx_B, width)
             return member_step(cfg, state, seed, member_lr, step0 + k, batch)
 
         ks = jnp.arange(idx_KxB.shape[0])
         return jax.lax.scan(body, state, (ks, idx_KxB))
 
-    vmapped = jax.vmap(member_chunk, in_axes=(0, 0, 0, 0, None, None, None))
+    vmapped = jax.vmap(member_chunk, in_axes=(0, 0, 0, 0, None, None, None, None))
     return jax.jit(vmapped, donate_argnums=(0,))
 
 
@@ -119,6 +120,15 @@ def replicate(tree, mesh: Mesh):
     return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)
 
 
+def to_host(x):
+    """A (possibly multi-host sharded) array as one numpy array on this host."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+
 def next_boundary(step: int, total: int, tc: TrainConfig) -> int:
     """End of the chunk starting at `step`: the next multiple of K, log, eval or checkpoint cadence."""
     periods = (tc.chunk_steps, tc.log_every, tc.eval_every, tc.ckpt_every)
@@ -127,22 +137,37 @@ def next_boundary(step: int, total: int, tc: TrainConfig) -> int:
 
 @dataclasses.dataclass
 class TrainData:
-    """The resident training set: [SOS] w.. [EOS] rows, their lengths, and the batch layout."""
+    """The resident training set: every [SOS] w.. [EOS] sequence end to end, and the batch layout."""
 
-    seq_NxT: np.ndarray
-    seq_len_N: np.ndarray
+    flat_M: np.ndarray  # int32 ids of all sequences, end to end
+    starts_N: np.ndarray  # int32 start of each sequence in flat_M
+    seq_len_N: np.ndarray  # int32 n + 2
     layout: str  # "rows" | "packed"
 
     @property
     def n(self) -> int:
         return len(self.seq_len_N)
 
+    @property
+    def row_width(self) -> int:
+        """Rows layout: every row holds the longest sequence."""
+        return int(self.seq_len_N.max())
 
-def padding_stats(data: TrainData, idx_SxKxB: np.ndarray, packed_len: int) -> tuple[int, int]:
+    def width_for(self, idx_SxKxB: np.ndarray) -> int:
+        """The static row/packed length a chunk with these batches needs."""
+        if self.layout == "packed":
+            return batching.packed_length(self.seq_len_N, idx_SxKxB)
+        return self.row_width
+
+    def device_arrays(self):
+        return jnp.asarray(self.flat_M), jnp.asarray(self.starts_N), jnp.asarray(self.seq_len_N)
+
+
+def padding_stats(data: TrainData, idx_SxKxB: np.ndarray, width: int) -> tuple[int, int]:
     """(positions computed, real target tokens) of a chunk: the padding overhead's numerator/denominator."""
     real = int((data.seq_len_N[idx_SxKxB] - 1).sum())
     s, k, b = idx_SxKxB.shape
-    positions = s * k * (packed_len if data.layout == "packed" else b * (data.seq_NxT.shape[1] - 1))
+    positions = s * k * (width if data.layout == "packed" else b * (width - 1))
     return positions, real
 
 
@@ -150,9 +175,9 @@ def chunk_runner(cfg: Config, data: TrainData):
     """Compile-once (per packed length) chunk functions, keyed by layout and length."""
     cache: dict[int, Callable] = {}
 
-    def get(packed_len: int) -> Callable:
-        if packed_len not in cache:
-            cache[packed_len] = make_chunk(cfg, data.layout, packed_len)
-        return cache[packed_len]
+    def get(width: int) -> Callable:
+        if width not in cache:
+            cache[width] = make_chunk(cfg, data.layout, width)
+        return cache[width]
 
     return get

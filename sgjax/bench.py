@@ -1,0 +1,482 @@
+"""`sgjax bench`: steady-state training speed of a seed population, against a PyTorch peer, and sweep projections.
+
+    sgjax bench --task question --depth 6 --seeds 1,10 [--steps 20] [--chunk 5] [--peer sequential,vmap]
+                [--eval] [--precision highest] [--repeat 1] [--out results.json]
+    sgjax bench --project results.json [question:2=120/3.5 ...]
+
+Each (implementation, population size S) is measured in its own child process, so the peak RSS,
+thread pools and compile caches of one measurement never leak into the next. Implementations:
+- `sgjax`: sgjax.engine.make_chunk (jit of vmap over S of a scan over K steps), as the host loop runs it;
+- `sequential`: experiments/torch_peer.py, S eager models stepped one after another (the original's style);
+- `vmap`: the same peer with torch.func.vmap over stacked parameters.
+All use the same padded rows (batch 8 x `--seq-len` ids) and the same per-seed batch indices.
+
+Throughput is seed-steps per second: S x steps / time, from the median time of the timed chunks (steps
+for the peers) after warm-up. FLOPs are counted analytically (see `train_flops_per_step`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+KINDS = ("sgjax", "sequential", "vmap")
+PEER_FILE = Path(__file__).resolve().parents[1] / "experiments" / "torch_peer.py"
+BENCH_TRAIN_SIZE = 2000  # lines of training data resident for the bench (step cost does not depend on it)
+STEP0 = 10_000  # start past warmup so the learning rate is not 0
+
+# Dense peak FLOP/s (no sparsity) by device and matmul precision; SXM parts. Sources: NVIDIA data sheets.
+GPU_PEAK_FLOPS = {
+    "H200": {"highest": 67e12, "tensorfloat32": 494.7e12, "bfloat16": 989.4e12},
+    "H100 PCIe": {"highest": 51e12, "tensorfloat32": 378e12, "bfloat16": 756e12},
+    "H100": {"highest": 67e12, "tensorfloat32": 494.7e12, "bfloat16": 989.4e12},
+    "A100": {"highest": 19.5e12, "tensorfloat32": 156e12, "bfloat16": 312e12},
+}
+
+# The paper sweep (SPEC §3.3, §3.6): steps and evaluation cadence per task; 5 depths x 10 seeds each.
+SWEEP = {"question": (300_000, 3_000), "tense": (300_000, 3_000), "dyck": (400_000, 10_000)}
+SWEEP_DEPTHS = (2, 4, 6, 8, 10)
+SWEEP_SEEDS = 10
+
+
+# ---------------------------------------------------------------------------------------------- FLOPs
+
+
+def train_flops_per_step(depth: int, d_model: int, d_ff: int, vocab: int, rows: int, positions: int) -> float:
+    """Analytic FLOPs of one training step of one member: 3 x forward (forward + 2x backward).
+
+    Forward = 2 x matmul params x tokens (4 d^2 + 2 d d_ff per layer, plus the d x V output layer;
+    the embedding is a gather) + the two attention products 2 x 2 T^2 d per layer and sequence
+    (the full T x T square, as computed). Elementwise work (softmax, LayerNorm, Adam) is not counted.
+    """
+    matmul_params = depth * (4 * d_model**2 + 2 * d_model * d_ff) + d_model * vocab
+    tokens = rows * positions
+    attention = depth * rows * 4 * positions**2 * d_model
+    return 3.0 * (2.0 * matmul_params * tokens + attention)
+
+
+def device_peak(device_kind: str, precision: str) -> float | None:
+    """Peak FLOP/s of a known GPU at this precision, else None (CPUs: n/a)."""
+    for name, peaks in GPU_PEAK_FLOPS.items():
+        if name.lower() in device_kind.lower():
+            return peaks.get(precision)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- workers
+
+
+def bench_config(task: str, depth: int, population: int, chunk: int, precision: str):
+    """The paper preset at `depth`, with the paper's seeds 42, 52, ... (`population` of them)."""
+    from sgjax import config as C
+
+    cfg = C.preset("paper", task, depth)
+    train = dataclasses.replace(cfg.train, chunk_steps=chunk, matmul_precision=precision)
+    return C.Config(**{**cfg.__dict__, "seeds": tuple(42 + 10 * i for i in range(population)), "train": train})
+
+
+def bench_data(cfg):
+    """The resident training data as the host loop builds it (sgjax.loop.make_train_data), on a small split."""
+    from sgjax import data, loop
+
+    sizes = {"train": BENCH_TRAIN_SIZE}
+    sizes.update({s: 10 for s in data.SPLITS[cfg.task] if s != "train"})
+    split = data.load_splits(cfg.task, sizes=sizes)["train"]
+    return loop.make_train_data(cfg, split, data.vocab_for(cfg.task))
+
+
+def chunk_plan(cfg, tdata, p: dict) -> tuple[list, int]:
+    """Per-seed batch indices of every call (warm-up and timed), and the one static width they all use."""
+    import numpy as np
+
+    from sgjax import batching
+
+    k, b = p["steps_per_call"], cfg.train.batch_size
+    idx = [batching.chunk_indices(cfg.seeds, STEP0 + c * k, k, tdata.n, b) for c in range(p["warmup"] + p["calls"])]
+    if tdata.layout == "rows":
+        return idx, max(p["seq_len"], tdata.row_width)
+    return idx, max(tdata.width_for(np.asarray(i)) for i in idx)  # packed: one compile for the whole run
+
+
+def padded_rows(tdata, width: int):
+    """Every training sequence in its own 0-padded row of `width` ids (the peer's input layout)."""
+    import numpy as np
+
+    rows = np.zeros((tdata.n, width), np.int32)
+    for i, (s, n) in enumerate(zip(tdata.starts_N, tdata.seq_len_N)):
+        rows[i, : min(n, width)] = tdata.flat_M[s : s + min(n, width)]
+    return rows
+
+
+def peak_memory(jax_device=None) -> dict:
+    """Peak device memory where the backend reports it, and this process's peak RSS."""
+    out = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    stats = jax_device.memory_stats() if jax_device is not None and jax_device.platform != "cpu" else None
+    if stats and "peak_bytes_in_use" in stats:
+        out["peak_device_bytes"] = int(stats["peak_bytes_in_use"])
+    return out
+
+
+def time_eval(cfg, params) -> dict:
+    """Wall time of one full evaluation of the population on the task's val and gen splits (sgjax.evaluate)."""
+    import importlib.util
+
+    if importlib.util.find_spec("sgjax.evaluate") is None:
+        return {"eval_status": "TODO: sgjax.evaluate is not in this checkout; evaluation was not timed"}
+    import jax
+
+    from sgjax import data, evaluate, loop
+
+    splits = loop.load_data(cfg)
+    gen = loop.gen_split_name(cfg.task)
+    evaluator = evaluate.make_evaluator(cfg.model, cfg.eval, cfg.task, data.vocab_for(cfg.task),
+                                        {"val": splits["val"], gen: splits[gen]})
+    t0 = time.perf_counter()
+    jax.block_until_ready(evaluator(params, STEP0))
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(evaluator(params, STEP0))
+    return {"eval_status": "ok", "eval_first_s": first, "eval_s": time.perf_counter() - t0,
+            "eval_lines": {k: len(splits[k].lines) for k in ("val", gen)}}
+
+
+def run_sgjax(p: dict) -> dict:
+    """Compile, warm up, then time calls of K steps of sgjax's engine for a population of S, as the host loop runs them."""
+    import jax
+    import jax.numpy as jnp
+
+    from sgjax import engine
+
+    cfg = bench_config(p["task"], p["depth"], p["population"], p["steps_per_call"], p["precision"])
+    tdata = bench_data(cfg)
+    plan, width = chunk_plan(cfg, tdata, p)
+    dev = jax.devices()[0]
+    with jax.default_matmul_precision(p["precision"]):
+        state = engine.init_population(cfg)
+        seeds_S = jnp.asarray(cfg.seeds, jnp.int32)
+        lrs_S = jnp.asarray(cfg.member_lrs, jnp.float32)
+        resident = tdata.device_arrays()
+        fn = engine.make_chunk(cfg, tdata.layout, width)
+        t0 = time.perf_counter()
+        compiled = fn.lower(state, seeds_S, lrs_S, jnp.asarray(plan[0]), STEP0, *resident).compile()
+        compile_s = time.perf_counter() - t0
+        times, step = [], STEP0
+        for c, idx_SxKxB in enumerate(plan):
+            t0 = time.perf_counter()
+            state, m = compiled(state, seeds_S, lrs_S, jnp.asarray(idx_SxKxB), step, *resident)
+            jax.block_until_ready((state, m))
+            if c >= p["warmup"]:
+                times.append(time.perf_counter() - t0)
+            step += p["steps_per_call"]
+        out = {"compile_s": compile_s, "call_s": times, "final_loss": float(jnp.mean(m["loss"][:, -1]))}
+        if p["eval"]:
+            out.update(time_eval(cfg, state["params"]))
+    out.update(peak_memory(dev))
+    out["device"] = f"{dev.platform}:{dev.device_kind}"
+    out["layout"], out["width"] = tdata.layout, width
+    return out
+
+
+def run_peer(p: dict) -> dict:
+    """Warm up, then time single steps of the PyTorch peer (sequential or torch.func.vmap) for S seeds."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    spec = importlib.util.spec_from_file_location("torch_peer", p.get("peer_file") or PEER_FILE)
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    if p.get("torch_threads"):
+        torch.set_num_threads(p["torch_threads"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.set_float32_matmul_precision({"highest": "highest", "tensorfloat32": "high", "bfloat16": "medium"}[p["precision"]])
+    cfg = bench_config(p["task"], p["depth"], p["population"], 1, p["precision"])
+    tdata = bench_data(cfg)
+    plan, _ = chunk_plan(cfg, tdata, p)
+    width = max(p["seq_len"], int(max(tdata.seq_len_N[i].max() for i in plan)))  # rows, as sgjax's rows layout
+    seq_NxT = torch.as_tensor(padded_rows(tdata, width), device=device, dtype=torch.long)
+    m, seeds = cfg.model, cfg.seeds
+    cls = peer.SequentialTrainer if p["kind"] == "sequential" else peer.VmapTrainer
+    trainer = cls(seeds, m.vocab_size, m.n_layers, d_model=m.d_model, n_heads=m.n_heads, d_ff=m.d_ff,
+                  dropout=m.dropout, device=device, lr=cfg.train.lr, eps=cfg.train.adam_eps, clip=cfg.train.clip_norm)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    times, losses = [], []
+    for c, idx_SxKxB in enumerate(plan):
+        step = STEP0 + c
+        idx_SxB = torch.as_tensor(np.asarray(idx_SxKxB)[:, 0], device=device, dtype=torch.long)
+        t0 = time.perf_counter()
+        inp, tgt = peer.batches_for(seq_NxT, idx_SxB)
+        losses = trainer.step(step, list(zip(inp, tgt))) if p["kind"] == "sequential" else trainer.step(step, inp, tgt)
+        sync()
+        if c >= p["warmup"]:
+            times.append(time.perf_counter() - t0)
+    out = {"call_s": times, "final_loss": float(np.mean(losses)), "compile_s": None,
+           "torch_threads": torch.get_num_threads(), "device": f"{device}:torch {torch.__version__}",
+           "layout": "rows", "width": width}
+    out.update(peak_memory())
+    if device == "cuda":
+        out["peak_device_bytes"] = int(torch.cuda.max_memory_allocated())
+    return out
+
+
+def measure(p: dict) -> dict:
+    """One measurement, in this process; adds throughput, FLOP/s and the load average around it."""
+    load0 = os.getloadavg()[0]
+    raw = run_sgjax(p) if p["kind"] == "sgjax" else run_peer(p)
+    per_call = statistics.median(raw["call_s"])
+    rate = p["population"] * p["steps_per_call"] / per_call
+    m, b = bench_config(p["task"], p["depth"], 1, 1, p["precision"]).model, 8
+    rows, positions = (b, raw["width"] - 1) if raw["layout"] == "rows" else (1, raw["width"])
+    flops = train_flops_per_step(m.n_layers, m.d_model, m.d_ff, m.vocab_size, rows, positions)
+    res = {**p, **raw, "seed_steps_per_s": rate, "median_call_s": per_call,
+           "flops_per_seed_step": flops, "achieved_flops": flops * rate,
+           "loadavg_1m_before": load0, "loadavg_1m_after": os.getloadavg()[0]}
+    peak = device_peak(raw["device"], p["precision"])
+    res["peak_flops"] = peak
+    res["fraction_of_peak"] = res["achieved_flops"] / peak if peak else None
+    return res
+
+
+def measure_isolated(p: dict) -> dict:
+    """`measure` in a fresh child process (clean peak memory and thread pools); errors become a record."""
+    proc = subprocess.run([sys.executable, "-m", "sgjax.bench", "--worker", json.dumps(p)], capture_output=True, text=True)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {**p, "error": " | ".join(tail) or f"exit {proc.returncode}"}
+    return json.loads(lines[-1])
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def fmt_bytes(n) -> str:
+    return "-" if n is None else f"{n / 2**30:.2f} GiB"
+
+
+def results_table(results: list[dict]) -> str:
+    """A markdown table: one row per measurement, with sgjax / peer ratios at the same S."""
+    by = {(r["kind"], r["population"]): r for r in results if "error" not in r}
+    head = ("| impl | S | seed-steps/s | s/call (steps/call) | compile s | GFLOP/s | % peak | peak mem | "
+            "sgjax / this | load 1m |\n|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append(f"| {r['kind']} | {r['population']} | error: {r['error'][:80]} | | | | | | | |")
+            continue
+        ours = by.get(("sgjax", r["population"]))
+        ratio = f"{ours['seed_steps_per_s'] / r['seed_steps_per_s']:.2f}x" if ours and r["kind"] != "sgjax" else "-"
+        frac = f"{100 * r['fraction_of_peak']:.1f}" if r.get("fraction_of_peak") else "n/a"
+        comp = f"{r['compile_s']:.1f}" if r.get("compile_s") is not None else "-"
+        mem = fmt_bytes(r.get("peak_device_bytes", r.get("peak_rss_bytes")))
+        rows.append(f"| {r['kind']} | {r['population']} | {r['seed_steps_per_s']:.2f} | "
+                    f"{r['median_call_s']:.3f} ({r['steps_per_call']}) | {comp} | {r['achieved_flops'] / 1e9:.1f} | "
+                    f"{frac} | {mem} | {ratio} | {r['loadavg_1m_before']:.1f}→{r['loadavg_1m_after']:.1f} |")
+    evals = [r for r in results if r.get("kind") == "sgjax" and r.get("eval_status")]
+    note = ""
+    for r in evals:
+        if r["eval_status"] == "ok":
+            note += f"\nEvaluation, S={r['population']}: {r['eval_s']:.2f} s per full val+gen evaluation (first call {r['eval_first_s']:.1f} s).\n"
+        else:
+            note += f"\nEvaluation, S={r['population']}: {r['eval_status']}\n"
+    return head + "\n" + "\n".join(rows) + "\n" + note
+
+
+def best_of(results: list[dict]) -> list[dict]:
+    """Per (kind, S), the repeat with the highest throughput (others are noise from a shared machine)."""
+    best: dict = {}
+    for r in results:
+        key = (r["kind"], r["population"])
+        if key not in best or ("error" in best[key]) or ("error" not in r and r["seed_steps_per_s"] > best[key]["seed_steps_per_s"]):
+            best[key] = r
+    return list(best.values())
+
+
+def machine() -> dict:
+    """CPU model, core count, Python and library versions."""
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    try:
+        import jax
+
+        info["jax"] = jax.__version__
+        info["jax_devices"] = [f"{d.platform}:{d.device_kind}" for d in jax.devices()]
+    except Exception as e:  # noqa: BLE001 - informational only
+        info["jax"] = f"unavailable ({e})"
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+# ---------------------------------------------------------------------------------------------- projection
+
+
+def parse_rates(specs: list[str]) -> tuple[dict, dict]:
+    """{(task, depth): seed-steps/s} and {(task, depth): eval s} from bench JSON files or `task:depth=rate[/eval_s]`."""
+    rates, evals = {}, {}
+    for spec in specs:
+        if "=" in spec and not Path(spec).exists():
+            key, val = spec.split("=", 1)
+            task, depth = key.split(":")
+            rate, _, ev = val.partition("/")
+            rates[(task, int(depth))] = float(rate)
+            if ev:
+                evals[(task, int(depth))] = float(ev)
+            continue
+        doc = json.loads(Path(spec).read_text())
+        # the largest population measured is what a sweep runs (10 seeds per depth)
+        for r in sorted((r for r in doc["results"] if r["kind"] == "sgjax" and "error" not in r), key=lambda r: r["population"]):
+            rates[(r["task"], r["depth"])] = r["seed_steps_per_s"]
+            if r.get("eval_s"):
+                evals[(r["task"], r["depth"])] = r["eval_s"]
+    return rates, evals
+
+
+def fill(table: dict, task: str, depth: int, per_step: bool) -> tuple[float | None, str]:
+    """A value for (task, depth): measured; else fitted as a + b*depth over the task's depths; else from one depth."""
+    if (task, depth) in table:
+        return table[(task, depth)], "measured"
+    pts = sorted((d, v) for (t, d), v in table.items() if t == task)
+    if not pts:
+        return None, "missing"
+    # time per step (1/rate) and eval time both grow about linearly with depth
+    ys = [(d, 1 / v if per_step else v) for d, v in pts]
+    if len(ys) == 1:
+        y = ys[0][1] * depth / ys[0][0]
+        how = f"scaled from L{ys[0][0]}"
+    else:
+        n = len(ys)
+        mx, my = sum(d for d, _ in ys) / n, sum(y for _, y in ys) / n
+        b = sum((d - mx) * (y - my) for d, y in ys) / sum((d - mx) ** 2 for d, _ in ys)
+        y = my + b * (depth - mx)
+        how = "linear fit in depth"
+    return (1 / y if per_step else y), how
+
+
+def project(specs: list[str]) -> str:
+    """The paper sweep's time (3 tasks x 5 depths x 10 seeds, 300k/400k steps, evaluations) from measured rates."""
+    rates, evals = parse_rates(specs)
+    lines = ["| task | L | steps | seed-steps/s | (source) | train h | evals | eval s | eval h | total h |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    total, missing = 0.0, []
+    for task, (steps, every) in SWEEP.items():
+        for depth in SWEEP_DEPTHS:
+            rate, how = fill(rates, task, depth, per_step=True)
+            if rate is None:
+                missing.append(f"{task}:L{depth}")
+                continue
+            ev, _ = fill(evals, task, depth, per_step=False)
+            train_h = SWEEP_SEEDS * steps / rate / 3600
+            n_evals = steps // every
+            eval_h = n_evals * (ev or 0.0) / 3600
+            total += train_h + eval_h
+            lines.append(f"| {task} | {depth} | {steps} | {rate:.1f} | {how} | {train_h:.2f} | {n_evals} | "
+                         f"{'-' if ev is None else f'{ev:.2f}'} | {eval_h:.2f} | {train_h + eval_h:.2f} |")
+    lines.append(f"\nProjected total: {total:.1f} device-hours for the tasks with rates "
+                 f"({SWEEP_SEEDS} seeds per depth as one population, evaluation every 3k (QF/TI) / 10k (Dyck) steps).")
+    if missing:
+        lines.append(f"No rate for {', '.join(missing)}: measure them (Dyck's packed batches are longer than QF/TI rows).")
+    if not evals:
+        lines.append("No evaluation times given: evaluation is not included.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="question", help="question | tense | dyck (default: question)")
+    p.add_argument("--depth", type=int, default=6, help="number of layers (default 6)")
+    p.add_argument("--seeds", default="1,10", help="population sizes S to measure, comma-separated (default 1,10)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per member (default 20)")
+    p.add_argument("--chunk", type=int, default=5, help="K: steps per jitted call for sgjax (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls after compilation (default 1; peers: 2 steps)")
+    p.add_argument("--peer", default="sequential,vmap", help="torch peer modes to run: sequential,vmap or none")
+    p.add_argument("--eval", action="store_true", help="also time one full evaluation of the population (sgjax.evaluate)")
+    p.add_argument("--precision", default="highest", choices=("highest", "tensorfloat32", "bfloat16"))
+    p.add_argument("--seq-len", type=int, default=37, help="ids per padded training row (QF's longest is 37)")
+    p.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the best of each is reported")
+    p.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--in-process", action="store_true", help="measure in this process instead of one child each")
+    p.add_argument("--out", help="write results to this .json (and a .md next to it)")
+    p.add_argument("--project", nargs="+", metavar="FILE.json|task:depth=rate[/eval_s]",
+                   help="print the paper sweep's projected time from measured rates, then exit")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+
+
+def run(args) -> int:
+    from sgjax.errors import UserError
+
+    if args.project:
+        print(project(args.project))
+        return 0
+    sizes = [int(s) for s in args.seeds.split(",") if s]
+    peers = [k for k in args.peer.split(",") if k and k != "none"]
+    bad = [k for k in peers if k not in KINDS[1:]]
+    if bad or not sizes or min(sizes) < 1 or args.steps < 1 or args.chunk < 1:
+        raise UserError(f"bad arguments: peers {bad or 'ok'}, sizes {sizes}; steps and chunk must be >= 1")
+    if peers:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            print("torch is not importable: the peer is skipped (pip install 'sgjax[bench]')", file=sys.stderr)
+            peers = []
+    base = {"task": args.task, "depth": args.depth, "precision": args.precision, "seq_len": args.seq_len,
+            "torch_threads": args.torch_threads}
+    go = measure if args.in_process else measure_isolated
+    results = []
+    for rnd in range(args.repeat):
+        for s in sizes:
+            for kind in ["sgjax", *peers]:
+                p = {**base, "kind": kind, "population": s, "round": rnd,
+                     "eval": args.eval and kind == "sgjax" and rnd == 0}
+                if kind == "sgjax":
+                    p.update(steps_per_call=args.chunk, calls=math.ceil(args.steps / args.chunk), warmup=args.warmup)
+                else:  # the peers step once per call; sequential runs S eager seeds per step, so fewer steps
+                    steps = max(3, math.ceil(args.steps / s)) if kind == "sequential" else args.steps
+                    p.update(steps_per_call=1, calls=steps, warmup=2)
+                print(f"[bench] round {rnd} {kind} S={s} ...", file=sys.stderr, flush=True)
+                r = go(p)
+                results.append(r)
+                msg = r.get("error") or f"{r['seed_steps_per_s']:.2f} seed-steps/s"
+                print(f"[bench]   {msg}", file=sys.stderr, flush=True)
+    best = best_of(results) if args.repeat > 1 else results
+    table = results_table(best)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"command": "sgjax bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else " ".join(sys.argv),
+               "machine": machine(), "flops": "analytic: 3 x (2 x matmul params x tokens + 4 T^2 d per layer and sequence)",
+               "results": best, "all_rounds": results if args.repeat > 1 else None}
+        out.write_text(json.dumps(doc, indent=2))
+        out.with_suffix(".md").write_text(f"# sgjax bench\n\n`{doc['command']}`\n\nMachine: {doc['machine']}\n\n{table}")
+        print(f"wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
+    return 0
+
+
+def worker_main(argv: list[str]) -> int:
+    """Child-process entry: measure the JSON-encoded parameters and print one JSON line."""
+    p = json.loads(argv[argv.index("--worker") + 1])
+    print(json.dumps(measure(p)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv))

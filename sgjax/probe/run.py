@@ -1,0 +1,333 @@
+"""Probe every saved checkpoint of a run: weight norms, attention sparsity, tree projections.
+
+    probe_run(run_dir, steps=None, sample=None, ...) -> run_dir/probe.jsonl
+    probe_checkpoint(cfg, params_one_member, sentence_words) -> {"chart", "tree", "gold_tree", ...}
+
+One record per (step, seed); see docs/probe.md for the keys. The sample of sentences is drawn once
+per run (D21) and reused at every checkpoint; a rerun skips steps already in probe.jsonl.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from sgjax import model as M
+from sgjax.config import Config, ModelConfig
+from sgjax.errors import UserError
+from sgjax.probe import norms, sparsity as SP, tree_projection as TP
+
+PROBE_FILE = "probe.jsonl"
+DEFAULT_SAMPLE = {"question": 10_000, "tense": 10_000, "dyck": 500}
+DYCK_MAX_TOKENS = 50  # D24: Dyck spans are n², so only val strings shorter than this are probed
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeOptions:
+    """What the probe computes and how; defaults are the documented choices (docs/probe.md)."""
+
+    sample: int | None = None  # sentences; None: 10k (QF/TI) or 500 (Dyck)
+    sample_seed: int = 42  # the one seed of the sample, the sampled baseline's RNG, ...
+    exact_tree: bool = False  # exact DP tree instead of the original's greedy top-down (D19)
+    sampled_baseline: bool = False  # `tscore` = the original's one-random-split baseline (D20)
+    sparsity_bug: bool = False  # also report sparsity with the original's D8 bug
+    batch_size: int = 32  # sentences per jitted call (× start positions × seeds)
+    dyck_max_tokens: int = DYCK_MAX_TOKENS
+    matmul_precision: str = "highest"  # fp32 on GPUs too: charts are cosines near 1
+
+
+# ---------------------------------------------------------------- the sample
+
+
+def sample_sentences(cfg: Config, sample: int | None = None, sample_seed: int = 42, *, splits=None,
+                     dyck_max_tokens: int = DYCK_MAX_TOKENS) -> list[list[str]]:
+    """The run's fixed probe sample (D21): QF quest declaratives, TI declaratives, short Dyck val strings (D24)."""
+    from sgjax.data.parses import strip_sentence
+
+    splits = splits if splits is not None else load_probe_splits(cfg)
+    if cfg.task == "dyck":
+        sents = [l.split() for l in splits["val"].lines if 0 < len(l.split()) < dyck_max_tokens]
+    else:
+        lines = splits["train"].lines
+        if cfg.task == "question":  # only quest lines, as the original
+            lines = [l for l in lines if l.split("\t")[0].split()[-1] == "quest"]
+        # the declarative before the marker, final "." removed
+        sents = [strip_sentence(cfg.task, l.replace("\t", " ").split()) for l in lines]
+    n = DEFAULT_SAMPLE[cfg.task] if sample is None else int(sample)
+    if len(sents) > n:  # seeded once per run, not per checkpoint (D21)
+        idx = np.sort(np.random.default_rng(sample_seed).choice(len(sents), n, replace=False))
+        sents = [sents[i] for i in idx]
+    return sents
+
+
+def load_probe_splits(cfg: Config) -> dict:
+    """The run's splits, loaded exactly as training did (sizes, data seed, original files)."""
+    from sgjax import data
+
+    gen = "test" if cfg.task == "dyck" else "gen"
+    sizes = {"train": cfg.data.train_size, "val": cfg.data.val_size, gen: cfg.data.gen_size}
+    files = {"train": cfg.data.train_file, "val": cfg.data.val_file, gen: cfg.data.gen_file}
+    return data.load_splits(cfg.task, sizes={k: v for k, v in sizes.items() if v is not None}, seed=cfg.data.seed,
+                            files={k: v for k, v in files.items() if v is not None})
+
+
+def gold_trees(task: str, sentences) -> list | None:
+    """Gold parses (QF/TI) or None (Dyck has none, D24)."""
+    if task == "dyck":
+        return None
+    from sgjax.data.parses import parse
+
+    return [parse(task, w) for w in sentences]
+
+
+@dataclasses.dataclass
+class Batch:
+    """Sentences of similar length: [SOS] w1..wn, 0-padded; `index` into the sample."""
+
+    tokens_BxT: np.ndarray
+    lengths_B: np.ndarray  # words n (not counting SOS)
+    index: np.ndarray  # positions in the sample; -1 for filler rows
+
+
+def make_batches(sentences, vocab, batch_size: int) -> list[Batch]:
+    """Length-sorted batches padded to a multiple of 8 tokens (few compiled shapes); filler rows copy row 0."""
+    ids = [vocab.encode(w) for w in sentences]
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out = []
+    for lo in range(0, len(order), batch_size):
+        idx = order[lo : lo + batch_size]
+        t = 8 * math.ceil((max(len(ids[i]) for i in idx) + 1) / 8)
+        tok = np.zeros((batch_size, t), np.int32)
+        index = np.full(batch_size, -1)
+        for r in range(batch_size):
+            i = idx[r] if r < len(idx) else idx[0]
+            tok[r, 0] = vocab.sos
+            tok[r, 1 : len(ids[i]) + 1] = ids[i]
+            index[r] = i if r < len(idx) else -1
+        out.append(Batch(tok, (tok[:, 1:] != 0).sum(1), index))
+    return out
+
+
+# ---------------------------------------------------------------- one jitted program per batch shape
+
+
+def member_batch(cfg: ModelConfig, bug: bool, params, tokens_BxT) -> dict[str, jax.Array]:
+    """Chart and attention-entropy sums of one member on one batch."""
+    _, internals = M.forward(cfg, params, tokens_BxT, return_internals=True)
+    out = {"chart_BxNxN": TP.charts_fast(cfg, params, tokens_BxT, internals["hidden_LxBxTxD"][-1])}
+    out.update(SP.sentence_entropies(internals["attn_LxBxHxTxT"], tokens_BxT))
+    if bug:
+        ent = SP.sentence_entropies(SP.embedding_attention(cfg, params, tokens_BxT), tokens_BxT)
+        out.update({f"bug_{k}": v for k, v in ent.items()})
+    return out
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def population_batch(cfg: ModelConfig, bug: bool, params_S, tokens_BxT) -> dict[str, jax.Array]:
+    """`member_batch` vmapped over the population axis S (one program for all seeds)."""
+    return jax.vmap(lambda p: member_batch(cfg, bug, p, tokens_BxT))(params_S)
+
+
+# ---------------------------------------------------------------- one checkpoint
+
+
+def probe_population(cfg: Config, params_S, seeds, batches, gold, opts: ProbeOptions, step: int = 0,
+                     progress: bool = False) -> list[dict]:
+    """Records (one per member) of every quantity at one checkpoint."""
+    from sgjax.data.parses import parse_f1
+
+    n_members = len(seeds)
+    n_sent = int(sum((b.index >= 0).sum() for b in batches))
+    acc = {k: np.zeros(n_members) for k in ("orig", "dist_sum", "dist_count", "bug_orig", "bug_dist_sum",
+                                             "bug_dist_count", "tscore_expected", "tscore_sampled")}
+    trees = [[None] * n_sent for _ in range(n_members)]
+    lengths = np.zeros(n_sent, np.int64)
+    rngs = [np.random.default_rng([opts.sample_seed, step, s]) for s in seeds]
+    params_S = jax.tree_util.tree_map(jnp.asarray, params_S)
+    with jax.default_matmul_precision(opts.matmul_precision):
+        for batch in tqdm(batches, desc=f"step {step}", leave=False, disable=not progress):
+            out = jax.device_get(population_batch(cfg.model, opts.sparsity_bug, params_S, jnp.asarray(batch.tokens_BxT)))
+            real = batch.index >= 0
+            lengths[batch.index[real]] = batch.lengths_B[real]
+            for m in range(n_members):
+                for k in ("orig", "dist_sum", "dist_count") + (("bug_orig", "bug_dist_sum", "bug_dist_count") if opts.sparsity_bug else ()):
+                    acc[k][m] += float(out[f"{k}_B"][m][real].sum())
+                t, e, s = TP.decode(out["chart_BxNxN"][m][real], batch.lengths_B[real], exact=opts.exact_tree, rng=rngs[m])
+                acc["tscore_expected"][m] += e.sum()
+                acc["tscore_sampled"][m] += s.sum()
+                for i, tree in zip(batch.index[real], t):
+                    trees[m][i] = tree
+    wn = {k: np.asarray(v) for k, v in norms.weight_norms(params_S, cfg.model).items()}
+    records = []
+    for m, seed in enumerate(seeds):
+        rec = {"step": int(step), "seed": int(seed), "member": int(list(cfg.seeds).index(seed)) if seed in cfg.seeds else m,
+               "n_sentences": n_sent, "decoder": "exact" if opts.exact_tree else "greedy",
+               "baseline": "sampled" if opts.sampled_baseline else "expected"}
+        rec["tscore_expected"] = float(acc["tscore_expected"][m] / max(n_sent, 1))
+        rec["tscore_sampled"] = float(acc["tscore_sampled"][m] / max(n_sent, 1))
+        rec["tscore"] = rec["tscore_sampled"] if opts.sampled_baseline else rec["tscore_expected"]
+        if gold is not None:
+            rec["tparseval"] = parse_f1(trees[m], gold, include_root=True)
+            rec["tparseval_noroot"] = parse_f1(trees[m], gold, include_root=False)
+        else:
+            rec["tparseval"] = rec["tparseval_noroot"] = None
+        rec.update(SP.sparsity_from_sums(acc["orig"][m], n_sent, acc["dist_sum"][m], acc["dist_count"][m]))
+        if opts.sparsity_bug:
+            bug = SP.sparsity_from_sums(acc["bug_orig"][m], n_sent, acc["bug_dist_sum"][m], acc["bug_dist_count"][m])
+            rec.update({"sparsity_bug": bug["sparsity"], "sparsity_bug_mean": bug["sparsity_mean"]})
+        rec.update({k: float(v[m]) for k, v in wn.items()})
+        records.append(rec)
+    return records
+
+
+def right_branching_f1(gold) -> tuple[float | None, float | None]:
+    """tparseval (with, without root) of right-branching trees against gold (SPEC §5.4)."""
+    if gold is None:
+        return None, None
+    from sgjax.data.parses import parse_f1, right_branching, tree_spans
+
+    rb = [right_branching(max(e for _, e in tree_spans(g) | {(0, 0)}) + 1) if not isinstance(g, int) else 0 for g in gold]
+    return parse_f1(rb, gold, True), parse_f1(rb, gold, False)
+
+
+# ---------------------------------------------------------------- probe.jsonl
+
+
+def read_records(path: Path) -> list[dict]:
+    """Valid JSON records of a probe file (a torn last line is dropped)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "step" in rec and "seed" in rec:
+            out.append(rec)
+    return out
+
+
+def complete_steps(records, seeds) -> set[int]:
+    """Steps with a record for every seed."""
+    have: dict[int, set] = {}
+    for r in records:
+        have.setdefault(int(r["step"]), set()).add(int(r["seed"]))
+    return {s for s, got in have.items() if set(seeds) <= got}
+
+
+def rewrite_complete(path: Path, records, done: set[int]) -> None:
+    """Keep only complete steps' records (after an interrupted append), atomically."""
+    keep = [r for r in records if int(r["step"]) in done]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    os.replace(tmp, path)
+
+
+def append_records(path: Path, records) -> None:
+    """Append one step's records with a single write + fsync (a step is all there or torn, never mixed)."""
+    data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def parse_steps(steps, available: list[int]) -> list[int]:
+    """None/"all" -> every saved step; a list or "3000,6000" -> those (each must exist)."""
+    if steps is None or steps == "all":
+        return list(available)
+    if isinstance(steps, str):
+        try:
+            steps = [int(float(s)) for s in steps.split(",") if s.strip()]
+        except ValueError:
+            raise UserError(f"--steps must be 'all' or comma-separated integers, got {steps!r}") from None
+    missing = sorted(set(int(s) for s in steps) - set(available))
+    if missing:
+        raise UserError(f"no checkpoint at step(s) {missing}; saved steps: {available}")
+    return sorted(set(int(s) for s in steps))
+
+
+def probe_run(run_dir, steps=None, sample: int | None = None, *, options: ProbeOptions | None = None,
+              progress: bool = True, **kwargs) -> Path:
+    """Probe every (or the given) saved step of a run into run_dir/probe.jsonl, resuming; returns its path.
+
+    `kwargs` are ProbeOptions fields (exact_tree=True, ...). Raises UserError if there is no checkpoint.
+    """
+    from sgjax import checkpoint
+    from sgjax.data import vocab_for
+
+    opts = dataclasses.replace(options or ProbeOptions(), **kwargs, **({} if sample is None else {"sample": sample}))
+    run_dir = Path(run_dir)
+    cfg = checkpoint.load_config(run_dir)
+    available = checkpoint.list_steps(run_dir)
+    if not available:
+        raise UserError(f"{run_dir} has no checkpoints to probe (train with train.ckpt_every > 0 first)")
+    todo = parse_steps(steps, available)
+    path = run_dir / PROBE_FILE
+    records = read_records(path)
+    done = complete_steps(records, cfg.seeds)
+    if path.exists() and (_torn(path) or any(int(r["step"]) not in done for r in records)):
+        rewrite_complete(path, records, done)  # drop an interrupted step's partial records
+    todo = [s for s in todo if s not in done]
+    if not todo:
+        return path
+    vocab = vocab_for(cfg.task)
+    sents = sample_sentences(cfg, opts.sample, opts.sample_seed, dyck_max_tokens=opts.dyck_max_tokens)
+    if not sents:
+        raise UserError(f"{run_dir}: the probe sample is empty (task {cfg.task})")
+    batches = make_batches(sents, vocab, opts.batch_size)
+    gold = gold_trees(cfg.task, sents)  # indexed like the sample, as the decoded trees
+    rb, rb_noroot = right_branching_f1(gold)
+    bar = tqdm(todo, desc=f"probe {run_dir.name}", disable=not progress)
+    for step in bar:
+        seeds, params_S = checkpoint.load_params(run_dir, step)
+        recs = probe_population(cfg, params_S, seeds, batches, gold, opts, step, progress=progress)
+        for r in recs:
+            r["tparseval_rb"], r["tparseval_rb_noroot"] = rb, rb_noroot
+        append_records(path, recs)
+        bar.set_postfix(tscore=f"{np.mean([r['tscore'] for r in recs]):.3f}")
+    return path
+
+
+def _torn(path: Path) -> bool:
+    """Whether the file does not end in a newline (an interrupted write)."""
+    data = path.read_bytes()
+    return bool(data) and not data.endswith(b"\n")
+
+
+# ---------------------------------------------------------------- notebooks
+
+
+def probe_checkpoint(cfg: Config, params, sentence_words, *, exact: bool = False, seed: int = 0) -> dict:
+    """Everything about one sentence under one member's params: chart, trees, scores, sparsity."""
+    from sgjax.data import vocab_for
+    from sgjax.data.parses import parse, parse_f1
+
+    words = list(sentence_words)
+    vocab = vocab_for(cfg.task)
+    tokens_1xT = jnp.asarray([[vocab.sos] + vocab.encode(words)], jnp.int32)
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+    out = jax.device_get(jax.jit(member_batch, static_argnums=(0, 1))(cfg.model, False, params, tokens_1xT))
+    chart = out["chart_BxNxN"][0]
+    n = len(words)
+    trees, e, s = TP.decode(chart[None], [n], exact=exact, rng=np.random.default_rng(seed))
+    gold = None if cfg.task == "dyck" else parse(cfg.task, words)
+    return {
+        "words": words, "chart": chart, "tree": trees[0], "greedy_tree": TP.greedy_tree(chart),
+        "exact_tree": TP.exact_tree(chart), "gold_tree": gold,
+        "tscore": float(e[0]), "tscore_sampled": float(s[0]),
+        "tparseval": None if gold is None else parse_f1([trees[0]], [gold]),
+        "sparsity": -float(out["orig_B"][0]), "sparsity_mean": -float(out["dist_sum_B"][0] / max(out["dist_count_B"][0], 1)),
+    }

@@ -1,0 +1,146 @@
+"""`sgjax sweep`: every depth (one vmapped program each) x every task, then probe, summarize and report.
+
+Rerunning the same command resumes whatever is unfinished and skips what is done:
+training resumes from each run's latest state, the probe skips probed steps, summaries and the
+report are rebuilt (they are cheap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+from pathlib import Path
+
+import jax
+
+from sgjax import config as C
+from sgjax.errors import UserError
+from sgjax.train_cli import add_config_arguments, config_from_args
+
+DEFAULT_DEPTHS = {"paper": "2,4,6,8,10", "quick": "2,4,6,8,10", "smoke": "1,2"}
+
+
+def run_dir_for(sweep_dir: Path, task: str, depth: int) -> Path:
+    """Where one (task, depth) run of a sweep lives."""
+    return Path(sweep_dir) / f"{task}_L{depth}"
+
+
+def is_trained(run_dir: Path, cfg: C.Config) -> bool:
+    """True when the run's probe checkpoint at the final step exists (training finished)."""
+    return (run_dir / "checkpoints" / str(cfg.train.steps) / "params").is_dir()
+
+
+def write_manifest(sweep_dir: Path, manifest: dict, override: bool) -> None:
+    """sweep.json records what the sweep is; a rerun with different tasks/depths/seeds is refused."""
+    path = sweep_dir / "sweep.json"
+    if path.exists() and not override:
+        old = json.loads(path.read_text())
+        if {k: old.get(k) for k in manifest} != manifest:
+            raise UserError(f"{sweep_dir} holds a different sweep ({old}); use another --out, or --override")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2))
+
+
+def device_groups(n_groups: int, devices=None) -> list[list]:
+    """Split the local devices into n_groups equal groups (the remainder is left idle)."""
+    devices = list(devices if devices is not None else jax.local_devices())
+    per = len(devices) // n_groups
+    if per == 0:
+        raise UserError(f"--parallel-depths needs at least {n_groups} devices, found {len(devices)}")
+    return [devices[i * per : (i + 1) * per] for i in range(n_groups)]
+
+
+def train_one(cfg: C.Config, run_dir: Path, override: bool, progress: bool, devices=None) -> Path:
+    """Train one (task, depth) run unless it already finished."""
+    from sgjax import loop
+
+    if is_trained(run_dir, cfg) and (run_dir / "config.json").exists():
+        return run_dir
+    return loop.run(cfg, run_dir, override=override, progress=progress, devices=devices)
+
+
+def run_sweep(
+    tasks: list[str],
+    depths: list[int],
+    configs: dict[tuple[str, int], C.Config],
+    out,
+    *,
+    probe: bool = True,
+    probe_sample: int | None = None,
+    report: bool = True,
+    parallel_depths: bool = False,
+    override: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train every (task, depth), probe its checkpoints, summarize it, and write the report."""
+    from sgjax import summarize
+
+    sweep_dir = Path(out)
+    first = next(iter(configs.values()))
+    manifest = {"tasks": list(tasks), "depths": list(depths), "seeds": list(first.seeds), "preset": first.preset}
+    write_manifest(sweep_dir, manifest, override)
+    for task in tasks:
+        runs = [(d, configs[(task, d)], run_dir_for(sweep_dir, task, d)) for d in depths]
+        if parallel_depths and len(runs) > 1:
+            groups = device_groups(len(runs))
+            with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
+                futures = [pool.submit(train_one, cfg, rd, override, False, g) for (d, cfg, rd), g in zip(runs, groups)]
+                for f in futures:
+                    f.result()
+        else:
+            for d, cfg, rd in runs:
+                train_one(cfg, rd, override, progress)
+        for d, cfg, rd in runs:
+            if probe:
+                from sgjax.probe import run as probe_run
+
+                kwargs = {} if probe_sample is None else {"sample": probe_sample}
+                probe_run.probe_run(rd, progress=progress, **kwargs)
+            if cfg.train.eval_every > 0:
+                summarize.summarize_run(rd)
+    if report:
+        from sgjax import report as report_lib
+
+        report_lib.write_report(sweep_dir)
+    return sweep_dir
+
+
+def parse_list(text: str, kind=int) -> list:
+    return [kind(x) for x in text.split(",") if x]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p)
+    p.set_defaults(task="all")
+    for a in p._actions:
+        if a.dest == "task":
+            a.required = False
+            a.help = f"a task, a comma-separated list, or 'all' ({', '.join(C.TASKS)}; default: all)"
+    p.add_argument("--depths", help="comma-separated depths (default: 2,4,6,8,10; smoke: 1,2)")
+    p.add_argument("--out", required=True, help="sweep directory (rerunning resumes it)")
+    p.add_argument("--no-probe", action="store_true", help="skip the probe (weight norms, sparsity, tree projections)")
+    p.add_argument("--probe-sample", type=int, help="sentences per probe (default: the probe's, 10k)")
+    p.add_argument("--no-report", action="store_true", help="skip the report")
+    p.add_argument("--parallel-depths", action="store_true", help="run depths at once on separate device groups")
+    p.add_argument("--override", action="store_true", help="continue runs whose config changed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    tasks = list(C.TASKS) if args.task == "all" else parse_list(args.task, str)
+    for t in tasks:
+        if t not in C.TASKS:
+            raise UserError(f"unknown task {t!r}; choose from {', '.join(C.TASKS)} or all")
+    depths = parse_list(args.depths or DEFAULT_DEPTHS.get(args.preset, "2,4,6,8,10"))
+    configs = {}
+    for t in tasks:
+        args.task = t
+        configs.update({(t, d): config_from_args(args, d) for d in depths})
+    out = run_sweep(
+        tasks, depths, configs, args.out,
+        probe=not args.no_probe, probe_sample=args.probe_sample, report=not args.no_report,
+        parallel_depths=args.parallel_depths, override=args.override, progress=not args.no_progress,
+    )
+    print(f"sweep directory: {out}" + ("" if args.no_report else f"\nreport: {out / 'report' / 'report.md'}"))
+    return 0

@@ -1,0 +1,65 @@
+"""`sgjax train`: train a population of seeds (x learning rates) at one depth, resumable."""
+
+from __future__ import annotations
+
+import argparse
+
+from sgjax import config as C
+
+
+def add_config_arguments(p: argparse.ArgumentParser, depth_help: str = "number of layers") -> None:
+    """Options shared by `train` and `sweep`: task, preset, seeds, steps, overrides."""
+    p.add_argument("--task", required=True, help=f"one of {', '.join(C.TASKS)}")
+    p.add_argument("--preset", default="smoke", help=f"one of {', '.join(C.PRESETS)} (default: smoke)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", help="comma-separated integer seeds, e.g. 42,52,62")
+    seeds.add_argument("--num-seeds", type=int, help="the paper's seeds 42, 52, ... (this many)")
+    p.add_argument("--lrs", help="comma-separated learning rates; with one seed per lr, or crossed with --seeds via --cross")
+    p.add_argument("--cross", action="store_true", help="train every seed with every lr (population = seeds x lrs)")
+    p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any config field, e.g. --set train.eval_every=1000 --set model.n_heads=4")
+
+
+def config_from_args(args, depth: int) -> C.Config:
+    """The Config that the command-line options describe."""
+    cfg = C.preset(args.preset, args.task, depth)
+    seeds = cfg.seeds
+    if args.seeds:
+        seeds = tuple(int(s) for s in args.seeds.split(",") if s)
+    elif args.num_seeds:
+        seeds = tuple(42 + 10 * i for i in range(args.num_seeds))
+    lrs = None
+    if args.lrs:
+        lr_list = tuple(float(x) for x in args.lrs.split(",") if x)
+        if args.cross:
+            seeds, lrs = tuple(s for s in seeds for _ in lr_list), tuple(lr for _ in seeds for lr in lr_list)
+            if len(set(seeds)) < len(seeds):  # a seed with two lrs is two members: give each its own seed
+                seeds = tuple(s + 1000 * (i % len(lr_list)) for i, s in enumerate(seeds))
+        else:
+            lrs = lr_list
+    cfg = C.Config(**{**cfg.__dict__, "seeds": seeds, "lrs": lrs})
+    if args.steps:
+        cfg = C.override(cfg, [f"train.steps={args.steps}"])
+    return C.validate(C.override(cfg, args.overrides))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p)
+    p.add_argument("--depth", type=int, default=None, help="number of layers (default: 2 for smoke, 6 otherwise)")
+    p.add_argument("--out", required=True, help="run directory (rerunning the same command resumes it)")
+    p.add_argument("--override", action="store_true", help="continue a run even though its config changed")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from sgjax import loop
+
+    depth = args.depth or (2 if args.preset == "smoke" else 6)
+    cfg = config_from_args(args, depth)
+    if args.tensorboard:
+        cfg = C.override(cfg, ["train.tensorboard=true"])
+    run_dir = loop.run(cfg, args.out, override=args.override, progress=not args.no_progress)
+    print(f"run directory: {run_dir}")
+    return 0
