@@ -61,8 +61,8 @@ def main() -> None:
         cfg = MODELS[name]
         params = M.init_params(cfg, jax.random.PRNGKey(0))
         with jax.default_matmul_precision("highest"):
-            t_fast = timed(lambda: jax.block_until_ready(fast(cfg, params, jnp.asarray(tok), None, True)))
-            t_unp = timed(lambda: jax.block_until_ready(fast(cfg, params, jnp.asarray(tok), None, False)))
+            t_fast = timed(lambda: jax.block_until_ready(fast(cfg, params, jnp.asarray(tok), None, True)), repeats=5)
+            t_unp = timed(lambda: jax.block_until_ready(fast(cfg, params, jnp.asarray(tok), None, False)), repeats=5)
             t_direct = timed(lambda: TP.charts_direct(cfg, params, tok, span_batch=args.span_batch), repeats=1)
             diff = np.nanmax(np.abs(np.asarray(fast(cfg, params, jnp.asarray(tok), None, True))
                                     - TP.charts_direct(cfg, params, tok, args.span_batch)))

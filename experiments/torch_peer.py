@@ -118,18 +118,20 @@ def lr_mult(step: int, warmup: int = 10_000, total: int = 2_000_000) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def make_model(seed: int, vocab_size: int, n_layers: int, device="cpu", **kw) -> PeerLM:
-    """One seed's model, initialized from torch's global RNG seeded with `seed`."""
-    torch.manual_seed(seed)
-    return PeerLM(vocab_size, n_layers, **kw).to(device)
+def make_models(seeds, vocab_size: int, n_layers: int, device="cpu", **kw) -> list[PeerLM]:
+    """One model per seed, each initialized from torch's global RNG seeded with that seed."""
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        models.append(PeerLM(vocab_size, n_layers, **kw).to(device))
+    return models
 
 
 class SequentialTrainer:
     """S independent eager models and AdamW optimizers, stepped one seed after another."""
 
-    def __init__(self, seeds, vocab_size: int, n_layers: int, *, lr=1e-4, eps=1e-7, clip=1.0, warmup=10_000,
-                 total=2_000_000, device="cpu", **model_kw):
-        self.models = [make_model(s, vocab_size, n_layers, device, **model_kw) for s in seeds]
+    def __init__(self, models: list[PeerLM], *, lr=1e-4, eps=1e-7, clip=1.0, warmup=10_000, total=2_000_000):
+        self.models = models
         self.opts = [torch.optim.AdamW(m.parameters(), lr=lr, betas=(0.9, 0.999), eps=eps, weight_decay=0.0)
                      for m in self.models]
         self.lr, self.clip, self.warmup, self.total = lr, clip, warmup, total
@@ -153,11 +155,9 @@ class SequentialTrainer:
 class VmapTrainer:
     """S models as stacked tensors: torch.func.vmap(grad) per seed, per-seed clipping, one stacked AdamW."""
 
-    def __init__(self, seeds, vocab_size: int, n_layers: int, *, lr=1e-4, eps=1e-7, clip=1.0, warmup=10_000,
-                 total=2_000_000, device="cpu", **model_kw):
+    def __init__(self, models: list[PeerLM], *, lr=1e-4, eps=1e-7, clip=1.0, warmup=10_000, total=2_000_000):
         from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-        models = [make_model(s, vocab_size, n_layers, device, **model_kw) for s in seeds]
         params, buffers = stack_module_state(models)
         self.params = {k: v.detach().requires_grad_(False) for k, v in params.items()}
         self.buffers = {k: v[0] for k, v in buffers.items()}  # the PE table is the same for every seed
@@ -198,7 +198,7 @@ def batches_for(seq_NxT: torch.Tensor, idx_SxB: torch.Tensor):
 
 def load_sgjax_params(model: PeerLM, params) -> None:
     """Copy one sgjax member's parameter tree (sgjax.model layout) into `model` (Linear weights transposed)."""
-    t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float32))
+    t = lambda x: torch.from_numpy(np.array(x, dtype=np.float32))
     lay = params["layers"]
     with torch.no_grad():
         model.embed.weight.copy_(t(params["embed"]))

@@ -208,8 +208,10 @@ def run_peer(p: dict) -> dict:
     seq_NxT = torch.as_tensor(padded_rows(tdata, width), device=device, dtype=torch.long)
     m, seeds = cfg.model, cfg.seeds
     cls = peer.SequentialTrainer if p["kind"] == "sequential" else peer.VmapTrainer
-    trainer = cls(seeds, m.vocab_size, m.n_layers, d_model=m.d_model, n_heads=m.n_heads, d_ff=m.d_ff,
-                  dropout=m.dropout, device=device, lr=cfg.train.lr, eps=cfg.train.adam_eps, clip=cfg.train.clip_norm)
+    models = peer.make_models(seeds, m.vocab_size, m.n_layers, device, d_model=m.d_model, n_heads=m.n_heads,
+                              d_ff=m.d_ff, dropout=m.dropout)
+    tc = cfg.train
+    trainer = cls(models, lr=tc.lr, eps=tc.adam_eps, clip=tc.clip_norm, warmup=tc.warmup_steps, total=tc.decay_steps)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     times, losses = [], []
     for c, idx_SxKxB in enumerate(plan):

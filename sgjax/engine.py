@@ -44,10 +44,13 @@ def init_member(cfg: Config, seed) -> dict:
     return {"params": params, "opt": optimizer(cfg.train).init(params), "frozen": jnp.zeros((), bool)}
 
 
-def init_population(cfg: Config) -> dict:
-    """The state of every member: vmap(init) over the integer seeds."""
-    seeds_S = jnp.asarray(cfg.seeds, jnp.int32)
-    return jax.jit(jax.vmap(lambda s: init_member(cfg, s)))(seeds_S)
+def init_population(cfg: Config, mesh: Mesh | None = None) -> dict:
+    """The state of every member: vmap(init) over the integer seeds (each device builds its own members)."""
+    seeds_S = np.asarray(cfg.seeds, np.int32)
+    if mesh is None:
+        return jax.jit(jax.vmap(lambda s: init_member(cfg, s)))(seeds_S)
+    out = NamedSharding(mesh, PartitionSpec("seed"))
+    return jax.jit(jax.vmap(lambda s: init_member(cfg, s)), out_shardings=out)(shard_population(seeds_S, mesh))
 
 
 def loss_fn(params, cfg: Config, inputs_BxT, targets_BxT, positions_BxT, allowed_BxTxT, dropout_key):
@@ -108,16 +111,24 @@ def seed_mesh(population: int, devices=None) -> Mesh:
     return Mesh(np.array(devices[:n]), ("seed",))
 
 
+def _place(x, sharding: NamedSharding):
+    """A host array (the same on every process) as a global array with `sharding`; works multi-host."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return jax.device_put(x, sharding)
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
 def shard_population(tree, mesh: Mesh):
     """Place every leaf's leading S axis on the mesh's 'seed' axis."""
     sharding = NamedSharding(mesh, PartitionSpec("seed"))
-    return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)
+    return jax.tree_util.tree_map(lambda x: _place(x, sharding), tree)
 
 
 def replicate(tree, mesh: Mesh):
     """Copy arrays (the resident dataset) to every device of the mesh."""
     sharding = NamedSharding(mesh, PartitionSpec())
-    return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)
+    return jax.tree_util.tree_map(lambda x: _place(x, sharding), tree)
 
 
 def to_host(x):

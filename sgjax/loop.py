@@ -209,7 +209,7 @@ def run(
     log = MetricsLog(run_dir, tc.tensorboard)
     stop = install_stop_handler()
     with jax.default_matmul_precision(tc.matmul_precision):
-        state = engine.shard_population(engine.init_population(cfg), mesh)
+        state = engine.init_population(cfg, mesh)
         step = 0
         latest = ckpts.latest_state_step()
         if latest is not None:
@@ -217,9 +217,9 @@ def run(
             state, _ = ckpts.restore_state(latest, abstract)
             step = latest
         truncate_metrics(log.path, step)
-        seeds_S = engine.shard_population(jnp.asarray(cfg.seeds, jnp.int32), mesh)
-        lrs_S = engine.shard_population(jnp.asarray(cfg.member_lrs, jnp.float32), mesh)
-        resident = engine.replicate(tdata.device_arrays(), mesh)
+        seeds_S = engine.shard_population(np.asarray(cfg.seeds, np.int32), mesh)
+        lrs_S = engine.shard_population(np.asarray(cfg.member_lrs, np.float32), mesh)
+        resident = engine.replicate((tdata.flat_M, tdata.starts_N, tdata.seq_len_N), mesh)
         chunk_fn = engine.chunk_runner(cfg, tdata)
         end = tc.steps if stop_at is None else min(stop_at, tc.steps)
         pad = {"positions": 0, "real": 0}
@@ -233,7 +233,7 @@ def run(
                 p, r = engine.padding_stats(tdata, idx_SxKxB, width)
                 pad["positions"] += p
                 pad["real"] += r
-                idx = engine.shard_population(jnp.asarray(idx_SxKxB), mesh)
+                idx = engine.shard_population(idx_SxKxB, mesh)
                 state, m = chunk_fn(width)(state, seeds_S, lrs_S, idx, step, *resident)
                 pending.append(m)
                 step = nxt

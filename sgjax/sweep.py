@@ -128,6 +128,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from sgjax import distributed
+
+    distributed.maybe_initialize(args)
     tasks = list(C.TASKS) if args.task == "all" else parse_list(args.task, str)
     for t in tasks:
         if t not in C.TASKS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sgjax import config as C
+from sgjax import config as C, distributed
 
 
 def add_config_arguments(p: argparse.ArgumentParser, depth_help: str = "number of layers") -> None:
@@ -19,6 +19,7 @@ def add_config_arguments(p: argparse.ArgumentParser, depth_help: str = "number o
     p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any config field, e.g. --set train.eval_every=1000 --set model.n_heads=4")
+    distributed.add_arguments(p)
 
 
 def config_from_args(args, depth: int) -> C.Config:
@@ -56,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from sgjax import loop
 
+    distributed.maybe_initialize(args)
     depth = args.depth or (2 if args.preset == "smoke" else 6)
     cfg = config_from_args(args, depth)
     if args.tensorboard:

@@ -93,8 +93,9 @@ def run_dir(tmp_path_factory):
     d.mkdir()
     (d / "config.json").write_text(cfg.to_json())
     ck = checkpoint.RunCheckpoints(d)
+    init = jax.jit(jax.vmap(lambda k: M.init_params(CFG, k)))
     for step in (10, 20):
-        params_S = jax.vmap(lambda k: M.init_params(CFG, k))(jax.random.split(jax.random.PRNGKey(step), 2))
+        params_S = init(jax.random.split(jax.random.PRNGKey(step), 2))
         ck.save_params(step, params_S, {"step": step, "seeds": [42, 52]})
     ck.wait()
     ck.close()

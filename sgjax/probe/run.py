@@ -131,6 +131,9 @@ def member_batch(cfg: ModelConfig, bug: bool, params, tokens_BxT) -> dict[str, j
     return out
 
 
+_member_batch_jit = jax.jit(member_batch, static_argnums=(0, 1))
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def population_batch(cfg: ModelConfig, bug: bool, params_S, tokens_BxT) -> dict[str, jax.Array]:
     """`member_batch` vmapped over the population axis S (one program for all seeds)."""
@@ -150,16 +153,19 @@ def probe_population(cfg: Config, params_S, seeds, batches, gold, opts: ProbeOpt
     acc = {k: np.zeros(n_members) for k in ("orig", "dist_sum", "dist_count", "bug_orig", "bug_dist_sum",
                                              "bug_dist_count", "tscore_expected", "tscore_sampled")}
     trees = [[None] * n_sent for _ in range(n_members)]
-    lengths = np.zeros(n_sent, np.int64)
     rngs = [np.random.default_rng([opts.sample_seed, step, s]) for s in seeds]
     params_S = jax.tree_util.tree_map(jnp.asarray, params_S)
+    ent_keys = ("orig", "dist_sum", "dist_count") + (("bug_orig", "bug_dist_sum", "bug_dist_count") if opts.sparsity_bug else ())
     with jax.default_matmul_precision(opts.matmul_precision):
-        for batch in tqdm(batches, desc=f"step {step}", leave=False, disable=not progress):
-            out = jax.device_get(population_batch(cfg.model, opts.sparsity_bug, params_S, jnp.asarray(batch.tokens_BxT)))
+        run = lambda b: population_batch(cfg.model, opts.sparsity_bug, params_S, jnp.asarray(b.tokens_BxT))
+        pending = run(batches[0])
+        for j, batch in enumerate(tqdm(batches, desc=f"step {step}", leave=False, disable=not progress)):
+            out = jax.device_get(pending)
+            if j + 1 < len(batches):  # dispatch the next batch before decoding this one on the host
+                pending = run(batches[j + 1])
             real = batch.index >= 0
-            lengths[batch.index[real]] = batch.lengths_B[real]
             for m in range(n_members):
-                for k in ("orig", "dist_sum", "dist_count") + (("bug_orig", "bug_dist_sum", "bug_dist_count") if opts.sparsity_bug else ()):
+                for k in ent_keys:
                     acc[k][m] += float(out[f"{k}_B"][m][real].sum())
                 t, e, s = TP.decode(out["chart_BxNxN"][m][real], batch.lengths_B[real], exact=opts.exact_tree, rng=rngs[m])
                 acc["tscore_expected"][m] += e.sum()
@@ -189,13 +195,13 @@ def probe_population(cfg: Config, params_S, seeds, batches, gold, opts: ProbeOpt
     return records
 
 
-def right_branching_f1(gold) -> tuple[float | None, float | None]:
+def right_branching_f1(gold, lengths) -> tuple[float | None, float | None]:
     """tparseval (with, without root) of right-branching trees against gold (SPEC §5.4)."""
     if gold is None:
         return None, None
-    from sgjax.data.parses import parse_f1, right_branching, tree_spans
+    from sgjax.data.parses import parse_f1, right_branching
 
-    rb = [right_branching(max(e for _, e in tree_spans(g) | {(0, 0)}) + 1) if not isinstance(g, int) else 0 for g in gold]
+    rb = [right_branching(n) for n in lengths]
     return parse_f1(rb, gold, True), parse_f1(rb, gold, False)
 
 
@@ -289,7 +295,7 @@ def probe_run(run_dir, steps=None, sample: int | None = None, *, options: ProbeO
         raise UserError(f"{run_dir}: the probe sample is empty (task {cfg.task})")
     batches = make_batches(sents, vocab, opts.batch_size)
     gold = gold_trees(cfg.task, sents)  # indexed like the sample, as the decoded trees
-    rb, rb_noroot = right_branching_f1(gold)
+    rb, rb_noroot = right_branching_f1(gold, [len(w) for w in sents])
     bar = tqdm(todo, desc=f"probe {run_dir.name}", disable=not progress)
     for step in bar:
         seeds, params_S = checkpoint.load_params(run_dir, step)
@@ -319,7 +325,7 @@ def probe_checkpoint(cfg: Config, params, sentence_words, *, exact: bool = False
     vocab = vocab_for(cfg.task)
     tokens_1xT = jnp.asarray([[vocab.sos] + vocab.encode(words)], jnp.int32)
     params = jax.tree_util.tree_map(jnp.asarray, params)
-    out = jax.device_get(jax.jit(member_batch, static_argnums=(0, 1))(cfg.model, False, params, tokens_1xT))
+    out = jax.device_get(_member_batch_jit(cfg.model, False, params, tokens_1xT))
     chart = out["chart_BxNxN"][0]
     n = len(words)
     trees, e, s = TP.decode(chart[None], [n], exact=exact, rng=np.random.default_rng(seed))

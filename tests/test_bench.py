@@ -1,0 +1,110 @@
+"""The bench's PyTorch peer computes what sgjax computes: same weights give the same loss and the same update."""
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sgjax import bench, engine, model  # noqa: E402
+from tests.conftest import tiny_config  # noqa: E402
+
+PEER_PATH = Path(__file__).resolve().parents[1] / "experiments" / "torch_peer.py"
+
+
+@pytest.fixture(scope="module")
+def peer():
+    spec = importlib.util.spec_from_file_location("torch_peer", PEER_PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def no_dropout_config():
+    """The tiny 2-layer config without dropout (both sides deterministic), warmup 10 so step 5 has lr > 0."""
+    cfg = tiny_config(warmup_steps=10, decay_steps=1000, lr=1e-3)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=0.0))
+
+
+def toy_batch(cfg, rng, b=4, t=12):
+    """[SOS] w.. [EOS] rows with some padding at the end of each row: (inputs_BxT, targets_BxT) as numpy."""
+    v = cfg.model.vocab_size
+    rows = np.zeros((b, t + 1), np.int32)
+    for i, n in enumerate(rng.integers(4, t, size=b)):
+        rows[i, 0] = v - 1  # SOS
+        rows[i, 1 : n + 1] = rng.integers(1, v - 2, size=n)
+        rows[i, n + 1] = v - 2  # EOS
+    return rows[:, :-1], rows[:, 1:]
+
+
+def peer_model(peer, cfg, params):
+    m = cfg.model
+    (pm,) = peer.make_models([0], m.vocab_size, m.n_layers, d_model=m.d_model, n_heads=m.n_heads, d_ff=m.d_ff, dropout=0.0)
+    peer.load_sgjax_params(pm, params)
+    return pm
+
+
+def jax_loss(cfg, params, inp, tgt):
+    return float(engine.loss_fn(params, cfg, jnp.asarray(inp), jnp.asarray(tgt), None, None, None))
+
+
+def test_same_weights_same_logits_and_loss(peer):
+    cfg = no_dropout_config()
+    params = model.init_params(cfg.model, jax.random.key(0))
+    inp, tgt = toy_batch(cfg, np.random.default_rng(0))
+    pm = peer_model(peer, cfg, params).eval()
+    with torch.no_grad():
+        logits_t = pm(torch.as_tensor(inp, dtype=torch.long)).numpy()
+        loss_t = float(peer.lm_loss(torch.as_tensor(logits_t), torch.as_tensor(tgt, dtype=torch.long)))
+    logits_j = np.asarray(model.forward(cfg.model, params, jnp.asarray(inp)))
+    keep = inp != 0  # logits at padded query positions are never used
+    np.testing.assert_allclose(logits_t[keep], logits_j[keep], rtol=1e-4, atol=1e-4)
+    assert loss_t == pytest.approx(jax_loss(cfg, params, inp, tgt), rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "vmap"])
+def test_same_train_step(peer, mode):
+    """One AdamW step (clipping, warmup lr at step 5) from the same weights lands on the same weights."""
+    cfg = no_dropout_config()
+    tc, rng, step = cfg.train, np.random.default_rng(1), 5
+    seeds = (42, 52)
+    params_S = [model.init_params(cfg.model, jax.random.key(s)) for s in seeds]
+    batches = [toy_batch(cfg, rng) for _ in seeds]
+    models = [peer_model(peer, cfg, p) for p in params_S]
+    kw = dict(lr=tc.lr, eps=tc.adam_eps, clip=tc.clip_norm, warmup=tc.warmup_steps, total=tc.decay_steps)
+    t = lambda x: torch.as_tensor(x, dtype=torch.long)
+    if mode == "sequential":
+        trainer = peer.SequentialTrainer(models, **kw)
+        losses_t = trainer.step(step, [(t(i), t(o)) for i, o in batches])
+        new_t = [m.state_dict() for m in trainer.models]
+    else:
+        trainer = peer.VmapTrainer(models, **kw)
+        losses_t = trainer.step(step, t(np.stack([i for i, _ in batches])), t(np.stack([o for _, o in batches])))
+        new_t = [trainer.member_params(i) for i in range(len(seeds))]
+    for params, (inp, tgt), loss_t, sd in zip(params_S, batches, losses_t, new_t):
+        state = {"params": params, "opt": engine.optimizer(tc).init(params), "frozen": jnp.zeros((), bool)}
+        batch = (jnp.asarray(inp), jnp.asarray(tgt), None, None)
+        new, m = engine.member_step(cfg, state, seeds[0], jnp.float32(tc.lr), step, batch)
+        assert loss_t == pytest.approx(float(m["loss"]), rel=1e-5)
+        after = peer_model(peer, cfg, new["params"]).state_dict()
+        lr = tc.lr * peer.lr_mult(step, tc.warmup_steps, tc.decay_steps)
+        for k, v in after.items():
+            if k in sd:  # the PE buffer is not a parameter
+                np.testing.assert_allclose(sd[k].detach().numpy(), v.numpy(), atol=0.05 * lr, rtol=0, err_msg=k)
+
+
+def test_flops_count_matches_spec_estimate():
+    """SPEC §7: about 2.7e10 FLOPs per 6-layer QF step (6 N P, ~240 positions); ours pads to 36 per row."""
+    f = bench.train_flops_per_step(6, 512, 2048, 71, 8, 36)
+    assert 6 * 18.9e6 * 288 * 0.99 < f < 6 * 18.9e6 * 288 * 1.05
+
+
+def test_projection_fills_depths_linearly():
+    text = bench.project(["question:2=100/1", "question:6=50/3"])
+    assert "question | 4 |" in text and "linear fit" in text
+    assert "tense:L2" in text  # no rate given for tense: named as missing
