@@ -76,13 +76,14 @@ def device_peak(device_kind: str, precision: str) -> float | None:
 # ---------------------------------------------------------------------------------------------- workers
 
 
-def bench_config(task: str, depth: int, population: int, chunk: int, precision: str):
-    """The paper preset at `depth`, with the paper's seeds 42, 52, ... (`population` of them)."""
+def bench_config(task: str, depth: int, population: int, chunk: int, precision: str, overrides=()):
+    """The paper preset at `depth`, with the paper's seeds 42, 52, ... (`population` of them), plus `--set` overrides."""
     from sgjax import config as C
 
     cfg = C.preset("paper", task, depth)
     train = dataclasses.replace(cfg.train, chunk_steps=chunk, matmul_precision=precision)
-    return C.Config(**{**cfg.__dict__, "seeds": tuple(42 + 10 * i for i in range(population)), "train": train})
+    cfg = C.Config(**{**cfg.__dict__, "seeds": tuple(42 + 10 * i for i in range(population)), "train": train})
+    return C.override(cfg, list(overrides))
 
 
 def bench_data(cfg):
@@ -157,7 +158,7 @@ def run_sgjax(p: dict) -> dict:
 
     from sgjax import engine
 
-    cfg = bench_config(p["task"], p["depth"], p["population"], p["steps_per_call"], p["precision"])
+    cfg = bench_config(p["task"], p["depth"], p["population"], p["steps_per_call"], p["precision"], p["overrides"])
     tdata = bench_data(cfg)
     plan, width = chunk_plan(cfg, tdata, p)
     dev = jax.devices()[0]
@@ -201,7 +202,7 @@ def run_peer(p: dict) -> dict:
         torch.set_num_threads(p["torch_threads"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_float32_matmul_precision({"highest": "highest", "tensorfloat32": "high", "bfloat16": "medium"}[p["precision"]])
-    cfg = bench_config(p["task"], p["depth"], p["population"], 1, p["precision"])
+    cfg = bench_config(p["task"], p["depth"], p["population"], 1, p["precision"], p["overrides"])
     tdata = bench_data(cfg)
     plan, _ = chunk_plan(cfg, tdata, p)
     width = max(p["seq_len"], int(max(tdata.seq_len_N[i].max() for i in plan)))  # rows, as sgjax's rows layout
@@ -238,7 +239,7 @@ def measure(p: dict) -> dict:
     raw = run_sgjax(p) if p["kind"] == "sgjax" else run_peer(p)
     per_call = statistics.median(raw["call_s"])
     rate = p["population"] * p["steps_per_call"] / per_call
-    m, b = bench_config(p["task"], p["depth"], 1, 1, p["precision"]).model, 8
+    m, b = bench_config(p["task"], p["depth"], 1, 1, p["precision"], p["overrides"]).model, 8
     rows, positions = (b, raw["width"] - 1) if raw["layout"] == "rows" else (1, raw["width"])
     flops = train_flops_per_step(m.n_layers, m.d_model, m.d_ff, m.vocab_size, rows, positions)
     res = {**p, **raw, "seed_steps_per_s": rate, "median_call_s": per_call,
@@ -415,6 +416,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq-len", type=int, default=37, help="ids per padded training row (QF's longest is 37)")
     p.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the best of each is reported")
     p.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="config override for every implementation, e.g. --set model.dropout=0 (for lever experiments)")
     p.add_argument("--in-process", action="store_true", help="measure in this process instead of one child each")
     p.add_argument("--out", help="write results to this .json (and a .md next to it)")
     p.add_argument("--project", nargs="+", metavar="FILE.json|task:depth=rate[/eval_s]",
@@ -440,7 +443,7 @@ def run(args) -> int:
             print("torch is not importable: the peer is skipped (pip install 'sgjax[bench]')", file=sys.stderr)
             peers = []
     base = {"task": args.task, "depth": args.depth, "precision": args.precision, "seq_len": args.seq_len,
-            "torch_threads": args.torch_threads}
+            "torch_threads": args.torch_threads, "overrides": args.overrides, "xla_flags": os.environ.get("XLA_FLAGS", "")}
     go = measure if args.in_process else measure_isolated
     results = []
     for rnd in range(args.repeat):
@@ -451,8 +454,9 @@ def run(args) -> int:
                 if kind == "sgjax":
                     p.update(steps_per_call=args.chunk, calls=math.ceil(args.steps / args.chunk), warmup=args.warmup)
                 else:  # the peers step once per call; sequential runs S eager seeds per step, so fewer steps
-                    steps = max(3, math.ceil(args.steps / s)) if kind == "sequential" else args.steps
-                    p.update(steps_per_call=1, calls=steps, warmup=2)
+                    seq = kind == "sequential"
+                    steps = max(3, math.ceil(args.steps / s)) if seq else args.steps
+                    p.update(steps_per_call=1, calls=steps, warmup=1 if seq and s > 1 else 2)
                 print(f"[bench] round {rnd} {kind} S={s} ...", file=sys.stderr, flush=True)
                 r = go(p)
                 results.append(r)

@@ -114,6 +114,12 @@ class RunCheckpoints:
         """Resume checkpoint: the full training state (async; the previous one is kept until it commits)."""
         self.state.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_S), meta=ocp.args.JsonSave(meta)))
 
+    def drop_params_after(self, step: int) -> None:
+        """Delete probe checkpoints newer than the resumed state (a kill between the two saves); they are redone."""
+        for s in self.params.all_steps():
+            if s > step:
+                self.params.delete(s)
+
     def latest_state_step(self) -> int | None:
         return self.state.latest_step()
 

@@ -21,6 +21,19 @@ COMMANDS = {
 }
 
 
+def enable_compilation_cache() -> None:
+    """Persist compiled programs across processes, so a resumed run or a rerun starts without recompiling."""
+    import os
+
+    if os.environ.get("SGJAX_NO_COMPILE_CACHE"):
+        return
+    import jax
+
+    cache = os.environ.get("SGJAX_COMPILE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "sgjax", "jax"))
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse argv, dispatch to the subcommand, map user errors to exit status 2."""
     parser = argparse.ArgumentParser(prog="sgjax", description=__doc__)
@@ -32,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == name:  # import only the module that runs: start-up stays fast
             importlib.import_module(module).add_arguments(p)
     args = parser.parse_args(argv)
+    if args.command in ("train", "sweep", "probe", "bench"):
+        enable_compilation_cache()
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
     except (UserError, FileNotFoundError) as e:

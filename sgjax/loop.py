@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 from sgjax import batching, engine
 from sgjax.checkpoint import RunCheckpoints
 from sgjax.config import Config, from_dict, validate
-from sgjax.errors import UserError
+from sgjax.errors import CheckpointError, UserError
 
 # Fields that may change when a run is resumed: extending a run is the point of resuming.
 RESUMABLE_CHANGES = {"train.steps", "train.tensorboard"}
@@ -216,6 +217,7 @@ def run(
             abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
             state, _ = ckpts.restore_state(latest, abstract)
             step = latest
+        ckpts.drop_params_after(step)
         truncate_metrics(log.path, step)
         seeds_S = engine.shard_population(np.asarray(cfg.seeds, np.int32), mesh)
         lrs_S = engine.shard_population(np.asarray(cfg.member_lrs, np.float32), mesh)
@@ -251,8 +253,9 @@ def run(
                         {"val": f"{np.mean(eval_m['val_acc']):.2f}", "gen": f"{np.mean(eval_m['gen_acc']):.2f}"} if eval_m else {}))
                 if is_ckpt:
                     frozen_S = engine.to_host(state["frozen"])
-                    ckpts.save_params(step, jax.tree_util.tree_map(engine.to_host, state["params"]), meta(cfg, step, frozen_S))
-                    ckpts.save_state(step, state, meta(cfg, step, frozen_S))
+                    with saving_errors(ckpts, step):
+                        ckpts.save_params(step, jax.tree_util.tree_map(engine.to_host, state["params"]), meta(cfg, step, frozen_S))
+                        ckpts.save_state(step, state, meta(cfg, step, frozen_S))
                 if stop["stop"]:
                     raise KeyboardInterrupt
             if ckpts.latest_state_step() != step:
@@ -264,12 +267,25 @@ def run(
             raise
         finally:
             bar.close()
-            ckpts.wait()
+            with saving_errors(ckpts, step):
+                ckpts.wait()
             ckpts.close()
             restore_stop_handler(stop)
     if pad["real"]:
         write_json(run_dir / "padding.json", {"positions_per_real_token": pad["positions"] / pad["real"], "pad_per_real_token": (pad["positions"] - pad["real"]) / pad["real"], "from_step": "this invocation"})
     return run_dir
+
+
+@contextlib.contextmanager
+def saving_errors(ckpts: RunCheckpoints, step: int):
+    """Turn a failed write (disk full, permissions) into one clear error; older checkpoints stay valid."""
+    try:
+        yield
+    except OSError as e:
+        raise CheckpointError(
+            f"saving the checkpoint at step {step} failed ({e}); the latest complete state is at step "
+            f"{ckpts.latest_state_step()}: free space and rerun the same command to resume from it"
+        ) from e
 
 
 def install_stop_handler() -> dict:

@@ -1,0 +1,116 @@
+"""Reliability: kill anywhere and lose nothing, disk full, bad input gets one line and exit status 2."""
+
+import errno
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from sgjax import checkpoint, cli, loop
+from sgjax.data import formats
+from sgjax.errors import CheckpointError, DataError
+from tests.conftest import tiny_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+
+
+def test_sigkill_chaos_then_resume_is_bitwise_identical(tmp_path):
+    import chaos
+
+    assert chaos.chaos(tmp_path, kills=2, seed=1, max_wait=8.0) == []
+
+
+def test_disk_full_stops_cleanly_and_keeps_previous_checkpoint(tmp_path, toy_corpus, monkeypatch):
+    cfg = tiny_config(steps=30)
+    real_save = checkpoint.MembersNpzHandler.save
+
+    def full_disk(self, directory, args):
+        if "20" in str(directory):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, directory, args)
+
+    monkeypatch.setattr(checkpoint.MembersNpzHandler, "save", full_disk)
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        loop.run(cfg, tmp_path / "r", progress=False, evaluator=None)
+    assert checkpoint.list_steps(tmp_path / "r") == [10]
+    checkpoint.load_params(tmp_path / "r", 10)
+    # Space is back: the same command resumes from the intact state and finishes.
+    monkeypatch.setattr(checkpoint.MembersNpzHandler, "save", real_save)
+    loop.run(cfg, tmp_path / "r", progress=False, evaluator=None)
+    assert checkpoint.list_steps(tmp_path / "r") == [10, 20, 30]
+
+
+def _cli_error(capsys, argv) -> str:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    assert "unknown task" in _cli_error(capsys, ["train", "--task", "qf", "--out", str(tmp_path / "a")])
+    assert "unknown preset" in _cli_error(capsys, ["train", "--task", "question", "--preset", "huge", "--out", str(tmp_path / "a")])
+    assert "train.steps" in _cli_error(capsys, ["train", "--task", "question", "--steps", "-3", "--out", str(tmp_path / "a")])
+    assert "model.d_model" in _cli_error(capsys, ["train", "--task", "question", "--set", "model.n_heads=5", "--out", str(tmp_path / "a")])
+    assert "unknown config field" in _cli_error(capsys, ["train", "--task", "question", "--set", "train.speed=9", "--out", str(tmp_path / "a")])
+    assert "bad value" in _cli_error(capsys, ["train", "--task", "question", "--set", "train.lr=fast", "--out", str(tmp_path / "a")])
+    assert "not a sgjax run directory" in _cli_error(capsys, ["probe", str(tmp_path / "nothing")])
+
+
+def test_corrupt_or_mismatched_run_dir_is_refused_untouched(tmp_path, toy_corpus):
+    run = tmp_path / "r"
+    loop.run(tiny_config(steps=10), run, progress=False, evaluator=None)
+    before = (run / "config.json").read_text()
+    with pytest.raises(Exception, match="different config"):
+        loop.run(tiny_config(steps=10, lr=0.5), run, progress=False, evaluator=None)
+    assert (run / "config.json").read_text() == before
+    npz = run / "checkpoints" / "10" / "params" / "seed_42.npz"
+    npz.write_bytes(npz.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupt checkpoint"):
+        checkpoint.load_params(run, 10)
+    (run / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        checkpoint.load_config(run)
+
+
+def test_truncated_metrics_line_is_dropped_on_resume(tmp_path, toy_corpus):
+    run = tmp_path / "r"
+    cfg = tiny_config(steps=20)
+    loop.run(cfg, run, progress=False, evaluator=None, stop_at=10)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 15, "seed": 42, "train_lo')  # a kill mid-write
+    loop.run(cfg, run, progress=False, evaluator=None)
+    recs = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [5, 5, 10, 10, 15, 15, 20, 20]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300), task=st.sampled_from(["question", "tense"]))
+def test_readers_survive_random_bytes(tmp_path, data, task):
+    path = tmp_path / "f.txt"
+    path.write_bytes(data)
+    try:
+        lines = formats.read_lines(path, task)
+    except DataError as e:
+        assert str(path) in str(e)
+    else:
+        assert all("\t" in l for l in lines)
+
+
+WORDS = ["the", "newt", "does", "sleep", ".", "quest", "decl", "?", "\t", "zzz", "", " ", "PAST"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.lists(st.sampled_from(WORDS), max_size=12).map(" ".join), max_size=5))
+def test_readers_survive_random_lines(tmp_path, lines):
+    path = tmp_path / "f.txt"
+    path.write_text("\n".join(lines) + "\n")
+    try:
+        out = formats.read_lines(path, "question")
+    except DataError as e:
+        assert str(path) in str(e) and ":" in str(e)
+    else:
+        assert len(out) == len(lines)
