@@ -39,6 +39,11 @@ def config_diff(old: dict, new: dict) -> list[str]:
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if norm(a.get(k)) != norm(b.get(k))]
 
 
+def is_writer() -> bool:
+    """Multi-host: process 0 writes the run's files (Orbax coordinates checkpoints itself)."""
+    return jax.process_index() == 0
+
+
 def prepare_run_dir(cfg: Config, run_dir: Path, override: bool) -> None:
     """Create the run directory or check that its saved config matches (refuse a silent change)."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -54,7 +59,8 @@ def prepare_run_dir(cfg: Config, run_dir: Path, override: bool) -> None:
                 f"{run_dir} holds a run with a different config ({'; '.join(diff[:5])}); "
                 "use another --out, or --override to continue it with the new config"
             )
-    write_json(path, cfg.to_dict())
+    if is_writer():
+        write_json(path, cfg.to_dict())
 
 
 def write_json(path: Path, obj) -> None:
@@ -66,7 +72,7 @@ def write_json(path: Path, obj) -> None:
 
 def truncate_metrics(path: Path, last_step: int) -> None:
     """Drop records after the restored step (they are recomputed) and any torn last line."""
-    if not path.exists():
+    if not path.exists() or not is_writer():
         return
     keep = []
     for line in path.read_text().splitlines():
@@ -136,7 +142,7 @@ class MetricsLog:
             self.tb = SummaryWriter(str(run_dir / "tb"))
 
     def write(self, records: list[dict]) -> None:
-        if jax.process_index() != 0:  # multi-host: process 0 writes for everyone
+        if not is_writer():
             return
         with self.path.open("a") as f:
             for r in records:
@@ -271,7 +277,7 @@ def run(
                 ckpts.wait()
             ckpts.close()
             restore_stop_handler(stop)
-    if pad["real"]:
+    if pad["real"] and is_writer():
         write_json(run_dir / "padding.json", {"positions_per_real_token": pad["positions"] / pad["real"], "pad_per_real_token": (pad["positions"] - pad["real"]) / pad["real"], "from_step": "this invocation"})
     return run_dir
 

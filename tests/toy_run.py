@@ -1,0 +1,49 @@
+"""Train the toy corpus from a fresh process (for multi-device and multi-process tests).
+
+    python tests/toy_run.py OUT [--devices N] [--stop-at S] [--coordinator HOST:PORT --num-processes N --process-id I]
+"""
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("--devices", type=int)
+    p.add_argument("--stop-at", type=int)
+    p.add_argument("--coordinator")
+    p.add_argument("--num-processes", type=int)
+    p.add_argument("--process-id", type=int)
+    args = p.parse_args()
+    import jax
+
+    if args.coordinator:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    import numpy as np
+
+    import sgjax.data as data
+    from sgjax import loop
+    from sgjax.data.split import encode_lines
+    from sgjax.data.vocab import Vocab
+    from tests.conftest import tiny_config
+
+    rng = np.random.default_rng(0)
+    words = [f"w{i:02d}" for i in range(68)]
+    vocab = Vocab.from_words(words)
+    lines = [" ".join(rng.choice(words[:12], size=int(rng.integers(4, 16)))) for _ in range(200)]
+    split = encode_lines("question", "train", lines, vocab)
+    data.vocab_for = lambda task: vocab
+    loop.load_data = lambda cfg: {"train": split, "val": split, "gen": split}
+    cfg = dataclasses.replace(tiny_config(steps=20), seeds=(42, 52, 62, 72))
+    devices = jax.devices()[: args.devices] if args.devices else None
+    loop.run(cfg, args.out, progress=False, evaluator=None, devices=devices, stop_at=args.stop_at)
+
+
+if __name__ == "__main__":
+    main()
