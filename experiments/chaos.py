@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 TRAIN_ARGS = [
-    "--task", "question", "--preset", "smoke", "--steps", "300", "--no-progress",
+    "--task", "question", "--preset", "smoke", "--steps", "1000", "--no-progress",
     "--set", "train.ckpt_every=20", "--set", "train.chunk_steps=10", "--set", "train.log_every=10",
     "--set", "train.eval_every=0", "--set", "model.d_model=32", "--set", "model.d_ff=64",
 ]
@@ -37,16 +37,24 @@ def run_to_end(out: Path) -> None:
     subprocess.run(train_cmd(out), check=True, capture_output=True)
 
 
-def kill_randomly(out: Path, rng: random.Random, max_wait: float) -> float:
-    """Start training, SIGKILL it after a random delay; returns the delay."""
+def kill_randomly(out: Path, rng: random.Random, max_wait: float) -> tuple[float, bool]:
+    """Start training, SIGKILL it after a random delay; returns (delay, whether it was still running)."""
     proc = subprocess.Popen(train_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    delay = rng.uniform(0.5, max_wait)
+    delay = rng.uniform(1.0, max_wait)
     try:
-        proc.wait(timeout=delay)  # it may finish first: then the kill is a no-op
+        proc.wait(timeout=delay)  # it may finish first: then there is nothing to kill
+        return delay, False
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    return delay
+        return delay, True
+
+
+def resumed_step(out: Path) -> int | None:
+    """The step a rerun would resume from (the latest committed state)."""
+    state = out / "state"
+    steps = [int(p.name) for p in state.iterdir() if p.name.isdigit()] if state.is_dir() else []
+    return max(steps, default=None)
 
 
 def check(ref: Path, out: Path) -> list[str]:
@@ -77,25 +85,33 @@ def check(ref: Path, out: Path) -> list[str]:
     return problems
 
 
-def chaos(out_dir: Path, kills: int, seed: int = 0, max_wait: float = 12.0) -> list[str]:
+def chaos(out_dir: Path, kills: int, seed: int = 0, max_wait: float = 8.0) -> list[str]:
     """Run the reference, then `kills` killed-and-resumed attempts, then finish; return the problems."""
     out_dir = Path(out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)
     ref, out = out_dir / "reference", out_dir / "chaos"
     run_to_end(ref)
     rng = random.Random(seed)
+    landed = 0
     for i in range(kills):
-        delay = kill_randomly(out, rng, max_wait)
-        print(f"kill {i + 1}/{kills} after {delay:.1f}s", flush=True)
+        delay, killed = kill_randomly(out, rng, max_wait)
+        landed += killed
+        print(f"kill {i + 1}/{kills} after {delay:.1f}s: {'killed' if killed else 'had finished'}, "
+              f"resumes from step {resumed_step(out)}", flush=True)
+        if not killed:
+            break
     run_to_end(out)
-    return check(ref, out)
+    problems = check(ref, out)
+    if landed < min(kills, 1):
+        problems.append("no kill landed while training ran: raise --steps or lower --max-wait")
+    return problems
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-wait", type=float, default=12.0, help="longest run before a kill, seconds")
+    p.add_argument("--max-wait", type=float, default=8.0, help="longest run before a kill, seconds")
     p.add_argument("--out", default="/tmp/sgjax_chaos")
     args = p.parse_args()
     t0 = time.time()

@@ -455,7 +455,7 @@ def run(args) -> int:
                     p.update(steps_per_call=args.chunk, calls=math.ceil(args.steps / args.chunk), warmup=args.warmup)
                 else:  # the peers step once per call; sequential runs S eager seeds per step, so fewer steps
                     seq = kind == "sequential"
-                    steps = max(3, math.ceil(args.steps / s)) if seq else args.steps
+                    steps = max(2, math.ceil(args.steps / s)) if seq else args.steps
                     p.update(steps_per_call=1, calls=steps, warmup=1 if seq and s > 1 else 2)
                 print(f"[bench] round {rnd} {kind} S={s} ...", file=sys.stderr, flush=True)
                 r = go(p)

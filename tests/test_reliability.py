@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 def test_sigkill_chaos_then_resume_is_bitwise_identical(tmp_path):
     import chaos
 
-    assert chaos.chaos(tmp_path, kills=2, seed=1, max_wait=8.0) == []
+    assert chaos.chaos(tmp_path, kills=2, seed=1, max_wait=6.0) == []
 
 
 def test_disk_full_stops_cleanly_and_keeps_previous_checkpoint(tmp_path, toy_corpus, monkeypatch):

@@ -1,0 +1,70 @@
+"""The paper's numbers (Murty et al. 2023), packaged in sgjax/resources/paper_results.json.
+
+Built from the reference CSVs by experiments/make_paper_results.py; accuracies are fractions.
+Tasks use sgjax names (question, tense, dyck); every lookup returns None where the paper has no value.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+
+RESOURCE = "paper_results.json"
+RB_SPLIT_PREFIX = "train"  # the notebook's right-branching baseline (Fig 4's dashed line) used train sentences
+
+
+@functools.lru_cache(maxsize=1)
+def load() -> dict:
+    """The whole packaged file (cached)."""
+    return json.loads(resources.files("sgjax.resources").joinpath(RESOURCE).read_text())
+
+
+def fig3a_counts(task: str) -> dict[int, int]:
+    """{depth: seeds out of 10 whose generalization crossed 80%} read from Fig 3a ({} if not plotted)."""
+    return {int(d): n for d, n in load()["fig3a_n_of_10"].get(task, {}).items()}
+
+
+def fig2_curve(task: str) -> dict | None:
+    """Fig 2's mean curve {depth, step[], val[], gen[], n_seeds[]} at the paper's best depth."""
+    return load()["fig2_curves"].get(task)
+
+
+def fig2_gaps(task: str) -> dict | None:
+    """Fig 2's Δ labels {depth, gap_es_pct, gap_end_pct, gap_end_recomputed_pct, end_step}."""
+    return load()["fig2_gaps"].get(task)
+
+
+def aggregate(task: str, depth: int, seed_set: str = "paper_seeds_42_to_132") -> dict | None:
+    """The aggregate-summary row (mean final/max/ES gen, counts) for a task/depth at the paper's horizon."""
+    rows = [r for r in load()["aggregate"] if r["task"] == task and r["depth"] == depth and r["seed_set"] == seed_set]
+    return min(rows, key=lambda r: r["horizon_steps"]) if rows else None
+
+
+def tree_projection(task: str, depth: int, step=None) -> dict | None:
+    """The tree-projection summary row (tscore_mean, tparseval_mean, ...) at `step` (default: the last numeric)."""
+    rows = [r for r in load()["tree_projection_summary"] if r["task"] == task and r["depth"] == depth]
+    if step is None:
+        rows = [r for r in rows if isinstance(r["step"], int)]
+        return max(rows, key=lambda r: r["step"]) if rows else None
+    return next((r for r in rows if r["step"] == step), None)
+
+
+def tree_projection_curve(task: str, depth: int) -> dict | None:
+    """Seed-mean tscore/tparseval per checkpoint {step[], tscore[], tparseval[]} (QF/TI only)."""
+    return load()["tree_projection_curves"].get(task, {}).get(str(depth))
+
+
+def right_branching(task: str, split: str = RB_SPLIT_PREFIX) -> float | None:
+    """tparseval of right-branching trees against gold on `split` sentences (train = Fig 4's line)."""
+    for r in load()["right_branching"]:
+        if r["task"] == task and str(r["split_of_sentences"]).startswith(split):
+            return r["right_branching_tparseval_f1"]
+    return None
+
+
+def depths(task: str) -> list[int]:
+    """Depths for which the paper reports anything for `task`."""
+    d = set(fig3a_counts(task)) | {r["depth"] for r in load()["aggregate"] if r["task"] == task}
+    d |= {r["depth"] for r in load()["tree_projection_summary"] if r["task"] == task}
+    return sorted(d)

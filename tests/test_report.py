@@ -1,0 +1,185 @@
+"""sgjax.report on synthetic sweeps: the table's numbers, the figures, the best-depth rule, edge cases."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from sgjax import cli, paper, report
+from sgjax.errors import UserError
+
+SEEDS = (42, 52, 62)
+FINALS = {2: (0.95, 0.30, 0.20), 4: (0.90, 0.85, 0.50)}  # final gen per seed: 1/3 and 2/3 grok
+STEPS = 600
+EVAL_EVERY = 100
+ES_STEP = 200  # val reaches 1.0 here and stays
+
+
+def gen_curve(step: int, final: float, horizon: int = STEPS) -> float:
+    """A synthetic generalization curve: low, then a climb to `final` at the last eval (the horizon)."""
+    return round(0.05 + (final - 0.05) * (step / horizon) ** 2, 6)
+
+
+def val_curve(step: int) -> float:
+    return 1.0 if step >= ES_STEP else round(0.5 + step / 400, 6)
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def make_run(run_dir, task, depth, finals, *, seeds=SEEDS, steps=STEPS, evals=True, probe=True, nonfinite=None):
+    """One synthetic run dir: config.json, metrics.jsonl (train every 50, eval every 100), probe.jsonl."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"task": task, "model": {"n_layers": depth}, "seeds": list(seeds)}))
+    recs = []
+    for step in range(50, steps + 1, 50):
+        for m, (seed, final) in enumerate(zip(seeds, finals)):
+            bad = nonfinite is not None and seed == nonfinite[0] and step >= nonfinite[1]
+            r = {"step": step, "seed": seed, "member": m, "lr": 1e-4, "train_loss": 2.0 / (1 + step / 100) + 0.01 * depth,
+                 "grad_norm": 1.0, "nonfinite": bad}
+            if evals and step % EVAL_EVERY == 0:
+                r.update(val_acc=val_curve(step), gen_acc=gen_curve(step, final, steps))
+            recs.append(r)
+    write_jsonl(run_dir / "metrics.jsonl", recs)
+    if probe:
+        prs = []
+        for step in range(200, steps + 1, 200):
+            for seed in seeds:
+                t = step / steps
+                prs.append({"step": step, "seed": seed, "weight_norm_perL": 60 / depth + 5 * t, "sparsity": -40 + 10 * t,
+                            "tscore": 0.3 + 0.1 * depth * t + 0.01 * (seed % 3), "tparseval": 0.4 + 0.3 * t,
+                            "tparseval_rb": 0.66})
+        write_jsonl(run_dir / "probe.jsonl", prs)
+
+
+def make_sweep(root, finals=FINALS, task="question", **kw):
+    """A sweep dir with sweep.json and one run per depth."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "sweep.json").write_text(json.dumps({"tasks": [task], "depths": sorted(finals), "seeds": list(SEEDS), "preset": "smoke"}))
+    for depth, f in finals.items():
+        make_run(root / f"{task}_L{depth}", task, depth, f, **kw)
+    return root
+
+
+@pytest.fixture(scope="module")
+def sweep_report(tmp_path_factory):
+    root = make_sweep(tmp_path_factory.mktemp("sweep") / "sw", nonfinite=(62, 400))
+    return root, report.write_report(root)
+
+
+def table_row(md: str, task: str, depth_cell: str) -> list[str]:
+    """The accuracy-table row of a task/depth, as cells."""
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) > 10 and cells[0] == task and cells[1] == depth_cell:
+            return cells
+    raise AssertionError(f"no row for {task} {depth_cell} in\n{md}")
+
+
+def test_table_numbers(sweep_report):
+    _, path = sweep_report
+    md = path.read_text()
+    row4 = table_row(md, "question", "4 **(best)**")
+    assert row4[2] == "600"  # last eval step
+    assert row4[3] == "2/3"  # seeds with final gen >= 0.8
+    assert row4[4] == "2/10"  # paper Fig 3a at 4 layers
+    assert row4[6] == f"{np.mean(FINALS[4]):.3f}"
+    assert row4[8] == f"{np.mean(FINALS[4]):.3f}"  # max gen is the final one on these monotone curves
+    assert row4[10] == f"{np.mean([gen_curve(ES_STEP, f) for f in FINALS[4]]):.3f}"  # ES at the first max val
+    row2 = table_row(md, "question", "2")
+    assert row2[3] == "1/3" and row2[4] == "0/10"
+    assert "seed 62 non-finite from step 400" in md
+    assert "- question: 4 layers" in md
+
+
+def test_tree_table_and_gaps(sweep_report):
+    _, path = sweep_report
+    md = path.read_text()
+    tscore4 = np.mean([0.3 + 0.4 + 0.01 * (s % 3) for s in SEEDS])
+    assert f"| question | 4 | 600 | {tscore4:.3f} | – | 0.700 | – |" in md  # paper has no 4-layer QF tree projection
+    g = report.mean_curve_gaps(report.load_run(sweep_report[0] / "question_L4", "question", 4).evals)
+    assert g["es_step"] == ES_STEP
+    assert math.isclose(g["gap_end"], 1.0 - np.mean(FINALS[4]), abs_tol=1e-9)
+    assert f"| {100 * g['gap_es']:.1f} | 65 |" in md  # ours beside the paper's Δ at early stopping
+
+
+def test_figures_exist(sweep_report):
+    root, path = sweep_report
+    for name in ("fig2_grokking", "fig3a_inverted_u", "fig3b_probe", "fig4_tparseval", "per_seed_question", "train_loss"):
+        for ext in ("png", "pdf"):
+            f = path.parent / f"{name}.{ext}"
+            assert f.exists() and f.stat().st_size > 1000, f
+        assert f"({name}.png)" in path.read_text()
+    assert json.loads((path.parent / "report.json").read_text())["best_depth"] == {"question": 4}
+
+
+def stats(depth, n_grok, mean_final, n=3):
+    return {"depth": depth, "n_grok": n_grok, "mean_final_gen": mean_final, "n_eval_seeds": n}
+
+
+def test_best_depth_rule():
+    assert report.best_depth([stats(2, 1, 0.9), stats(4, 2, 0.5)]) == 4  # most grokking seeds wins
+    assert report.best_depth([stats(2, 2, 0.7), stats(4, 2, 0.8), stats(6, 1, 0.99)]) == 4  # tie -> higher mean final
+    assert report.best_depth([stats(6, 2, 0.8), stats(2, 2, 0.8)]) == 2  # full tie -> fewer layers
+    assert report.best_depth([stats(2, 0, None, n=0)]) is None
+
+
+def test_seed_summary_rules():
+    e = report.Series(np.array([1, 2, 3, 4, 5, 6]), np.array([0.5, 0.9, 0.9, 0.9, 0.9, 1.0]),
+                      np.array([0.1, 0.85, 0.7, 0.9, 0.95, 0.82]))
+    s = report.seed_summary(e)
+    assert s["final_gen"] == 0.82 and s["max_gen"] == 0.95 and s["step_of_max_gen"] == 5
+    assert s["first_step_gen_ge_80"] == 2 and s["step_gen_stays_ge_80"] == 4
+    assert s["es_step_first_max_val"] == 6 and s["es_step_patience3"] == 2  # patience stops after 3 flat evals
+    assert s["gen_at_first_val_ge_99"] == 0.82
+    assert report.stays_index(np.array([0.9, 0.5])) is None
+
+
+def test_single_depth_one_seed_no_probe(tmp_path):
+    root = tmp_path / "one"
+    root.mkdir()
+    make_run(root / "tense_L3", "tense", 3, (0.9,), seeds=(7,), steps=100, probe=False)
+    md = report.write_report(root).read_text()
+    assert "| tense | 3 **(best)** | 100 | 1/1 |" in md
+    assert not (root / "report" / "fig3b_probe.png").exists() and "Not drawn" in md
+    assert (root / "report" / "fig2_grokking.png").stat().st_size > 1000
+
+
+def test_single_run_dir_and_no_evals(tmp_path):
+    make_run(tmp_path / "dyck_L2", "dyck", 2, (0.5, 0.6), seeds=(1, 2), evals=False, probe=False)
+    md = report.write_report(tmp_path / "dyck_L2").read_text()  # a run dir is a one-run sweep
+    assert "dyck: no evaluations" in md
+    assert (tmp_path / "dyck_L2" / "report" / "train_loss.png").exists()
+
+
+def test_no_runs_is_a_user_error(tmp_path, capsys):
+    with pytest.raises(UserError, match="no run directories"):
+        report.write_report(tmp_path)
+    with pytest.raises(UserError):
+        report.write_report(tmp_path / "missing")
+    (tmp_path / "question_L2").mkdir()
+    (tmp_path / "question_L2" / "config.json").write_text(json.dumps({"task": "question", "model": {"n_layers": 2}}))
+    with pytest.raises(UserError, match="nothing to plot"):
+        report.write_report(tmp_path)
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert "nothing to plot" in capsys.readouterr().err
+
+
+def test_cli(tmp_path, capsys):
+    root = make_sweep(tmp_path / "sw", finals={6: (0.9, 0.9, 0.1)}, probe=False)
+    assert cli.main(["report", str(root), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "report.md").exists() and "report:" in capsys.readouterr().out
+
+
+def test_paper_numbers():
+    assert paper.fig3a_counts("question") == {2: 0, 4: 2, 6: 8, 8: 4, 10: 1}
+    assert paper.fig3a_counts("tense")[4] == 7 and paper.fig3a_counts("dyck") == {}
+    assert paper.aggregate("question", 6)["n_final_gen_ge_0p8"] == 9
+    assert paper.aggregate("dyck", 6)["horizon_steps"] == 400_000
+    assert paper.tree_projection("tense", 4)["tscore_mean"] == pytest.approx(0.8686)
+    assert paper.right_branching("question") == pytest.approx(0.6628, abs=1e-4)
+    curve = paper.fig2_curve("question")
+    assert curve["depth"] == 6 and curve["gen"][-1] == pytest.approx(0.929, abs=1e-3)
+    assert paper.fig2_gaps("tense")["gap_es_pct"] == 50
