@@ -30,6 +30,7 @@ TASK_TITLES = {"question": "Question formation", "tense": "Tense inflection", "d
 WEIGHT_NORM_KEYS = ("weight_norm_perL", "weight_norm_per_layer", "weight_norm_dec_perL", "weight_norm")
 SPARSITY_KEYS = ("sparsity",)
 TSCORE_KEYS = ("tscore",)
+TSCORE_SAMPLED_KEYS = ("tscore_sampled",)  # the original's one-random-split baseline (D20)
 TPARSEVAL_KEYS = ("tparseval",)
 RB_KEYS = ("tparseval_rb",)
 FORMATS = ("png", "pdf")
@@ -205,6 +206,11 @@ def seed_summary(e: Series) -> dict:
     }
 
 
+def layers(depth: int) -> str:
+    """'1 layer', '6 layers'."""
+    return f"{depth} layer" + ("s" if depth != 1 else "")
+
+
 def groks(summary: dict) -> bool:
     """D17: final gen >= 0.8."""
     return summary.get("final_gen") is not None and summary["final_gen"] >= GROK
@@ -275,7 +281,8 @@ def depth_stats(run: Run) -> dict:
         "mean_max_gen": _nanmean(col("max_gen")), "mean_es_gen": _nanmean(col("es_gen_at_first_max_val")),
         "mean_es_gen_patience3": _nanmean(col("es_gen_patience3")), "mean_gen_at_val_ge_99": _nanmean(col("gen_at_first_val_ge_99")),
         "last_eval_step": max((x["last_step"] for x in s if x["last_step"] is not None), default=None),
-        "tscore": last_probe_mean(run.probe, TSCORE_KEYS), "tparseval": last_probe_mean(run.probe, TPARSEVAL_KEYS),
+        "tscore": last_probe_mean(run.probe, TSCORE_KEYS),
+        "tscore_sampled": last_probe_mean(run.probe, TSCORE_SAMPLED_KEYS), "tparseval": last_probe_mean(run.probe, TPARSEVAL_KEYS),
         "probe_step": last, "nonfinite": dict(run.nonfinite),
     }
 
@@ -379,11 +386,11 @@ def fig2_panel(ax, run: Run) -> None:
         ax.axvline(g["es_step"], color="gray", ls=":", lw=1.2, label=f"early stopping ({g['es_step']:,})")
         span = steps[-1] - steps[0] if len(steps) > 1 else 1
         if not math.isnan(g["gap_es"]):
-            _gap_arrow(ax, g["es_step"], 100 * g["es_gen"], 100 * g["es_val"], f"Δ={100 * g['gap_es']:.0f}%", "tab:red",
+            _gap_arrow(ax, g["es_step"], 100 * g["es_gen"], 100 * g["es_val"], f"Δ={100 * g['gap_es']:.0f}% (ES)", "tab:red",
                        "right" if g["es_step"] - steps[0] < 0.6 * span else "left")
         if not math.isnan(g["gap_end"]) and g["end_step"] != g["es_step"]:
-            _gap_arrow(ax, g["end_step"], 100 * g["end_gen"], 100 * g["end_val"], f"Δ={100 * g['gap_end']:.0f}%", "tab:purple", "left")
-    title = f"{TASK_TITLES.get(run.task, run.task)}: {run.depth} layers, {len(run.evals)} seeds"
+            _gap_arrow(ax, g["end_step"], 100 * g["end_gen"], 100 * g["end_val"], f"Δ={100 * g['gap_end']:.0f}% (end)", "tab:purple", "left")
+    title = f"{TASK_TITLES.get(run.task, run.task)}: {layers(run.depth)}, {len(run.evals)} seed{'s' * (len(run.evals) != 1)}"
     pg = paper.fig2_gaps(run.task)
     if pg is not None:
         title += f"\npaper ({pg['depth']}L): Δ≈{pg['gap_es_pct']:g}% at early stopping, ≈{pg['gap_end_pct']:g}% at the end"
@@ -437,7 +444,7 @@ def fig3a(stats_by_task: dict[str, list[dict]], out_dir: Path) -> list[Path]:
     return save(fig, out_dir, "fig3a_inverted_u")
 
 
-def curve_lines(ax, runs: list[Run], keys, colors: dict) -> str | None:
+def curve_lines(ax, runs: list[Run], keys, colors: dict, best: int | None = None) -> str | None:
     """Seed-mean ± std of a probe quantity per run; returns the key plotted (None if nothing)."""
     used = None
     for run in runs:
@@ -445,7 +452,8 @@ def curve_lines(ax, runs: list[Run], keys, colors: dict) -> str | None:
         if c is None:
             continue
         used, steps, mean, std = c
-        ax.plot(steps, mean, color=colors[run.depth], marker=_marker(len(steps)), ms=3, lw=2, label=f"{run.depth} layers")
+        label = layers(run.depth) + (" (best)" if run.depth == best else "")
+        ax.plot(steps, mean, color=colors[run.depth], marker=_marker(len(steps)), ms=3, lw=2, label=label)
         ax.fill_between(steps, mean - std, mean + std, color=colors[run.depth], alpha=0.15, lw=0)
     return used
 
@@ -475,7 +483,7 @@ def fig3b(tasks: dict[str, list[Run]], best: dict[str, int | None], out_dir: Pat
         colors = depth_colors([r.depth for r in tasks[task]])
         for j, (keys, title, labels) in enumerate(FIG3B_PANELS):
             ax = axes[3 * k + j]
-            key = curve_lines(ax, runs, keys, colors)
+            key = curve_lines(ax, runs, keys, colors, best.get(task))
             if key is None:
                 ax.text(0.5, 0.5, "not in probe.jsonl", ha="center", va="center", transform=ax.transAxes, color="gray")
             ax.set(title=f"{TASK_TITLES.get(task, task)}: {title}", xlabel="training step", ylabel=labels.get(key, key or ""))
@@ -498,14 +506,14 @@ def rb_value(task: str, runs: list[Run]) -> tuple[float | None, str]:
     return paper.right_branching(task), "right-branching (paper, train)"
 
 
-def fig4(tasks: dict[str, list[Run]], out_dir: Path) -> list[Path]:
+def fig4(tasks: dict[str, list[Run]], best: dict[str, int | None], out_dir: Path) -> list[Path]:
     """Fig 4: tparseval over training per depth with the right-branching baseline; [] if no tparseval."""
     rows = {t: runs for t, runs in tasks.items() if any(probe_curve(r.probe, TPARSEVAL_KEYS) for r in runs)}
     if not rows:
         return []
     fig, axes = new_figure(len(rows), panel=(5.6, 4.0))
     for ax, (task, runs) in zip(axes, rows.items()):
-        curve_lines(ax, runs, TPARSEVAL_KEYS, depth_colors([r.depth for r in runs]))
+        curve_lines(ax, runs, TPARSEVAL_KEYS, depth_colors([r.depth for r in runs]), best.get(task))
         rb, label = rb_value(task, runs)
         if rb is not None:
             ax.axhline(rb, color="tab:red", ls="--", lw=1.5, label=f"{label}: {rb:.3f}")
@@ -534,10 +542,11 @@ def per_seed_figure(task: str, runs: list[Run], out_dir: Path) -> list[Path]:
         steps, _, gen = mean_curve(run.evals)
         ax.plot(steps, 100 * gen, color="black", lw=2.2, label="mean")
         ax.axhline(100 * GROK, color="gray", ls="--", lw=1)
-        ax.set(title=f"{run.depth} layers: {run_stats_line(run)}", xlabel="training step", ylabel="gen accuracy (%)", ylim=(-3, 103))
+        ax.set(title=f"{layers(run.depth)}: {run_stats_line(run)}", xlabel="training step", ylabel="gen accuracy (%)", ylim=(-3, 103))
         _kilo(ax)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2 if len(run.evals) > 5 else 1, loc="lower right")
+    handles = {h.get_label(): h for ax in axes for h in ax.get_lines() if not h.get_label().startswith("_")}
+    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8)
     fig.suptitle(f"{TASK_TITLES.get(task, task)}: generalization accuracy per seed (dashed: 80%)", fontsize=12)
     return save(fig, out_dir, f"per_seed_{task}")
 
@@ -559,7 +568,7 @@ def train_loss_figure(tasks: dict[str, list[Run]], out_dir: Path) -> list[Path]:
         for run in runs:
             c = probe_curve(run.metrics, ("train_loss",))  # same shape: per step, mean over seeds
             if c is not None:
-                ax.plot(c[1], c[2], color=colors[run.depth], lw=1.6, marker=_marker(len(c[1])), ms=3, label=f"{run.depth} layers")
+                ax.plot(c[1], c[2], color=colors[run.depth], lw=1.6, marker=_marker(len(c[1])), ms=3, label=layers(run.depth))
         ax.set(title=TASK_TITLES.get(task, task), xlabel="training step", ylabel="training loss (seed mean)", yscale="log")
         _kilo(ax)
         ax.grid(alpha=0.3, which="both")
@@ -612,10 +621,11 @@ def accuracy_table(stats: list[dict], best: dict[str, int | None]) -> list[str]:
 
 def tree_table(stats: list[dict]) -> list[str]:
     """Markdown rows: tscore and tparseval at the last probed step beside the paper's at 300k."""
-    lines = ["| task | layers | probed step | tscore | paper (300k) | tparseval | paper (300k) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| task | layers | probed step | tscore | tscore (sampled baseline) | paper (300k) | tparseval | paper (300k) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in stats:
         p = paper_cells(r["task"], r["depth"])
-        lines.append(f"| {r['task']} | {r['depth']} | {fmt(r['probe_step'])} | {fmt(r['tscore'])} | {fmt(p['tscore'])} "
+        lines.append(f"| {r['task']} | {r['depth']} | {fmt(r['probe_step'])} | {fmt(r['tscore'])} | {fmt(r['tscore_sampled'])} | {fmt(p['tscore'])} "
                      f"| {fmt(r['tparseval'])} | {fmt(p['tparseval'])} |")
     return lines
 
@@ -672,7 +682,10 @@ def markdown(sweep_dir: Path, runs: list[Run], stats: list[dict], best: dict, fi
     out += ["## Best depth", ""] + [f"- {t}: {d} layers" if d is not None else f"- {t}: no evaluations" for t, d in best.items()]
     out += ["", "## Accuracy (this sweep beside the paper)", ""] + accuracy_table(stats, best)
     out += ["", "## Early stopping vs extended training (Fig 2, mean curve at the best depth)", ""] + gap_table(best_runs)
-    out += ["", "## Tree projections at the last probed step", ""] + tree_table(stats)
+    out += ["", "## Tree projections at the last probed step", "",
+            "tscore uses the probe's baseline (by default the exact mean over random splits, D20); the paper's used one "
+            "sampled split per node, as the 'sampled baseline' column. tparseval includes the root span (D23).", ""]
+    out += tree_table(stats)
     out += ["", "## Non-finite seeds", ""] + nonfinite_lines(runs)
     out += ["", "## Figures", ""]
     for name, paths in figures.items():
@@ -683,6 +696,33 @@ def markdown(sweep_dir: Path, runs: list[Run], stats: list[dict], best: dict, fi
             out += [f"### {name}", "", "_Not drawn: nothing to plot (no evaluations or no probe.jsonl)._", ""]
     out += ["## Per-seed summary", "", "<details><summary>every seed</summary>", ""] + seed_table(runs) + ["", "</details>", ""]
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------- trees as text
+
+
+def bracketed(tree, words) -> str:
+    """A binary tree over word indices as '((the dog) barked)'."""
+    if isinstance(tree, (int, np.integer)):
+        return str(words[int(tree)])
+    return "(" + " ".join(bracketed(t, words) for t in tree) + ")"
+
+
+def tree_text(tree, words) -> str:
+    """A binary tree over word indices drawn top-down with box-drawing characters, one node per line."""
+    lines: list[str] = []
+
+    def walk(t, prefix: str, last: bool, root: bool) -> None:
+        branch = "" if root else ("└── " if last else "├── ")
+        leaf = isinstance(t, (int, np.integer))
+        lines.append(prefix + branch + (str(words[int(t)]) if leaf else "┐"))
+        if not leaf:
+            child_prefix = prefix + ("" if root else ("    " if last else "│   "))
+            for i, c in enumerate(t):
+                walk(c, child_prefix, i == len(t) - 1, False)
+
+    walk(tree, "", True, True)
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- entry points
@@ -709,7 +749,7 @@ def write_report(sweep_dir, out=None) -> Path:
         "Fig 3a: inverted U": fig3a({t: [s for s in stats if s["task"] == t] for t in tasks if t in best_runs}, out_dir)
         if best_runs else [],
         "Fig 3b: weight norm, sparsity, tscore": fig3b(tasks, best, out_dir),
-        "Fig 4: tparseval": fig4(tasks, out_dir),
+        "Fig 4: tparseval": fig4(tasks, best, out_dir),
     }
     figures.update({f"Per-seed generalization: {t}": per_seed_figure(t, rs, out_dir) for t, rs in tasks.items()})
     figures["Training loss"] = train_loss_figure(tasks, out_dir)

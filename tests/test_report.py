@@ -98,7 +98,7 @@ def test_tree_table_and_gaps(sweep_report):
     _, path = sweep_report
     md = path.read_text()
     tscore4 = np.mean([0.3 + 0.4 + 0.01 * (s % 3) for s in SEEDS])
-    assert f"| question | 4 | 600 | {tscore4:.3f} | – | 0.700 | – |" in md  # paper has no 4-layer QF tree projection
+    assert f"| question | 4 | 600 | {tscore4:.3f} | – | – | 0.700 | – |" in md  # paper has no 4-layer QF tree projection
     g = report.mean_curve_gaps(report.load_run(sweep_report[0] / "question_L4", "question", 4).evals)
     assert g["es_step"] == ES_STEP
     assert math.isclose(g["gap_end"], 1.0 - np.mean(FINALS[4]), abs_tol=1e-9)
@@ -183,3 +183,12 @@ def test_paper_numbers():
     curve = paper.fig2_curve("question")
     assert curve["depth"] == 6 and curve["gen"][-1] == pytest.approx(0.929, abs=1e-3)
     assert paper.fig2_gaps("tense")["gap_es_pct"] == 50
+
+
+def test_tree_text():
+    words = "the dog near the cat barked".split()
+    tree = (((0, 1), (2, (3, 4))), 5)
+    assert report.bracketed(tree, words) == "(((the dog) (near (the cat))) barked)"
+    lines = report.tree_text(tree, words).splitlines()
+    assert lines[0] == "┐" and lines[-1] == "└── barked" and len(lines) == 2 * len(words) - 1
+    assert report.tree_text(0, ["word"]) == "word"

@@ -1,0 +1,464 @@
+"""The paper's metrics (SPEC §4) for every population member in one compiled program; docs/metrics.md.
+
+    make_evaluator(model_cfg, eval_cfg, task, vocab, splits) -> Evaluator
+    Evaluator(params_S, step) -> {key: float array [S]}
+
+* QF (§4.1, D14): after `<declarative> . quest`, argmax restricted to {does, doesn't, do, don't}
+  vs the gold first word (`val_acc`, `gen_acc`); unrestricted argmax (`*_acc_unrestricted`);
+  full-output greedy exact match (`*_exact_match`, EvalConfig.exact_match).
+* TI (§4.2, D15, D16): greedy decoding after the marker; right iff the POS sequences match and the
+  main verb matches (`val_acc`, `gen_acc`); plus full-output exact match (`*_exact_match`).
+* Dyck (§4.3, D10): at each closing bracket, argmax restricted to the 20 closers, all closings of one
+  teacher-forced pass per sentence. `val_acc` = all closings on val (the code's), `gen_acc` = closings
+  ≥ 10 tokens from their opener on the OOD test (the paper's); `val_acc_far`, `gen_acc_all` the others.
+
+Host side, once: lines -> padded index arrays in batches [NB, R, ...]. Device side: jit(vmap over S
+of lax.map over batches) returning per-member sums; the host divides by counts known in advance.
+The pure scoring functions (`restricted_argmax`, `qf_accuracy`, `tense_correct`, `tense_correct_ids`,
+`dyck_closings`, `dyck_select`, `dyck_accuracy`) are what the compiled program uses, so tests can
+feed them hand-built predictions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from sgjax import decode, model
+from sgjax.config import EvalConfig, ModelConfig
+from sgjax.data.split import Split, line_words
+from sgjax.data.vocab import Vocab
+from sgjax.errors import DataError, UserError
+
+AUXILIARIES = ("does", "doesn't", "do", "don't")  # QF's restricted candidate set (§4.1)
+QF_MARKER = "quest"
+TI_MARKERS = ("PAST", "PRESENT")
+DYCK_MIN_DISTANCE = 10  # the paper's generalization filter (D10)
+TOKENS_PER_BATCH = 32  # Dyck batches hold about batch_size × 32 tokens (long OOD strings get fewer rows)
+UNKNOWN_TAG = -1  # pad / EOS / SOS / non-TI words: never equal to a real tag, so always wrong (D16)
+TAG_NAMES = ("D", "N", "V", "P", "R", ".", "T")  # det, noun, verb, prep, rel, punctuation, tense marker
+
+
+# ---------------------------------------------------------------- POS tags (TI)
+
+
+def tense_tags() -> dict[str, str]:
+    """Word -> POS tag for the TI lexicon (the original's pos_tense.txt classes), from sgjax.data.grammar."""
+    from sgjax.data import grammar as G
+
+    tags = {w: "D" for w in G.DET} | {w: "N" for w in G.N_SG + G.N_PL}
+    tags |= {w: "P" for w in G.PREP} | {w: "R" for w in G.REL}
+    for pl, (sg, past) in G.V_FORMS.items():
+        tags |= {pl: "V", sg: "V", past: "V"}  # `read` is both present plural and past: V either way
+    return tags | {".": ".", "PAST": "T", "PRESENT": "T"}
+
+
+def tag_table(vocab: Vocab, tags: dict[str, str]) -> np.ndarray:
+    """int32 [V]: tag code of every class id; UNKNOWN_TAG for pad, EOS, SOS and words without a tag."""
+    table_V = np.full(vocab.size, UNKNOWN_TAG, dtype=np.int32)
+    for i, w in enumerate(vocab.words):
+        if i > 0 and w in tags:
+            table_V[i] = TAG_NAMES.index(tags[w])
+    return table_V
+
+
+def main_verb_index(tags: list[str]) -> int:
+    """The main verb (§4.2): second V if the subject carries an RC (tag[2] = R), else the first V; -1 if none."""
+    verbs = [i for i, t in enumerate(tags) if t == "V"]
+    k = 1 if len(tags) > 2 and tags[2] == "R" else 0
+    return verbs[k] if len(verbs) > k else -1
+
+
+def drop_final_dot(words: list) -> list:
+    """The original drops one trailing '.' from prediction and target before comparing."""
+    return list(words[:-1]) if len(words) and words[-1] == "." else list(words)
+
+
+def tense_correct(pred_words: list[str], target_words: list[str], tags: dict[str, str] | None = None) -> bool:
+    """`main_right_tense`: same POS sequence and same main-verb word; unknown words (EOS, SOS) are wrong."""
+    tags = tense_tags() if tags is None else tags
+    pred, tgt = drop_final_dot(pred_words), drop_final_dot(target_words)
+    if len(pred) != len(tgt) or any(w not in tags for w in pred):
+        return False
+    tgt_tags = [tags[w] for w in tgt]
+    if [tags[w] for w in pred] != tgt_tags:
+        return False
+    mv = main_verb_index(tgt_tags)
+    return mv >= 0 and pred[mv] == tgt[mv]
+
+
+def tense_correct_ids(pred_BxM, pred_len_B, tgt_BxM, tgt_len_B, mv_B, tag_V, dot_id: int):
+    """Vectorized `tense_correct` on ids. Targets come with '.' already dropped and their main-verb index."""
+    m = pred_BxM.shape[1]
+    j_M = jnp.arange(m)
+    last_B = jnp.take_along_axis(pred_BxM, jnp.maximum(pred_len_B - 1, 0)[:, None], axis=1)[:, 0]
+    pred_len_B = pred_len_B - ((pred_len_B > 0) & (last_B == dot_id))
+    tgt_BxM = _fit(tgt_BxM, m)
+    in_pred = j_M[None] < pred_len_B[:, None]
+    pred_tag = jnp.where(in_pred, tag_V[pred_BxM], -2)
+    tgt_tag = jnp.where(j_M[None] < tgt_len_B[:, None], tag_V[tgt_BxM], -2)
+    tags_ok = jnp.all(pred_tag == tgt_tag, axis=1) & jnp.all(~in_pred | (pred_tag != UNKNOWN_TAG), axis=1)
+    mv_c = jnp.clip(mv_B, 0, m - 1)
+    verb_ok = (mv_B >= 0) & (mv_B < m) & (pred_BxM[jnp.arange(len(mv_B)), mv_c] == tgt_BxM[jnp.arange(len(mv_B)), mv_c])
+    return (pred_len_B == tgt_len_B) & tags_ok & verb_ok
+
+
+def exact_match_ids(pred_BxM, pred_len_B, tgt_BxM, tgt_len_B):
+    """Whole output equal (EOS excluded from both)."""
+    m = pred_BxM.shape[1]
+    tgt_BxM = _fit(tgt_BxM, m)
+    same = (pred_BxM == tgt_BxM) | (jnp.arange(m)[None] >= tgt_len_B[:, None])
+    return (pred_len_B == tgt_len_B) & jnp.all(same, axis=1)
+
+
+def _fit(x_BxM, m: int):
+    """Pad (with 0) or cut the second axis to m."""
+    return jnp.pad(x_BxM, ((0, 0), (0, max(0, m - x_BxM.shape[1]))))[:, :m]
+
+
+# ---------------------------------------------------------------- QF / Dyck scoring
+
+
+def restricted_argmax(logits_xV, allowed_K):
+    """Class id of the largest logit among `allowed_K` (ties: the first in allowed_K)."""
+    allowed_K = jnp.asarray(allowed_K)
+    return allowed_K[jnp.argmax(logits_xV[..., allowed_K], axis=-1)]
+
+
+def qf_accuracy(pred, gold_N, allowed_K=None) -> float:
+    """Accuracy of predicted ids [N], or of logits [N, V] (argmax restricted to allowed_K if given)."""
+    pred = jnp.asarray(pred)
+    if pred.ndim == 2:
+        pred = restricted_argmax(pred, allowed_K) if allowed_K is not None else jnp.argmax(pred, axis=-1)
+    return float(jnp.mean(pred == jnp.asarray(gold_N)))
+
+
+def dyck_closings(tokens: list[str]) -> list[tuple[int, int]]:
+    """(index, opener index) of every closing bracket; raises DataError on a mismatch."""
+    stack, out = [], []
+    for i, t in enumerate(tokens):
+        if t.startswith("("):
+            stack.append(i)
+        elif t.endswith(")") and stack and tokens[stack[-1]][1:] == t[:-1]:
+            out.append((i, stack.pop()))
+        else:
+            raise DataError(f"unmatched Dyck token {t!r} at {i} in {' '.join(tokens)!r}")
+    return out
+
+
+def dyck_select(counts_N, max_prefixes: int | None) -> int:
+    """Sentences used: in file order, stop after the one that brings the count to >= max_prefixes (None: all)."""
+    counts_N = np.asarray(counts_N)
+    if max_prefixes is None:
+        return len(counts_N)
+    reached = np.flatnonzero(np.cumsum(counts_N) >= max_prefixes)
+    return int(reached[0]) + 1 if reached.size else len(counts_N)
+
+
+def dyck_accuracy(pred_ids, gold_ids, distances, min_distance: int = 0) -> float:
+    """Accuracy over closing positions whose distance to the opener is >= min_distance (NaN if none)."""
+    keep = np.asarray(distances) >= min_distance
+    if not keep.any():
+        return math.nan
+    return float(np.mean(np.asarray(pred_ids)[keep] == np.asarray(gold_ids)[keep]))
+
+
+# ---------------------------------------------------------------- host-side preparation
+
+
+@dataclasses.dataclass
+class Part:
+    """One batched line set of one split: arrays [NB, R, ...], the kind of computation, and denominators."""
+
+    split: str  # "val" | "gen"
+    kind: str  # "qf" | "ti" | "dyck"
+    arrays: dict[str, np.ndarray]
+    counts: dict[str, int]  # metric name -> denominator
+    sample: "TenseSample | None" = None  # TI gen subsampling (D15), rebuilt per evaluation
+
+
+@dataclasses.dataclass
+class TenseSample:
+    """Per-evaluation subset of a TI split: the full host arrays and the sample size."""
+
+    full: dict[str, np.ndarray]  # [N, ...]
+    size: int
+    rows: int
+
+
+def _batched(arrays_N: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """[N, ...] -> [NB, rows, ...], padding rows copy row 0's shape with zeros and `valid` False."""
+    n = len(arrays_N["valid"])
+    nb = max(1, -(-n // rows))
+    out = {}
+    for k, a in arrays_N.items():
+        pad = np.zeros((nb * rows - n,) + a.shape[1:], a.dtype)
+        if k == "prefix_len":  # a padding row is a lone SOS (length 1), never an empty prefix
+            pad[:] = 1
+        out[k] = np.concatenate([a, pad]).reshape((nb, rows) + a.shape[1:])
+    return out
+
+
+def _pad_rows(rows: list[list[int]], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged int lists -> (int32 [N, width] zero-padded, lengths [N])."""
+    lens = np.array([len(r) for r in rows], dtype=np.int32)
+    width = max(1, int(lens.max(initial=1))) if width is None else width
+    out = np.zeros((len(rows), width), dtype=np.int32)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out, lens
+
+
+def _ids(vocab: Vocab, words: list[str], where: str) -> list[int]:
+    return vocab.encode(words, where=where)
+
+
+def _prefix_target(split: Split, vocab: Vocab, markers: tuple[str, ...], keep: Callable[[list[str]], bool]):
+    """(prefix ids with SOS, target ids, target words) of the lines that `keep`, split at the first marker."""
+    prefixes, targets, words_out = [], [], []
+    for i, line in enumerate(split.lines):
+        words = line_words(line)
+        if not keep(words):
+            continue
+        m = next((j for j, w in enumerate(words) if w in markers), None)
+        if m is None:
+            raise DataError(f"{split.name} line {i + 1}: no marker ({'/'.join(markers)}) in {line!r}")
+        ids = _ids(vocab, words, f"{split.name} line {i + 1}")
+        prefixes.append([vocab.sos] + ids[: m + 1])
+        targets.append(ids[m + 1 :])
+        words_out.append(words[m + 1 :])
+    return prefixes, targets, words_out
+
+
+def decode_steps(max_decode_steps: int, max_target_len: int) -> int:
+    """Steps that decide every metric: a prediction 2 longer than any target is wrong however it continues."""
+    return max(1, min(max_decode_steps, max_target_len + 2))
+
+
+def qf_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
+    """QF quest lines: prefix `[SOS] … . quest`, gold first word, full target for exact match."""
+    prefixes, targets, _ = _prefix_target(split, vocab, (QF_MARKER,), lambda ws: QF_MARKER in ws)
+    prefix_NxW, plen_N = _pad_rows(prefixes)
+    tgt_NxM, tlen_N = _pad_rows(targets)
+    arrays = {"prefix": prefix_NxW, "prefix_len": plen_N, "target": tgt_NxM, "target_len": tlen_N,
+              "gold": tgt_NxM[:, 0].copy(), "valid": np.ones(len(prefixes), bool)}
+    n = len(prefixes)
+    counts = {"acc": n, "acc_unrestricted": n} | ({"exact_match": n} if ecfg.exact_match else {})
+    return Part(name, "qf", _batched(arrays, ecfg.batch_size), counts)
+
+
+def ti_arrays(split: Split, vocab: Vocab, tags: dict[str, str]) -> dict[str, np.ndarray]:
+    """TI lines: prefix up to the marker; target with '.' dropped, its main-verb index; full target."""
+    prefixes, targets, words = _prefix_target(split, vocab, TI_MARKERS, lambda ws: True)
+    core = [drop_final_dot(t) for t in targets]
+    mv = [main_verb_index([tags.get(w, "?") for w in drop_final_dot(ws)]) for ws in words]
+    prefix_NxW, plen_N = _pad_rows(prefixes)
+    full_NxM, flen_N = _pad_rows(targets)
+    core_NxM, clen_N = _pad_rows(core, full_NxM.shape[1])
+    return {"prefix": prefix_NxW, "prefix_len": plen_N, "target": full_NxM, "target_len": flen_N,
+            "core": core_NxM, "core_len": clen_N, "main_verb": np.asarray(mv, np.int32),
+            "valid": np.ones(len(prefixes), bool)}
+
+
+def ti_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig, sample: int | None) -> Part:
+    """TI lines, all of them, or a fresh seeded subset of `sample` lines per evaluation (D15)."""
+    full = ti_arrays(split, vocab, tense_tags())
+    n = len(full["valid"])
+    size = n if sample is None or sample >= n else sample
+    counts = {"acc": size, "exact_match": size}
+    rows = min(ecfg.batch_size, max(1, size))
+    if size == n:
+        return Part(name, "ti", _batched(full, rows), counts)
+    ts = TenseSample(full, size, rows)
+    return Part(name, "ti", _batched({k: v[:size] for k, v in full.items()}, rows), counts, ts)
+
+
+def sample_rows(n: int, size: int, step: int, seed: int = 0) -> np.ndarray:
+    """Sorted line indices of the TI subsample at `step`: seeded by (seed, step), so reruns repeat it."""
+    return np.sort(np.random.default_rng([seed, step]).choice(n, size=size, replace=False))
+
+
+def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig, gen_scale: bool) -> Part:
+    """Dyck closings of the selected sentences, bucketed by padded length; masks for 'all' and 'far'."""
+    sents = [line_words(l) for l in split.lines]
+    closings = [dyck_closings(s) for s in sents]
+    n_all = dyck_select([len(c) for c in closings], ecfg.dyck_max_prefixes)
+    n_far = dyck_select([sum(i - o >= DYCK_MIN_DISTANCE for i, o in c) for c in closings], ecfg.dyck_max_prefixes)
+    use = max(n_all, n_far)
+    counts = {"all": 0, "far": 0}
+    per_sent = []
+    for k in range(use):
+        ids = _ids(vocab, sents[k], f"{split.name} line {k + 1}")
+        all_T = np.zeros(len(ids), bool)
+        far_T = np.zeros(len(ids), bool)
+        for i, o in closings[k]:
+            # logits at sequence position i (after [SOS] t0..t_{i-1}) predict token i
+            all_T[i] = k < n_all
+            far_T[i] = k < n_far and i - o >= DYCK_MIN_DISTANCE
+        counts["all"] += int(all_T.sum())
+        counts["far"] += int(far_T.sum())
+        per_sent.append(([vocab.sos] + ids, ids, all_T, far_T))
+    buckets: dict[int, list] = {}
+    for s in per_sent:
+        width = max(16, 1 << (len(s[0]) - 1).bit_length())  # power-of-two widths: few compiled shapes
+        buckets.setdefault(width, []).append(s)
+    arrays = {}
+    for width, items in sorted(buckets.items()):
+        rows = max(1, min(ecfg.batch_size, ecfg.batch_size * TOKENS_PER_BATCH // width))
+        seq, _ = _pad_rows([s[0] for s in items], width)
+        gold, _ = _pad_rows([s[1] for s in items], width)
+        m_all = np.zeros((len(items), width), bool)
+        m_far = np.zeros((len(items), width), bool)
+        for r, s in enumerate(items):
+            m_all[r, : len(s[2])] = s[2]
+            m_far[r, : len(s[3])] = s[3]
+        b = _batched({"seq": seq, "gold": gold, "all": m_all, "far": m_far, "valid": np.ones(len(items), bool)}, rows)
+        arrays[f"w{width}"] = b
+    return Part(name, "dyck", arrays, counts)
+
+
+# ---------------------------------------------------------------- device-side batch functions
+
+
+def _last_logits(cfg: ModelConfig, params, prefix_BxW, prefix_len_B):
+    """Next-token logits after each prefix (teacher-forced, one pass)."""
+    logits_BxWxV = model.forward(cfg, params, prefix_BxW)
+    return jnp.take_along_axis(logits_BxWxV, (prefix_len_B - 1)[:, None, None], axis=1)[:, 0]
+
+
+def qf_batch(cfg, params, b, *, aux_K, exact: bool, steps: int, eos: int, decode_fn):
+    """Correct counts of one QF batch: restricted, unrestricted, and (optionally) exact match."""
+    last_BxV = _last_logits(cfg, params, b["prefix"], b["prefix_len"])
+    v = b["valid"]
+    out = {"acc": jnp.sum(v & (restricted_argmax(last_BxV, aux_K) == b["gold"])),
+           "acc_unrestricted": jnp.sum(v & (jnp.argmax(last_BxV, -1) == b["gold"]))}
+    if exact:
+        gen_BxM, glen_B = decode_fn(cfg, params, b["prefix"], b["prefix_len"], max_steps=steps, eos_id=eos)
+        out["exact_match"] = jnp.sum(v & exact_match_ids(gen_BxM, glen_B, b["target"], b["target_len"]))
+    return out
+
+
+def ti_batch(cfg, params, b, *, tag_V, dot: int, steps: int, eos: int, decode_fn):
+    """Correct counts of one TI batch: the paper's main-verb rule and full exact match."""
+    gen_BxM, glen_B = decode_fn(cfg, params, b["prefix"], b["prefix_len"], max_steps=steps, eos_id=eos)
+    v = b["valid"]
+    ok_B = tense_correct_ids(gen_BxM, glen_B, b["core"], b["core_len"], b["main_verb"], tag_V, dot)
+    return {"acc": jnp.sum(v & ok_B), "exact_match": jnp.sum(v & exact_match_ids(gen_BxM, glen_B, b["target"], b["target_len"]))}
+
+
+def dyck_batch(cfg, params, b, *, close_K):
+    """Correct counts of one Dyck batch at every closing position, for the 'all' and 'far' masks."""
+    logits_BxTxV = model.forward(cfg, params, b["seq"])
+    right_BxT = restricted_argmax(logits_BxTxV, close_K) == b["gold"]
+    return {"all": jnp.sum(right_BxT & b["all"]), "far": jnp.sum(right_BxT & b["far"])}
+
+
+# ---------------------------------------------------------------- the evaluator
+
+
+KEYS = {  # (split, kind, count name) -> metrics.jsonl key
+    ("val", "qf", "acc"): "val_acc", ("gen", "qf", "acc"): "gen_acc",
+    ("val", "qf", "acc_unrestricted"): "val_acc_unrestricted", ("gen", "qf", "acc_unrestricted"): "gen_acc_unrestricted",
+    ("val", "qf", "exact_match"): "val_exact_match", ("gen", "qf", "exact_match"): "gen_exact_match",
+    ("val", "ti", "acc"): "val_acc", ("gen", "ti", "acc"): "gen_acc",
+    ("val", "ti", "exact_match"): "val_exact_match", ("gen", "ti", "exact_match"): "gen_exact_match",
+    ("val", "dyck", "all"): "val_acc", ("val", "dyck", "far"): "val_acc_far",
+    ("gen", "dyck", "far"): "gen_acc", ("gen", "dyck", "all"): "gen_acc_all",
+}
+TASK_KIND = {"question": "qf", "tense": "ti", "dyck": "dyck"}
+GEN_NAMES = {"question": ("gen",), "tense": ("gen",), "dyck": ("test", "gen")}
+
+
+class Evaluator:
+    """Callable(params_S, step) -> {key: float64 [S]}; `counts` holds each key's denominator."""
+
+    def __init__(self, task: str, parts: list[Part], batch_fns: dict[str, Callable]):
+        self.task = task
+        self.parts = [p for p in parts if sum(p.counts.values()) > 0]
+        self.empty_keys = [KEYS[(p.split, p.kind, c)] for p in parts if p not in self.parts for c in p.counts]
+        self.counts = {KEYS[(p.split, p.kind, c)]: n for p in parts for c, n in p.counts.items()}
+        self._device = {p.split: jax.device_put(p.arrays) for p in self.parts if p.sample is None}
+
+        def member(params, data):
+            out = {}
+            for p in self.parts:
+                fn = batch_fns[p.kind]
+                groups = data[p.split] if p.kind == "dyck" else {"": data[p.split]}
+                sums = [lax.map(lambda b: fn(params, b), g) for g in groups.values()]
+                out[p.split] = {k: sum(jnp.sum(s[k]) for s in sums) for k in p.counts}
+            return out
+
+        self._fn = jax.jit(jax.vmap(member, in_axes=(0, None)))
+
+    def data_for(self, step: int) -> dict:
+        """Device arrays of every part; a subsampled TI split draws its lines for this step."""
+        data = dict(self._device)
+        for p in self.parts:
+            if p.sample is not None:
+                idx = sample_rows(len(p.sample.full["valid"]), p.sample.size, step)
+                data[p.split] = jax.device_put(_batched({k: v[idx] for k, v in p.sample.full.items()}, p.sample.rows))
+        return data
+
+    def __call__(self, params_S, step: int = 0) -> dict[str, np.ndarray]:
+        sums = jax.device_get(self._fn(params_S, self.data_for(step)))
+        s = jax.tree_util.tree_leaves(params_S)[0].shape[0]
+        out = {}
+        for p in self.parts:
+            for c, n in p.counts.items():
+                key = KEYS[(p.split, p.kind, c)]
+                out[key] = np.asarray(sums[p.split][c], np.float64) / n if n else np.full(s, np.nan)
+        for key in self.empty_keys:
+            out[key] = np.full(s, np.nan)
+        return out
+
+
+def make_evaluator(model_cfg: ModelConfig, eval_cfg: EvalConfig, task: str, vocab: Vocab,
+                   splits: dict[str, Split], *, decode_fn: Callable = decode.greedy_decode) -> Evaluator:
+    """Precompute every index array for `splits` ("val" plus "gen", or "test" for Dyck) and compile lazily."""
+    if task not in TASK_KIND:
+        raise UserError(f"unknown task {task!r}; choose one of {', '.join(TASK_KIND)}")
+    named = {"val": splits.get("val")}
+    gen_name = next((g for g in GEN_NAMES[task] if g in splits), None)
+    named["gen"] = splits.get(gen_name) if gen_name else None
+    if all(s is None for s in named.values()):
+        raise UserError(f"no evaluation split for {task}: expected 'val' and {' or '.join(map(repr, GEN_NAMES[task]))}, got {sorted(splits)}")
+    kind = TASK_KIND[task]
+    parts = []
+    for name, split in named.items():
+        if split is None:
+            continue
+        if kind == "qf":
+            parts.append(qf_part(name, split, vocab, eval_cfg))
+        elif kind == "ti":
+            parts.append(ti_part(name, split, vocab, eval_cfg, eval_cfg.tense_gen_sample if name == "gen" else None))
+        else:
+            parts.append(dyck_part(name, split, vocab, eval_cfg, name == "gen"))
+    return Evaluator(task, parts, _batch_fns(model_cfg, eval_cfg, kind, vocab, parts, decode_fn))
+
+
+def _batch_fns(cfg: ModelConfig, ecfg: EvalConfig, kind: str, vocab: Vocab, parts: list[Part], decode_fn) -> dict:
+    """The per-batch function of the task, closed over its static ids and decode length."""
+    index = vocab.index
+    if kind == "dyck":
+        close_K = jnp.asarray([i for i, w in enumerate(vocab.words) if w.endswith(")")], jnp.int32)
+        return {"dyck": lambda p, b: dyck_batch(cfg, p, b, close_K=close_K)}
+    tmax = max((int(p.arrays["target_len"].max(initial=0)) for p in parts), default=0)
+    steps = decode_steps(ecfg.max_decode_steps, tmax)
+    if kind == "qf":
+        if not all(a in index for a in AUXILIARIES):
+            if any(p.counts["acc"] for p in parts):
+                raise DataError(f"the vocabulary lacks the QF auxiliaries {AUXILIARIES}")
+            aux_K = jnp.zeros((1,), jnp.int32)
+        else:
+            aux_K = jnp.asarray([index[a] for a in AUXILIARIES], jnp.int32)
+        return {"qf": lambda p, b: qf_batch(cfg, p, b, aux_K=aux_K, exact=ecfg.exact_match, steps=steps,
+                                            eos=vocab.eos, decode_fn=decode_fn)}
+    tag_V = jnp.asarray(tag_table(vocab, tense_tags()))
+    dot = index.get(".", -1)
+    return {"ti": lambda p, b: ti_batch(cfg, p, b, tag_V=tag_V, dot=dot, steps=steps, eos=vocab.eos, decode_fn=decode_fn)}
