@@ -38,11 +38,11 @@ def chunk_indices(seeds, step0: int, k_steps: int, n: int, batch_size: int) -> n
     )
 
 
-def round_up_bucket(p: int, base: int = 64) -> int:
-    """Round a packed length up to a short ladder (x1.25 apart), so few shapes get compiled."""
+def round_up_bucket(p: int, base: int = 32, growth: float = 1.1) -> int:
+    """Round a packed length up to a ladder of sizes ~10% apart, so few shapes get compiled."""
     size = base
     while size < p:
-        size = max(size + base, int(math.ceil(size * 1.25 / base) * base))
+        size = max(size + base, int(math.ceil(size * growth / base) * base))
     return size
 
 
@@ -74,3 +74,14 @@ def packed_batch(flat_M, starts_N, seq_len_N, idx_B, p: int):
 def packed_length(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray) -> int:
     """The packed row length a chunk needs: its longest batch (in tokens), rounded to the ladder."""
     return round_up_bucket(int((seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max()))
+
+
+def same_length_run(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray) -> int:
+    """How many leading steps of a chunk share the first step's packed length.
+
+    Packed chunks end where the length changes, so a long batch never pads the steps around it.
+    """
+    need_K = (seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max(axis=0)
+    buckets_K = np.array([round_up_bucket(int(n)) for n in need_K])
+    changes = np.nonzero(buckets_K != buckets_K[0])[0]
+    return int(changes[0]) if len(changes) else len(buckets_K)

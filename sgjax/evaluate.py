@@ -256,7 +256,7 @@ def qf_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
 def ti_arrays(split: Split, vocab: Vocab, tags: dict[str, str]) -> dict[str, np.ndarray]:
     """TI lines: prefix up to the marker; target with '.' dropped, its main-verb index; full target."""
     prefixes, targets, words = _prefix_target(split, vocab, TI_MARKERS, lambda ws: True)
-    core = [drop_final_dot(t) for t in targets]
+    core = [t[: len(drop_final_dot(ws))] for t, ws in zip(targets, words)]  # ids: drop by the words
     mv = [main_verb_index([tags.get(w, "?") for w in drop_final_dot(ws)]) for ws in words]
     prefix_NxW, plen_N = _pad_rows(prefixes)
     full_NxM, flen_N = _pad_rows(targets)
@@ -284,7 +284,7 @@ def sample_rows(n: int, size: int, step: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, step]).choice(n, size=size, replace=False))
 
 
-def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig, gen_scale: bool) -> Part:
+def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
     """Dyck closings of the selected sentences, bucketed by padded length; masks for 'all' and 'far'."""
     sents = [line_words(l) for l in split.lines]
     closings = [dyck_closings(s) for s in sents]
@@ -380,8 +380,8 @@ class Evaluator:
 
     def __init__(self, task: str, parts: list[Part], batch_fns: dict[str, Callable]):
         self.task = task
-        self.parts = [p for p in parts if sum(p.counts.values()) > 0]
-        self.empty_keys = [KEYS[(p.split, p.kind, c)] for p in parts if p not in self.parts for c in p.counts]
+        self.parts = [p for p in parts if sum(p.counts.values()) > 0]  # nothing to score: NaN, no compile
+        self.empty_keys = [KEYS[(p.split, p.kind, c)] for p in parts if sum(p.counts.values()) == 0 for c in p.counts]
         self.counts = {KEYS[(p.split, p.kind, c)]: n for p in parts for c, n in p.counts.items()}
         self._device = {p.split: jax.device_put(p.arrays) for p in self.parts if p.sample is None}
 
@@ -406,8 +406,8 @@ class Evaluator:
         return data
 
     def __call__(self, params_S, step: int = 0) -> dict[str, np.ndarray]:
-        sums = jax.device_get(self._fn(params_S, self.data_for(step)))
         s = jax.tree_util.tree_leaves(params_S)[0].shape[0]
+        sums = jax.device_get(self._fn(params_S, self.data_for(step))) if self.parts else {}
         out = {}
         for p in self.parts:
             for c, n in p.counts.items():
@@ -438,7 +438,7 @@ def make_evaluator(model_cfg: ModelConfig, eval_cfg: EvalConfig, task: str, voca
         elif kind == "ti":
             parts.append(ti_part(name, split, vocab, eval_cfg, eval_cfg.tense_gen_sample if name == "gen" else None))
         else:
-            parts.append(dyck_part(name, split, vocab, eval_cfg, name == "gen"))
+            parts.append(dyck_part(name, split, vocab, eval_cfg))
     return Evaluator(task, parts, _batch_fns(model_cfg, eval_cfg, kind, vocab, parts, decode_fn))
 
 
@@ -448,7 +448,7 @@ def _batch_fns(cfg: ModelConfig, ecfg: EvalConfig, kind: str, vocab: Vocab, part
     if kind == "dyck":
         close_K = jnp.asarray([i for i, w in enumerate(vocab.words) if w.endswith(")")], jnp.int32)
         return {"dyck": lambda p, b: dyck_batch(cfg, p, b, close_K=close_K)}
-    tmax = max((int(p.arrays["target_len"].max(initial=0)) for p in parts), default=0)
+    tmax = max((int((p.sample.full if p.sample else p.arrays)["target_len"].max(initial=0)) for p in parts), default=0)
     steps = decode_steps(ecfg.max_decode_steps, tmax)
     if kind == "qf":
         if not all(a in index for a in AUXILIARIES):
