@@ -96,3 +96,13 @@ def test_sinusoidal_table():
     assert pe[0, 0] == 0 and pe[0, 1] == 1
     np.testing.assert_allclose(pe[3, 2], math.sin(3 / 10000 ** (2 / 8)), rtol=1e-6)
     np.testing.assert_allclose(pe[3, 3], math.cos(3 / 10000 ** (2 / 8)), rtol=1e-6)
+
+
+def test_dropout_keeps_the_expectation():
+    drop = model.Dropout(0.1, deterministic=False)
+    x = jnp.ones((200_000,))
+    y = np.asarray(drop.apply({}, x, rngs={"dropout": jax.random.key(0)}))
+    kept = y != 0
+    assert abs(kept.mean() - 0.9) < 0.003
+    assert abs(y.mean() - 1.0) < 0.004
+    np.testing.assert_allclose(y[kept], 65536 / 58982, rtol=1e-6)

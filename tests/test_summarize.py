@@ -24,7 +24,7 @@ def write_run(tmp_path, nonfinite_at=None):
     for i, step in enumerate(STEPS):
         for seed, val, gen in ((1, VAL_1, GEN_1), (2, VAL_2, GEN_2)):
             recs.append({"step": step - 1500, "seed": seed, "member": seed - 1, "train_loss": 1.0, "nonfinite": False})
-            recs.append({"step": step, "seed": seed, "member": seed - 1, "train_loss": 0.5, "val_acc": val, "gen_acc": gen,
+            recs.append({"step": step, "seed": seed, "member": seed - 1, "train_loss": 0.5, "val_acc": val[i], "gen_acc": gen[i],
                          "nonfinite": seed == 2 and nonfinite_at is not None and step >= nonfinite_at})
     text = "\n".join(json.dumps(r) for r in recs) + "\n{\"step\": 999"  # a torn last line is skipped
     (tmp_path / "metrics.jsonl").write_text(text)
@@ -54,7 +54,7 @@ def test_rules_on_known_series(tmp_path):
     assert (b["max_val"], b["es_step_first_max_val"], b["es_gen_at_first_max_val"]) == (0.995, 30000, 0.45)
     # patience 3: 0.6 at 6k, no gain at 9k/12k, 0.7 at 15k resets, 18k/21k/24k no gain: stop, keep 15k
     assert (b["es_step_patience3"], b["es_gen_patience3"]) == (15000, 0.20)
-    assert (b["first_step_val_ge_99"], b["gen_at_first_val_ge_99"]) == (30000, 0.45)
+    assert (b["first_step_val_ge_99"], b["gen_at_first_val_ge_99"]) == (27000, 0.40)  # 0.99 counts
     assert b["nonfinite"] is True and b["nonfinite_step"] == 30000
 
 
