@@ -180,7 +180,8 @@ def greedy_decode_recompute(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, 
 
 
 @functools.lru_cache(maxsize=8)
-def _jit_forward(cfg: ModelConfig):
+def jit_forward(cfg: ModelConfig):
+    """model.forward jitted for one config (cached): (params, tokens_BxT) -> logits."""
     return jax.jit(functools.partial(model.forward, cfg))
 
 
@@ -194,7 +195,7 @@ def reference_decode(cfg: ModelConfig, params, prefix: list[int], *, max_steps: 
     out: list[int] = []
     for _ in range(max_steps):
         width = 1 << (len(seq) - 1).bit_length()
-        logits = _jit_forward(cfg)(params, jnp.asarray([seq + [0] * (width - len(seq))], jnp.int32))
+        logits = jit_forward(cfg)(params, jnp.asarray([seq + [0] * (width - len(seq))], jnp.int32))
         nxt = int(jnp.argmax(logits[0, len(seq) - 1]))
         if nxt == eos_id:
             break

@@ -48,7 +48,7 @@ def test_cached_forward_matches_model(params):
     b, w = pre.shape
     pos = jnp.broadcast_to(jnp.arange(w)[None], (b, w))
     got, _ = jax.jit(lambda p, x: decode.cached_forward(CFG, p, x, decode.empty_cache(CFG, b, w), x, pos))(params, jnp.asarray(pre))
-    np.testing.assert_allclose(got, decode._jit_forward(CFG)(params, jnp.asarray(pre)), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(got, decode.jit_forward(CFG)(params, jnp.asarray(pre)), atol=1e-4, rtol=1e-4)
 
 
 def test_decoders_equal_reference(params):

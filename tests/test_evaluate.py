@@ -7,7 +7,7 @@ import pytest
 
 from sgjax import evaluate as E
 from sgjax import model
-from sgjax.decode import _jit_forward as forward
+from sgjax.decode import jit_forward as forward  # cached jitted model.forward
 from sgjax.config import EvalConfig, ModelConfig
 from sgjax.data import grammar as G
 from sgjax.data.split import encode_lines, line_words
