@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sgjax import summarize
 from sgjax.errors import UserError
 
-GROK = 0.8  # D17: a seed groks when its final generalization accuracy is >= 0.8
-PATIENCE = 3  # D18 (b): evaluations without a val improvement before stopping
 TASK_TITLES = {"question": "Question formation", "tense": "Tense inflection", "dyck": "Dyck-(20,10)"}
 # probe.jsonl keys, first present wins (sgjax.probe.run; docs/probe.md)
 WEIGHT_NORM_KEYS = ("weight_norm_perL", "weight_norm_per_layer", "weight_norm_dec_perL", "weight_norm")
@@ -158,52 +157,9 @@ def nonfinite_seeds(records: list[dict]) -> dict[int, int]:
 # ---------------------------------------------------------------- per-seed rules (D17, D18)
 
 
-def first_max_index(x: np.ndarray) -> int | None:
-    """Index of the first maximum of x ignoring NaN (None if all NaN)."""
-    return None if np.all(np.isnan(x)) else int(np.nanargmax(x))
-
-
-def patience_index(val: np.ndarray, patience: int = PATIENCE) -> int | None:
-    """Best checkpoint of early stopping that stops after `patience` evals without a strict val improvement."""
-    best, best_i, wait = -math.inf, None, 0
-    for i, v in enumerate(val):
-        if not np.isnan(v) and v > best:
-            best, best_i, wait = v, i, 0
-        else:
-            wait += 1
-            if wait >= patience:
-                break
-    return best_i
-
-
-def first_index(mask: np.ndarray) -> int | None:
-    """Index of the first true entry (None if none)."""
-    idx = np.flatnonzero(mask)
-    return int(idx[0]) if idx.size else None
-
-
-def stays_index(gen: np.ndarray, threshold: float = GROK) -> int | None:
-    """First index from which gen never drops below threshold up to the end (None if the last is below)."""
-    below = np.flatnonzero(~(gen >= threshold))
-    if below.size == 0:
-        return 0 if gen.size else None
-    return int(below[-1]) + 1 if below[-1] + 1 < gen.size else None
-
-
 def seed_summary(e: Series) -> dict:
-    """The per-seed columns of sgjax.summarize (final/max gen, ≥0.8 steps, early-stopping variants)."""
-    at = lambda arr, i: None if i is None else float(arr[i])  # noqa: E731
-    step = lambda i: None if i is None else int(e.steps[i])  # noqa: E731
-    i_max, i_es, i_p3 = first_max_index(e.gen), first_max_index(e.val), patience_index(e.val)
-    i99 = first_index(e.val >= 0.99)
-    return {
-        "final_gen": at(e.gen, len(e.gen) - 1), "final_val": at(e.val, len(e.val) - 1), "last_step": step(len(e.steps) - 1),
-        "max_gen": at(e.gen, i_max), "step_of_max_gen": step(i_max),
-        "first_step_gen_ge_80": step(first_index(e.gen >= GROK)), "step_gen_stays_ge_80": step(stays_index(e.gen)),
-        "es_step_first_max_val": step(i_es), "es_gen_at_first_max_val": at(e.gen, i_es),
-        "es_step_patience3": step(i_p3), "es_gen_patience3": at(e.gen, i_p3),
-        "first_step_val_ge_99": step(i99), "gen_at_first_val_ge_99": at(e.gen, i99),
-    }
+    """The per-seed columns of sgjax.summarize (one definition of the D17/D18 rules)."""
+    return summarize.seed_row(e.steps, e.val, e.gen)
 
 
 def layers(depth: int) -> str:
@@ -213,7 +169,7 @@ def layers(depth: int) -> str:
 
 def groks(summary: dict) -> bool:
     """D17: final gen >= 0.8."""
-    return summary.get("final_gen") is not None and summary["final_gen"] >= GROK
+    return summary.get("final_gen") is not None and summary["final_gen"] >= summarize.GROK
 
 
 # ---------------------------------------------------------------- per-depth aggregates
@@ -243,7 +199,7 @@ def mean_curve_gaps(evals: dict[int, Series]) -> dict | None:
     if not evals:
         return None
     steps, val, gen = mean_curve(evals)
-    i = first_max_index(val)
+    i = summarize.first_max_index(val)
     if i is None:
         return None
     return {"es_step": int(steps[i]), "es_val": float(val[i]), "es_gen": float(gen[i]), "gap_es": float(val[i] - gen[i]),
@@ -541,7 +497,7 @@ def per_seed_figure(task: str, runs: list[Run], out_dir: Path) -> list[Path]:
                     marker=_marker(len(e.steps)), ms=2.5, label=f"seed {seed}" + (" (non-finite)" if bad else ""))
         steps, _, gen = mean_curve(run.evals)
         ax.plot(steps, 100 * gen, color="black", lw=2.2, label="mean")
-        ax.axhline(100 * GROK, color="gray", ls="--", lw=1)
+        ax.axhline(100 * summarize.GROK, color="gray", ls="--", lw=1)
         ax.set(title=f"{layers(run.depth)}: {run_stats_line(run)}", xlabel="training step", ylabel="gen accuracy (%)", ylim=(-3, 103))
         _kilo(ax)
         ax.grid(alpha=0.3)
@@ -674,7 +630,8 @@ def markdown(sweep_dir: Path, runs: list[Run], stats: list[dict], best: dict, fi
     out = [f"# Structural grokking report: `{sweep_dir.name}`", ""]
     manifest = sweep_dir / "sweep.json"
     if manifest.exists():
-        out += [f"Sweep: `{manifest.read_text().strip()}`".replace("\n", " "), ""]
+        m = json.loads(manifest.read_text())
+        out += ["Sweep: " + ", ".join(f"{k} `{', '.join(map(str, v)) if isinstance(v, list) else v}`" for k, v in m.items()), ""]
     out += ["Rules (docs/report.md): a seed groks when its **final** generalization accuracy is ≥ 0.8 (D17); ES = early "
             "stopping at the first checkpoint where in-domain (val) accuracy reaches its maximum (D18); the best depth has the "
             "most grokking seeds (ties: higher mean final gen, then fewer layers). Paper values: 10 paper seeds at 300k steps "

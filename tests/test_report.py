@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from sgjax import cli, paper, report
+from sgjax import cli, paper, report, summarize
 from sgjax.errors import UserError
 
 SEEDS = (42, 52, 62)
@@ -134,7 +134,7 @@ def test_seed_summary_rules():
     assert s["first_step_gen_ge_80"] == 2 and s["step_gen_stays_ge_80"] == 4
     assert s["es_step_first_max_val"] == 6 and s["es_step_patience3"] == 2  # patience stops after 3 flat evals
     assert s["gen_at_first_val_ge_99"] == 0.82
-    assert report.stays_index(np.array([0.9, 0.5])) is None
+    assert summarize.stays_index(np.array([0.9, 0.5])) is None
 
 
 def test_single_depth_one_seed_no_probe(tmp_path):
