@@ -22,7 +22,6 @@ def test_round_trip_qf_ti(tmp_path):
 
 
 def test_round_trip_dyck(tmp_path):
-    pytest.importorskip("sgjax.data.dyck")
     path = tmp_path / "d.txt"
     formats.write_lines(path, "dyck", DYCK_LINES)
     assert path.read_text().splitlines() == [l + " END" for l in DYCK_LINES]
@@ -49,7 +48,6 @@ def test_reader_errors_name_file_and_line(tmp_path, bad, match):
 
 
 def test_dyck_reader_requires_end(tmp_path):
-    pytest.importorskip("sgjax.data.dyck")
     path = tmp_path / "d.txt"
     path.write_text("(a a) END\n(a a)\n")
     with pytest.raises(DataError, match=f"{path}:2"):

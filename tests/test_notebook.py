@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+import nbformat
+import nbclient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "experiments" / "colab.ipynb"
 TINY = [
@@ -34,7 +34,6 @@ def test_parameters_cell_is_first_and_complete():
 
 
 def test_notebook_runs_tiny(tmp_path, monkeypatch):
-    pytest.importorskip("sgjax.summarize")  # run_sweep summarizes each run
     monkeypatch.setenv("SGJAX_CACHE", str(tmp_path / "cache"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")

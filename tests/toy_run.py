@@ -23,6 +23,9 @@ def main() -> None:
     args = p.parse_args()
     import jax
 
+    from sgjax.cli import enable_compilation_cache
+
+    enable_compilation_cache()  # the repeated runs of a test reuse each other's compiled programs
     if args.coordinator:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     import numpy as np
