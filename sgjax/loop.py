@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
 from sgjax import batching, engine
 from sgjax.checkpoint import RunCheckpoints
-from sgjax.config import Config, from_dict, validate
+from sgjax.config import Config, validate
 from sgjax.errors import CheckpointError, UserError
 
 # Fields that may change when a run is resumed: extending a run is the point of resuming.
@@ -315,7 +314,3 @@ def restore_stop_handler(flag: dict) -> None:
     if flag["previous"] is not None:
         signal.signal(signal.SIGTERM, flag["previous"])
 
-
-def load(run_dir) -> Config:
-    """The config of an existing run directory."""
-    return from_dict(json.loads((Path(run_dir) / "config.json").read_text()))

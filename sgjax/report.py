@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sgjax import summarize
+from sgjax import jsonl, summarize
 from sgjax.errors import UserError
 
 TASK_TITLES = {"question": "Question formation", "tense": "Tense inflection", "dyck": "Dyck-(20,10)"}
@@ -68,18 +68,8 @@ class Run:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """JSON objects of a .jsonl file; unreadable lines (a torn last write) are skipped."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "step" in rec:
-            out.append(rec)
-    return out
+    """JSON records of a .jsonl file; unreadable lines (a torn last write) are skipped."""
+    return jsonl.read_records(path)
 
 
 def run_identity(path: Path) -> tuple[str, int] | None:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sgjax import jsonl
 from sgjax.errors import UserError
 
 GROK = 0.8  # D17
@@ -128,14 +129,7 @@ def read_metrics(path: Path) -> list[dict]:
     """Records of metrics.jsonl; a torn last line is skipped; a missing or empty file is a UserError."""
     if not path.exists():
         raise UserError(f"{path} does not exist: is {path.parent} a run directory (sgjax train writes metrics.jsonl)?")
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "step" in rec and "seed" in rec:
-            records.append(rec)
+    records = jsonl.read_records(path)
     if not records:
         raise UserError(f"{path} has no metric records (is the run still starting?)")
     return records

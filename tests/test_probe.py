@@ -1,6 +1,5 @@
 """Probe: weight norms, attention sparsity, and probe_run end to end on a tiny fake run directory."""
 
-import dataclasses
 import json
 import math
 

@@ -8,7 +8,6 @@ import functools
 import numpy as np
 
 from sgjax.data.vocab import Vocab
-from sgjax.errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from sgjax import model as M
+from sgjax import jsonl, model as M
 from sgjax.config import Config, ModelConfig
 from sgjax.errors import UserError
 from sgjax.probe import norms, sparsity as SP, tree_projection as TP
@@ -210,17 +210,7 @@ def right_branching_f1(gold, lengths) -> tuple[float | None, float | None]:
 
 def read_records(path: Path) -> list[dict]:
     """Valid JSON records of a probe file (a torn last line is dropped)."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "step" in rec and "seed" in rec:
-            out.append(rec)
-    return out
+    return jsonl.read_records(path)
 
 
 def complete_steps(records, seeds) -> set[int]:
