@@ -53,6 +53,13 @@ def init_population(cfg: Config, mesh: Mesh | None = None) -> dict:
     return jax.jit(jax.vmap(lambda s: init_member(cfg, s)), out_shardings=out)(shard_population(seeds_S, mesh))
 
 
+def abstract_population(cfg: Config, mesh: Mesh) -> dict:
+    """Shapes, dtypes and shardings of the population state, without computing it (for restoring)."""
+    shapes = jax.eval_shape(jax.vmap(lambda s: init_member(cfg, s)), np.asarray(cfg.seeds, np.int32))
+    sharding = NamedSharding(mesh, PartitionSpec("seed"))
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+
+
 def loss_fn(params, cfg: Config, inputs_BxT, targets_BxT, positions_BxT, allowed_BxTxT, dropout_key):
     """Token-mean cross-entropy over every non-pad target (the original's normalize=True)."""
     logits_BxTxV = model.forward(

@@ -215,13 +215,11 @@ def run(
     log = MetricsLog(run_dir, tc.tensorboard)
     stop = install_stop_handler()
     with jax.default_matmul_precision(tc.matmul_precision):
-        state = engine.init_population(cfg, mesh)
-        step = 0
-        latest = ckpts.latest_state_step()
-        if latest is not None:
-            abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-            state, _ = ckpts.restore_state(latest, abstract)
-            step = latest
+        step = ckpts.latest_state_step() or 0
+        if step:  # resume: restore onto this run's mesh; a fresh init would be thrown away
+            state, _ = ckpts.restore_state(step, engine.abstract_population(cfg, mesh))
+        else:
+            state = engine.init_population(cfg, mesh)
         ckpts.drop_params_after(step)
         truncate_metrics(log.path, step)
         seeds_S = engine.shard_population(np.asarray(cfg.seeds, np.int32), mesh)
@@ -266,11 +264,9 @@ def run(
                         ckpts.save_state(step, state, meta(cfg, step, frozen_S))
                 if stop["stop"]:
                     raise KeyboardInterrupt
-            if ckpts.latest_state_step() != step:
-                ckpts.save_state(step, state, meta(cfg, step, engine.to_host(state["frozen"])))
+            save_state_if_newer(cfg, ckpts, step, state)
         except KeyboardInterrupt:
-            if ckpts.latest_state_step() != step:
-                ckpts.save_state(step, state, meta(cfg, step, engine.to_host(state["frozen"])))
+            save_state_if_newer(cfg, ckpts, step, state)
             ckpts.wait()
             raise
         finally:
@@ -282,6 +278,13 @@ def run(
     if pad["real"] and is_writer():
         write_json(run_dir / "padding.json", {"positions_per_real_token": pad["positions"] / pad["real"], "pad_per_real_token": (pad["positions"] - pad["real"]) / pad["real"], "from_step": "this invocation"})
     return run_dir
+
+
+def save_state_if_newer(cfg: Config, ckpts: RunCheckpoints, step: int, state) -> None:
+    """Save the full state at `step` unless it is already the latest saved (end of run, interruption)."""
+    if ckpts.latest_state_step() != step:
+        with saving_errors(ckpts, step):
+            ckpts.save_state(step, state, meta(cfg, step, engine.to_host(state["frozen"])))
 
 
 @contextlib.contextmanager
