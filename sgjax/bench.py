@@ -82,7 +82,7 @@ def bench_config(task: str, depth: int, population: int, chunk: int, precision: 
 
     cfg = C.preset("paper", task, depth)
     train = dataclasses.replace(cfg.train, chunk_steps=chunk, matmul_precision=precision)
-    cfg = C.Config(**{**cfg.__dict__, "seeds": tuple(42 + 10 * i for i in range(population)), "train": train})
+    cfg = dataclasses.replace(cfg, seeds=tuple(42 + 10 * i for i in range(population)), train=train)
     return C.override(cfg, list(overrides))
 
 

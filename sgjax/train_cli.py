@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from sgjax import config as C, distributed
 
@@ -39,7 +40,7 @@ def config_from_args(args, depth: int) -> C.Config:
                 seeds = tuple(s + 1000 * (i % len(lr_list)) for i, s in enumerate(seeds))
         else:
             lrs = lr_list
-    cfg = C.Config(**{**cfg.__dict__, "seeds": seeds, "lrs": lrs})
+    cfg = dataclasses.replace(cfg, seeds=seeds, lrs=lrs)
     if args.steps:
         cfg = C.override(cfg, [f"train.steps={args.steps}"])
     return C.validate(C.override(cfg, args.overrides))
