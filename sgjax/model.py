@@ -1,7 +1,8 @@
 """The original's causal TransformerLM (SPEC §2) in Flax Linen: post-LN, sinusoidal positions, untied output.
 
-This is the only module that imports flax. Layers are stacked on a leading L axis and applied with
-`nn.scan`, so compile time does not grow with depth. Use `init_params` and `forward`; vmap them over
+This is the only module that imports flax. Layers are stacked on a leading L axis; they are applied
+as a Python loop over that stack (fastest) or, with `scan_layers=True`, with `nn.scan` (compile time
+flat in depth). Use `init_params` and `forward`; vmap them over
 a population axis S yourself.
 """
 
@@ -132,14 +133,18 @@ class TransformerLM(nn.Module):
         keep_BxTxT = causal_TxT[None] & (tokens_BxT != 0)[:, None, :]
         if allowed_BxTxT is not None:
             keep_BxTxT = keep_BxTxT & allowed_BxTxT
-        blocks = nn.scan(
-            Block,
-            variable_axes={"params": 0},
-            split_rngs={"params": True, "dropout": True},
-            in_axes=nn.broadcast,
-            length=cfg.n_layers,
-        )(cfg, self.deterministic, self.return_internals, name="layers")
-        x_BxTxD, internals = blocks(x_BxTxD, keep_BxTxT[:, None])
+        # Parameters are always created by the scan (one stacked tree either way).
+        if self.is_initializing() or cfg.scan_layers:
+            blocks = nn.scan(
+                Block,
+                variable_axes={"params": 0},
+                split_rngs={"params": True, "dropout": True},
+                in_axes=nn.broadcast,
+                length=cfg.n_layers,
+            )(cfg, self.deterministic, self.return_internals, name="layers")
+            x_BxTxD, internals = blocks(x_BxTxD, keep_BxTxT[:, None])
+        else:
+            x_BxTxD, internals = self.unrolled_layers(x_BxTxD, keep_BxTxT[:, None])
 
         w_DxV = self.param("out_w", xavier(d, v), (d, v))
         b_V = self.param("out_b", uniform(1 / math.sqrt(d)), (v,))
@@ -148,6 +153,32 @@ class TransformerLM(nn.Module):
             return logits_BxTxV
         hidden_LxBxTxD, attn_LxBxHxTxT = internals
         return logits_BxTxV, {"hidden_LxBxTxD": hidden_LxBxTxD, "attn_LxBxHxTxT": attn_LxBxHxTxT}
+
+    def unrolled_layers(self, x_BxTxD, mask_Bx1xTxT):
+        """The L layers as a Python loop over the stacked parameters.
+
+        Without a while loop XLA needs no per-layer dynamic slices of the weights or
+        dynamic-update-slices into stacked gradients; layer l's dropout key is fold_in(key, l).
+        """
+        cfg = self.cfg
+        per_layer = _unstack(self.variables["params"]["layers"], cfg.n_layers)
+        key = None if self.deterministic or cfg.dropout == 0.0 else self.make_rng("dropout")
+        hidden, attn = [], []
+        for l, p in enumerate(per_layer):
+            rngs = {} if key is None else {"dropout": jax.random.fold_in(key, l)}
+            block = Block(cfg, self.deterministic, self.return_internals, parent=None)
+            x_BxTxD, inter = block.apply({"params": p}, x_BxTxD, mask_Bx1xTxT, rngs=rngs)
+            if inter is not None:
+                hidden.append(inter[0])
+                attn.append(inter[1])
+        return x_BxTxD, ((jnp.stack(hidden), jnp.stack(attn)) if self.return_internals else None)
+
+
+def _unstack(tree, n: int) -> list:
+    """[tree of [L, ...]] -> L trees; lax.split's transpose is one concatenate (slices would pad and add)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    pieces = [jnp.split(leaf, n, axis=0) for leaf in leaves]
+    return [treedef.unflatten([pc[l][0] for pc in pieces]) for l in range(n)]
 
 
 def init_params(cfg: ModelConfig, key: jax.Array) -> Params:

@@ -1,5 +1,6 @@
 """The TransformerLM: exact parameter count, causality, PyTorch-style initialization, masks."""
 
+import dataclasses
 import math
 
 import jax
@@ -106,3 +107,32 @@ def test_dropout_keeps_the_expectation():
     assert abs(kept.mean() - 0.9) < 0.003
     assert abs(y.mean() - 1.0) < 0.004
     np.testing.assert_allclose(y[kept], 65536 / 58982, rtol=1e-6)
+
+
+def test_layer_loop_and_scan_are_the_same_function():
+    """scan_layers only changes how XLA runs the layers: same params, logits, internals and gradients."""
+    scan_cfg = dataclasses.replace(TINY_MODEL, scan_layers=True)
+    loop_cfg = dataclasses.replace(TINY_MODEL, scan_layers=False)
+    p = model.init_params(loop_cfg, jax.random.key(4))
+    assert jax.tree_util.tree_structure(p) == jax.tree_util.tree_structure(model.init_params(scan_cfg, jax.random.key(4)))
+    tokens = jnp.array([[70, 3, 4, 5, 6, 0]])
+    la, aux_a = model.forward(scan_cfg, p, tokens, return_internals=True)
+    lb, aux_b = model.forward(loop_cfg, p, tokens, return_internals=True)
+    np.testing.assert_allclose(la, lb, atol=1e-5)
+    for k in aux_a:
+        np.testing.assert_allclose(aux_a[k], aux_b[k], atol=1e-5)
+    loss = lambda cfg: jax.grad(lambda q: model.forward(cfg, q, tokens).sum())(p)
+    for ga, gb in zip(jax.tree_util.tree_leaves(loss(scan_cfg)), jax.tree_util.tree_leaves(loss(loop_cfg))):
+        np.testing.assert_allclose(ga, gb, atol=1e-4, rtol=1e-4)
+    # Training mode draws dropout masks in the loop too.
+    t1 = model.forward(loop_cfg, p, tokens, dropout_key=jax.random.key(0))
+    assert not np.allclose(t1, la) and np.isfinite(np.asarray(t1)).all()
+
+
+def test_configs_saved_before_scan_layers_keep_scan():
+    from sgjax import config
+
+    d = config.preset("smoke", "question", 2).to_dict()
+    del d["model"]["scan_layers"]
+    assert config.from_dict(d).model.scan_layers is True
+    assert config.preset("smoke", "question", 2).model.scan_layers is False
