@@ -108,11 +108,23 @@ class RunCheckpoints:
     def save_params(self, step: int, params_S, meta: dict) -> None:
         """Probe checkpoint: every member's params at `step` (written in the background)."""
         args = ocp.args.Composite(params=MembersSave(params_S, tuple(meta["seeds"])), meta=ocp.args.JsonSave(meta))
+        self._one_save_at_a_time(self.state)
         self.params.save(step, args=args)
 
     def save_state(self, step: int, state_S, meta: dict) -> None:
         """Resume checkpoint: the full training state (async; the previous one is kept until it commits)."""
+        self._one_save_at_a_time(self.params)
         self.state.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_S), meta=ocp.args.JsonSave(meta)))
+
+    @staticmethod
+    def _one_save_at_a_time(other) -> None:
+        """Across processes, let the other manager's save finish first.
+
+        Two managers finalizing at once in several processes reuse one Orbax barrier name and fail
+        ("Barrier ... is already ongoing"); one process has no barrier, so its saves stay overlapped.
+        """
+        if jax.process_count() > 1:
+            other.wait_until_finished()
 
     def drop_params_after(self, step: int) -> None:
         """Delete probe checkpoints newer than the resumed state (a kill between the two saves); they are redone."""

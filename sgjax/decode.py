@@ -69,8 +69,8 @@ def _kv(cfg: ModelConfig, lp, x_BxQxD):
 
 
 def _layer(params, l: int):
-    """Parameters of layer l (layers are stacked on a leading L axis)."""
-    return jax.tree_util.tree_map(lambda a: a[l], params["layers"])
+    """Parameters of layer l (stacked or split layers)."""
+    return model.layer_params(params, l)
 
 
 def cached_forward(cfg: ModelConfig, params, tokens_BxT, cache, tokens_at_BxQ, pos_BxQ):

@@ -41,6 +41,8 @@ def init_member(cfg: Config, seed) -> dict:
     """One member's state: params, optimizer moments, and the frozen flag (NaN isolation)."""
     key = jax.random.fold_in(jax.random.key(seed), INIT_STREAM)
     params = model.init_params(cfg.model, key)
+    if not cfg.model.scan_layers:  # the layer loop trains fastest on separate per-layer leaves
+        params = model.split_layers(params)
     return {"params": params, "opt": optimizer(cfg.train).init(params), "frozen": jnp.zeros((), bool)}
 
 
@@ -109,6 +111,11 @@ def make_chunk(cfg: Config, layout: str, width: int) -> Callable:
 
     vmapped = jax.vmap(member_chunk, in_axes=(0, 0, 0, 0, None, None, None, None))
     return jax.jit(vmapped, donate_argnums=(0,))
+
+
+def host_params(params_S) -> dict:
+    """The population's parameters as host numpy, layers stacked ([S, L, ...]): the checkpoint form."""
+    return model.stack_layers(jax.tree_util.tree_map(to_host, params_S), axis=1)
 
 
 def seed_mesh(population: int, devices=None) -> Mesh:

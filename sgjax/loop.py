@@ -260,7 +260,7 @@ def run(
                 if is_ckpt:
                     frozen_S = engine.to_host(state["frozen"])
                     with saving_errors(ckpts, step):
-                        ckpts.save_params(step, jax.tree_util.tree_map(engine.to_host, state["params"]), meta(cfg, step, frozen_S))
+                        ckpts.save_params(step, engine.host_params(state["params"]), meta(cfg, step, frozen_S))
                         ckpts.save_state(step, state, meta(cfg, step, frozen_S))
                 if stop["stop"]:
                     raise KeyboardInterrupt

@@ -121,6 +121,12 @@ def test_layer_loop_and_scan_are_the_same_function():
     np.testing.assert_allclose(la, lb, atol=1e-5)
     for k in aux_a:
         np.testing.assert_allclose(aux_a[k], aux_b[k], atol=1e-5)
+    # Training keeps the layers split into per-layer trees: the same function, and a lossless round trip.
+    split = model.split_layers(p)
+    assert isinstance(split["layers"], tuple) and len(split["layers"]) == loop_cfg.n_layers
+    np.testing.assert_allclose(model.forward(loop_cfg, split, tokens), lb, atol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(model.stack_layers(split)), jax.tree_util.tree_leaves(p)):
+        np.testing.assert_array_equal(a, b)
     loss = lambda cfg: jax.grad(lambda q: model.forward(cfg, q, tokens).sum())(p)
     for ga, gb in zip(jax.tree_util.tree_leaves(loss(scan_cfg)), jax.tree_util.tree_leaves(loss(loop_cfg))):
         np.testing.assert_allclose(ga, gb, atol=1e-4, rtol=1e-4)
