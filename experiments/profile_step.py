@@ -1,0 +1,70 @@
+"""Where a train step's time goes: XLA ops grouped by kind, from a jax.profiler trace.
+
+    XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true python experiments/profile_step.py --seeds 10
+    python experiments/profile_step.py --seeds 10 --set model.scan_layers=true
+
+One population step (6 layers, rows of 8 x 36 positions, the paper's QF model) is compiled, run twice
+untraced, then `--steps` times under the profiler. Ops are grouped by their name without the numeric
+suffix (`ynn_fusion.12` -> `ynn_fusion`: the matmuls on CPU; `*select*`: Adam and the frozen-member
+select; `slice`/`concatenate`/`copy`: layout work). Times are summed over threads, per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import glob
+import gzip
+import json
+import re
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sgjax import config, engine
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=1, help="population size S")
+    p.add_argument("--depth", type=int, default=6)
+    p.add_argument("--steps", type=int, default=2, help="traced steps")
+    p.add_argument("--top", type=int, default=15, help="op kinds to print")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
+    args = p.parse_args()
+
+    cfg = config.override(config.preset("paper", "question", args.depth), args.overrides)
+    cfg = dataclasses.replace(cfg, seeds=tuple(range(args.seeds)))
+    tokens_SxBxT = jnp.asarray(np.random.default_rng(0).integers(1, 60, (args.seeds, 8, 36)), jnp.int32)
+    batch = (tokens_SxBxT, tokens_SxBxT)
+    step = jax.jit(jax.vmap(lambda st, s, x, y: engine.member_step(cfg, st, s, 1.0, 5, (x, y, None, None))))
+    state, seeds_S = engine.init_population(cfg), jnp.arange(args.seeds)
+    for _ in range(2):
+        jax.block_until_ready(step(state, seeds_S, *batch))
+
+    with tempfile.TemporaryDirectory() as trace_dir:
+        jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
+        for _ in range(args.steps):
+            jax.block_until_ready(step(state, seeds_S, *batch))
+        jax.profiler.stop_trace()
+        (path,) = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)
+        events = json.load(gzip.open(path))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+
+    ms_by_kind: collections.Counter = collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and not e["name"].startswith(("ThunkExecutor", "$", "SlinkyThreadPool")):
+            ms_by_kind[re.sub(r"[.0-9]+$", "", e["name"])] += e["dur"] / 1e3 / args.steps
+    total = sum(ms_by_kind.values())
+    if not total:
+        raise SystemExit("no per-op events: on CPU set XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true")
+    print(f"S={args.seeds} depth={args.depth} {' '.join(args.overrides)}: {total:.0f} ms of ops per step")
+    for kind, ms in ms_by_kind.most_common(args.top):
+        print(f"{ms:9.1f} ms {100 * ms / total:5.1f}%  {kind}")
+
+
+if __name__ == "__main__":
+    main()
