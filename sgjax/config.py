@@ -27,8 +27,8 @@ class ModelConfig:
     d_ff: int = 2048
     dropout: float = 0.1
     max_len: int = 5000  # sinusoidal table length, as the original
-    # Layers as nn.scan (compile time flat in depth) or a Python loop over the same stacked
-    # parameters (no while loop: 1.24x faster per step on CPU at S = 10; docs/performance.md).
+    # Layers as nn.scan over stacked parameters (compile time flat in depth) or a Python loop over
+    # per-layer parameters (no while loop: 1.37x faster per step on CPU at S = 10; docs/performance.md).
     scan_layers: bool = False
 
 

@@ -68,11 +68,6 @@ def _kv(cfg: ModelConfig, lp, x_BxQxD):
     return split(x_BxQxD @ lp["k"]), split(x_BxQxD @ lp["v"])
 
 
-def _layer(params, l: int):
-    """Parameters of layer l (stacked or split layers)."""
-    return model.layer_params(params, l)
-
-
 def cached_forward(cfg: ModelConfig, params, tokens_BxT, cache, tokens_at_BxQ, pos_BxQ):
     """Logits of Q new tokens at absolute positions pos_BxQ, writing their K/V into `cache`.
 
@@ -87,7 +82,7 @@ def cached_forward(cfg: ModelConfig, params, tokens_BxT, cache, tokens_at_BxQ, p
     rows_BxQ = jnp.broadcast_to(jnp.arange(b)[:, None], pos_BxQ.shape)
     # A Python loop over layers (not scan) so the cache stays one buffer XLA updates in place.
     for l in range(cfg.n_layers):
-        lp = _layer(params, l)
+        lp = model.layer_params(params, l)
         k_new, v_new = _kv(cfg, lp, x_BxQxD)
         k_all = k_all.at[l, rows_BxQ, pos_BxQ].set(k_new)
         v_all = v_all.at[l, rows_BxQ, pos_BxQ].set(v_new)

@@ -1,9 +1,9 @@
 """The original's causal TransformerLM (SPEC §2) in Flax Linen: post-LN, sinusoidal positions, untied output.
 
-This is the only module that imports flax. Layers are stacked on a leading L axis; they are applied
-as a Python loop over that stack (fastest) or, with `scan_layers=True`, with `nn.scan` (compile time
-flat in depth). Use `init_params` and `forward`; vmap them over
-a population axis S yourself.
+This is the only module that imports flax. `init_params` stacks the layers on a leading L axis (the
+checkpoint form); training splits them into one tree per layer (`split_layers`). Layers run as a
+Python loop (fastest) or, with `scan_layers=True`, with `nn.scan` (compile time flat in depth). Use
+`init_params` and `forward`; vmap them over a population axis S yourself.
 """
 
 from __future__ import annotations
@@ -133,10 +133,9 @@ class TransformerLM(nn.Module):
         keep_BxTxT = causal_TxT[None] & (tokens_BxT != 0)[:, None, :]
         if allowed_BxTxT is not None:
             keep_BxTxT = keep_BxTxT & allowed_BxTxT
-        # Parameters are always created by the scan (one stacked tree either way).
         if layer_params is not None:  # the per-layer form (split_layers) that training keeps
             x_BxTxD, internals = self.unrolled_layers(x_BxTxD, keep_BxTxT[:, None], layer_params)
-        elif self.is_initializing() or cfg.scan_layers:
+        elif self.is_initializing() or cfg.scan_layers:  # the scan creates the stacked parameters
             blocks = nn.scan(
                 Block,
                 variable_axes={"params": 0},
@@ -190,8 +189,7 @@ def split_layers(params: Params) -> Params:
     gradient back cost every step about a fifth of a CPU step at S = 10; separate leaves cost nothing.
     """
     layers = params["layers"]
-    n = jax.tree_util.tree_leaves(layers)[0].shape[0]
-    return {**params, "layers": tuple(jax.tree_util.tree_map(lambda a: a[l], layers) for l in range(n))}
+    return {**params, "layers": tuple(_unstack(layers, jax.tree_util.tree_leaves(layers)[0].shape[0]))}
 
 
 def stack_layers(params: Params, axis: int = 0) -> Params:
