@@ -40,15 +40,15 @@ def main() -> None:
     cfg = dataclasses.replace(cfg, seeds=tuple(range(args.seeds)))
     tokens_SxBxT = jnp.asarray(np.random.default_rng(0).integers(1, 60, (args.seeds, 8, 36)), jnp.int32)
     batch = (tokens_SxBxT, tokens_SxBxT)
-    step = jax.jit(jax.vmap(lambda st, s, x, y: engine.member_step(cfg, st, s, 1.0, 5, (x, y, None, None))))
+    step = jax.jit(jax.vmap(lambda st, s, x, y: engine.member_step(cfg, st, s, 1.0, 5, (x, y, None, None))), donate_argnums=(0,))
     state, seeds_S = engine.init_population(cfg), jnp.arange(args.seeds)
     for _ in range(2):
-        jax.block_until_ready(step(state, seeds_S, *batch))
+        state, _ = jax.block_until_ready(step(state, seeds_S, *batch))
 
     with tempfile.TemporaryDirectory() as trace_dir:
         jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
         for _ in range(args.steps):
-            jax.block_until_ready(step(state, seeds_S, *batch))
+            state, _ = jax.block_until_ready(step(state, seeds_S, *batch))
         jax.profiler.stop_trace()
         (path,) = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)
         events = json.load(gzip.open(path))

@@ -30,6 +30,9 @@ class ModelConfig:
     # Layers as nn.scan over stacked parameters (compile time flat in depth) or a Python loop over
     # per-layer parameters (no while loop: 1.37x faster per step on CPU at S = 10; docs/performance.md).
     scan_layers: bool = False
+    # How dropout draws its 16-bit masks: "packed" (four per threefry block) or "per_element" (one
+    # block per element, as jax.random.bits; several times slower on CPU: docs/performance.md).
+    dropout_draw: str = "packed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +118,8 @@ def from_dict(d: dict[str, Any]) -> Config:
     for k, v in d.items():
         if k == "model" and "scan_layers" not in v:
             v = {**v, "scan_layers": True}  # runs saved before the option existed trained with scan
+        if k == "model" and "dropout_draw" not in v:
+            v = {**v, "dropout_draw": "per_element"}  # ... and drew masks per element
         if k in subs:
             kw[k] = subs[k](**v)
         elif isinstance(v, list):
@@ -218,6 +223,7 @@ def validate(cfg: Config) -> Config:
         (m.d_model > 0 and m.n_heads > 0 and m.d_model % m.n_heads == 0, "model.d_model must be a multiple of model.n_heads"),
         (m.d_ff > 0, "model.d_ff must be > 0"),
         (0.0 <= m.dropout < 1.0, "model.dropout must be in [0, 1)"),
+        (m.dropout_draw in ("packed", "per_element"), "model.dropout_draw must be packed|per_element"),
         (m.vocab_size == VOCAB_SIZES[cfg.task] if cfg.task in TASKS else True, f"model.vocab_size must be {VOCAB_SIZES.get(cfg.task)} for {cfg.task}"),
         (t.steps > 0, "train.steps must be > 0"),
         (t.batch_size > 0, "train.batch_size must be > 0"),

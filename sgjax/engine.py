@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from sgjax import batching, model
+from sgjax import batching, model, optim
 from sgjax.config import Config, TrainConfig
 
 INIT_STREAM, DROPOUT_STREAM = 0, 2  # salts: each purpose gets its own random stream per seed
@@ -29,21 +29,13 @@ def lr_at(step, tc: TrainConfig):
     return jnp.maximum(0.0, jnp.where(step < tc.warmup_steps, warm, decay))
 
 
-def optimizer(tc: TrainConfig) -> optax.GradientTransformation:
-    """Global-norm clipping then Adam(W) moments; the learning rate is applied in the step."""
-    parts = [optax.clip_by_global_norm(tc.clip_norm), optax.scale_by_adam(tc.adam_b1, tc.adam_b2, tc.adam_eps)]
-    if tc.weight_decay:
-        parts.append(optax.add_decayed_weights(tc.weight_decay))
-    return optax.chain(*parts)
-
-
 def init_member(cfg: Config, seed) -> dict:
     """One member's state: params, optimizer moments, and the frozen flag (NaN isolation)."""
     key = jax.random.fold_in(jax.random.key(seed), INIT_STREAM)
     params = model.init_params(cfg.model, key)
     if not cfg.model.scan_layers:  # the layer loop trains fastest on separate per-layer leaves
         params = model.split_layers(params)
-    return {"params": params, "opt": optimizer(cfg.train).init(params), "frozen": jnp.zeros((), bool)}
+    return {"params": params, "opt": optim.optimizer(cfg.train).init(params), "frozen": jnp.zeros((), bool)}
 
 
 def init_population(cfg: Config, mesh: Mesh | None = None) -> dict:
@@ -82,14 +74,11 @@ def member_step(cfg: Config, state, seed, member_lr, step, batch):
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), DROPOUT_STREAM), step)
     loss, grads = jax.value_and_grad(loss_fn)(state["params"], cfg, *batch, key)
     grad_norm = global_norm(grads)
-    updates, opt = optimizer(cfg.train).update(grads, state["opt"], state["params"])
-    lr = lr_at(step, cfg.train) * member_lr
-    params = jax.tree_util.tree_map(lambda p, u: p - lr * u, state["params"], updates)
     frozen = state["frozen"] | ~(jnp.isfinite(loss) & jnp.isfinite(grad_norm))
-    new = {"params": params, "opt": opt, "frozen": frozen}
+    lr = lr_at(step, cfg.train) * member_lr
     # A frozen member keeps its last finite state; the select is per member, so others never see it.
-    new = jax.tree_util.tree_map(lambda n, o: jnp.where(frozen, o, n), new, state)
-    new["frozen"] = frozen
+    params, opt = optim.update(cfg.train, state["params"], state["opt"], grads, grad_norm, lr, frozen)
+    new = {"params": params, "opt": opt, "frozen": frozen}
     return new, {"loss": loss, "grad_norm": grad_norm, "lr": lr}
 
 

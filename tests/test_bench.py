@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sgjax import bench, engine, model  # noqa: E402
+from sgjax import bench, engine, model, optim  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
 PEER_PATH = Path(__file__).resolve().parents[1] / "experiments" / "torch_peer.py"
@@ -87,7 +87,7 @@ def test_same_train_step(peer, mode):
         losses_t = trainer.step(step, t(np.stack([i for i, _ in batches])), t(np.stack([o for _, o in batches])))
         new_t = [trainer.member_params(i) for i in range(len(seeds))]
     for params, (inp, tgt), loss_t, sd in zip(params_S, batches, losses_t, new_t):
-        state = {"params": params, "opt": engine.optimizer(tc).init(params), "frozen": jnp.zeros((), bool)}
+        state = {"params": params, "opt": optim.optimizer(tc).init(params), "frozen": jnp.zeros((), bool)}
         batch = (jnp.asarray(inp), jnp.asarray(tgt), None, None)
         new, m = engine.member_step(cfg, state, seeds[0], jnp.float32(tc.lr), step, batch)
         assert loss_t == pytest.approx(float(m["loss"]), rel=1e-5)

@@ -99,14 +99,25 @@ def test_sinusoidal_table():
     np.testing.assert_allclose(pe[3, 3], math.cos(3 / 10000 ** (2 / 8)), rtol=1e-6)
 
 
-def test_dropout_keeps_the_expectation():
-    drop = model.Dropout(0.1, deterministic=False)
-    x = jnp.ones((200_000,))
-    y = np.asarray(drop.apply({}, x, rngs={"dropout": jax.random.key(0)}))
+@pytest.mark.parametrize("draw", ["packed", "per_element"])
+@pytest.mark.parametrize("shape", [(200_000,), (7, 333, 87)])  # the second has an odd element count
+def test_dropout_keeps_the_expectation(draw, shape):
+    drop = model.Dropout(0.1, deterministic=False, draw=draw)
+    y = np.asarray(drop.apply({}, jnp.ones(shape), rngs={"dropout": jax.random.key(0)})).reshape(-1)
     kept = y != 0
     assert abs(kept.mean() - 0.9) < 0.003
     assert abs(y.mean() - 1.0) < 0.004
     np.testing.assert_allclose(y[kept], 65536 / 58982, rtol=1e-6)
+    # Neighbours share a 32-bit word in the packed draw: their masks must still be uncorrelated.
+    assert abs(np.corrcoef(kept[0:-1:2], kept[1::2])[0, 1]) < 0.01
+
+
+def test_packed_bits_differ_by_key_and_cover_16_bits():
+    a = np.asarray(model.packed_bits16(jax.random.key(0), (50_001,)))
+    b = np.asarray(model.packed_bits16(jax.random.key(1), (50_001,)))
+    assert a.dtype == np.uint16 and a.shape == (50_001,)
+    assert (a != b).mean() > 0.99
+    assert a.min() < 100 and a.max() > 65_435 and abs(a.mean() / 65_535 - 0.5) < 0.01
 
 
 def test_layer_loop_and_scan_are_the_same_function():
@@ -142,3 +153,14 @@ def test_configs_saved_before_scan_layers_keep_scan():
     del d["model"]["scan_layers"]
     assert config.from_dict(d).model.scan_layers is True
     assert config.preset("smoke", "question", 2).model.scan_layers is False
+
+
+def test_configs_saved_before_dropout_draw_keep_per_element_masks():
+    from sgjax import config
+
+    d = config.preset("smoke", "question", 2).to_dict()
+    del d["model"]["dropout_draw"]
+    assert config.from_dict(d).model.dropout_draw == "per_element"
+    assert config.preset("smoke", "question", 2).model.dropout_draw == "packed"
+    with pytest.raises(config.ConfigError, match="dropout_draw"):
+        config.validate(config.override(config.preset("smoke", "question", 2), ["model.dropout_draw=fast"]))

@@ -1,0 +1,94 @@
+"""A/B of config variants on one population train step: all compiled in one process, timed in turn.
+
+    python experiments/ab_step.py --arm packed= --arm per_element=model.dropout_draw=per_element
+    python experiments/ab_step.py --arm loop= --arm scan=model.scan_layers=true --rounds 5
+    python experiments/ab_step.py --arm optim= --arm optax=@optax
+
+Each `--arm NAME=FIELD=VALUE[,FIELD=VALUE...]` is the paper's QF model with those overrides (the
+token `@optax` makes that arm update with optax's chain instead of sgjax.optim.update). The
+step is jitted with the state donated (as in training), on rows of 8 x 36 random tokens; arms run
+alternately so that machine noise hits them alike, and the medians are compared with the first arm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sgjax import config, engine, optim
+
+
+def optax_update(tc, params, opt_state, grads, grad_norm, lr, frozen):
+    """The update as optax's chain, then p - lr * u, then the frozen select: what optim.update replaced."""
+    del grad_norm  # clip_by_global_norm computes its own
+    updates, new_opt = optim.optimizer(tc).update(grads, opt_state, params)
+    new = (jax.tree_util.tree_map(lambda p, u: p - lr * u, params, updates), new_opt)
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(frozen, o, n), new, (params, opt_state))
+
+
+def compile_arm(overrides: list[str], seeds: int, depth: int, tokens_SxBxT) -> dict:
+    """Config, donated jitted step and state of one arm, after its first (compiling) call."""
+    use_optax = "@optax" in overrides
+    overrides = [o for o in overrides if o != "@optax"]
+    cfg = config.override(config.preset("paper", "question", depth), overrides)
+    cfg = dataclasses.replace(cfg, seeds=tuple(range(seeds)))
+    member = lambda st, s, x, y: engine.member_step(cfg, st, s, 1.0, 5, (x, y, None, None))
+    step = jax.jit(jax.vmap(member), donate_argnums=(0,))
+    arm = {"step": step, "state": engine.init_population(cfg), "times_s": []}
+    t0 = time.perf_counter()
+    real_update, optim.update = optim.update, (optax_update if use_optax else optim.update)
+    try:  # the update function is looked up while tracing, on this first call
+        arm["state"], _ = jax.block_until_ready(step(arm["state"], jnp.arange(seeds), tokens_SxBxT, tokens_SxBxT))
+    finally:
+        optim.update = real_update
+    arm["first_call_s"] = time.perf_counter() - t0
+    return arm
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arm", action="append", required=True, metavar="NAME=OVERRIDES")
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--depth", type=int, default=6)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--out", help="write the timings to this .json")
+    args = p.parse_args()
+    tokens_SxBxT = jnp.asarray(np.random.default_rng(0).integers(1, 60, (args.seeds, 8, 36)), jnp.int32)
+    seeds_S = jnp.arange(args.seeds)
+    arms = {}
+    for spec in args.arm:
+        name, _, overrides = spec.partition("=")
+        arms[name] = compile_arm([o for o in overrides.split(",") if o], args.seeds, args.depth, tokens_SxBxT)
+        arms[name]["overrides"] = overrides
+    for _ in range(args.rounds):
+        for arm in arms.values():
+            t0 = time.perf_counter()
+            arm["state"], _ = jax.block_until_ready(arm["step"](arm["state"], seeds_S, tokens_SxBxT, tokens_SxBxT))
+            arm["times_s"].append(time.perf_counter() - t0)
+    first = np.median(next(iter(arms.values()))["times_s"])
+    out = {
+        name: {
+            "overrides": a["overrides"],
+            "first_call_s": a["first_call_s"],
+            "times_s": a["times_s"],
+            "median_s": float(np.median(a["times_s"])),
+            "median_vs_first_arm": float(np.median(a["times_s"]) / first),
+        }
+        for name, a in arms.items()
+    }
+    out["args"] = vars(args)
+    out["device"] = str(jax.devices()[0].device_kind)
+    print(json.dumps(out, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
