@@ -1,0 +1,43 @@
+"""Per-round ratios of sgjax to each peer from `sgjax bench` JSONs: the numbers a noisy machine can't fake.
+
+    python experiments/round_ratios.py experiments/results/bench_cpu_optim*.json --population 10
+
+Every round of `sgjax bench --repeat R` runs sgjax and the peers back to back, so the ratio within a
+round compares them under the same machine load; the best-of-rounds table does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+
+def round_ratios(paths: list[str], population: int) -> dict[str, list[float]]:
+    """{peer: [sgjax / peer seed-steps/s for every round of every file]}."""
+    ratios: dict[str, list[float]] = {}
+    for path in paths:
+        with open(path) as f:
+            rows = [r for r in json.load(f)["all_rounds"] if r["population"] == population]
+        for rnd in sorted({r["round"] for r in rows}):
+            rate = {r["kind"]: r["seed_steps_per_s"] for r in rows if r["round"] == rnd}
+            for peer, peer_rate in rate.items():
+                if peer != "sgjax" and "sgjax" in rate:
+                    ratios.setdefault(peer, []).append(rate["sgjax"] / peer_rate)
+    return ratios
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--population", type=int, default=10)
+    args = p.parse_args()
+    for peer, rs in round_ratios(args.paths, args.population).items():
+        print(
+            f"sgjax / {peer}: median {statistics.median(rs):.2f}x, min {min(rs):.2f}x, max {max(rs):.2f}x "
+            f"over {len(rs)} rounds ({', '.join(f'{r:.2f}' for r in rs)})"
+        )
+
+
+if __name__ == "__main__":
+    main()
