@@ -3,7 +3,7 @@
     XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true python experiments/profile_step.py --seeds 10
     python experiments/profile_step.py --seeds 10 --set model.scan_layers=true
 
-One population step (6 layers, rows of 8 x 36 positions, the paper's QF model) is compiled, run twice
+One population step (6 layers, rows of 8 x 36 positions, the paper's QF model, state donated) is compiled, run twice
 untraced, then `--steps` times under the profiler. Ops are grouped by their name without the numeric
 suffix (`ynn_fusion.12` -> `ynn_fusion`: the matmuls on CPU; `*select*`: Adam and the frozen-member
 select; `slice`/`concatenate`/`copy`: layout work). Times are summed over threads, per step.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import dataclasses
 import glob
 import gzip
 import json
@@ -23,8 +22,7 @@ import tempfile
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from sgjax import config, engine
+from ab_step import compile_arm  # experiments/ is this script's directory, so it is on sys.path
 
 
 def main() -> None:
@@ -36,14 +34,11 @@ def main() -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
     args = p.parse_args()
 
-    cfg = config.override(config.preset("paper", "question", args.depth), args.overrides)
-    cfg = dataclasses.replace(cfg, seeds=tuple(range(args.seeds)))
     tokens_SxBxT = jnp.asarray(np.random.default_rng(0).integers(1, 60, (args.seeds, 8, 36)), jnp.int32)
     batch = (tokens_SxBxT, tokens_SxBxT)
-    step = jax.jit(jax.vmap(lambda st, s, x, y: engine.member_step(cfg, st, s, 1.0, 5, (x, y, None, None))), donate_argnums=(0,))
-    state, seeds_S = engine.init_population(cfg), jnp.arange(args.seeds)
-    for _ in range(2):
-        state, _ = jax.block_until_ready(step(state, seeds_S, *batch))
+    arm = compile_arm(args.overrides, args.seeds, args.depth, tokens_SxBxT)  # the step as ab_step.py times it
+    step, state, seeds_S = arm["step"], arm["state"], jnp.arange(args.seeds)
+    state, _ = jax.block_until_ready(step(state, seeds_S, *batch))
 
     with tempfile.TemporaryDirectory() as trace_dir:
         jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
