@@ -9,16 +9,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from sgjax import bench, engine, model, optim  # noqa: E402
-from tests.conftest import tiny_config  # noqa: E402
+from sgjax import bench, engine, model, optim
+from tests.conftest import tiny_config
 
 PEER_PATH = Path(__file__).resolve().parents[1] / "experiments" / "torch_peer.py"
 
 
 @pytest.fixture(scope="module")
-def peer():
+def torch():
+    """The peer's one dependency (`pip install 'sgjax[bench]'`): only the peer comparisons skip without it."""
+    return pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def peer(torch):
     spec = importlib.util.spec_from_file_location("torch_peer", PEER_PATH)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -53,7 +57,7 @@ def jax_loss(cfg, params, inp, tgt):
     return float(engine.loss_fn(params, cfg, jnp.asarray(inp), jnp.asarray(tgt), None, None, None))
 
 
-def test_same_weights_same_logits_and_loss(peer):
+def test_same_weights_same_logits_and_loss(peer, torch):
     cfg = no_dropout_config()
     params = model.init_params(cfg.model, jax.random.key(0))
     inp, tgt = toy_batch(cfg, np.random.default_rng(0))
@@ -68,7 +72,7 @@ def test_same_weights_same_logits_and_loss(peer):
 
 
 @pytest.mark.parametrize("mode", ["sequential", "vmap"])
-def test_same_train_step(peer, mode):
+def test_same_train_step(peer, torch, mode):
     """One AdamW step (clipping, warmup lr at step 5) from the same weights lands on the same weights."""
     cfg = no_dropout_config()
     tc, rng, step = cfg.train, np.random.default_rng(1), 5
