@@ -111,15 +111,17 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+# Model fields added after runs were saved, with what those runs did: the layer scan, per-element masks.
+SAVED_BEFORE_OPTION = {"scan_layers": True, "dropout_draw": "per_element"}
+
+
 def from_dict(d: dict[str, Any]) -> Config:
     """Inverse of Config.to_dict (lists become tuples)."""
     subs = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
     kw = {}
     for k, v in d.items():
-        if k == "model" and "scan_layers" not in v:
-            v = {**v, "scan_layers": True}  # runs saved before the option existed trained with scan
-        if k == "model" and "dropout_draw" not in v:
-            v = {**v, "dropout_draw": "per_element"}  # ... and drew masks per element
+        if k == "model":
+            v = {**SAVED_BEFORE_OPTION, **v}
         if k in subs:
             kw[k] = subs[k](**v)
         elif isinstance(v, list):
