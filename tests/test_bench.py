@@ -112,3 +112,17 @@ def test_projection_fills_depths_linearly():
     text = bench.project(["question:2=100/1", "question:6=50/3"])
     assert "question | 4 |" in text and "linear fit" in text
     assert "tense:L2" in text  # no rate given for tense: named as missing
+
+
+def test_gpu_session_script_parses_and_has_every_phase():
+    """experiments/gpu_session.sh runs on a lent GPU where a typo costs device time: bash must parse it, and
+    every phase its header lists must be a function."""
+    import re
+    import subprocess
+
+    script = PEER_PATH.parent / "gpu_session.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    listed = re.findall(r"^#   (\w+)  +\S", text, flags=re.M)  # "#   name   description" lines
+    assert listed == ["check", "peer", "scale", "depths", "run"]
+    assert all(f"phase_{p}() {{" in text for p in listed)

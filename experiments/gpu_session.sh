@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Issue #7's GPU measurements, in phases that each fit one 10-minute call of a lent machine.
+#
+#   bash experiments/gpu_session.sh PHASE [PHASE ...]
+#
+# PHASE (in the order to run them; each prints what it measured and packs its files):
+#   check   versions, the device, and one short sgjax bench (about 1-2 min)
+#   peer    QF 6 layers, S = 1 and 10, sgjax vs the torch peer (sequential, vmap), fp32 and TF32,
+#           with one full evaluation timed: the 40x / 3x targets
+#   scale   QF 6 layers, S = 10..160, sgjax only: the S that fills the device, % of peak
+#   depths  QF depths 2, 4, 8, 10 and TI / Dyck at depth 6, S = 10, with evaluation; then the
+#           paper sweep's projection (sgjax bench --project) from everything measured so far
+#   run     the real thing: QF 6 layers, 10 seeds, paper preset, 300k steps with its evaluations,
+#           stopped (SIGTERM, state saved) after RUN_SECONDS; rerun the phase to resume it
+#
+# Nothing is installed: the lent machines' image has jax[cuda], flax, optax, orbax, torch,
+# matplotlib and tqdm, so sgjax runs from this checkout through PYTHONPATH. Results go to
+# $RESULTS (default experiments/results/gpu) and, on the lent machine, one .tgz per phase to $OUT
+# (the device tool brings back at most 8 files a call). SMOKE=1 shrinks every phase to a few
+# steps of a 2-layer model, to check this script on a CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+SGJAX="$PY -m sgjax.cli"
+RESULTS=${RESULTS:-experiments/results/gpu}
+RUN_SECONDS=${RUN_SECONDS:-540}
+mkdir -p "$RESULTS"
+
+if [[ ${SMOKE:-0} == 1 ]]; then  # a CPU check of the script: tiny sizes, same commands
+  DEPTH=2 STEPS=4 CHUNK=2 SIZES=1,2 SCALE=2,4 DEPTHS="1 3" EVAL="" RUN_STEPS=${RUN_STEPS:-40} PRESET=smoke
+else
+  DEPTH=6 STEPS=200 CHUNK=100 SIZES=1,10 SCALE=10,20,40,80,160 DEPTHS="2 4 8 10" EVAL=--eval RUN_STEPS=${RUN_STEPS:-300000} PRESET=paper
+fi
+
+bench() {  # bench NAME ARGS...: one sgjax bench, results in $RESULTS/NAME.{json,md}
+  local name=$1; shift
+  echo "== sgjax bench $* -> $RESULTS/$name.json"
+  $SGJAX bench "$@" --out "$RESULTS/$name.json" || echo "!! $name failed (exit $?)"
+}
+
+pack() {  # pack PHASE: the results so far, without checkpoints, into one archive under $OUT (the device tool's folder)
+  [[ -n ${OUT:-} ]] || return 0
+  tar czf "$OUT/$1.tgz" --exclude=checkpoints --exclude=state -C "$RESULTS" . && echo "packed $OUT/$1.tgz"
+}
+
+phase_check() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
+  $PY -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__); print(jax.devices())"
+  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || echo "no torch: the peer is skipped"
+  bench check --task question --depth "$DEPTH" --seeds "${SIZES##*,}" --steps "$STEPS" --chunk "$CHUNK" --peer none
+}
+
+phase_peer() {
+  for prec in highest tensorfloat32; do
+    bench "peer_qf_l${DEPTH}_$prec" --task question --depth "$DEPTH" --seeds "$SIZES" --steps "$STEPS" \
+      --chunk "$CHUNK" --peer sequential,vmap --precision "$prec" $EVAL
+  done
+}
+
+phase_scale() {
+  for prec in highest tensorfloat32; do
+    bench "scale_qf_l${DEPTH}_$prec" --task question --depth "$DEPTH" --seeds "$SCALE" --steps "$STEPS" \
+      --chunk "$CHUNK" --peer none --precision "$prec"
+  done
+}
+
+phase_depths() {
+  for L in $DEPTHS; do
+    bench "depth_qf_l$L" --task question --depth "$L" --seeds "${SIZES##*,}" --steps "$STEPS" --chunk "$CHUNK" --peer none $EVAL
+  done
+  for task in tense dyck; do
+    bench "depth_${task}_l$DEPTH" --task "$task" --depth "$DEPTH" --seeds "${SIZES##*,}" --steps "$STEPS" --chunk "$CHUNK" --peer none $EVAL
+  done
+  local files=("$RESULTS"/peer_qf_*highest.json "$RESULTS"/depth_*.json)
+  $SGJAX bench --project "${files[@]}" | tee "$RESULTS/projection.md"
+}
+
+phase_run() {  # resumable: the same command continues the run directory
+  local dir="$RESULTS/run_qf_l$DEPTH" t0 rc=0
+  t0=$(date +%s)
+  timeout -s TERM "$RUN_SECONDS" $SGJAX train --task question --preset "$PRESET" --depth "$DEPTH" \
+    --num-seeds 10 --steps "$RUN_STEPS" --out "$dir" --no-progress || rc=$?
+  local secs=$(( $(date +%s) - t0 ))
+  $PY - "$dir" "$secs" "$rc" <<'EOF' | tee -a "$RESULTS/run_wall.md"
+import json, pathlib, sys
+run, secs, rc = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+log = run / "metrics.jsonl"
+lines = [json.loads(l) for l in log.read_text().splitlines() if l.strip()] if log.exists() else []
+last = max((r["step"] for r in lines), default=0)
+evals = [r for r in lines if r.get("gen_acc") is not None and r["step"] == last]
+gen = sum(r["gen_acc"] for r in evals) / len(evals) if evals else float("nan")
+print(f"| {secs} s this call | exit {rc} | logged up to step {last} | mean gen_acc at that step {gen:.3f} |")
+EOF
+}
+
+for phase in "$@"; do
+  echo "######## phase $phase ($(date -u +%H:%M:%S))"
+  "phase_$phase"
+  pack "$phase"
+done
