@@ -196,6 +196,12 @@ def batches_for(seq_NxT: torch.Tensor, idx_SxB: torch.Tensor):
     return seq_SxBxT[..., :-1], seq_SxBxT[..., 1:]
 
 
+def trim_padding(inputs_xBxT, targets_xBxT):
+    """Drop the trailing columns that are padding in every row: the original's per-batch padding."""
+    width = int((inputs_xBxT != 0).sum(-1).max())
+    return inputs_xBxT[..., :width], targets_xBxT[..., :width]
+
+
 def load_sgjax_params(model: PeerLM, params) -> None:
     """Copy one sgjax member's parameter tree (sgjax.model layout) into `model` (Linear weights transposed)."""
     t = lambda x: torch.from_numpy(np.array(x, dtype=np.float32))

@@ -222,13 +222,21 @@ def run_peer(p: dict) -> dict:
         idx_SxB = torch.as_tensor(np.asarray(idx_SxKxB)[:, 0], device=device, dtype=torch.long)
         t0 = time.perf_counter()
         inp, tgt = peer.batches_for(seq_NxT, idx_SxB)
-        losses = trainer.step(step, list(zip(inp, tgt))) if p["kind"] == "sequential" else trainer.step(step, inp, tgt)
+        if p["kind"] == "sequential":
+            batches = list(zip(inp, tgt))
+            if p.get("peer_padding") == "batch":  # each seed's batch padded to its own longest row
+                batches = [peer.trim_padding(i, t) for i, t in batches]
+            losses = trainer.step(step, batches)
+        else:
+            if p.get("peer_padding") == "batch":  # one width for the stacked seeds: their longest row
+                inp, tgt = peer.trim_padding(inp, tgt)
+            losses = trainer.step(step, inp, tgt)
         sync()
         if c >= p["warmup"]:
             times.append(time.perf_counter() - t0)
     out = {"call_s": times, "final_loss": float(np.mean(losses)), "compile_s": None,
            "torch_threads": torch.get_num_threads(), "device": f"{device}:torch {torch.__version__}",
-           "layout": "rows", "width": width}
+           "layout": "rows", "width": width, "peer_padding": p.get("peer_padding", "fixed")}
     out.update(peak_memory())
     if device == "cuda":
         out["peak_device_bytes"] = int(torch.cuda.max_memory_allocated())
@@ -417,6 +425,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="highest", choices=("highest", "tensorfloat32", "bfloat16"))
     p.add_argument("--seq-len", type=int, default=37, help="ids per padded training row (QF's longest is 37)")
     p.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the best of each is reported")
+    p.add_argument("--peer-padding", default="fixed", choices=("fixed", "batch"),
+                   help="the peer's rows: fixed (sgjax's width, like for like) or batch (each batch cut to its "
+                        "longest row, as the original's collate)")
     p.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="config override for every implementation, e.g. --set model.dropout=0 (for lever experiments)")
@@ -445,7 +456,7 @@ def run(args) -> int:
             print("torch is not importable: the peer is skipped (pip install 'sgjax[bench]')", file=sys.stderr)
             peers = []
     base = {"task": args.task, "depth": args.depth, "precision": args.precision, "seq_len": args.seq_len,
-            "torch_threads": args.torch_threads, "overrides": args.overrides, "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            "torch_threads": args.torch_threads, "peer_padding": args.peer_padding, "overrides": args.overrides, "xla_flags": os.environ.get("XLA_FLAGS", "")}
     go = measure if args.in_process else measure_isolated
     results = []
     for rnd in range(args.repeat):

@@ -71,6 +71,20 @@ def test_same_weights_same_logits_and_loss(peer, torch):
     assert loss_t == pytest.approx(jax_loss(cfg, params, inp, tgt), rel=1e-5)
 
 
+def test_peer_per_batch_padding_keeps_the_loss(peer, torch):
+    """`--peer-padding batch` cuts the all-pad columns (the original's collate): the loss must not move."""
+    cfg = no_dropout_config()
+    inp, tgt = toy_batch(cfg, np.random.default_rng(1))
+    inp = np.concatenate([inp, np.zeros((inp.shape[0], 5), inp.dtype)], axis=1)  # 5 all-pad columns
+    tgt = np.concatenate([tgt, np.zeros((tgt.shape[0], 5), tgt.dtype)], axis=1)
+    pm = peer_model(peer, cfg, model.init_params(cfg.model, jax.random.key(0))).eval()
+    full = [torch.as_tensor(a, dtype=torch.long) for a in (inp, tgt)]
+    cut = peer.trim_padding(*full)
+    assert cut[0].shape[-1] == int((inp != 0).sum(-1).max()) <= inp.shape[1] - 5
+    with torch.no_grad():
+        assert float(peer.lm_loss(pm(cut[0]), cut[1])) == pytest.approx(float(peer.lm_loss(pm(full[0]), full[1])), rel=1e-5)
+
+
 @pytest.mark.parametrize("mode", ["sequential", "vmap"])
 def test_same_train_step(peer, torch, mode):
     """One AdamW step (clipping, warmup lr at step 5) from the same weights lands on the same weights."""
