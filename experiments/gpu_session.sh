@@ -6,7 +6,8 @@
 # PHASE (in the order to run them; each prints what it measured and packs its files):
 #   check   versions, the device, and one short sgjax bench (about 1-2 min)
 #   peer    QF 6 layers, S = 1 and 10, sgjax vs the torch peer (sequential, vmap), fp32 and TF32,
-#           with one full evaluation timed: the 40x / 3x targets
+#           with one full evaluation timed, and fp32 against the peer padded per batch as the
+#           original: the 40x / 3x targets
 #   scale   QF 6 layers, S = 10..160, sgjax only: the S that fills the device, % of peak
 #   depths  QF depths 2, 4, 8, 10 and TI / Dyck at depth 6, S = 10, with evaluation; then the
 #           paper sweep's projection (sgjax bench --project) from everything measured so far
@@ -56,6 +57,9 @@ phase_peer() {
     bench "peer_qf_l${DEPTH}_$prec" --task question --depth "$DEPTH" --seeds "$SIZES" --steps "$STEPS" \
       --chunk "$CHUNK" --peer sequential,vmap --precision "$prec" $EVAL
   done
+  # the peer padded as the original pads (each batch to its longest row): the faithful baseline
+  bench "peer_qf_l${DEPTH}_highest_batchpad" --task question --depth "$DEPTH" --seeds "$SIZES" --steps "$STEPS" \
+    --chunk "$CHUNK" --peer sequential,vmap --peer-padding batch
 }
 
 phase_scale() {
