@@ -8,7 +8,8 @@
 #   peer    QF 6 layers, S = 1 and 10, sgjax vs the torch peer (sequential, vmap), fp32 and TF32,
 #           with one full evaluation timed, and fp32 against the peer padded per batch as the
 #           original: the 40x / 3x targets
-#   scale   QF 6 layers, S = 10..160, sgjax only: the S that fills the device, % of peak
+#   scale   QF 6 layers, S = 10..160, sgjax only: the S that fills the device, % of peak; and
+#           S = 10 with QF batches packed (data.layout=packed), a lever
 #   depths  QF depths 2, 4, 8, 10 and TI / Dyck at depth 6, S = 10, with evaluation; then the
 #           paper sweep's projection (sgjax bench --project) from everything measured so far
 #   run     the real thing: QF 6 layers, 10 seeds, paper preset, 300k steps with its evaluations,
@@ -67,6 +68,9 @@ phase_scale() {
     bench "scale_qf_l${DEPTH}_$prec" --task question --depth "$DEPTH" --seeds "$SCALE" --steps "$STEPS" \
       --chunk "$CHUNK" --peer none --precision "$prec"
   done
+  # lever: QF batches packed as Dyck's (fewer positions, P x P attention); compare with the rows above
+  bench "scale_qf_l${DEPTH}_highest_packed" --task question --depth "$DEPTH" --seeds "${SCALE%%,*}" \
+    --steps "$STEPS" --chunk "$CHUNK" --peer none --set data.layout=packed
 }
 
 phase_depths() {

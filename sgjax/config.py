@@ -47,6 +47,9 @@ class DataConfig:
     val_file: str | None = None
     gen_file: str | None = None
     max_train_len: int | None = None  # Dyck: drop training strings longer than this (None keeps all)
+    # Training batches: "rows" (each sequence padded to the longest training line), "packed" (the batch
+    # end to end in one row, attention within each sequence), or "auto" (packed for Dyck, rows otherwise).
+    layout: str = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +239,7 @@ def validate(cfg: Config) -> Config:
         (t.clip_norm > 0, "train.clip_norm must be > 0"),
         (t.matmul_precision in ("highest", "float32", "tensorfloat32", "bfloat16", "default"), "train.matmul_precision must be highest|tensorfloat32|bfloat16|default"),
         (all(s is None or s > 0 for s in (d.train_size, d.val_size, d.gen_size)), "data sizes must be > 0"),
+        (d.layout in ("auto", "rows", "packed"), "data.layout must be auto|rows|packed"),
     ]
     for ok, msg in checks:
         if not ok:

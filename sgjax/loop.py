@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from sgjax import batching, engine
 from sgjax.checkpoint import RunCheckpoints
-from sgjax.config import Config, validate
+from sgjax.config import Config, from_dict, validate
 from sgjax.errors import CheckpointError, UserError
 
 # Fields that may change when a run is resumed: extending a run is the point of resuming.
@@ -49,7 +49,7 @@ def prepare_run_dir(cfg: Config, run_dir: Path, override: bool) -> None:
     path = run_dir / "config.json"
     if path.exists():
         try:
-            old = json.loads(path.read_text())
+            old = saved_config_dict(json.loads(path.read_text()))
         except json.JSONDecodeError as e:
             raise UserError(f"{path} is corrupt ({e}); move it away to start a new run") from e
         diff = [d for d in config_diff(old, cfg.to_dict()) if d.split(":")[0] not in RESUMABLE_CHANGES]
@@ -60,6 +60,14 @@ def prepare_run_dir(cfg: Config, run_dir: Path, override: bool) -> None:
             )
     if is_writer():
         write_json(path, cfg.to_dict())
+
+
+def saved_config_dict(d: dict) -> dict:
+    """A saved config with the fields added since it was written filled in, as loading it fills them."""
+    try:
+        return from_dict(d).to_dict()
+    except (TypeError, ValueError):  # not a config this version can read: compare it as it is
+        return d
 
 
 def write_json(path: Path, obj) -> None:
@@ -113,7 +121,7 @@ def load_data(cfg: Config) -> dict:
 
 
 def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
-    """LM sequences of the training split; Dyck is packed (long tail), QF/TI use padded rows."""
+    """LM sequences of the training split, batched as `data.layout` says ("auto": Dyck packed, QF/TI rows)."""
     from sgjax.data.split import Split, lm_flat
 
     if cfg.data.max_train_len is not None:
@@ -123,7 +131,7 @@ def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
     flat_M, starts_N, seq_len_N = lm_flat(split, vocab)
     if len(seq_len_N) < cfg.train.batch_size:
         raise UserError(f"training set has {len(seq_len_N)} lines, fewer than batch_size {cfg.train.batch_size}")
-    layout = "packed" if cfg.task == "dyck" else "rows"
+    layout = cfg.data.layout if cfg.data.layout != "auto" else ("packed" if cfg.task == "dyck" else "rows")
     return engine.TrainData(flat_M, starts_N.astype(np.int32), seq_len_N.astype(np.int32), layout)
 
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sgjax import checkpoint, cli, loop
 from sgjax.data import formats
-from sgjax.errors import CheckpointError, DataError
+from sgjax.errors import CheckpointError, DataError, UserError
 from tests.conftest import tiny_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
@@ -57,6 +57,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert "unknown config field" in _cli_error(capsys, ["train", "--task", "question", "--set", "train.speed=9", "--out", str(tmp_path / "a")])
     assert "bad value" in _cli_error(capsys, ["train", "--task", "question", "--set", "train.lr=fast", "--out", str(tmp_path / "a")])
     assert "not a sgjax run directory" in _cli_error(capsys, ["probe", str(tmp_path / "nothing")])
+
+
+def test_run_saved_before_an_option_existed_resumes_unless_its_value_changed(tmp_path, toy_corpus):
+    """A field added later takes the value the old run had (config.from_dict): not a config change."""
+    from sgjax import config
+
+    run = tmp_path / "r"
+    loop.run(tiny_config(steps=10), run, progress=False, evaluator=None)
+    saved = json.loads((run / "config.json").read_text())
+    del saved["data"]["layout"], saved["model"]["dropout_draw"]  # as written before both options
+    (run / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(UserError, match="model.dropout_draw: 'per_element' -> 'packed'"):
+        loop.run(tiny_config(steps=20), run, progress=False, evaluator=None)  # old masks were per_element
+    old_masks = config.override(tiny_config(steps=20), ["model.dropout_draw=per_element"])
+    loop.run(old_masks, run, progress=False, evaluator=None)  # data.layout "auto" is what it had
 
 
 def test_corrupt_or_mismatched_run_dir_is_refused_untouched(tmp_path, toy_corpus):
