@@ -216,21 +216,17 @@ def run_peer(p: dict) -> dict:
     tc = cfg.train
     trainer = cls(models, lr=tc.lr, eps=tc.adam_eps, clip=tc.clip_norm, warmup=tc.warmup_steps, total=tc.decay_steps)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    fit = peer.trim_padding if p.get("peer_padding") == "batch" else (lambda i, t: (i, t))  # the original's padding, or sgjax's rows
     times, losses = [], []
     for c, idx_SxKxB in enumerate(plan):
         step = STEP0 + c
         idx_SxB = torch.as_tensor(np.asarray(idx_SxKxB)[:, 0], device=device, dtype=torch.long)
         t0 = time.perf_counter()
         inp, tgt = peer.batches_for(seq_NxT, idx_SxB)
-        if p["kind"] == "sequential":
-            batches = list(zip(inp, tgt))
-            if p.get("peer_padding") == "batch":  # each seed's batch padded to its own longest row
-                batches = [peer.trim_padding(i, t) for i, t in batches]
-            losses = trainer.step(step, batches)
-        else:
-            if p.get("peer_padding") == "batch":  # one width for the stacked seeds: their longest row
-                inp, tgt = peer.trim_padding(inp, tgt)
-            losses = trainer.step(step, inp, tgt)
+        if p["kind"] == "sequential":  # with batch padding, each seed's batch is cut to its own longest row
+            losses = trainer.step(step, [fit(i, t) for i, t in zip(inp, tgt)])
+        else:  # one width for the stacked seeds
+            losses = trainer.step(step, *fit(inp, tgt))
         sync()
         if c >= p["warmup"]:
             times.append(time.perf_counter() - t0)
