@@ -32,6 +32,11 @@ def optax_update(tc, params, opt_state, grads, grad_norm, lr, frozen):
     return jax.tree_util.tree_map(lambda n, o: jnp.where(frozen, o, n), new, (params, opt_state))
 
 
+def random_tokens(seeds: int):
+    """Rows of 8 x 36 random QF-vocabulary ids per member: the step's shape, whatever the words."""
+    return jnp.asarray(np.random.default_rng(0).integers(1, 60, (seeds, 8, 36)), jnp.int32)
+
+
 def compile_arm(overrides: list[str], seeds: int, depth: int, tokens_SxBxT) -> dict:
     """Config, donated jitted step and state of one arm, after its first (compiling) call."""
     use_optax = "@optax" in overrides
@@ -59,7 +64,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", help="write the timings to this .json")
     args = p.parse_args()
-    tokens_SxBxT = jnp.asarray(np.random.default_rng(0).integers(1, 60, (args.seeds, 8, 36)), jnp.int32)
+    tokens_SxBxT = random_tokens(args.seeds)
     seeds_S = jnp.arange(args.seeds)
     arms = {}
     for spec in args.arm:

@@ -20,7 +20,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ab_step import compile_arm  # experiments/ is this script's directory, so it is on sys.path
+from ab_step import compile_arm, random_tokens  # experiments/ is this script's directory, so it is on sys.path
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=4, help="untimed steps (the allocator settles)")
     p.add_argument("--steps", type=int, default=6, help="timed steps")
     args = p.parse_args()
-    tokens_SxBxT = jnp.asarray(np.random.default_rng(0).integers(1, 60, (args.seeds, 8, 36)), jnp.int32)
+    tokens_SxBxT = random_tokens(args.seeds)
     arm = compile_arm([], args.seeds, args.depth, tokens_SxBxT)
     step, state, seeds_S = arm["step"], arm["state"], jnp.arange(args.seeds)
     rows = []

@@ -21,8 +21,7 @@ import tempfile
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from ab_step import compile_arm  # experiments/ is this script's directory, so it is on sys.path
+from ab_step import compile_arm, random_tokens  # experiments/ is this script's directory, so it is on sys.path
 
 
 def main() -> None:
@@ -34,7 +33,7 @@ def main() -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
     args = p.parse_args()
 
-    tokens_SxBxT = jnp.asarray(np.random.default_rng(0).integers(1, 60, (args.seeds, 8, 36)), jnp.int32)
+    tokens_SxBxT = random_tokens(args.seeds)
     batch = (tokens_SxBxT, tokens_SxBxT)
     arm = compile_arm(args.overrides, args.seeds, args.depth, tokens_SxBxT)  # the step as ab_step.py times it
     step, state, seeds_S = arm["step"], arm["state"], jnp.arange(args.seeds)
