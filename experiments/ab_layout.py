@@ -1,12 +1,13 @@
-"""Rows vs packed batches for QF/TI: the same real batches, both layouts compiled in one process, timed in turn.
+"""Batch layouts for QF/TI on the same real batches: each compiled in one process, timed in turn.
 
     python experiments/ab_layout.py --task question --seeds 10 --rounds 12 --out experiments/results/ab_layout_cpu_s10.json
 
-sgjax trains QF and TI on rows padded to the longest training sequence (37 ids for QF) and packs
-only Dyck (`loop.make_train_data`). Packing QF's batches too computes fewer positions (1.20 per real
-token at S = 10 against 1.54) but a P x P block-diagonal attention per member. Each round draws the
-next chunk of K steps of every seed's real batches and runs it in both layouts (packed lengths are
-compiled as they appear, untimed); the per-step medians are compared.
+Rows pad every sequence to the longest training line (37 ids for QF: 1.54 positions per real token at
+S = 10). Packed lays the batch end to end (fewer positions) but attends over a P x P block-diagonal
+square. Unpadded (the default for QF/TI) runs the position-wise layers on the packed tokens and
+attention on the sequences as rows. Each round draws the next chunk of K steps of every seed's real
+batches and runs it in every layout (new lengths are compiled as they appear, untimed); the per-step
+medians are compared.
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--chunk", type=int, default=2, help="K steps per call")
     p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--layouts", default="packed,unpadded", help="layouts timed against rows")
     p.add_argument("--out")
     args = p.parse_args()
     cfg = config.preset("paper", args.task, args.depth)
     cfg = dataclasses.replace(cfg, seeds=tuple(42 + 10 * i for i in range(args.seeds)))
+    cfg = config.override(cfg, ["data.layout=rows"])  # the baseline's batches; each arm names its layout
     split = data.load_splits(args.task, sizes={"train": 20_000, "val": 10, "gen": 10})["train"]
     rows = loop.make_train_data(cfg, split, data.vocab_for(args.task))
-    layouts = {"rows": rows, "packed": engine.TrainData(rows.flat_M, rows.starts_N, rows.seq_len_N, "packed")}
+    layouts = {"rows": rows} | {name: engine.TrainData(rows.flat_M, rows.starts_N, rows.seq_len_N, name)
+                                for name in args.layouts.split(",") if name != "rows"}
     seeds_S, lrs_S = jnp.asarray(cfg.seeds, jnp.int32), jnp.ones(args.seeds, jnp.float32)
     arms = {name: {"data": td, "resident": td.device_arrays(), "fns": {}, "state": engine.init_population(cfg),
                    "s_per_step": [], "widths": []} for name, td in layouts.items()}

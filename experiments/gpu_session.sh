@@ -5,11 +5,11 @@
 #
 # PHASE (in the order to run them; each prints what it measured and packs its files):
 #   check   versions, the device, and one short sgjax bench (about 1-2 min)
-#   peer    QF 6 layers, S = 1 and 10, sgjax vs the torch peer (sequential, vmap), fp32 and TF32,
-#           with one full evaluation timed, and fp32 against the peer padded per batch as the
-#           original: the 40x / 3x targets
+#   peer    QF 6 layers, S = 1 and 10, sgjax vs the torch peer (sequential, vmap; padded per batch
+#           as the original), fp32 and TF32, with one full evaluation timed; and fp32 against the
+#           peer on fixed-width rows: the 40x / 3x targets
 #   scale   QF 6 layers, S = 10..160, sgjax only: the S that fills the device, % of peak; and
-#           S = 10 with QF batches packed (data.layout=packed), a lever
+#           S = 10 with QF batches as rows and packed (data.layout), against the default unpadded
 #   depths  QF depths 2, 4, 8, 10 and TI / Dyck at depth 6, S = 10, with evaluation; then the
 #           paper sweep's projection (sgjax bench --project) from everything measured so far
 #   run     the real thing: QF 6 layers, 10 seeds, paper preset, 300k steps with its evaluations,
@@ -58,9 +58,9 @@ phase_peer() {
     bench "peer_qf_l${DEPTH}_$prec" --task question --depth "$DEPTH" --seeds "$SIZES" --steps "$STEPS" \
       --chunk "$CHUNK" --peer sequential,vmap --precision "$prec" $EVAL
   done
-  # the peer padded as the original pads (each batch to its longest row): the faithful baseline
-  bench "peer_qf_l${DEPTH}_highest_batchpad" --task question --depth "$DEPTH" --seeds "$SIZES" --steps "$STEPS" \
-    --chunk "$CHUNK" --peer sequential,vmap --peer-padding batch
+  # the peer on rows padded to the longest training line (more work than the original's per-batch padding)
+  bench "peer_qf_l${DEPTH}_highest_fixedpad" --task question --depth "$DEPTH" --seeds "$SIZES" --steps "$STEPS" \
+    --chunk "$CHUNK" --peer sequential,vmap --peer-padding fixed
 }
 
 phase_scale() {
@@ -68,9 +68,11 @@ phase_scale() {
     bench "scale_qf_l${DEPTH}_$prec" --task question --depth "$DEPTH" --seeds "$SCALE" --steps "$STEPS" \
       --chunk "$CHUNK" --peer none --precision "$prec"
   done
-  # lever: QF batches packed as Dyck's (fewer positions, P x P attention); compare with the rows above
-  bench "scale_qf_l${DEPTH}_highest_packed" --task question --depth "$DEPTH" --seeds "${SCALE%%,*}" \
-    --steps "$STEPS" --chunk "$CHUNK" --peer none --set data.layout=packed
+  # levers: QF batches as padded rows, or packed as Dyck's (P x P attention); the default is unpadded
+  for layout in rows packed; do
+    bench "scale_qf_l${DEPTH}_highest_$layout" --task question --depth "$DEPTH" --seeds "${SCALE%%,*}" \
+      --steps "$STEPS" --chunk "$CHUNK" --peer none --set data.layout=$layout
+  done
 }
 
 phase_depths() {

@@ -1,18 +1,21 @@
 """Per-seed batches: epoch permutations (host, from the integer seed) and on-device gathers.
 
-A batch is 8 whole sequences, as the original's RandomSampler + DataLoader. Two layouts:
-- rows: [B, T] sequences padded to the longest training sequence (QF/TI: short, uniform lengths);
+A batch is 8 whole sequences, as the original's RandomSampler + DataLoader. Three layouts:
+- rows: [B, T] sequences padded to the longest training sequence;
 - packed: the B sequences laid end to end in one row of P positions, attention kept within each
-  sequence and positions restarting at 0, so Dyck's long tail does not make padding dominate.
+  sequence (a P x P mask) and positions restarting at 0, so Dyck's long tail does not make padding dominate;
+- unpadded (QF/TI): packed for the position-wise layers, attention on the sequences gathered into
+  [B, T] rows (model.SequenceRows): the FFN and projections skip the padding, attention stays B x T x T.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-
 import jax.numpy as jnp
 import numpy as np
+
+from sgjax.model import SequenceRows
 
 BATCH_STREAM = 1  # salt: batch order is its own random stream, apart from init and dropout
 
@@ -53,26 +56,58 @@ def rows_batch(flat_M, starts_N, seq_len_N, idx_B, width: int):
     return ids_BxT[:, :-1], ids_BxT[:, 1:], None, None
 
 
-def packed_batch(flat_M, starts_N, seq_len_N, idx_B, p: int):
-    """Packed layout: B sequences end to end in one row of length p; attention stays within each."""
+def _segments(seq_len_N, idx_B, p: int):
+    """Each packed position's sequence (B for the padding tail), its offset in it, and the sequences' starts."""
     seg_len_B = seq_len_N[idx_B] - 1  # each sequence of n+2 ids gives n+1 (input, target) pairs
     ends_B = jnp.cumsum(seg_len_B)
     starts_B = ends_B - seg_len_B
     pos_P = jnp.arange(p)
-    seg_P = jnp.searchsorted(ends_B, pos_P, side="right")  # B for the padding tail
+    seg_P = jnp.searchsorted(ends_B, pos_P, side="right")
+    within_P = jnp.where(seg_P < idx_B.shape[0], pos_P - starts_B[jnp.minimum(seg_P, idx_B.shape[0] - 1)], 0)
+    return seg_P, within_P, starts_B, seg_len_B
+
+
+def _packed_ids(flat_M, starts_N, idx_B, seg_P, within_P):
+    """(inputs_P, targets_P): the packed row's ids, 0 in the padding tail."""
     valid_P = seg_P < idx_B.shape[0]
-    seg_c_P = jnp.minimum(seg_P, idx_B.shape[0] - 1)
-    within_P = jnp.where(valid_P, pos_P - starts_B[seg_c_P], 0)
-    at_P = starts_N[idx_B[seg_c_P]] + within_P
-    inputs_P = jnp.where(valid_P, flat_M[at_P], 0)
-    targets_P = jnp.where(valid_P, flat_M[at_P + 1], 0)
-    same_PxP = (seg_P[:, None] == seg_P[None, :]) & valid_P[None, :]
+    at_P = starts_N[idx_B[jnp.minimum(seg_P, idx_B.shape[0] - 1)]] + within_P
+    return jnp.where(valid_P, flat_M[at_P], 0), jnp.where(valid_P, flat_M[at_P + 1], 0)
+
+
+def packed_batch(flat_M, starts_N, seq_len_N, idx_B, p: int):
+    """Packed layout: B sequences end to end in one row of length p; attention stays within each."""
+    seg_P, within_P, _, _ = _segments(seq_len_N, idx_B, p)
+    inputs_P, targets_P = _packed_ids(flat_M, starts_N, idx_B, seg_P, within_P)
+    same_PxP = (seg_P[:, None] == seg_P[None, :]) & (seg_P < idx_B.shape[0])[None, :]
     return inputs_P[None], targets_P[None], within_P[None], same_PxP[None]
+
+
+def unpadded_batch(flat_M, starts_N, seq_len_N, idx_B, shape: tuple[int, int]):
+    """Unpadded layout: a packed row of p tokens, and where each sits in [B, t] rows (attention runs on those)."""
+    p, t = shape
+    b = idx_B.shape[0]
+    seg_P, within_P, starts_B, seg_len_B = _segments(seq_len_N, idx_B, p)
+    inputs_P, targets_P = _packed_ids(flat_M, starts_N, idx_B, seg_P, within_P)
+    pos_T = jnp.arange(t)
+    slot_BxT = jnp.where(pos_T[None] < seg_len_B[:, None], starts_B[:, None] + pos_T[None], p)
+    at_P = jnp.where(seg_P < b, seg_P * t + within_P, b * t)
+    return inputs_P[None], targets_P[None], within_P[None], SequenceRows(slot_BxT, at_P)
 
 
 def packed_length(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray) -> int:
     """The packed row length a chunk needs: its longest batch (in tokens), rounded to the ladder."""
     return round_up_bucket(int((seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max()))
+
+
+def unpadded_length(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray, multiple: int = 16) -> int:
+    """The unpadded layout's packed length for a whole chunk: its longest batch, rounded up to `multiple`.
+
+    Unlike packed chunks, unpadded ones are not split where the length changes: their results do not
+    depend on the length (every dropout mask's draw for a token is the same at any length), and a run
+    then compiles a few lengths at one K instead of a (K, length) pair for every split.
+    """
+    need = int((seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max())
+    return -(-need // multiple) * multiple
 
 
 def same_length_run(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray) -> int:

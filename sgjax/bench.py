@@ -9,7 +9,9 @@ thread pools and compile caches of one measurement never leak into the next. Imp
 - `sgjax`: sgjax.engine.make_chunk (jit of vmap over S of a scan over K steps), as the host loop runs it;
 - `sequential`: experiments/torch_peer.py, S eager models stepped one after another (the original's style);
 - `vmap`: the same peer with torch.func.vmap over stacked parameters.
-All use the same padded rows (batch 8 x `--seq-len` ids) and the same per-seed batch indices.
+All use the same per-seed batch indices. sgjax batches them as `data.layout` says (auto: unpadded for
+QF/TI, packed for Dyck); the peer pads rows of 8 to each batch's longest (`--peer-padding batch`, the
+original's collate) or to `--seq-len` ids (`fixed`).
 
 Throughput is seed-steps per second: S x steps / time, from the median time of the timed chunks (steps
 for the peers) after warm-up. FLOPs are counted analytically (see `train_flops_per_step`).
@@ -52,17 +54,26 @@ SWEEP_SEEDS = 10
 # ---------------------------------------------------------------------------------------------- FLOPs
 
 
-def train_flops_per_step(depth: int, d_model: int, d_ff: int, vocab: int, rows: int, positions: int) -> float:
+def train_flops_per_step(depth: int, d_model: int, d_ff: int, vocab: int, tokens: int, attn_rows: int, attn_len: int) -> float:
     """Analytic FLOPs of one training step of one member: 3 x forward (forward + 2x backward).
 
     Forward = 2 x matmul params x tokens (4 d^2 + 2 d d_ff per layer, plus the d x V output layer;
-    the embedding is a gather) + the two attention products 2 x 2 T^2 d per layer and sequence
+    the embedding is a gather) + the two attention products 2 x 2 T^2 d per layer and attention row
     (the full T x T square, as computed). Elementwise work (softmax, LayerNorm, Adam) is not counted.
     """
     matmul_params = depth * (4 * d_model**2 + 2 * d_model * d_ff) + d_model * vocab
-    tokens = rows * positions
-    attention = depth * rows * 4 * positions**2 * d_model
+    attention = depth * attn_rows * 4 * attn_len**2 * d_model
     return 3.0 * (2.0 * matmul_params * tokens + attention)
+
+
+def computed_shape(layout: str, width, batch: int) -> tuple[int, int, int]:
+    """(tokens through the position-wise layers, attention rows, attention row length) of one member's step."""
+    if layout == "rows":
+        return batch * (width - 1), batch, width - 1
+    if layout == "packed":
+        return width, 1, width
+    packed, row = width  # unpadded
+    return packed, batch, row
 
 
 def device_peak(device_kind: str, precision: str) -> float | None:
@@ -106,7 +117,10 @@ def chunk_plan(cfg, tdata, p: dict) -> tuple[list, int]:
     idx = [batching.chunk_indices(cfg.seeds, STEP0 + c * k, k, tdata.n, b) for c in range(p["warmup"] + p["calls"])]
     if tdata.layout == "rows":
         return idx, max(p["seq_len"], tdata.row_width)
-    return idx, max(tdata.width_for(np.asarray(i)) for i in idx)  # packed: one compile for the whole run
+    widths = [tdata.width_for(np.asarray(i)) for i in idx]  # one compile for the whole run: the longest
+    if tdata.layout == "unpadded":
+        return idx, (max(w[0] for w in widths), max(p["seq_len"], tdata.row_width) - 1)
+    return idx, max(widths)
 
 
 def padded_rows(tdata, width: int):
@@ -216,7 +230,7 @@ def run_peer(p: dict) -> dict:
     tc = cfg.train
     trainer = cls(models, lr=tc.lr, eps=tc.adam_eps, clip=tc.clip_norm, warmup=tc.warmup_steps, total=tc.decay_steps)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    fit = peer.trim_padding if p.get("peer_padding") == "batch" else (lambda i, t: (i, t))  # the original's padding, or sgjax's rows
+    fit = peer.trim_padding if p.get("peer_padding") == "batch" else (lambda i, t: (i, t))  # the original's padding, or fixed rows
     times, losses = [], []
     for c, idx_SxKxB in enumerate(plan):
         step = STEP0 + c
@@ -232,7 +246,7 @@ def run_peer(p: dict) -> dict:
             times.append(time.perf_counter() - t0)
     out = {"call_s": times, "final_loss": float(np.mean(losses)), "compile_s": None,
            "torch_threads": torch.get_num_threads(), "device": f"{device}:torch {torch.__version__}",
-           "layout": "rows", "width": width, "peer_padding": p.get("peer_padding", "fixed")}
+           "layout": "rows", "width": width, "peer_padding": p.get("peer_padding", "batch")}
     out.update(peak_memory())
     if device == "cuda":
         out["peak_device_bytes"] = int(torch.cuda.max_memory_allocated())
@@ -245,9 +259,9 @@ def measure(p: dict) -> dict:
     raw = run_sgjax(p) if p["kind"] == "sgjax" else run_peer(p)
     per_call = statistics.median(raw["call_s"])
     rate = p["population"] * p["steps_per_call"] / per_call
-    m, b = bench_config(p["task"], p["depth"], 1, 1, p["precision"], p["overrides"]).model, 8
-    rows, positions = (b, raw["width"] - 1) if raw["layout"] == "rows" else (1, raw["width"])
-    flops = train_flops_per_step(m.n_layers, m.d_model, m.d_ff, m.vocab_size, rows, positions)
+    cfg = bench_config(p["task"], p["depth"], 1, 1, p["precision"], p["overrides"])
+    m, width = cfg.model, raw["width"] if raw["layout"] != "unpadded" else tuple(raw["width"])
+    flops = train_flops_per_step(m.n_layers, m.d_model, m.d_ff, m.vocab_size, *computed_shape(raw["layout"], width, cfg.train.batch_size))
     res = {**p, **raw, "seed_steps_per_s": rate, "median_call_s": per_call,
            "flops_per_seed_step": flops, "achieved_flops": flops * rate,
            "loadavg_1m_before": load0, "loadavg_1m_after": os.getloadavg()[0]}
@@ -421,9 +435,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="highest", choices=("highest", "tensorfloat32", "bfloat16"))
     p.add_argument("--seq-len", type=int, default=37, help="ids per padded training row (QF's longest is 37)")
     p.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the best of each is reported")
-    p.add_argument("--peer-padding", default="fixed", choices=("fixed", "batch"),
-                   help="the peer's rows: fixed (sgjax's width, like for like) or batch (each batch cut to its "
-                        "longest row, as the original's collate)")
+    p.add_argument("--peer-padding", default="batch", choices=("fixed", "batch"),
+                   help="the peer's rows: batch (each batch cut to its longest row, as the original's collate; "
+                        "default) or fixed (every row padded to the longest training sequence, as sgjax's rows layout)")
     p.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="config override for every implementation, e.g. --set model.dropout=0 (for lever experiments)")
@@ -478,7 +492,7 @@ def run(args) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         doc = {"command": "sgjax bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else " ".join(sys.argv),
-               "machine": machine(), "flops": "analytic: 3 x (2 x matmul params x tokens + 4 T^2 d per layer and sequence)",
+               "machine": machine(), "flops": "analytic: 3 x (2 x matmul params x tokens + 4 T^2 d per layer and attention row)",
                "results": best, "all_rounds": results if args.repeat > 1 else None}
         out.write_text(json.dumps(doc, indent=2))
         out.with_suffix(".md").write_text(f"# sgjax bench\n\n`{doc['command']}`\n\nMachine: {doc['machine']}\n\n{table}")

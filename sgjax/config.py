@@ -30,9 +30,11 @@ class ModelConfig:
     # Layers as nn.scan over stacked parameters (compile time flat in depth) or a Python loop over
     # per-layer parameters (no while loop: 1.37x faster per step on CPU at S = 10; docs/performance.md).
     scan_layers: bool = False
-    # How dropout draws its 16-bit masks: "packed" (four per threefry block) or "per_element" (one
-    # block per element, as jax.random.bits; several times slower on CPU: docs/performance.md).
-    dropout_draw: str = "packed"
+    # How dropout draws its 16-bit masks: "counter" (four per threefry block of the element's index,
+    # the same bits at any array length), "packed" (four per block, bits move with the array's
+    # length; runs saved before "counter"), or "per_element" (one block per element, as
+    # jax.random.bits; several times slower on CPU: docs/performance.md).
+    dropout_draw: str = "counter"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +49,11 @@ class DataConfig:
     val_file: str | None = None
     gen_file: str | None = None
     max_train_len: int | None = None  # Dyck: drop training strings longer than this (None keeps all)
-    # Training batches: "rows" (each sequence padded to the longest training line), "packed" (the batch
-    # end to end in one row, attention within each sequence), or "auto" (packed for Dyck, rows otherwise).
+    # Training batches (sgjax/batching.py): "rows" (each sequence padded to the longest training line),
+    # "packed" (the batch end to end in one row, attention within each sequence by a P x P mask),
+    # "unpadded" (packed tokens, attention on the sequences as rows), or "auto": unpadded for QF/TI,
+    # packed for Dyck (whose long tail makes B x T x T rows dearer than P x P). A run records the
+    # layout "auto" chose. Every layout takes the same steps; only the dropout masks differ.
     layout: str = "auto"
 
 
@@ -135,6 +140,15 @@ def from_dict(d: dict[str, Any]) -> Config:
 
 
 PRESETS = ("paper", "quick", "smoke")
+LAYOUTS = ("rows", "packed", "unpadded")
+
+
+def concrete_layout(cfg: Config) -> Config:
+    """`cfg` with data.layout "auto" replaced by the layout it picks: packed for Dyck, unpadded for QF/TI."""
+    if cfg.data.layout != "auto":
+        return cfg
+    layout = "packed" if cfg.task == "dyck" else "unpadded"
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, layout=layout))
 VOCAB_SIZES = {"question": 71, "tense": 101, "dyck": 43}  # |V| + 2, as the original (SPEC §1.5)
 
 
@@ -228,7 +242,7 @@ def validate(cfg: Config) -> Config:
         (m.d_model > 0 and m.n_heads > 0 and m.d_model % m.n_heads == 0, "model.d_model must be a multiple of model.n_heads"),
         (m.d_ff > 0, "model.d_ff must be > 0"),
         (0.0 <= m.dropout < 1.0, "model.dropout must be in [0, 1)"),
-        (m.dropout_draw in ("packed", "per_element"), "model.dropout_draw must be packed|per_element"),
+        (m.dropout_draw in ("counter", "packed", "per_element"), "model.dropout_draw must be counter|packed|per_element"),
         (m.vocab_size == VOCAB_SIZES[cfg.task] if cfg.task in TASKS else True, f"model.vocab_size must be {VOCAB_SIZES.get(cfg.task)} for {cfg.task}"),
         (t.steps > 0, "train.steps must be > 0"),
         (t.batch_size > 0, "train.batch_size must be > 0"),
@@ -239,7 +253,7 @@ def validate(cfg: Config) -> Config:
         (t.clip_norm > 0, "train.clip_norm must be > 0"),
         (t.matmul_precision in ("highest", "float32", "tensorfloat32", "bfloat16", "default"), "train.matmul_precision must be highest|tensorfloat32|bfloat16|default"),
         (all(s is None or s > 0 for s in (d.train_size, d.val_size, d.gen_size)), "data sizes must be > 0"),
-        (d.layout in ("auto", "rows", "packed"), "data.layout must be auto|rows|packed"),
+        (d.layout in ("auto",) + LAYOUTS, "data.layout must be auto|rows|packed|unpadded"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -54,10 +54,17 @@ def abstract_population(cfg: Config, mesh: Mesh) -> dict:
     return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
-def loss_fn(params, cfg: Config, inputs_BxT, targets_BxT, positions_BxT, allowed_BxTxT, dropout_key):
-    """Token-mean cross-entropy over every non-pad target (the original's normalize=True)."""
+def loss_fn(params, cfg: Config, inputs_BxT, targets_BxT, positions_BxT, attention, dropout_key):
+    """Token-mean cross-entropy over every non-pad target (the original's normalize=True).
+
+    `attention` is what the layout adds to causal attention: None (rows), an allowed mask (packed),
+    or the sequences' SequenceRows (unpadded).
+    """
+    rows = attention if isinstance(attention, model.SequenceRows) else None
+    allowed_BxTxT = None if rows is not None else attention
     logits_BxTxV = model.forward(
-        cfg.model, params, inputs_BxT, dropout_key=dropout_key, allowed_BxTxT=allowed_BxTxT, positions_BxT=positions_BxT
+        cfg.model, params, inputs_BxT, dropout_key=dropout_key, allowed_BxTxT=allowed_BxTxT,
+        positions_BxT=positions_BxT, rows=rows,
     )
     ce_BxT = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV, targets_BxT)
     mask_BxT = targets_BxT != 0
@@ -85,9 +92,9 @@ def member_step(cfg: Config, state, seed, member_lr, step, batch):
 def make_chunk(cfg: Config, layout: str, width: int) -> Callable:
     """jit(vmap over S of scan over K steps); state buffers are donated.
 
-    `width` is the row length (rows layout) or the packed length (packed layout).
+    `width` is the row length (rows), the packed length (packed), or (packed length, row length) (unpadded).
     """
-    make_batch = batching.packed_batch if layout == "packed" else batching.rows_batch
+    make_batch = {"rows": batching.rows_batch, "packed": batching.packed_batch, "unpadded": batching.unpadded_batch}[layout]
 
     def member_chunk(state, seed, member_lr, idx_KxB, step0, flat_M, starts_N, seq_len_N):
         def body(state, k_idx):
@@ -156,7 +163,7 @@ class TrainData:
     flat_M: np.ndarray  # int32 ids of all sequences, end to end
     starts_N: np.ndarray  # int32 start of each sequence in flat_M
     seq_len_N: np.ndarray  # int32 n + 2
-    layout: str  # "rows" | "packed"
+    layout: str  # "rows" | "packed" | "unpadded"
 
     @property
     def n(self) -> int:
@@ -167,29 +174,32 @@ class TrainData:
         """Rows layout: every row holds the longest sequence."""
         return int(self.seq_len_N.max())
 
-    def width_for(self, idx_SxKxB: np.ndarray) -> int:
-        """The static row/packed length a chunk with these batches needs."""
+    def width_for(self, idx_SxKxB: np.ndarray) -> int | tuple[int, int]:
+        """The static row/packed length a chunk with these batches needs (unpadded: packed length, row length)."""
         if self.layout == "packed":
             return batching.packed_length(self.seq_len_N, idx_SxKxB)
+        if self.layout == "unpadded":
+            return batching.unpadded_length(self.seq_len_N, idx_SxKxB), self.row_width - 1
         return self.row_width
 
     def device_arrays(self):
         return jnp.asarray(self.flat_M), jnp.asarray(self.starts_N), jnp.asarray(self.seq_len_N)
 
 
-def padding_stats(data: TrainData, idx_SxKxB: np.ndarray, width: int) -> tuple[int, int]:
-    """(positions computed, real target tokens) of a chunk: the padding overhead's numerator/denominator."""
+def padding_stats(data: TrainData, idx_SxKxB: np.ndarray, width) -> tuple[int, int]:
+    """(positions the position-wise layers compute, real target tokens) of a chunk: the padding overhead."""
     real = int((data.seq_len_N[idx_SxKxB] - 1).sum())
     s, k, b = idx_SxKxB.shape
-    positions = s * k * (width if data.layout == "packed" else b * (width - 1))
-    return positions, real
+    if data.layout == "rows":
+        return s * k * b * (width - 1), real
+    return s * k * (width[0] if data.layout == "unpadded" else width), real
 
 
 def chunk_runner(cfg: Config, data: TrainData):
-    """Compile-once (per packed length) chunk functions, keyed by layout and length."""
-    cache: dict[int, Callable] = {}
+    """Compile-once (per packed length) chunk functions, keyed by width."""
+    cache: dict = {}
 
-    def get(width: int) -> Callable:
+    def get(width) -> Callable:
         if width not in cache:
             cache[width] = make_chunk(cfg, data.layout, width)
         return cache[width]

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from sgjax import batching, engine
 from sgjax.checkpoint import RunCheckpoints
-from sgjax.config import Config, from_dict, validate
+from sgjax.config import Config, concrete_layout, from_dict, validate
 from sgjax.errors import CheckpointError, UserError
 
 # Fields that may change when a run is resumed: extending a run is the point of resuming.
@@ -65,9 +65,12 @@ def prepare_run_dir(cfg: Config, run_dir: Path, override: bool) -> None:
 def saved_config_dict(d: dict) -> dict:
     """A saved config with the fields added since it was written filled in, as loading it fills them."""
     try:
-        return from_dict(d).to_dict()
+        out = from_dict(d).to_dict()
     except (TypeError, ValueError):  # not a config this version can read: compare it as it is
         return d
+    if out["data"]["layout"] == "auto":  # saved before runs recorded auto's choice, which was then rows for QF/TI
+        out["data"]["layout"] = "packed" if out["task"] == "dyck" else "rows"
+    return out
 
 
 def write_json(path: Path, obj) -> None:
@@ -121,7 +124,7 @@ def load_data(cfg: Config) -> dict:
 
 
 def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
-    """LM sequences of the training split, batched as `data.layout` says ("auto": Dyck packed, QF/TI rows)."""
+    """LM sequences of the training split, batched as `data.layout` says (config.concrete_layout resolves "auto")."""
     from sgjax.data.split import Split, lm_flat
 
     if cfg.data.max_train_len is not None:
@@ -131,7 +134,7 @@ def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
     flat_M, starts_N, seq_len_N = lm_flat(split, vocab)
     if len(seq_len_N) < cfg.train.batch_size:
         raise UserError(f"training set has {len(seq_len_N)} lines, fewer than batch_size {cfg.train.batch_size}")
-    layout = cfg.data.layout if cfg.data.layout != "auto" else ("packed" if cfg.task == "dyck" else "rows")
+    layout = concrete_layout(cfg).data.layout
     return engine.TrainData(flat_M, starts_N.astype(np.int32), seq_len_N.astype(np.int32), layout)
 
 
@@ -209,6 +212,7 @@ def run(
     from sgjax import data
 
     validate(cfg)
+    cfg = concrete_layout(cfg)  # the run dir records the layout, so a later default cannot change it silently
     run_dir = Path(run_dir)
     prepare_run_dir(cfg, run_dir, override)
     tc = cfg.train

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -60,8 +60,23 @@ def packed_bits16(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     return jax.lax.bitcast_convert_type(words_W, jnp.uint16).reshape(-1)[:n].reshape(shape)
 
 
+def counter_bits16(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Uniform uint16 draws, element e from threefry2x32(key, (e // 4, 0)): the same bits at any array length.
+
+    As cheap as packed_bits16, but a token's mask does not depend on how long its packed row is, so
+    an unpadded member trains the same in any population and chunk (packed_bits16's threefry_2x32
+    pairs counter i with counter i + n/2, so its bits move when n does).
+    """
+    n = math.prod(shape)
+    m = -(-n // 4)
+    counter = jnp.concatenate([jnp.arange(m, dtype=jnp.uint32), jnp.zeros(m, jnp.uint32)])
+    words = jax_random_ext.threefry_2x32(jax.random.key_data(key), counter)  # hash(i, 0): words i and m + i
+    words_Mx2 = jnp.stack([words[:m], words[m:]], axis=-1)
+    return jax.lax.bitcast_convert_type(words_Mx2, jnp.uint16).reshape(-1)[:n].reshape(shape)
+
+
 class Dropout(nn.Module):
-    """Inverted dropout with 16-bit random masks (`draw`: "packed" or "per_element" bits; see packed_bits16).
+    """Inverted dropout with 16-bit random masks (`draw`: "counter", "packed" or "per_element" bits; see counter_bits16).
 
     16 bits per element keep an element with probability round((1-rate)·2^16)/2^16 (0.899994 for
     rate 0.1), and the output is scaled by exactly the inverse of that, so its expectation is unchanged.
@@ -69,7 +84,7 @@ class Dropout(nn.Module):
 
     rate: float
     deterministic: bool
-    draw: str = "packed"
+    draw: str = "counter"
 
     @nn.compact
     def __call__(self, x):
@@ -77,12 +92,43 @@ class Dropout(nn.Module):
             return x
         threshold = round((1.0 - self.rate) * 65536)
         key = self.make_rng("dropout")
-        if self.draw == "packed" and str(jax.random.key_impl(key)) == "threefry2x32":
+        threefry = str(jax.random.key_impl(key)) == "threefry2x32"
+        if self.draw == "counter" and threefry:
+            bits = counter_bits16(key, x.shape)
+        elif self.draw == "packed" and threefry:
             bits = packed_bits16(key, x.shape)
         else:  # "per_element" (runs saved before the option), or a non-threefry default PRNG
             bits = jax.random.bits(key, x.shape, jnp.uint16)
         keep = bits < jnp.uint16(min(threshold, 65535))
         return jnp.where(keep, x * (65536.0 / threshold), 0.0).astype(x.dtype)
+
+
+class SequenceRows(NamedTuple):
+    """Where the sequences of a packed row sit when attention runs on them as rows (the unpadded layout)."""
+
+    slot_BxT: jax.Array  # packed position of sequence b's t-th token; P (out of range) for an empty slot
+    at_P: jax.Array  # row slot b * T + t of each packed position; B * T (out of range) for the padding tail
+
+
+@jax.custom_vjp
+def regather(x_NxD: jax.Array, src_M: jax.Array, inv_N: jax.Array) -> jax.Array:
+    """out[m] = x[src[m]] (0 where src[m] is out of range); `inv` is src's inverse, so the gradient is a gather too.
+
+    The gradient of a plain gather is a scatter-add, which XLA runs as a serial loop on a CPU.
+    """
+    return jnp.take(x_NxD, src_M, axis=0, mode="fill", fill_value=0)
+
+
+def _regather_fwd(x_NxD, src_M, inv_N):
+    return regather(x_NxD, src_M, inv_N), (src_M, inv_N)
+
+
+def _regather_bwd(res, g_MxD):
+    src_M, inv_N = res
+    return regather(g_MxD, inv_N, src_M), None, None
+
+
+regather.defvjp(_regather_fwd, _regather_bwd)
 
 
 class Block(nn.Module):
@@ -93,7 +139,7 @@ class Block(nn.Module):
     return_internals: bool
 
     @nn.compact
-    def __call__(self, x_BxTxD, mask_Bx1xTxT):
+    def __call__(self, x_BxTxD, mask_Bx1xTxT, rows: SequenceRows | None = None):
         cfg = self.cfg
         d, h = cfg.d_model, cfg.n_heads
         dh = d // h
@@ -105,15 +151,21 @@ class Block(nn.Module):
         wv_DxD = self.param("v", xavier(d, d), (d, d))
         wo_DxD = self.param("o", xavier(d, d), (d, d))
         b, t, _ = x_BxTxD.shape
-        split = lambda y: y.reshape(b, t, h, dh)
-        q_BxTxHxK = split(x_BxTxD @ wq_DxD)
-        k_BxTxHxK = split(x_BxTxD @ wk_DxD)
-        v_BxTxHxK = split(x_BxTxD @ wv_DxD)
+        if rows is None:  # attention on the rows the tokens came in
+            to_rows = lambda y: y.reshape(b, t, h, dh)
+            from_rows = lambda y: y.reshape(b, t, d)
+        else:  # unpadded: tokens [1, P] to sequences [R, T] for attention, and back
+            r, tr = rows.slot_BxT.shape
+            to_rows = lambda y: regather(y[0], rows.slot_BxT.reshape(-1), rows.at_P).reshape(r, tr, h, dh)
+            from_rows = lambda y: regather(y.reshape(r * tr, d), rows.at_P, rows.slot_BxT.reshape(-1))[None]
+        q_BxTxHxK = to_rows(x_BxTxD @ wq_DxD)
+        k_BxTxHxK = to_rows(x_BxTxD @ wk_DxD)
+        v_BxTxHxK = to_rows(x_BxTxD @ wv_DxD)
         scores_BxHxTxT = jnp.einsum("bqhk,bshk->bhqs", q_BxTxHxK, k_BxTxHxK) / math.sqrt(dh)
         scores_BxHxTxT = jnp.where(mask_Bx1xTxT, scores_BxHxTxT, NEG_INF)
         attn_BxHxTxT = jax.nn.softmax(scores_BxHxTxT, axis=-1)
         ctx_BxTxHxK = jnp.einsum("bhqs,bshk->bqhk", drop(attn_BxHxTxT), v_BxTxHxK)
-        x_BxTxD = nn.LayerNorm(epsilon=1e-5, name="norm1")(x_BxTxD + drop(ctx_BxTxHxK.reshape(b, t, d) @ wo_DxD))
+        x_BxTxD = nn.LayerNorm(epsilon=1e-5, name="norm1")(x_BxTxD + drop(from_rows(ctx_BxTxHxK) @ wo_DxD))
 
         f = cfg.d_ff
         w1_DxF = self.param("ff1_w", xavier(d, f, gain=math.sqrt(2.0)), (d, f))
@@ -134,7 +186,7 @@ class TransformerLM(nn.Module):
     return_internals: bool = False
 
     @nn.compact
-    def __call__(self, tokens_BxT, allowed_BxTxT=None, positions_BxT=None, layer_params=None):
+    def __call__(self, tokens_BxT, allowed_BxTxT=None, positions_BxT=None, layer_params=None, rows=None):
         cfg = self.cfg
         v, d = cfg.vocab_size, cfg.d_model
         b, t = tokens_BxT.shape
@@ -145,24 +197,28 @@ class TransformerLM(nn.Module):
         x_BxTxD = emb_VxD[tokens_BxT] * math.sqrt(d) + pe_BxTxD
         x_BxTxD = Dropout(cfg.dropout, self.deterministic, cfg.dropout_draw)(x_BxTxD)
 
-        causal_TxT = jnp.tril(jnp.ones((t, t), dtype=bool))
-        keep_BxTxT = causal_TxT[None] & (tokens_BxT != 0)[:, None, :]
+        if rows is None:
+            causal_TxT = jnp.tril(jnp.ones((t, t), dtype=bool))
+            keep_BxTxT = causal_TxT[None] & (tokens_BxT != 0)[:, None, :]
+        else:  # attention on the sequences as rows: keys must be real tokens of the same sequence
+            tr = rows.slot_BxT.shape[1]
+            keep_BxTxT = jnp.tril(jnp.ones((tr, tr), dtype=bool))[None] & (rows.slot_BxT < t)[:, None, :]
         if allowed_BxTxT is not None:
             keep_BxTxT = keep_BxTxT & allowed_BxTxT
         if layer_params is not None:  # the per-layer form (split_layers) that training keeps
-            x_BxTxD, internals = self.unrolled_layers(x_BxTxD, keep_BxTxT[:, None], layer_params)
+            x_BxTxD, internals = self.unrolled_layers(x_BxTxD, keep_BxTxT[:, None], layer_params, rows)
         elif self.is_initializing() or cfg.scan_layers:  # the scan creates the stacked parameters
             blocks = nn.scan(
                 Block,
                 variable_axes={"params": 0},
                 split_rngs={"params": True, "dropout": True},
-                in_axes=nn.broadcast,
+                in_axes=(nn.broadcast, nn.broadcast),
                 length=cfg.n_layers,
             )(cfg, self.deterministic, self.return_internals, name="layers")
-            x_BxTxD, internals = blocks(x_BxTxD, keep_BxTxT[:, None])
+            x_BxTxD, internals = blocks(x_BxTxD, keep_BxTxT[:, None], rows)
         else:
             per_layer = _unstack(self.variables["params"]["layers"], cfg.n_layers)
-            x_BxTxD, internals = self.unrolled_layers(x_BxTxD, keep_BxTxT[:, None], per_layer)
+            x_BxTxD, internals = self.unrolled_layers(x_BxTxD, keep_BxTxT[:, None], per_layer, rows)
 
         w_DxV = self.param("out_w", xavier(d, v), (d, v))
         b_V = self.param("out_b", uniform(1 / math.sqrt(d)), (v,))
@@ -172,7 +228,7 @@ class TransformerLM(nn.Module):
         hidden_LxBxTxD, attn_LxBxHxTxT = internals
         return logits_BxTxV, {"hidden_LxBxTxD": hidden_LxBxTxD, "attn_LxBxHxTxT": attn_LxBxHxTxT}
 
-    def unrolled_layers(self, x_BxTxD, mask_Bx1xTxT, per_layer):
+    def unrolled_layers(self, x_BxTxD, mask_Bx1xTxT, per_layer, rows=None):
         """The L layers as a Python loop over per-layer parameter trees.
 
         Without a while loop XLA needs no per-layer dynamic slices of the weights or
@@ -184,7 +240,7 @@ class TransformerLM(nn.Module):
         for l, p in enumerate(per_layer):
             rngs = {} if key is None else {"dropout": jax.random.fold_in(key, l)}
             block = Block(cfg, self.deterministic, self.return_internals, parent=None)
-            x_BxTxD, inter = block.apply({"params": p}, x_BxTxD, mask_Bx1xTxT, rngs=rngs)
+            x_BxTxD, inter = block.apply({"params": p}, x_BxTxD, mask_Bx1xTxT, rows, rngs=rngs)
             if inter is not None:
                 hidden.append(inter[0])
                 attn.append(inter[1])
@@ -237,19 +293,21 @@ def forward(
     dropout_key: jax.Array | None = None,
     allowed_BxTxT: jax.Array | None = None,
     positions_BxT: jax.Array | None = None,
+    rows: SequenceRows | None = None,
     return_internals: bool = False,
 ):
     """Logits for every position; `dropout_key=None` is eval mode; see docs/architecture.md.
 
-    `params` may hold its layers stacked (init_params, checkpoints) or split (split_layers).
+    `params` may hold its layers stacked (init_params, checkpoints) or split (split_layers). With `rows`,
+    tokens_1xP is a packed row whose attention runs per sequence (the unpadded layout, batching.py).
     """
     model = TransformerLM(cfg, deterministic=dropout_key is None, return_internals=return_internals)
     rngs = {} if dropout_key is None else {"dropout": dropout_key}
     layers = params["layers"]
     if isinstance(layers, tuple):
         rest = {k: v for k, v in params.items() if k != "layers"}
-        return model.apply({"params": rest}, tokens_BxT, allowed_BxTxT, positions_BxT, layers, rngs=rngs)
-    return model.apply({"params": params}, tokens_BxT, allowed_BxTxT, positions_BxT, rngs=rngs)
+        return model.apply({"params": rest}, tokens_BxT, allowed_BxTxT, positions_BxT, layers, rows, rngs=rngs)
+    return model.apply({"params": params}, tokens_BxT, allowed_BxTxT, positions_BxT, None, rows, rngs=rngs)
 
 
 def param_count(params: Params) -> int:

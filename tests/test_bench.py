@@ -118,8 +118,11 @@ def test_same_train_step(peer, torch, mode):
 
 def test_flops_count_matches_spec_estimate():
     """SPEC §7: about 2.7e10 FLOPs per 6-layer QF step (6 N P, ~240 positions); ours pads to 36 per row."""
-    f = bench.train_flops_per_step(6, 512, 2048, 71, 8, 36)
+    f = bench.train_flops_per_step(6, 512, 2048, 71, *bench.computed_shape("rows", 37, 8))
     assert 6 * 18.9e6 * 288 * 0.99 < f < 6 * 18.9e6 * 288 * 1.05
+    # Unpadded: the position-wise layers see only the packed tokens, attention the same 8 rows of 36.
+    unpadded = bench.train_flops_per_step(6, 512, 2048, 71, *bench.computed_shape("unpadded", (224, 36), 8))
+    assert unpadded == pytest.approx(f * 224 / 288, rel=0.02)
 
 
 def test_projection_fills_depths_linearly():

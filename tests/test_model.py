@@ -99,7 +99,7 @@ def test_sinusoidal_table():
     np.testing.assert_allclose(pe[3, 3], math.cos(3 / 10000 ** (2 / 8)), rtol=1e-6)
 
 
-@pytest.mark.parametrize("draw", ["packed", "per_element"])
+@pytest.mark.parametrize("draw", ["counter", "packed", "per_element"])
 @pytest.mark.parametrize("shape", [(200_000,), (7, 333, 87)])  # the second has an odd element count
 def test_dropout_keeps_the_expectation(draw, shape):
     drop = model.Dropout(0.1, deterministic=False, draw=draw)
@@ -108,16 +108,26 @@ def test_dropout_keeps_the_expectation(draw, shape):
     assert abs(kept.mean() - 0.9) < 0.003
     assert abs(y.mean() - 1.0) < 0.004
     np.testing.assert_allclose(y[kept], 65536 / 58982, rtol=1e-6)
-    # Neighbours share a 32-bit word in the packed draw: their masks must still be uncorrelated.
+    # Neighbours share a threefry block in the counter and packed draws: their masks must still be uncorrelated.
     assert abs(np.corrcoef(kept[0:-1:2], kept[1::2])[0, 1]) < 0.01
+    assert abs(np.corrcoef(kept[0:-3:4], kept[2:-1:4])[0, 1]) < 0.01
 
 
-def test_packed_bits_differ_by_key_and_cover_16_bits():
-    a = np.asarray(model.packed_bits16(jax.random.key(0), (50_001,)))
-    b = np.asarray(model.packed_bits16(jax.random.key(1), (50_001,)))
+@pytest.mark.parametrize("bits16", [model.counter_bits16, model.packed_bits16])
+def test_16_bit_draws_differ_by_key_and_cover_16_bits(bits16):
+    a = np.asarray(bits16(jax.random.key(0), (50_001,)))
+    b = np.asarray(bits16(jax.random.key(1), (50_001,)))
     assert a.dtype == np.uint16 and a.shape == (50_001,)
     assert (a != b).mean() > 0.99
     assert a.min() < 100 and a.max() > 65_435 and abs(a.mean() / 65_535 - 0.5) < 0.01
+
+
+def test_counter_draws_do_not_move_with_the_array_length():
+    """A packed row's token keeps its mask when the row is longer (an unpadded member trains the same at any S)."""
+    key = jax.random.key(5)
+    short, long = (np.asarray(model.counter_bits16(key, (1, p, 9))) for p in (13, 40))
+    np.testing.assert_array_equal(long[:, :13], short)
+    assert not np.array_equal(np.asarray(model.packed_bits16(key, (1, 40, 9)))[:, :13], np.asarray(model.packed_bits16(key, (1, 13, 9))))
 
 
 def test_layer_loop_and_scan_are_the_same_function():
@@ -161,6 +171,6 @@ def test_configs_saved_before_dropout_draw_keep_per_element_masks():
     d = config.preset("smoke", "question", 2).to_dict()
     del d["model"]["dropout_draw"]
     assert config.from_dict(d).model.dropout_draw == "per_element"
-    assert config.preset("smoke", "question", 2).model.dropout_draw == "packed"
+    assert config.preset("smoke", "question", 2).model.dropout_draw == "counter"
     with pytest.raises(config.ConfigError, match="dropout_draw"):
         config.validate(config.override(config.preset("smoke", "question", 2), ["model.dropout_draw=fast"]))

@@ -68,10 +68,19 @@ def test_run_saved_before_an_option_existed_resumes_unless_its_value_changed(tmp
     saved = json.loads((run / "config.json").read_text())
     del saved["data"]["layout"], saved["model"]["dropout_draw"]  # as written before both options
     (run / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(UserError, match="model.dropout_draw: 'per_element' -> 'packed'"):
+    with pytest.raises(UserError, match="model.dropout_draw: 'per_element' -> 'counter'") as err:
         loop.run(tiny_config(steps=20), run, progress=False, evaluator=None)  # old masks were per_element
-    old_masks = config.override(tiny_config(steps=20), ["model.dropout_draw=per_element"])
-    loop.run(old_masks, run, progress=False, evaluator=None)  # data.layout "auto" is what it had
+    assert "data.layout: 'rows' -> 'unpadded'" in str(err.value)  # "auto" trained QF/TI on rows then
+    old = config.override(tiny_config(steps=20), ["model.dropout_draw=per_element", "data.layout=rows"])
+    loop.run(old, run, progress=False, evaluator=None)
+
+
+def test_a_run_records_the_layout_auto_chose(tmp_path, toy_corpus):
+    """A later change of what "auto" means must not switch a resumed run's batches silently."""
+    run = tmp_path / "r"
+    loop.run(tiny_config(steps=10), run, progress=False, evaluator=None)
+    assert json.loads((run / "config.json").read_text())["data"]["layout"] == "unpadded"
+    loop.run(tiny_config(steps=20), run, progress=False, evaluator=None)  # "auto" again: the same run
 
 
 def test_corrupt_or_mismatched_run_dir_is_refused_untouched(tmp_path, toy_corpus):

@@ -52,18 +52,68 @@ def test_packed_batch_equals_rows(toy_corpus):
     np.testing.assert_allclose(l_rows, l_packed, rtol=1e-5)
 
 
-def test_data_layout_packed_trains_as_rows(toy_corpus):
-    """data.layout=auto keeps QF/TI on rows; data.layout=packed takes the same steps (dropout off)."""
+def test_unpadded_batch_has_the_rows_loss_and_gradient(toy_corpus):
+    """Unpadded: packed tokens, attention on the sequences as rows; the gradient flows back through both gathers."""
+    data = _data(toy_corpus, "unpadded")
+    arrays = data.device_arrays()
+    idx = np.array([3, 7, 11, 50, 2, 9, 4, 1], np.int32)
+    shape = data.width_for(idx[None, None])
+    assert shape[1] == data.row_width - 1 and shape[0] >= int((data.seq_len_N[idx] - 1).sum())
+    batch = batching.unpadded_batch(*arrays, jnp.asarray(idx), shape)
+    assert int((batch[1] != 0).sum()) == int((data.seq_len_N[idx] - 1).sum())
+    rows = batching.rows_batch(*arrays, jnp.asarray(idx), data.row_width)
+    cfg = C.override(tiny_config(), ["model.dropout=0.0"])
+    params = train.init_member(cfg, 0)["params"]
+    grad = lambda b: jax.jit(jax.value_and_grad(train.loss_fn), static_argnums=1)(params, cfg, *b, None)
+    (l_rows, g_rows), (l_unpadded, g_unpadded) = grad(rows), grad(batch)
+    np.testing.assert_allclose(l_unpadded, l_rows, rtol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(g_rows), jax.tree_util.tree_leaves(g_unpadded)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_unpadded_loss_does_not_depend_on_the_packed_length(toy_corpus):
+    """With dropout on, a longer packed row draws the same masks for every real token (batching.unpadded_length)."""
+    data = _data(toy_corpus, "unpadded")
+    arrays = data.device_arrays()
+    idx = jnp.asarray([3, 7, 11, 50, 2, 9, 4, 1], jnp.int32)
+    p, t = data.width_for(np.asarray(idx)[None, None])
+    cfg = tiny_config()
+    params = train.init_member(cfg, 0)["params"]
+    key = jax.random.key(3)
+    loss_fn = jax.jit(train.loss_fn, static_argnums=1)
+    loss = lambda width, k: loss_fn(params, cfg, *batching.unpadded_batch(*arrays, idx, (width, t)), k)
+    np.testing.assert_allclose(loss(p + 48, key), loss(p, key), rtol=1e-6)
+    assert abs(float(loss(p, key)) - float(loss(p, None))) > 1e-4  # dropout is on
+
+
+def test_regather_gradient_is_the_gather_transpose():
+    """model.regather's gradient (a gather by the inverse map) equals autodiff's scatter-add of the plain gather."""
+    from sgjax.model import regather
+
+    x_NxD = jax.random.normal(jax.random.key(0), (6, 3))
+    src_M = jnp.array([4, 0, 6, 2, 6])  # 6 is out of range: a zero row
+    inv_N = jnp.array([1, 5, 3, 5, 0, 5])  # where each x row went; 5 (out of range): nowhere
+    g_MxD = jax.random.normal(jax.random.key(1), (5, 3))
+    plain = lambda x: jnp.take(x, src_M, axis=0, mode="fill", fill_value=0)
+    np.testing.assert_array_equal(regather(x_NxD, src_M, inv_N), plain(x_NxD))
+    want = jax.vjp(plain, x_NxD)[1](g_MxD)[0]
+    got = jax.vjp(lambda x: regather(x, src_M, inv_N), x_NxD)[1](g_MxD)[0]
+    np.testing.assert_allclose(got, want)
+
+
+def test_data_layouts_train_alike(toy_corpus):
+    """data.layout=auto trains QF/TI unpadded; rows, packed and unpadded take the same steps (dropout off)."""
     vocab, split = toy_corpus
     cfg = C.override(tiny_config(lr=1e-4), ["model.dropout=0.0"])
     loss = {}
-    for layout in ("auto", "packed"):
+    for layout in ("auto", "rows", "packed"):
         c = C.override(cfg, [f"data.layout={layout}"])
         data = loop.make_train_data(c, split, vocab)
-        assert data.layout == ("rows" if layout == "auto" else "packed")
+        assert data.layout == ("unpadded" if layout == "auto" else layout)
         _, m = _run_steps(c, data, c.seeds, (1.0, 1.0), 10, 6, train.init_population(c))
         loss[layout] = np.asarray(m["loss"])
-    np.testing.assert_allclose(loss["packed"], loss["auto"], rtol=2e-4)  # step k's loss sees updates 1..k-1
+    for layout in ("auto", "packed"):  # step k's loss sees updates 1..k-1
+        np.testing.assert_allclose(loss[layout], loss["rows"], rtol=2e-4, err_msg=layout)
     with pytest.raises(C.ConfigError, match="data.layout"):
         C.validate(C.override(cfg, ["data.layout=sorted"]))
 
@@ -80,9 +130,11 @@ def _data(toy_corpus, layout="rows"):
     return train.TrainData(flat, starts.astype(np.int32), seq_len.astype(np.int32), layout)
 
 
-def test_vmapped_member_equals_member_alone(toy_corpus):
+@pytest.mark.parametrize("layout", ["rows", "unpadded"])
+def test_vmapped_member_equals_member_alone(toy_corpus, layout):
+    """Dropout on: unpadded rows are as long as the population's longest batch, and the masks must not care."""
     cfg = dataclasses.replace(tiny_config(), seeds=(42, 52, 62))
-    data = _data(toy_corpus)
+    data = _data(toy_corpus, layout)
     lrs = [1e-3] * 3
     state3, _ = _run_steps(cfg, data, cfg.seeds, lrs, 0, 6, train.init_population(cfg))
     alone_cfg = dataclasses.replace(cfg, seeds=(52,))
