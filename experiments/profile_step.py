@@ -2,9 +2,11 @@
 
     XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true python experiments/profile_step.py --seeds 10
     python experiments/profile_step.py --seeds 10 --set model.scan_layers=true
+    XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true python experiments/profile_step.py --seeds 10 --layout unpadded
 
-One population step (6 layers, rows of 8 x 36 positions, the paper's QF model, state donated) is compiled, run twice
-untraced, then `--steps` times under the profiler. Ops are grouped by their name without the numeric
+One population step (6 layers, the paper's QF model, state donated) is compiled, run twice untraced,
+then `--steps` times under the profiler. `--layout rows` (default) steps on rows of 8 x 36 random
+tokens; `unpadded` and `packed` run one-step chunks (engine.make_chunk) on real QF batches. Ops are grouped by their name without the numeric
 suffix (`ynn_fusion.12` -> `ynn_fusion`: the matmuls on CPU; `*select*`: Adam and the frozen-member
 select; `slice`/`concatenate`/`copy`: layout work). Times are summed over threads, per step.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import glob
 import gzip
 import json
@@ -24,6 +27,20 @@ import jax.numpy as jnp
 from ab_step import compile_arm, random_tokens  # experiments/ is this script's directory, so it is on sys.path
 
 
+def real_batch_step(args):
+    """A one-step chunk of real QF batches in a packed layout: (step fn, state, seeds, its other arguments)."""
+    from sgjax import batching, config, data, engine, loop
+
+    cfg = config.override(config.preset("paper", "question", args.depth), [*args.overrides, f"data.layout={args.layout}"])
+    cfg = dataclasses.replace(cfg, seeds=tuple(42 + 10 * i for i in range(args.seeds)))
+    split = data.load_splits("question", sizes={"train": 20_000, "val": 10, "gen": 10})["train"]
+    tdata = loop.make_train_data(cfg, split, data.vocab_for("question"))
+    idx_SxKxB = batching.chunk_indices(cfg.seeds, 10_000, 1, tdata.n, cfg.train.batch_size)
+    fn = engine.make_chunk(cfg, tdata.layout, tdata.width_for(idx_SxKxB))
+    rest = (jnp.ones(args.seeds, jnp.float32), jnp.asarray(idx_SxKxB), 10_000, *tdata.device_arrays())
+    return fn, engine.init_population(cfg), jnp.asarray(cfg.seeds, jnp.int32), rest
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=1, help="population size S")
@@ -31,12 +48,16 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2, help="traced steps")
     p.add_argument("--top", type=int, default=15, help="op kinds to print")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
+    p.add_argument("--layout", default="rows", choices=("rows", "packed", "unpadded"))
     args = p.parse_args()
 
-    tokens_SxBxT = random_tokens(args.seeds)
-    batch = (tokens_SxBxT, tokens_SxBxT)
-    arm = compile_arm(args.overrides, args.seeds, args.depth, tokens_SxBxT)  # the step as ab_step.py times it
-    step, state, seeds_S = arm["step"], arm["state"], jnp.arange(args.seeds)
+    if args.layout == "rows":
+        tokens_SxBxT = random_tokens(args.seeds)
+        batch = (tokens_SxBxT, tokens_SxBxT)
+        arm = compile_arm(args.overrides, args.seeds, args.depth, tokens_SxBxT)  # the step as ab_step.py times it
+        step, state, seeds_S = arm["step"], arm["state"], jnp.arange(args.seeds)
+    else:
+        step, state, seeds_S, batch = real_batch_step(args)
     state, _ = jax.block_until_ready(step(state, seeds_S, *batch))
 
     with tempfile.TemporaryDirectory() as trace_dir:
