@@ -61,18 +61,29 @@ def packed_bits16(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 
 def counter_bits16(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """Uniform uint16 draws, element e from threefry2x32(key, (e // 4, 0)): the same bits at any array length.
+    """Uniform uint16 draws, four per threefry block, each element's bits a function of its index alone.
 
-    As cheap as packed_bits16, but a token's mask does not depend on how long its packed row is, so
-    an unpadded member trains the same in any population and chunk (packed_bits16's threefry_2x32
-    pairs counter i with counter i + n/2, so its bits move when n does).
+    For shape (*lead, m, n), elements [l, i, 4j .. 4j+3] share threefry2x32(key, (l << 16 | i, j)), l the
+    flat index of `lead`. A token's bits then do not depend on how many tokens follow it, in an
+    activation [1, P, d] or an attention square [1, H, P, P]: a member trains the same in any
+    population and chunk, whatever P those give. As cheap as packed_bits16, whose threefry_2x32 pairs
+    counter i with counter i + n/2, so its bits move when the array's size does.
     """
-    n = math.prod(shape)
-    m = -(-n // 4)
-    counter = jnp.concatenate([jnp.arange(m, dtype=jnp.uint32), jnp.zeros(m, jnp.uint32)])
-    words = jax_random_ext.threefry_2x32(jax.random.key_data(key), counter)  # hash(i, 0): words i and m + i
-    words_Mx2 = jnp.stack([words[:m], words[m:]], axis=-1)
-    return jax.lax.bitcast_convert_type(words_Mx2, jnp.uint16).reshape(-1)[:n].reshape(shape)
+    *lead, m, n = (1,) * max(0, 2 - len(shape)) + tuple(shape)  # a vector is one row
+    lead_count = math.prod(lead)
+    if lead_count > 1 << 16 or m > 1 << 16:
+        raise ValueError(f"counter_bits16 indexes at most 2^16 leading rows and 2^16 rows, got shape {shape}")
+    blocks = -(-n // 4)
+    l_L11 = jnp.arange(lead_count, dtype=jnp.uint32)[:, None, None]
+    i_1M1 = jnp.arange(m, dtype=jnp.uint32)[None, :, None]
+    j_11J = jnp.arange(blocks, dtype=jnp.uint32)[None, None, :]
+    row_LxMxJ = jnp.broadcast_to((l_L11 << 16) | i_1M1, (lead_count, m, blocks))
+    col_LxMxJ = jnp.broadcast_to(j_11J, (lead_count, m, blocks))
+    words = jax_random_ext.threefry_2x32(jax.random.key_data(key), jnp.concatenate([row_LxMxJ.ravel(), col_LxMxJ.ravel()]))
+    half = lead_count * m * blocks
+    words_Nx2 = jnp.stack([words[:half], words[half:]], axis=-1)
+    bits_LxMx4J = jax.lax.bitcast_convert_type(words_Nx2, jnp.uint16).reshape(lead_count, m, 4 * blocks)
+    return bits_LxMx4J[:, :, :n].reshape(shape)
 
 
 class Dropout(nn.Module):

@@ -127,6 +127,8 @@ def test_counter_draws_do_not_move_with_the_array_length():
     key = jax.random.key(5)
     short, long = (np.asarray(model.counter_bits16(key, (1, p, 9))) for p in (13, 40))
     np.testing.assert_array_equal(long[:, :13], short)
+    short, long = (np.asarray(model.counter_bits16(key, (1, 3, p, p))) for p in (13, 40))  # packed attention
+    np.testing.assert_array_equal(long[:, :, :13, :13], short)
     assert not np.array_equal(np.asarray(model.packed_bits16(key, (1, 40, 9)))[:, :13], np.asarray(model.packed_bits16(key, (1, 13, 9))))
 
 

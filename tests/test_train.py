@@ -130,9 +130,9 @@ def _data(toy_corpus, layout="rows"):
     return train.TrainData(flat, starts.astype(np.int32), seq_len.astype(np.int32), layout)
 
 
-@pytest.mark.parametrize("layout", ["rows", "unpadded"])
+@pytest.mark.parametrize("layout", ["rows", "packed", "unpadded"])
 def test_vmapped_member_equals_member_alone(toy_corpus, layout):
-    """Dropout on: unpadded rows are as long as the population's longest batch, and the masks must not care."""
+    """Dropout on: packed and unpadded rows are as long as the population's longest batch, and the masks must not care."""
     cfg = dataclasses.replace(tiny_config(), seeds=(42, 52, 62))
     data = _data(toy_corpus, layout)
     lrs = [1e-3] * 3
