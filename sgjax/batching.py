@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -102,9 +103,9 @@ def packed_length(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray) -> int:
 def unpadded_length(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray, multiple: int = 16) -> int:
     """The unpadded layout's packed length for a whole chunk: its longest batch, rounded up to `multiple`.
 
-    Unlike packed chunks, unpadded ones are not split where the length changes: their results do not
-    depend on the length (every dropout mask's draw for a token is the same at any length), and a run
-    then compiles a few lengths at one K instead of a (K, length) pair for every split.
+    Unlike packed (Dyck) chunks, unpadded ones are not split where the length changes: QF/TI batches
+    vary little, and a run then compiles a few lengths at one K instead of a (K, length) pair for
+    every split. With dropout_draw=counter the length does not change a member's results.
     """
     need = int((seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max())
     return -(-need // multiple) * multiple

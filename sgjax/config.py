@@ -141,6 +141,7 @@ def from_dict(d: dict[str, Any]) -> Config:
 
 PRESETS = ("paper", "quick", "smoke")
 LAYOUTS = ("rows", "packed", "unpadded")
+VOCAB_SIZES = {"question": 71, "tense": 101, "dyck": 43}  # |V| + 2, as the original (SPEC §1.5)
 
 
 def concrete_layout(cfg: Config) -> Config:
@@ -149,7 +150,6 @@ def concrete_layout(cfg: Config) -> Config:
         return cfg
     layout = "packed" if cfg.task == "dyck" else "unpadded"
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, layout=layout))
-VOCAB_SIZES = {"question": 71, "tense": 101, "dyck": 43}  # |V| + 2, as the original (SPEC §1.5)
 
 
 def preset(name: str, task: str, depth: int = 6) -> Config:

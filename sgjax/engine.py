@@ -89,7 +89,7 @@ def member_step(cfg: Config, state, seed, member_lr, step, batch):
     return new, {"loss": loss, "grad_norm": grad_norm, "lr": lr}
 
 
-def make_chunk(cfg: Config, layout: str, width: int) -> Callable:
+def make_chunk(cfg: Config, layout: str, width: int | tuple[int, int]) -> Callable:
     """jit(vmap over S of scan over K steps); state buffers are donated.
 
     `width` is the row length (rows), the packed length (packed), or (packed length, row length) (unpadded).
