@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import dataclasses
 import glob
 import gzip
 import json
@@ -29,12 +28,10 @@ from ab_step import compile_arm, random_tokens  # experiments/ is this script's 
 
 def real_batch_step(args):
     """A one-step chunk of real QF batches in a packed layout: (step fn, state, seeds, its other arguments)."""
-    from sgjax import batching, config, data, engine, loop
+    from sgjax import batching, bench, engine
 
-    cfg = config.override(config.preset("paper", "question", args.depth), [*args.overrides, f"data.layout={args.layout}"])
-    cfg = dataclasses.replace(cfg, seeds=tuple(42 + 10 * i for i in range(args.seeds)))
-    split = data.load_splits("question", sizes={"train": 20_000, "val": 10, "gen": 10})["train"]
-    tdata = loop.make_train_data(cfg, split, data.vocab_for("question"))
+    cfg = bench.bench_config("question", args.depth, args.seeds, 1, "highest", [*args.overrides, f"data.layout={args.layout}"])
+    tdata = bench.bench_data(cfg)
     idx_SxKxB = batching.chunk_indices(cfg.seeds, 10_000, 1, tdata.n, cfg.train.batch_size)
     fn = engine.make_chunk(cfg, tdata.layout, tdata.width_for(idx_SxKxB))
     rest = (jnp.ones(args.seeds, jnp.float32), jnp.asarray(idx_SxKxB), 10_000, *tdata.device_arrays())
