@@ -107,20 +107,20 @@ def bench_data(cfg):
     return loop.make_train_data(cfg, split, data.vocab_for(cfg.task))
 
 
-def chunk_plan(cfg, tdata, p: dict) -> tuple[list, int]:
-    """Per-seed batch indices of every call (warm-up and timed), and the one static width they all use."""
+def chunk_plan(cfg, tdata, p: dict) -> tuple[list, list]:
+    """Per-seed batch indices of every call (warm-up and timed), and the static width of each, as the host loop picks it."""
     import numpy as np
 
     from sgjax import batching
 
     k, b = p["steps_per_call"], cfg.train.batch_size
     idx = [batching.chunk_indices(cfg.seeds, STEP0 + c * k, k, tdata.n, b) for c in range(p["warmup"] + p["calls"])]
+    row = max(p["seq_len"], tdata.row_width)  # the bench's small split may lack the longest training line
     if tdata.layout == "rows":
-        return idx, max(p["seq_len"], tdata.row_width)
-    widths = [tdata.width_for(np.asarray(i)) for i in idx]  # one compile for the whole run: the longest
+        return idx, [row] * len(idx)
     if tdata.layout == "unpadded":
-        return idx, (max(w[0] for w in widths), max(p["seq_len"], tdata.row_width) - 1)
-    return idx, max(widths)
+        return idx, [(tdata.width_for(np.asarray(i))[0], row - 1) for i in idx]
+    return idx, [tdata.width_for(np.asarray(i)) for i in idx]
 
 
 def padded_rows(tdata, width: int):
@@ -131,6 +131,11 @@ def padded_rows(tdata, width: int):
     for i, (s, n) in enumerate(zip(tdata.starts_N, tdata.seq_len_N)):
         rows[i, : min(n, width)] = tdata.flat_M[s : s + min(n, width)]
     return rows
+
+
+def minor_faults() -> int:
+    """This process's minor page faults so far (fresh pages the kernel had to map: see sgjax.hostmem)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def peak_memory(jax_device=None) -> dict:
@@ -176,31 +181,36 @@ def run_sgjax(p: dict) -> dict:
 
     cfg = bench_config(p["task"], p["depth"], p["population"], p["steps_per_call"], p["precision"], p["overrides"])
     tdata = bench_data(cfg)
-    plan, width = chunk_plan(cfg, tdata, p)
+    plan, widths = chunk_plan(cfg, tdata, p)
     dev = jax.devices()[0]
     with jax.default_matmul_precision(p["precision"]):
         state = engine.init_population(cfg)
         seeds_S = jnp.asarray(cfg.seeds, jnp.int32)
         lrs_S = jnp.asarray(cfg.member_lrs, jnp.float32)
         resident = tdata.device_arrays()
-        fn = engine.make_chunk(cfg, tdata.layout, width)
-        t0 = time.perf_counter()
-        compiled = fn.lower(state, seeds_S, lrs_S, jnp.asarray(plan[0]), STEP0, *resident).compile()
-        compile_s = time.perf_counter() - t0
-        times, step = [], STEP0
-        for c, idx_SxKxB in enumerate(plan):
-            t0 = time.perf_counter()
-            state, m = compiled(state, seeds_S, lrs_S, jnp.asarray(idx_SxKxB), step, *resident)
+        compiled, compile_s = {}, {}
+        for width, idx_SxKxB in zip(widths, plan):  # every width the calls need, compiled before timing
+            if width not in compiled:
+                t0 = time.perf_counter()
+                fn = engine.make_chunk(cfg, tdata.layout, width)
+                compiled[width] = fn.lower(state, seeds_S, lrs_S, jnp.asarray(idx_SxKxB), STEP0, *resident).compile()
+                compile_s[width] = time.perf_counter() - t0
+        times, faults, step = [], [], STEP0
+        for c, (width, idx_SxKxB) in enumerate(zip(widths, plan)):
+            f0, t0 = minor_faults(), time.perf_counter()
+            state, m = compiled[width](state, seeds_S, lrs_S, jnp.asarray(idx_SxKxB), step, *resident)
             jax.block_until_ready((state, m))
             if c >= p["warmup"]:
                 times.append(time.perf_counter() - t0)
+                faults.append(minor_faults() - f0)
             step += p["steps_per_call"]
-        out = {"compile_s": compile_s, "call_s": times, "final_loss": float(jnp.mean(m["loss"][:, -1]))}
+        out = {"compile_s": next(iter(compile_s.values())), "compiles": len(compiled), "call_s": times,
+               "page_faults_per_call": statistics.median(faults), "final_loss": float(jnp.mean(m["loss"][:, -1]))}
         if p["eval"]:
             out.update(time_eval(cfg, state["params"]))
     out.update(peak_memory(dev))
     out["device"] = f"{dev.platform}:{dev.device_kind}"
-    out["layout"], out["width"] = tdata.layout, width
+    out["layout"], out["widths"] = tdata.layout, widths[p["warmup"]:]
     return out
 
 
@@ -231,11 +241,11 @@ def run_peer(p: dict) -> dict:
     trainer = cls(models, lr=tc.lr, eps=tc.adam_eps, clip=tc.clip_norm, warmup=tc.warmup_steps, total=tc.decay_steps)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     fit = peer.trim_padding if p.get("peer_padding") == "batch" else (lambda i, t: (i, t))  # the original's padding, or fixed rows
-    times, losses = [], []
+    times, faults, losses = [], [], []
     for c, idx_SxKxB in enumerate(plan):
         step = STEP0 + c
         idx_SxB = torch.as_tensor(np.asarray(idx_SxKxB)[:, 0], device=device, dtype=torch.long)
-        t0 = time.perf_counter()
+        f0, t0 = minor_faults(), time.perf_counter()
         inp, tgt = peer.batches_for(seq_NxT, idx_SxB)
         if p["kind"] == "sequential":  # with batch padding, each seed's batch is cut to its own longest row
             losses = trainer.step(step, [fit(i, t) for i, t in zip(inp, tgt)])
@@ -244,9 +254,10 @@ def run_peer(p: dict) -> dict:
         sync()
         if c >= p["warmup"]:
             times.append(time.perf_counter() - t0)
-    out = {"call_s": times, "final_loss": float(np.mean(losses)), "compile_s": None,
+            faults.append(minor_faults() - f0)
+    out = {"call_s": times, "page_faults_per_call": statistics.median(faults), "final_loss": float(np.mean(losses)), "compile_s": None,
            "torch_threads": torch.get_num_threads(), "device": f"{device}:torch {torch.__version__}",
-           "layout": "rows", "width": width, "peer_padding": p.get("peer_padding", "batch")}
+           "layout": "rows", "widths": [width] * len(times), "peer_padding": p.get("peer_padding", "batch")}
     out.update(peak_memory())
     if device == "cuda":
         out["peak_device_bytes"] = int(torch.cuda.max_memory_allocated())
@@ -260,8 +271,10 @@ def measure(p: dict) -> dict:
     per_call = statistics.median(raw["call_s"])
     rate = p["population"] * p["steps_per_call"] / per_call
     cfg = bench_config(p["task"], p["depth"], 1, 1, p["precision"], p["overrides"])
-    m, width = cfg.model, raw["width"] if raw["layout"] != "unpadded" else tuple(raw["width"])
-    flops = train_flops_per_step(m.n_layers, m.d_model, m.d_ff, m.vocab_size, *computed_shape(raw["layout"], width, cfg.train.batch_size))
+    m = cfg.model
+    flops_C = [train_flops_per_step(m.n_layers, m.d_model, m.d_ff, m.vocab_size, *computed_shape(raw["layout"], w, cfg.train.batch_size))
+               for w in raw["widths"]]
+    flops = statistics.mean(flops_C)  # per seed-step, averaged over the timed calls' widths
     res = {**p, **raw, "seed_steps_per_s": rate, "median_call_s": per_call,
            "flops_per_seed_step": flops, "achieved_flops": flops * rate,
            "loadavg_1m_before": load0, "loadavg_1m_after": os.getloadavg()[0]}
@@ -438,6 +451,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peer-padding", default="batch", choices=("fixed", "batch"),
                    help="the peer's rows: batch (each batch cut to its longest row, as the original's collate; "
                         "default) or fixed (every row padded to the longest training sequence, as sgjax's rows layout)")
+    p.add_argument("--peer-malloc", default="default", choices=("default", "tuned"),
+                   help="the peer's host malloc: default (as torch runs) or tuned (sgjax.hostmem's settings, which sgjax uses)")
     p.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="config override for every implementation, e.g. --set model.dropout=0 (for lever experiments)")
@@ -466,7 +481,7 @@ def run(args) -> int:
             print("torch is not importable: the peer is skipped (pip install 'sgjax[bench]')", file=sys.stderr)
             peers = []
     base = {"task": args.task, "depth": args.depth, "precision": args.precision, "seq_len": args.seq_len,
-            "torch_threads": args.torch_threads, "peer_padding": args.peer_padding, "overrides": args.overrides, "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            "torch_threads": args.torch_threads, "peer_padding": args.peer_padding, "peer_malloc": args.peer_malloc, "overrides": args.overrides, "xla_flags": os.environ.get("XLA_FLAGS", "")}
     go = measure if args.in_process else measure_isolated
     results = []
     for rnd in range(args.repeat):
@@ -503,6 +518,10 @@ def run(args) -> int:
 def worker_main(argv: list[str]) -> int:
     """Child-process entry: measure the JSON-encoded parameters and print one JSON line."""
     p = json.loads(argv[argv.index("--worker") + 1])
+    if p["kind"] == "sgjax" or p.get("peer_malloc") == "tuned":
+        from sgjax import hostmem
+
+        p["malloc_tuned"] = hostmem.keep_freed_memory()
     print(json.dumps(measure(p)), flush=True)
     return 0
 

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from sgjax import hostmem
 from sgjax.errors import UserError
 
 # name -> (module, one-line help). Each module defines add_arguments(parser) and run(args) -> int.
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             importlib.import_module(module).add_arguments(p)
     args = parser.parse_args(argv)
     if args.command in ("train", "sweep", "probe", "bench"):
+        hostmem.keep_freed_memory()  # before JAX starts its CPU threads
         enable_compilation_cache()
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)

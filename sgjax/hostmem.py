@@ -1,0 +1,44 @@
+"""Host malloc settings for XLA's CPU backend: reuse freed memory instead of handing it back to the OS.
+
+Each call of a compiled step on the CPU allocates its temporaries (850 MB for QF, 6 layers, S = 10)
+and frees them at the end. glibc serves big blocks with mmap and returns them with munmap, so every
+call touches fresh pages: 225k page faults (0.3-0.45 s) per call on a 2-core VM, 8-15% of a step.
+One arena with no mmap and no trimming keeps those pages mapped; the next call reuses them.
+The cost: the process's resident memory stays at its peak. `SGJAX_MALLOC=default` opts out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import importlib.metadata
+import importlib.util
+import os
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
+INT_MAX = 2**31 - 1
+
+
+def accelerator_plugin() -> bool:
+    """Whether a GPU/TPU backend is installed (found without starting any backend)."""
+    if os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":
+        return False
+    return bool(importlib.metadata.entry_points(group="jax_plugins")) or importlib.util.find_spec("libtpu") is not None
+
+
+def keep_freed_memory() -> bool:
+    """On glibc, for a CPU-only JAX: one malloc arena, no mmap, no trimming; True if applied.
+
+    Call it before JAX starts its backend: threads that already allocated keep their own arenas.
+    """
+    if os.environ.get("SGJAX_MALLOC", "").lower() == "default" or accelerator_plugin():
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, INT_MAX))
+    return all(mallopt(param, value) == 1 for param, value in settings)
