@@ -24,7 +24,9 @@ def accelerator_plugin() -> bool:
     """Whether a GPU/TPU backend is installed (found without starting any backend)."""
     if os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":
         return False
-    return bool(importlib.metadata.entry_points(group="jax_plugins")) or importlib.util.find_spec("libtpu") is not None
+    if importlib.metadata.entry_points(group="jax_plugins"):  # how jax finds CUDA/ROCm plugins
+        return True
+    return any(importlib.util.find_spec(name) is not None for name in ("jax_plugins", "libtpu"))
 
 
 def keep_freed_memory() -> bool:

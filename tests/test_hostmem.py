@@ -2,6 +2,7 @@
 
 import ctypes.util
 import json
+import os
 import subprocess
 import sys
 
@@ -33,8 +34,9 @@ glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or "libc.so" not
 
 
 def faults(mode: str, env: dict | None = None) -> dict:
+    base = {k: v for k, v in os.environ.items() if k != "SGJAX_MALLOC"}
     out = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, check=True,
-                         env={"JAX_PLATFORMS": "cpu", **(env or {})} | {"PATH": "/usr/bin:/bin"})
+                         env=base | {"JAX_PLATFORMS": "cpu"} | (env or {}))
     return json.loads(out.stdout.splitlines()[-1])
 
 
@@ -42,9 +44,10 @@ def faults(mode: str, env: dict | None = None) -> dict:
 def test_tuned_malloc_reuses_freed_pages():
     default, tuned = faults("default"), faults("tuned")
     assert tuned["applied"] and not default["applied"]
-    # 5 x 64 MB of fresh pages (16k faults each) by default; the tuned process maps them once
-    assert default["faults"] > 40_000
-    assert tuned["faults"] < default["faults"] / 10
+    # by default every malloc maps 64 MB afresh (16k faults, or 32 with transparent huge pages);
+    # the tuned process maps them once, in the first (uncounted) round
+    assert default["faults"] >= 5 * 32
+    assert tuned["faults"] * 10 <= default["faults"]
 
 
 @glibc
