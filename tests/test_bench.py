@@ -143,3 +143,19 @@ def test_gpu_session_script_parses_and_has_every_phase():
     listed = re.findall(r"^#   (\w+)  +\S", text, flags=re.M)  # "#   name   description" lines
     assert listed == ["check", "peer", "scale", "depths", "run"]
     assert all(f"phase_{p}() {{" in text for p in listed)
+
+
+def test_sgjax_measurement_runs_each_call_at_the_loops_width():
+    """bench.measure on a tiny model: every timed call at the width the host loop gives its chunk, each compiled once."""
+    from sgjax import batching
+
+    p = {"kind": "sgjax", "task": "question", "depth": 1, "population": 2, "precision": "highest", "seq_len": 37,
+         "overrides": ["model.d_model=32", "model.n_heads=2", "model.d_ff=64"], "eval": False,
+         "warmup": 1, "steps_per_call": 1, "calls": 4}
+    r = bench.measure(p)
+    cfg = bench.bench_config("question", 1, 2, 1, "highest", p["overrides"])
+    tdata = bench.bench_data(cfg)
+    expect = [tdata.width_for(batching.chunk_indices(cfg.seeds, bench.STEP0 + c, 1, tdata.n, 8))[0] for c in range(5)]
+    assert [w[0] for w in r["widths"]] == expect[1:]  # the warm-up call is not timed
+    assert r["compiles"] == len(set(expect)) and len(r["call_s"]) == 4
+    assert r["seed_steps_per_s"] > 0 and r["page_faults_per_call"] >= 0
