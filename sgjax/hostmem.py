@@ -2,7 +2,8 @@
 
 Each call of a compiled step on the CPU allocates its temporaries (850 MB for QF, 6 layers, S = 10)
 and frees them at the end. glibc serves big blocks with mmap and returns them with munmap, so every
-call touches fresh pages: 225k page faults (0.3-0.45 s) per call on a 2-core VM, 8-15% of a step.
+call touches fresh pages: 261k page faults per one-step call on a 2-core VM, which made that step
+1.06-1.20x slower (experiments/results/ab_malloc_cpu_s10.json; within noise at 5 steps per call).
 One arena with no mmap and no trimming keeps those pages mapped; the next call reuses them.
 The cost: the process's resident memory stays at its peak. `SGJAX_MALLOC=default` opts out.
 """
