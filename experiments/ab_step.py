@@ -3,9 +3,12 @@
     python experiments/ab_step.py --arm packed= --arm per_element=model.dropout_draw=per_element
     python experiments/ab_step.py --arm loop= --arm scan=model.scan_layers=true --rounds 5
     python experiments/ab_step.py --arm optim= --arm optax=@optax
+    python experiments/ab_step.py --arm ynn= --arm eigen=xla:xla_cpu_experimental_ynn_fusion_type=
 
 Each `--arm NAME=FIELD=VALUE[,FIELD=VALUE...]` is the paper's QF model with those overrides (the
-token `@optax` makes that arm update with optax's chain instead of sgjax.optim.update). The
+token `@optax` makes that arm update with optax's chain instead of sgjax.optim.update; a token
+`xla:OPTION=VALUE` compiles that arm with an XLA compiler option, so flags that `XLA_FLAGS` would set
+for the whole process are compared in one process). The
 step is jitted with the state donated (as in training), on rows of 8 x 36 random tokens; arms run
 alternately so that machine noise hits them alike, and the medians are compared with the first arm.
 """
@@ -40,18 +43,22 @@ def random_tokens(seeds: int):
 def compile_arm(overrides: list[str], seeds: int, depth: int, tokens_SxBxT) -> dict:
     """Config, donated jitted step and state of one arm, after its first (compiling) call."""
     use_optax = "@optax" in overrides
-    overrides = [o for o in overrides if o != "@optax"]
+    xla_options = dict(o[len("xla:") :].partition("=")[::2] for o in overrides if o.startswith("xla:"))
+    overrides = [o for o in overrides if o != "@optax" and not o.startswith("xla:")]
     cfg = config.override(config.preset("paper", "question", depth), overrides)
     cfg = dataclasses.replace(cfg, seeds=tuple(range(seeds)))
     member = lambda st, s, x, y: engine.member_step(cfg, st, s, 1.0, 5, (x, y, None, None))
-    step = jax.jit(jax.vmap(member), donate_argnums=(0,))
-    arm = {"step": step, "state": engine.init_population(cfg), "times_s": []}
+    state = engine.init_population(cfg)
+    args = (state, jnp.arange(seeds), tokens_SxBxT, tokens_SxBxT)
     t0 = time.perf_counter()
     real_update, optim.update = optim.update, (optax_update if use_optax else optim.update)
-    try:  # the update function is looked up while tracing, on this first call
-        arm["state"], _ = jax.block_until_ready(step(arm["state"], jnp.arange(seeds), tokens_SxBxT, tokens_SxBxT))
+    try:  # the update function is looked up while tracing
+        lowered = jax.jit(jax.vmap(member), donate_argnums=(0,)).lower(*args)
     finally:
         optim.update = real_update
+    step = lowered.compile(compiler_options=xla_options)
+    arm = {"step": step, "times_s": [], "xla_options": xla_options}
+    arm["state"], _ = jax.block_until_ready(step(*args))
     arm["first_call_s"] = time.perf_counter() - t0
     return arm
 
@@ -80,6 +87,7 @@ def main() -> None:
     out = {
         name: {
             "overrides": a["overrides"],
+            "xla_options": a["xla_options"],
             "first_call_s": a["first_call_s"],
             "times_s": a["times_s"],
             "median_s": float(np.median(a["times_s"])),

@@ -10,10 +10,16 @@
 #           peer on fixed-width rows: the 40x / 3x targets
 #   scale   QF 6 layers, S = 10..160, sgjax only: the S that fills the device, % of peak; and
 #           S = 10 with QF batches as rows and packed (data.layout), against the default unpadded
+#   precision  is TF32 faithful? QF 6 layers, 10 seeds, paper preset, trained fp32 then TF32 for
+#           FID_SECONDS each (up to FID_STEPS, evaluated every FID_EVAL), then `sgjax compare`
+#           of their loss and accuracy curves, seed by seed; the rates give both precisions' speed
 #   depths  QF depths 2, 4, 8, 10 and TI / Dyck at depth 6, S = 10, with evaluation; then the
 #           paper sweep's projection (sgjax bench --project) from everything measured so far
 #   run     the real thing: QF 6 layers, 10 seeds, paper preset, 300k steps with its evaluations,
 #           stopped (SIGTERM, state saved) after RUN_SECONDS; rerun the phase to resume it
+#
+# A session has 30 minutes of device time: check + peer, scale and precision fit; depths and run
+# are next session's (each phase's files come back as it ends, so nothing is lost in between).
 #
 # Nothing is installed: the lent machines' image has jax[cuda], flax, optax, orbax, torch,
 # matplotlib and tqdm, so sgjax runs from this checkout through PYTHONPATH. Results go to
@@ -27,12 +33,15 @@ PY=${PYTHON:-python3}
 SGJAX="$PY -m sgjax.cli"
 RESULTS=${RESULTS:-experiments/results/gpu}
 RUN_SECONDS=${RUN_SECONDS:-540}
+FID_SECONDS=${FID_SECONDS:-270}  # per precision: both fit one 10-minute call
 mkdir -p "$RESULTS"
 
 if [[ ${SMOKE:-0} == 1 ]]; then  # a CPU check of the script: tiny sizes, same commands
   DEPTH=2 STEPS=4 CHUNK=2 SIZES=1,2 SCALE=2,4 DEPTHS="1 3" EVAL="" RUN_STEPS=${RUN_STEPS:-40} PRESET=smoke
+  FID_STEPS=40 FID_EVAL=20
 else
   DEPTH=6 STEPS=200 CHUNK=100 SIZES=1,10 SCALE=10,20,40,80,160 DEPTHS="2 4 8 10" EVAL=--eval RUN_STEPS=${RUN_STEPS:-300000} PRESET=paper
+  FID_STEPS=${FID_STEPS:-60000} FID_EVAL=${FID_EVAL:-3000}
 fi
 
 bench() {  # bench NAME ARGS...: one sgjax bench, results in $RESULTS/NAME.{json,md}
@@ -86,22 +95,40 @@ phase_depths() {
   $SGJAX bench --project "${files[@]}" | tee "$RESULTS/projection.md"
 }
 
+run_status() {  # run_status DIR SECONDS EXIT LABEL: one markdown row of how far a run got
+  $PY - "$@" <<'EOF'
+import json, pathlib, sys
+run, secs, rc, label = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+log = run / "metrics.jsonl"
+lines = [json.loads(l) for l in log.read_text().splitlines() if l.strip()] if log.exists() else []
+last = max((r["step"] for r in lines), default=0)
+evals = [r for r in lines if r.get("gen_acc") is not None]
+at = max((r["step"] for r in evals), default=0)
+gen = [r["gen_acc"] for r in evals if r["step"] == at]
+mean = sum(gen) / len(gen) if gen else float("nan")
+print(f"| {label} | {secs} s this call | exit {rc} | logged up to step {last} | mean gen_acc {mean:.3f} at step {at} |")
+EOF
+}
+
+phase_precision() {  # the same seeds at fp32 and TF32, then their curves compared seed by seed
+  local prec dir t0 rc
+  for prec in highest tensorfloat32; do
+    dir="$RESULTS/precision_qf_l${DEPTH}_$prec" rc=0 t0=$(date +%s)
+    timeout -s TERM "$FID_SECONDS" $SGJAX train --task question --preset "$PRESET" --depth "$DEPTH" \
+      --num-seeds "${SIZES##*,}" --steps "$FID_STEPS" --set train.matmul_precision=$prec \
+      --set train.eval_every=$FID_EVAL --set train.ckpt_every=$FID_STEPS --out "$dir" --no-progress || rc=$?
+    run_status "$dir" $(( $(date +%s) - t0 )) "$rc" "$prec" | tee -a "$RESULTS/precision_wall.md"
+  done
+  $SGJAX compare "$RESULTS/precision_qf_l${DEPTH}_highest" "$RESULTS/precision_qf_l${DEPTH}_tensorfloat32" \
+    --out "$RESULTS/precision" || echo "!! compare failed (exit $?)"
+}
+
 phase_run() {  # resumable: the same command continues the run directory
   local dir="$RESULTS/run_qf_l$DEPTH" t0 rc=0
   t0=$(date +%s)
   timeout -s TERM "$RUN_SECONDS" $SGJAX train --task question --preset "$PRESET" --depth "$DEPTH" \
     --num-seeds 10 --steps "$RUN_STEPS" --out "$dir" --no-progress || rc=$?
-  local secs=$(( $(date +%s) - t0 ))
-  $PY - "$dir" "$secs" "$rc" <<'EOF' | tee -a "$RESULTS/run_wall.md"
-import json, pathlib, sys
-run, secs, rc = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-log = run / "metrics.jsonl"
-lines = [json.loads(l) for l in log.read_text().splitlines() if l.strip()] if log.exists() else []
-last = max((r["step"] for r in lines), default=0)
-evals = [r for r in lines if r.get("gen_acc") is not None and r["step"] == last]
-gen = sum(r["gen_acc"] for r in evals) / len(evals) if evals else float("nan")
-print(f"| {secs} s this call | exit {rc} | logged up to step {last} | mean gen_acc at that step {gen:.3f} |")
-EOF
+  run_status "$dir" $(( $(date +%s) - t0 )) "$rc" "run" | tee -a "$RESULTS/run_wall.md"
 }
 
 for phase in "$@"; do

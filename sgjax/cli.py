@@ -18,6 +18,7 @@ COMMANDS = {
     "probe": ("sgjax.probe.cli", "weight norms, attention sparsity, tree projections of checkpoints"),
     "sweep": ("sgjax.sweep", "train, probe, summarize and report every depth"),
     "report": ("sgjax.report", "the paper's figures and tables from a sweep"),
+    "compare": ("sgjax.compare", "do two runs of the same seeds train alike (e.g. TF32 against fp32)?"),
     "bench": ("sgjax.bench", "training/evaluation speed against the PyTorch peer"),
 }
 

@@ -1,0 +1,155 @@
+"""`sgjax compare RUN_A RUN_B`: do two runs of the same seeds train alike, within seed-to-seed noise?
+
+    compare_runs(run_a, run_b) -> {metric: {...}}   format_table(result) -> markdown
+
+Made to decide whether a speed lever keeps the training dynamics (TF32 or bf16 matmuls against
+fp32, a data layout, a new dropout draw): train the same seeds both ways, then compare. Seeds are
+paired: for train_loss, val_acc and gen_acc, at the steps both runs logged, the difference B − A per
+seed is set against the spread between seeds in A. The final step's mean difference gets an exact
+sign-flip permutation p-value over the paired seeds (docs/performance.md, "Is a lever faithful?").
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+
+from sgjax import jsonl
+from sgjax.errors import UserError
+
+METRICS = ("train_loss", "val_acc", "gen_acc")
+EXACT_SEEDS = 16  # up to 2^16 sign patterns are enumerated; more seeds are sampled
+
+
+def curves(records: list[dict], key: str) -> dict[int, dict[int, float]]:
+    """seed -> {step: value} of the finite values of `key` in metrics records."""
+    out: dict[int, dict[int, float]] = {}
+    for r in records:
+        v = r.get(key)
+        if isinstance(v, (int, float)) and math.isfinite(v) and "seed" in r:
+            out.setdefault(int(r["seed"]), {})[int(r["step"])] = float(v)
+    return out
+
+
+def paired(a: dict[int, dict[int, float]], b: dict[int, dict[int, float]]):
+    """(seeds, steps, a_SxT, b_SxT): the seeds in both runs, at the steps every one of them logged in both."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return seeds, [], np.zeros((0, 0)), np.zeros((0, 0))
+    steps = sorted(set.intersection(*(set(a[s]) & set(b[s]) for s in seeds)))
+    a_SxT = np.array([[a[s][t] for t in steps] for s in seeds]).reshape(len(seeds), len(steps))
+    b_SxT = np.array([[b[s][t] for t in steps] for s in seeds]).reshape(len(seeds), len(steps))
+    return seeds, steps, a_SxT, b_SxT
+
+
+def sign_flip_p(diff_S: np.ndarray, samples: int = 20_000) -> float:
+    """Two-sided p of mean(diff) under 'each seed's difference is as likely negative': exact for ≤ 16 seeds."""
+    d = np.asarray(diff_S, float)
+    if d.size == 0 or not np.any(d):
+        return 1.0
+    if d.size <= EXACT_SEEDS:
+        signs_NxS = np.array(list(itertools.product((1.0, -1.0), repeat=d.size)))
+    else:  # a fixed generator: the same runs give the same p
+        signs_NxS = np.random.default_rng(0).choice((1.0, -1.0), size=(samples, d.size))
+    means_N = signs_NxS @ d / d.size
+    return float(np.mean(np.abs(means_N) >= abs(d.mean()) - 1e-12))
+
+
+def compare_metric(a_SxT: np.ndarray, b_SxT: np.ndarray, steps: list[int]) -> dict:
+    """Paired differences of one metric: the largest gap of the mean curves, seed spread, the final step."""
+    n_seeds = a_SxT.shape[0]
+    gap_T = (b_SxT - a_SxT).mean(0)
+    k = int(np.argmax(np.abs(gap_T)))
+    spread_T = a_SxT.std(0, ddof=1) if n_seeds > 1 else np.full(len(steps), math.nan)
+    final = b_SxT[:, -1] - a_SxT[:, -1]
+    return {
+        "seeds": n_seeds,
+        "steps": len(steps),
+        "last_step": int(steps[-1]),
+        "max_mean_gap": float(gap_T[k]),
+        "max_gap_step": int(steps[k]),
+        "seed_std": float(np.median(spread_T)),
+        "final_a": float(a_SxT[:, -1].mean()),
+        "final_b": float(b_SxT[:, -1].mean()),
+        "final_gap": float(final.mean()),
+        "final_p": sign_flip_p(final),
+    }
+
+
+def within_noise(m: dict) -> bool:
+    """The mean curves never part by more than the seed std, and the final gap is not significant (p ≥ 0.05)."""
+    return abs(m["max_mean_gap"]) <= m["seed_std"] and m["final_p"] >= 0.05
+
+
+def read_run(run_dir: Path) -> list[dict]:
+    """metrics.jsonl of a run directory, or a clear error."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise UserError(f"{run_dir} has no metrics.jsonl (is it a run directory of sgjax train?)")
+    return jsonl.read_records(path)
+
+
+def compare_runs(run_a, run_b, metrics=METRICS) -> dict[str, dict]:
+    """metric -> compare_metric of two run directories (metrics neither run logged are left out)."""
+    rec_a, rec_b = read_run(run_a), read_run(run_b)
+    out = {}
+    for key in metrics:
+        seeds, steps, a_SxT, b_SxT = paired(curves(rec_a, key), curves(rec_b, key))
+        if seeds and steps:
+            out[key] = compare_metric(a_SxT, b_SxT, steps)
+    if not out:
+        raise UserError(f"{run_a} and {run_b} share no seed and step with a logged metric")
+    return out
+
+
+def format_table(result: dict[str, dict]) -> str:
+    """Markdown: one row per metric, and whether B stays within A's seed noise."""
+    lines = ["| metric | seeds | steps | largest mean gap B−A (at step) | seed std (A) | final A | final B | final gap | p | within noise |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, m in result.items():
+        lines.append(f"| {key} | {m['seeds']} | {m['steps']} (to {m['last_step']}) | {m['max_mean_gap']:+.4f} ({m['max_gap_step']}) "
+                     f"| {m['seed_std']:.4f} | {m['final_a']:.4f} | {m['final_b']:.4f} | {m['final_gap']:+.4f} "
+                     f"| {m['final_p']:.3f} | {'yes' if within_noise(m) else 'no'} |")
+    return "\n".join(lines)
+
+
+def plot(run_a: Path, run_b: Path, out_dir: Path, labels=("A", "B")) -> list[Path]:
+    """compare.png/.pdf: per metric, each run's mean curve over seeds with its min-max band."""
+    from sgjax import report
+
+    rec = [read_run(run_a), read_run(run_b)]
+    fig, axes = report.new_figure(len(METRICS))
+    for ax, key in zip(axes, METRICS):
+        for records, label, color, style in zip(rec, labels, ("tab:blue", "tab:orange"), ("-", "--")):
+            c = curves(records, key)
+            steps = sorted(set().union(*c.values())) if c else []
+            v_SxT = np.array([[c[s].get(t, np.nan) for t in steps] for s in c]) if steps else np.zeros((0, 0))
+            if v_SxT.size:
+                ax.plot(steps, np.nanmean(v_SxT, 0), style, color=color, label=f"{label} (mean of {len(c)})")
+                ax.fill_between(steps, np.nanmin(v_SxT, 0), np.nanmax(v_SxT, 0), color=color, alpha=0.2, lw=0)
+        ax.set(title=key, xlabel="step")
+        ax.legend(fontsize=8)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return report.save(fig, out_dir, "compare")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_a", help="the reference run directory (e.g. fp32)")
+    parser.add_argument("run_b", help="the run to compare with it (same seeds, e.g. TF32)")
+    parser.add_argument("--out", help="also write compare.md and compare.png/.pdf to this directory")
+
+
+def run(args) -> int:
+    result = compare_runs(args.run_a, args.run_b)
+    table = f"A = {args.run_a}\nB = {args.run_b}\n\n{format_table(result)}\n"
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        paths = plot(Path(args.run_a), Path(args.run_b), out, labels=(Path(args.run_a).name, Path(args.run_b).name))
+        (out / "compare.md").write_text(table)
+        print(f"wrote {out / 'compare.md'} and {', '.join(str(p) for p in paths)}")
+    return 0
