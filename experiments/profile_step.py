@@ -4,7 +4,7 @@
     python experiments/profile_step.py --seeds 10 --set model.scan_layers=true
     XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true python experiments/profile_step.py --seeds 10 --layout unpadded
 
-One population step (6 layers, the paper's QF model, state donated) is compiled, run twice untraced,
+The process keeps freed host memory as `sgjax train` does on a CPU (sgjax.hostmem). One population step (6 layers, the paper's QF model, state donated) is compiled, run twice untraced,
 then `--steps` times under the profiler. `--layout rows` (default) steps on rows of 8 x 36 random
 tokens; `unpadded` and `packed` run one-step chunks (engine.make_chunk) on real QF batches. Ops are grouped by their name without the numeric
 suffix (`ynn_fusion.12` -> `ynn_fusion`: the matmuls on CPU; `*select*`: Adam and the frozen-member
@@ -21,9 +21,13 @@ import json
 import re
 import tempfile
 
-import jax
-import jax.numpy as jnp
-from ab_step import compile_arm, random_tokens  # experiments/ is this script's directory, so it is on sys.path
+from sgjax import hostmem
+
+hostmem.keep_freed_memory()  # as `sgjax train` runs on a CPU: freed host memory kept, no page faults per step
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from ab_step import compile_arm, random_tokens  # noqa: E402  (experiments/ is this script's directory, so on sys.path)
 
 
 def real_batch_step(args):
