@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sgjax import jsonl
+from sgjax import summarize
 from sgjax.errors import UserError
 
 METRICS = ("train_loss", "val_acc", "gen_acc")
@@ -85,24 +85,25 @@ def within_noise(m: dict) -> bool:
     return abs(m["max_mean_gap"]) <= m["seed_std"] and m["final_p"] >= 0.05
 
 
-def read_run(run_dir: Path) -> list[dict]:
-    """metrics.jsonl of a run directory, or a clear error."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        raise UserError(f"{run_dir} has no metrics.jsonl (is it a run directory of sgjax train?)")
-    return jsonl.read_records(path)
+def read_run(run_dir) -> list[dict]:
+    """metrics.jsonl of a run directory (a missing or empty one is a UserError)."""
+    return summarize.read_metrics(Path(run_dir) / "metrics.jsonl")
 
 
 def compare_runs(run_a, run_b, metrics=METRICS) -> dict[str, dict]:
     """metric -> compare_metric of two run directories (metrics neither run logged are left out)."""
-    rec_a, rec_b = read_run(run_a), read_run(run_b)
+    return compare_records(read_run(run_a), read_run(run_b), metrics)
+
+
+def compare_records(rec_a: list[dict], rec_b: list[dict], metrics=METRICS) -> dict[str, dict]:
+    """compare_runs on metrics records already read."""
     out = {}
     for key in metrics:
         seeds, steps, a_SxT, b_SxT = paired(curves(rec_a, key), curves(rec_b, key))
         if seeds and steps:
             out[key] = compare_metric(a_SxT, b_SxT, steps)
     if not out:
-        raise UserError(f"{run_a} and {run_b} share no seed and step with a logged metric")
+        raise UserError("the two runs share no seed and step with a logged metric")
     return out
 
 
@@ -117,11 +118,11 @@ def format_table(result: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(run_a: Path, run_b: Path, out_dir: Path, labels=("A", "B")) -> list[Path]:
+def plot(rec_a: list[dict], rec_b: list[dict], out_dir: Path, labels=("A", "B")) -> list[Path]:
     """compare.png/.pdf: per metric, each run's mean curve over seeds with its min-max band."""
     from sgjax import report
 
-    rec = [read_run(run_a), read_run(run_b)]
+    rec = [rec_a, rec_b]
     fig, axes = report.new_figure(len(METRICS))
     for ax, key in zip(axes, METRICS):
         for records, label, color, style in zip(rec, labels, ("tab:blue", "tab:orange"), ("-", "--")):
@@ -132,7 +133,8 @@ def plot(run_a: Path, run_b: Path, out_dir: Path, labels=("A", "B")) -> list[Pat
                 ax.plot(steps, np.nanmean(v_SxT, 0), style, color=color, label=f"{label} (mean of {len(c)})")
                 ax.fill_between(steps, np.nanmin(v_SxT, 0), np.nanmax(v_SxT, 0), color=color, alpha=0.2, lw=0)
         ax.set(title=key, xlabel="step")
-        ax.legend(fontsize=8)
+        if ax.lines:  # a metric neither run logged stays an empty panel
+            ax.legend(fontsize=8)
     out_dir.mkdir(parents=True, exist_ok=True)
     return report.save(fig, out_dir, "compare")
 
@@ -144,12 +146,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    result = compare_runs(args.run_a, args.run_b)
+    rec_a, rec_b = read_run(args.run_a), read_run(args.run_b)
+    result = compare_records(rec_a, rec_b)
     table = f"A = {args.run_a}\nB = {args.run_b}\n\n{format_table(result)}\n"
     print(table)
     if args.out:
         out = Path(args.out)
-        paths = plot(Path(args.run_a), Path(args.run_b), out, labels=(Path(args.run_a).name, Path(args.run_b).name))
+        paths = plot(rec_a, rec_b, out, labels=(Path(args.run_a).name, Path(args.run_b).name))
         (out / "compare.md").write_text(table)
         print(f"wrote {out / 'compare.md'} and {', '.join(str(p) for p in paths)}")
     return 0

@@ -80,7 +80,7 @@ def test_cli_writes_table_and_figure(tmp_path, capsys):
 def test_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert cli.main(["compare", str(tmp_path / "empty"), str(tmp_path / "empty")]) == 2
-    assert "no metrics.jsonl" in capsys.readouterr().err
+    assert "metrics.jsonl does not exist" in capsys.readouterr().err
     a = write_run(tmp_path / "a", curves_SxT(np.random.default_rng(0)), seeds=SEEDS[:3])
     b = write_run(tmp_path / "b", curves_SxT(np.random.default_rng(0)), seeds=SEEDS[5:])
     with pytest.raises(UserError, match="share no seed"):
