@@ -95,12 +95,17 @@ phase_depths() {
   $SGJAX bench --project "${files[@]}" | tee "$RESULTS/projection.md"
 }
 
-run_status() {  # run_status DIR SECONDS EXIT LABEL: one markdown row of how far a run got
-  $PY - "$@" <<'EOF'
-import json, pathlib, sys
+timed_train() {  # timed_train LABEL DIR SECONDS WALL_MD ARGS...: sgjax train stopped (state saved) after SECONDS; a row in WALL_MD
+  local label=$1 dir=$2 secs=$3 wall=$4 t0 rc=0
+  shift 4
+  t0=$(date +%s)
+  timeout -s TERM "$secs" $SGJAX train --task question --preset "$PRESET" --depth "$DEPTH" "$@" \
+    --out "$dir" --no-progress || rc=$?
+  $PY - "$dir" $(( $(date +%s) - t0 )) "$rc" "$label" <<'EOF' | tee -a "$wall"
+import pathlib, sys
+from sgjax import jsonl
 run, secs, rc, label = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-log = run / "metrics.jsonl"
-lines = [json.loads(l) for l in log.read_text().splitlines() if l.strip()] if log.exists() else []
+lines = jsonl.read_records(run / "metrics.jsonl")
 last = max((r["step"] for r in lines), default=0)
 evals = [r for r in lines if r.get("gen_acc") is not None]
 at = max((r["step"] for r in evals), default=0)
@@ -111,24 +116,18 @@ EOF
 }
 
 phase_precision() {  # the same seeds at fp32 and TF32, then their curves compared seed by seed
-  local prec dir t0 rc
+  local prec
   for prec in highest tensorfloat32; do
-    dir="$RESULTS/precision_qf_l${DEPTH}_$prec" rc=0 t0=$(date +%s)
-    timeout -s TERM "$FID_SECONDS" $SGJAX train --task question --preset "$PRESET" --depth "$DEPTH" \
+    timed_train "$prec" "$RESULTS/precision_qf_l${DEPTH}_$prec" "$FID_SECONDS" "$RESULTS/precision_wall.md" \
       --num-seeds "${SIZES##*,}" --steps "$FID_STEPS" --set train.matmul_precision=$prec \
-      --set train.eval_every=$FID_EVAL --set train.ckpt_every=$FID_STEPS --out "$dir" --no-progress || rc=$?
-    run_status "$dir" $(( $(date +%s) - t0 )) "$rc" "$prec" | tee -a "$RESULTS/precision_wall.md"
+      --set train.eval_every=$FID_EVAL --set train.ckpt_every=$FID_STEPS
   done
   $SGJAX compare "$RESULTS/precision_qf_l${DEPTH}_highest" "$RESULTS/precision_qf_l${DEPTH}_tensorfloat32" \
     --out "$RESULTS/precision" || echo "!! compare failed (exit $?)"
 }
 
 phase_run() {  # resumable: the same command continues the run directory
-  local dir="$RESULTS/run_qf_l$DEPTH" t0 rc=0
-  t0=$(date +%s)
-  timeout -s TERM "$RUN_SECONDS" $SGJAX train --task question --preset "$PRESET" --depth "$DEPTH" \
-    --num-seeds 10 --steps "$RUN_STEPS" --out "$dir" --no-progress || rc=$?
-  run_status "$dir" $(( $(date +%s) - t0 )) "$rc" "run" | tee -a "$RESULTS/run_wall.md"
+  timed_train run "$RESULTS/run_qf_l$DEPTH" "$RUN_SECONDS" "$RESULTS/run_wall.md" --num-seeds 10 --steps "$RUN_STEPS"
 }
 
 for phase in "$@"; do
