@@ -611,7 +611,7 @@ def nonfinite_lines(runs: list[Run]) -> list[str]:
     bad = [(r, s, step) for r in runs for s, step in sorted(r.nonfinite.items())]
     if not bad:
         return ["No seed went non-finite."]
-    return [f"- {r.task} {r.depth} layers: seed {s} non-finite from step {step:,}" for r, s, step in bad]
+    return [f"- {r.task} {layers(r.depth)}: seed {s} non-finite from step {step:,}" for r, s, step in bad]
 
 
 def markdown(sweep_dir: Path, runs: list[Run], stats: list[dict], best: dict, figures: dict[str, list[Path]]) -> str:
@@ -626,7 +626,7 @@ def markdown(sweep_dir: Path, runs: list[Run], stats: list[dict], best: dict, fi
             "stopping at the first checkpoint where in-domain (val) accuracy reaches its maximum (D18); the best depth has the "
             "most grokking seeds (ties: higher mean final gen, then fewer layers). Paper values: 10 paper seeds at 300k steps "
             "(Dyck 400k); Fig 3a counts read from the figure, 'paper logs' from the original repo's logs (SPEC §6).", ""]
-    out += ["## Best depth", ""] + [f"- {t}: {d} layers" if d is not None else f"- {t}: no evaluations" for t, d in best.items()]
+    out += ["## Best depth", ""] + [f"- {t}: {layers(d)}" if d is not None else f"- {t}: no evaluations" for t, d in best.items()]
     out += ["", "## Accuracy (this sweep beside the paper)", ""] + accuracy_table(stats, best)
     out += ["", "## Early stopping vs extended training (Fig 2, mean curve at the best depth)", ""] + gap_table(best_runs)
     out += ["", "## Tree projections at the last probed step", "",

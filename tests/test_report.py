@@ -92,6 +92,7 @@ def test_table_numbers(sweep_report):
     assert row2[3] == "1/3" and row2[4] == "0/10"
     assert "seed 62 non-finite from step 400" in md
     assert "- question: 4 layers" in md
+    assert report.layers(1) == "1 layer"  # the best-depth list and non-finite lines use it
 
 
 def test_tree_table_and_gaps(sweep_report):
