@@ -149,10 +149,6 @@ def peak_memory(jax_device=None) -> dict:
 
 def time_eval(cfg, params) -> dict:
     """Wall time of one full evaluation of the population on the task's val and gen splits (sgjax.evaluate)."""
-    import importlib.util
-
-    if importlib.util.find_spec("sgjax.evaluate") is None:
-        return {"eval_status": "TODO: sgjax.evaluate is not in this checkout; evaluation was not timed"}
     import jax
 
     from sgjax import data, evaluate, loop
@@ -169,7 +165,8 @@ def time_eval(cfg, params) -> dict:
     t0 = time.perf_counter()
     jax.block_until_ready(evaluator(params, STEP0))
     return {"eval_status": "ok", "eval_first_s": first, "eval_s": time.perf_counter() - t0,
-            "eval_lines": {k: len(splits[k].lines) for k in ("val", gen)}}
+            "eval_lines": {k: len(splits[k].lines) for k in ("val", gen)}, "eval_rows": evaluator.rows(),
+            "eval_temp_bytes": evaluator.fit["temp_bytes"] if evaluator.fit else None}
 
 
 def run_sgjax(p: dict) -> dict:
@@ -323,7 +320,9 @@ def results_table(results: list[dict]) -> str:
     note = ""
     for r in evals:
         if r["eval_status"] == "ok":
-            note += f"\nEvaluation, S={r['population']}: {r['eval_s']:.2f} s per full val+gen evaluation (first call {r['eval_first_s']:.1f} s).\n"
+            rows_note = f", {r['eval_rows']} rows per member per batch" if r.get("eval_rows") else ""
+            note += (f"\nEvaluation, S={r['population']}: {r['eval_s']:.2f} s per full val+gen evaluation "
+                     f"(first call {r['eval_first_s']:.1f} s{rows_note}).\n")
         else:
             note += f"\nEvaluation, S={r['population']}: {r['eval_status']}\n"
     return head + "\n" + "\n".join(rows) + "\n" + note

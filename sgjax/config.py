@@ -88,7 +88,7 @@ class EvalConfig:
     dyck_max_prefixes: int | None = 5000  # the original stops after >= 5000 closing prefixes
     max_decode_steps: int = 50
     exact_match: bool = True  # QF full-sequence exact match by greedy decoding
-    batch_size: int = 512
+    batch_size: int = 512  # rows per member per batch, at most: halved until the program fits memory (docs/metrics.md)
 
 
 @dataclasses.dataclass(frozen=True)

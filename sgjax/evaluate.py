@@ -14,6 +14,8 @@
 
 Host side, once: lines -> padded index arrays in batches [NB, R, ...]. Device side: jit(vmap over S
 of lax.map over batches) returning per-member sums; the host divides by counts known in advance.
+The program's temporaries grow with S and R (3.4 GB per member at R = 512 for a 6-layer QF model), so
+the first call compiles it ahead of time and halves R until they fit the device's free memory.
 The pure scoring functions (`restricted_argmax`, `qf_accuracy`, `tense_correct`, `tense_correct_ids`,
 `dyck_closings`, `dyck_select`, `dyck_accuracy`) are what the compiled program uses, so tests can
 feed them hand-built predictions.
@@ -41,6 +43,7 @@ QF_MARKER = "quest"
 TI_MARKERS = ("PAST", "PRESENT")
 DYCK_MIN_DISTANCE = 10  # the paper's generalization filter (D10)
 TOKENS_PER_BATCH = 32  # Dyck batches hold about batch_size × 32 tokens (long OOD strings get fewer rows)
+MEMORY_FRACTION = 0.6  # of the device's free memory that the evaluation's temporaries may take
 UNKNOWN_TAG = -1  # pad / EOS / SOS / non-TI words: never equal to a real tag, so always wrong (D16)
 TAG_NAMES = ("D", "N", "V", "P", "R", ".", "T")  # det, noun, verb, prep, rel, punctuation, tense marker
 
@@ -203,6 +206,54 @@ def _batched(arrays_N: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray
             pad[:] = 1
         out[k] = np.concatenate([a, pad]).reshape((nb, rows) + a.shape[1:])
     return out
+
+
+def _rebatched(b_NBxR: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """[NB, R, ...] -> [NB', rows, ...]: the same valid rows, in batches of `rows`."""
+    keep = b_NBxR["valid"].reshape(-1)
+    return _batched({k: a.reshape((-1,) + a.shape[2:])[keep] for k, a in b_NBxR.items()}, rows)
+
+
+def halved(part: Part) -> Part:
+    """The same lines in batches of half as many rows (at least 1)."""
+    def half(b):
+        return _rebatched(b, max(1, b["valid"].shape[1] // 2))
+
+    arrays = {w: half(b) for w, b in part.arrays.items()} if part.kind == "dyck" else half(part.arrays)
+    sample = dataclasses.replace(part.sample, rows=max(1, part.sample.rows // 2)) if part.sample else None
+    return dataclasses.replace(part, arrays=arrays, sample=sample)
+
+
+def batch_rows(part: Part) -> int:
+    """The most rows in one of the part's batches."""
+    groups = part.arrays.values() if part.kind == "dyck" else [part.arrays]
+    return max(b["valid"].shape[1] for b in groups)
+
+
+def _host_available() -> int | None:
+    """The host's MemAvailable in bytes (Linux), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def free_memory(devices) -> int | None:
+    """Bytes each of `devices` can still allocate: the least allocator headroom on GPU/TPU, or the host's
+    MemAvailable shared among CPU devices; the least over all processes, so every host compiles alike."""
+    stats = [d.memory_stats() for d in devices]
+    if all(st and "bytes_limit" in st for st in stats):
+        free = min(int(st["bytes_limit"]) - int(st.get("bytes_in_use", 0)) for st in stats)
+    else:
+        host = _host_available()
+        free = None if host is None else host // len(devices)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        free = int(np.min(multihost_utils.process_allgather(np.int64(-1 if free is None else free))))
+        free = None if free < 0 else free
+    return free
 
 
 def _pad_rows(rows: list[list[int]], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -383,11 +434,13 @@ class Evaluator:
         self.parts = [p for p in parts if sum(p.counts.values()) > 0]  # nothing to score: NaN, no compile
         self.empty_keys = [KEYS[(p.split, p.kind, c)] for p in parts if sum(p.counts.values()) == 0 for c in p.counts]
         self.counts = {KEYS[(p.split, p.kind, c)]: n for p in parts for c, n in p.counts.items()}
-        self._device = {p.split: jax.device_put(p.arrays) for p in self.parts if p.sample is None}
+        self.fit: dict | None = None  # what the first call chose: rows per batch, temporaries, free memory
+        self.note: str | None = None  # a line for the user when the first call had to shrink the batches
+        self._compiled = None
 
         def member(params, data):
             out = {}
-            for p in self.parts:
+            for p in self.parts:  # read at trace time: `fit` may have halved the batches
                 fn = batch_fns[p.kind]
                 groups = data[p.split] if p.kind == "dyck" else {"": data[p.split]}
                 sums = [lax.map(lambda b: fn(params, b), g) for g in groups.values()]
@@ -395,6 +448,33 @@ class Evaluator:
             return out
 
         self._fn = jax.jit(jax.vmap(member, in_axes=(0, None)))
+        self._put_parts()
+
+    def _put_parts(self):
+        self._device = {p.split: jax.device_put(p.arrays) for p in self.parts if p.sample is None}
+
+    def rows(self) -> int:
+        """The most rows per member in one batch."""
+        return max((batch_rows(p) for p in self.parts), default=0)
+
+    def _compile(self, params_S, step: int):
+        """Compile for params_S, halving the batches until the temporaries fit the free memory."""
+        free = free_memory(jax.tree_util.tree_leaves(params_S)[0].sharding.addressable_devices)
+        tried = []
+        while True:
+            compiled = self._fn.lower(params_S, self.data_for(step)).compile()
+            analysis = compiled.memory_analysis()
+            temp = getattr(analysis, "temp_size_in_bytes", None)
+            tried.append((self.rows(), temp))
+            if free is None or temp is None or temp <= MEMORY_FRACTION * free or self.rows() == 1:
+                break
+            self.parts = [halved(p) for p in self.parts]
+            self._put_parts()
+        self.fit = {"rows": self.rows(), "temp_bytes": temp, "free_bytes": free, "tried": tried}
+        if len(tried) > 1:
+            self.note = (f"evaluation: {tried[0][0]} rows per batch needed {tried[0][1] / 1e9:.1f} GB with "
+                         f"{free / 1e9:.1f} GB free; using {self.rows()} ({temp / 1e9:.1f} GB)")
+        return compiled
 
     def data_for(self, step: int) -> dict:
         """Device arrays of every part; a subsampled TI split draws its lines for this step."""
@@ -407,7 +487,11 @@ class Evaluator:
 
     def __call__(self, params_S, step: int = 0) -> dict[str, np.ndarray]:
         s = jax.tree_util.tree_leaves(params_S)[0].shape[0]
-        sums = jax.device_get(self._fn(params_S, self.data_for(step))) if self.parts else {}
+        sums = {}
+        if self.parts:
+            if self._compiled is None:
+                self._compiled = self._compile(params_S, step)
+            sums = jax.device_get(self._compiled(params_S, self.data_for(step)))
         out = {}
         for p in self.parts:
             for c, n in p.counts.items():

@@ -265,6 +265,9 @@ def run(
                     train_m = {k: np.concatenate([engine.to_host(x[k]) for x in pending], axis=1) for k in pending[0]}
                     pending = []
                     eval_m = evaluator(state["params"], step) if is_eval else None
+                    if getattr(evaluator, "note", None):  # said once: the batches shrank to fit memory
+                        bar.write(evaluator.note)
+                        evaluator.note = None
                     frozen_S = engine.to_host(state["frozen"])
                     log.write(member_records(cfg, step, train_m, eval_m, frozen_S))
                     bar.set_postfix(loss=f"{np.nanmean(train_m['loss'][:, -1]):.3f}", **(

@@ -393,3 +393,35 @@ def test_no_scorable_lines_gives_nan():
     ev = E.make_evaluator(TINY, EvalConfig(), "question", vocab, {"val": encode_lines("question", "val", decl, vocab)})
     out = ev({"w": jnp.zeros((3, 1))}, 0)
     assert set(out) >= {"val_acc", "val_exact_match"} and all(np.isnan(v).all() and v.shape == (3,) for v in out.values())
+
+
+def test_batches_halve_until_the_evaluation_fits_memory(monkeypatch):
+    """With little free memory the first call halves the batches down to 1 row; the scores do not change."""
+    vocab = words_vocab(QF_GEN, QF_VAL)
+    splits = {"val": encode_lines("question", "val", QF_VAL, vocab), "gen": encode_lines("question", "gen", QF_GEN, vocab)}
+    cfg, params = tiny_members(vocab.size)
+    roomy = E.make_evaluator(cfg, EvalConfig(batch_size=4), "question", vocab, splits)
+    expected = roomy(params, 0)
+    assert roomy.rows() == 4 and roomy.note is None and len(roomy.fit["tried"]) == 1
+    monkeypatch.setattr(E, "free_memory", lambda devices: 1)  # one byte: nothing fits, so down to 1 row
+    tight = E.make_evaluator(cfg, EvalConfig(batch_size=4), "question", vocab, splits)
+    got = tight(params, 0)
+    assert [rows for rows, _ in tight.fit["tried"]] == [4, 2, 1] and tight.rows() == 1
+    assert "using 1" in tight.note
+    assert got.keys() == expected.keys()
+    for k in expected:
+        np.testing.assert_allclose(got[k], expected[k])
+
+
+def test_halved_keeps_every_line_once():
+    """halved() re-batches the valid rows of each Dyck width group and a sampled TI part, at least 1 row each."""
+    splits = {"val": encode_lines("dyck", "val", DYCK_LINES, DYCK_VOCAB)}
+    part = E.dyck_part("val", splits["val"], DYCK_VOCAB, EvalConfig(batch_size=2, dyck_max_prefixes=None))
+    half = E.halved(part)
+    assert E.batch_rows(half) == 1 and half.arrays.keys() == part.arrays.keys()
+    for w, b in part.arrays.items():
+        v, hv = b["valid"].reshape(-1), half.arrays[w]["valid"].reshape(-1)
+        np.testing.assert_array_equal(half.arrays[w]["seq"].reshape(-1, b["seq"].shape[-1])[hv], b["seq"].reshape(-1, b["seq"].shape[-1])[v])
+    vocab = words_vocab(TI_GEN, TI_VAL)
+    ti = E.ti_part("gen", encode_lines("tense", "gen", TI_GEN, vocab), vocab, EvalConfig(batch_size=4), sample=3)
+    assert ti.sample.rows == 3 and E.halved(ti).sample.rows == 1 and E.batch_rows(E.halved(ti)) == 1
