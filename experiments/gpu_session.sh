@@ -24,7 +24,8 @@
 # Nothing is installed: the lent machines' image has jax[cuda], flax, optax, orbax, torch,
 # matplotlib and tqdm, so sgjax runs from this checkout through PYTHONPATH. Results go to
 # $RESULTS (default experiments/results/gpu) and, on the lent machine, one .tgz per phase to $OUT
-# (the device tool brings back at most 8 files a call). SMOKE=1 shrinks every phase to a few
+# (the device tool brings back at most 8 files a call), rewritten after every measurement so that a
+# call cut off by its time limit still brings back what finished. SMOKE=1 shrinks every phase to a few
 # steps of a 2-layer model, to check this script on a CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,7 @@ bench() {  # bench NAME ARGS...: one sgjax bench, results in $RESULTS/NAME.{json
   local name=$1; shift
   echo "== sgjax bench $* -> $RESULTS/$name.json"
   $SGJAX bench "$@" --out "$RESULTS/$name.json" || echo "!! $name failed (exit $?)"
+  pack "$PHASE"  # after every measurement: a phase cut off by the call's time limit keeps what it finished
 }
 
 pack() {  # pack PHASE: the results so far, without checkpoints, into one archive under $OUT (the device tool's folder)
@@ -113,6 +115,7 @@ gen = [r["gen_acc"] for r in evals if r["step"] == at]
 mean = sum(gen) / len(gen) if gen else float("nan")
 print(f"| {label} | {secs} s this call | exit {rc} | logged up to step {last} | mean gen_acc {mean:.3f} at step {at} |")
 EOF
+  pack "$PHASE"
 }
 
 phase_precision() {  # the same seeds at fp32 and TF32, then their curves compared seed by seed
@@ -130,8 +133,8 @@ phase_run() {  # resumable: the same command continues the run directory
   timed_train run "$RESULTS/run_qf_l$DEPTH" "$RUN_SECONDS" "$RESULTS/run_wall.md" --num-seeds 10 --steps "$RUN_STEPS"
 }
 
-for phase in "$@"; do
-  echo "######## phase $phase ($(date -u +%H:%M:%S))"
-  "phase_$phase"
-  pack "$phase"
+for PHASE in "$@"; do
+  echo "######## phase $PHASE ($(date -u +%H:%M:%S))"
+  "phase_$PHASE"
+  pack "$PHASE"
 done
