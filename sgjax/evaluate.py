@@ -440,7 +440,7 @@ class Evaluator:
 
         def member(params, data):
             out = {}
-            for p in self.parts:  # read at trace time: `fit` may have halved the batches
+            for p in self.parts:  # read at trace time: `_compile` may have halved the batches
                 fn = batch_fns[p.kind]
                 groups = data[p.split] if p.kind == "dyck" else {"": data[p.split]}
                 sums = [lax.map(lambda b: fn(params, b), g) for g in groups.values()]
