@@ -472,8 +472,8 @@ class Evaluator:
             self._put_parts()
         self.fit = {"rows": self.rows(), "temp_bytes": temp, "free_bytes": free, "tried": tried}
         if len(tried) > 1:
-            self.note = (f"evaluation: {tried[0][0]} rows per batch needed {tried[0][1] / 1e9:.1f} GB with "
-                         f"{free / 1e9:.1f} GB free; using {self.rows()} ({temp / 1e9:.1f} GB)")
+            self.note = (f"evaluation: {tried[0][0]} rows per batch need {tried[0][1] / 1e9:.1f} GB, more than "
+                         f"{MEMORY_FRACTION:.0%} of the {free / 1e9:.1f} GB free; using {self.rows()} ({temp / 1e9:.1f} GB)")
         return compiled
 
     def data_for(self, step: int) -> dict:
