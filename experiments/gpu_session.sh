@@ -16,7 +16,9 @@
 #   depths  QF depths 2, 4, 8, 10 and TI / Dyck at depth 6, S = 10, with evaluation; then the
 #           paper sweep's projection (sgjax bench --project) from everything measured so far
 #   run     the real thing: QF 6 layers, 10 seeds, paper preset, 300k steps with its evaluations,
-#           stopped (SIGTERM, state saved) after RUN_SECONDS; rerun the phase to resume it
+#           stopped (SIGTERM, state saved) after RUN_SECONDS; rerun the phase to resume it. RUN_ARGS
+#           adds train options, e.g. RUN_ARGS="--set eval.exact_match=false" for the original's
+#           evaluation alone (no decoding; its own run directory, run_qf_l6_args)
 #
 # A session has 30 minutes of device time: check + peer, scale and precision fit; depths and run
 # are next session's (each phase's files come back as it ends, so nothing is lost in between).
@@ -130,7 +132,8 @@ phase_precision() {  # the same seeds at fp32 and TF32, then their curves compar
 }
 
 phase_run() {  # resumable: the same command continues the run directory
-  timed_train run "$RESULTS/run_qf_l$DEPTH" "$RUN_SECONDS" "$RESULTS/run_wall.md" --num-seeds 10 --steps "$RUN_STEPS"
+  local dir="$RESULTS/run_qf_l$DEPTH${RUN_ARGS:+_args}"  # other options, other run: a resume must not mix them
+  timed_train "run ${RUN_ARGS:-}" "$dir" "$RUN_SECONDS" "$RESULTS/run_wall.md" --num-seeds 10 --steps "$RUN_STEPS" ${RUN_ARGS:-}
 }
 
 for PHASE in "$@"; do
