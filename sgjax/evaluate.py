@@ -385,13 +385,16 @@ def _last_logits(cfg: ModelConfig, params, prefix_BxW, prefix_len_B):
 
 def qf_batch(cfg, params, b, *, aux_K, exact: bool, steps: int, eos: int, decode_fn):
     """Correct counts of one QF batch: restricted, unrestricted, and (optionally) exact match."""
-    last_BxV = _last_logits(cfg, params, b["prefix"], b["prefix_len"])
     v = b["valid"]
-    out = {"acc": jnp.sum(v & (restricted_argmax(last_BxV, aux_K) == b["gold"])),
-           "acc_unrestricted": jnp.sum(v & (jnp.argmax(last_BxV, -1) == b["gold"]))}
-    if exact:
-        gen_BxM, glen_B = decode_fn(cfg, params, b["prefix"], b["prefix_len"], max_steps=steps, eos_id=eos)
+    out = {}
+    if exact:  # the decoder's own pass over the prefixes gives the first-word logits too
+        gen_BxM, glen_B, last_BxV = decode_fn(cfg, params, b["prefix"], b["prefix_len"], max_steps=steps, eos_id=eos,
+                                              with_logits=True)
         out["exact_match"] = jnp.sum(v & exact_match_ids(gen_BxM, glen_B, b["target"], b["target_len"]))
+    else:
+        last_BxV = _last_logits(cfg, params, b["prefix"], b["prefix_len"])
+    out["acc"] = jnp.sum(v & (restricted_argmax(last_BxV, aux_K) == b["gold"]))
+    out["acc_unrestricted"] = jnp.sum(v & (jnp.argmax(last_BxV, -1) == b["gold"]))
     return out
 
 
@@ -504,7 +507,10 @@ class Evaluator:
 
 def make_evaluator(model_cfg: ModelConfig, eval_cfg: EvalConfig, task: str, vocab: Vocab,
                    splits: dict[str, Split], *, decode_fn: Callable = decode.greedy_decode) -> Evaluator:
-    """Precompute every index array for `splits` ("val" plus "gen", or "test" for Dyck) and compile lazily."""
+    """Precompute every index array for `splits` ("val" plus "gen", or "test" for Dyck) and compile lazily.
+
+    `decode_fn` has `decode.greedy_decode`'s contract; QF with exact match calls it with `with_logits=True`.
+    """
     if task not in TASK_KIND:
         raise UserError(f"unknown task {task!r}; choose one of {', '.join(TASK_KIND)}")
     named = {"val": splits.get("val")}

@@ -283,6 +283,11 @@ def test_qf_evaluator_vmapped_equals_alone():
     assert ev.counts["val_acc"] == 2 and ev.counts["gen_acc"] == 4  # quest lines only
     both = ev(params, 0)
     assert set(both) == {"val_acc", "gen_acc", "val_acc_unrestricted", "gen_acc_unrestricted", "val_exact_match", "gen_exact_match"}
+    # Without exact match the first-word logits come from model.forward instead of the decoder's prefix pass.
+    no_decode = E.make_evaluator(cfg, EvalConfig(batch_size=3, exact_match=False), "question", vocab, splits)(params, 0)
+    assert set(no_decode) == set(both) - {"val_exact_match", "gen_exact_match"}
+    for k in no_decode:
+        np.testing.assert_array_equal(no_decode[k], both[k])
     aux_K = [vocab.index[a] for a in E.AUXILIARIES]
     for i in range(2):
         alone = ev(twice(params, i), 0)
