@@ -106,6 +106,16 @@ def _extract(tokens_BxT, prefix_len_B, gen_len_B, max_steps: int):
     return jnp.where(jnp.arange(max_steps)[None, :] < gen_len_B[:, None], gen_BxM, 0)
 
 
+def at_prefix_end(logits_BxWxV, prefix_len_B):
+    """The logits at each prefix's last position: the prediction of the token after the prefix."""
+    return jnp.take_along_axis(logits_BxWxV, (prefix_len_B - 1)[:, None, None], axis=1)[:, 0]
+
+
+def prefix_logits(cfg: ModelConfig, params, prefix_BxW, prefix_len_B):
+    """Next-token logits after each prefix: one teacher-forced model.forward."""
+    return at_prefix_end(model.forward(cfg, params, prefix_BxW), prefix_len_B)
+
+
 def _accept(tokens_BxT, nxt_B, pos_B, active_B, gen_len_B, eos_id: int, max_steps: int, prefix_len_B):
     """Write the argmax at pos_B for active rows; update lengths and done flags."""
     b = tokens_BxT.shape[0]
@@ -128,7 +138,7 @@ def greedy_decode(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, *, max_ste
     # Phase 1: the whole prefix buffer in one pass (pad slots get K/V too; they are masked, then overwritten).
     pos_BxW = jnp.broadcast_to(jnp.arange(w)[None], (b, w))
     logits_BxWxV, cache = cached_forward(cfg, params, tokens_BxT, empty_cache(cfg, b, t), prefix_BxW, pos_BxW)
-    last_BxV = jnp.take_along_axis(logits_BxWxV, (prefix_len_B - 1)[:, None, None], axis=1)[:, 0]
+    last_BxV = at_prefix_end(logits_BxWxV, prefix_len_B)
     nxt_B = jnp.argmax(last_BxV, axis=-1).astype(jnp.int32)
     active_B = jnp.ones((b,), bool)
     tokens_BxT, gen_len_B, done_B = _accept(
@@ -180,8 +190,7 @@ def greedy_decode_recompute(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, 
     out = _extract(tokens_BxT, prefix_len_B, gen_len_B, max_steps), gen_len_B
     if not with_logits:
         return out
-    logits_BxWxV = model.forward(cfg, params, prefix_BxW)  # the reference decoder recomputes; it is not the fast path
-    return out + (jnp.take_along_axis(logits_BxWxV, (prefix_len_B - 1)[:, None, None], axis=1)[:, 0],)
+    return out + (prefix_logits(cfg, params, prefix_BxW, prefix_len_B),)  # a second pass: the reference, not the fast path
 
 
 @functools.lru_cache(maxsize=8)

@@ -377,12 +377,6 @@ def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
 # ---------------------------------------------------------------- device-side batch functions
 
 
-def _last_logits(cfg: ModelConfig, params, prefix_BxW, prefix_len_B):
-    """Next-token logits after each prefix (teacher-forced, one pass)."""
-    logits_BxWxV = model.forward(cfg, params, prefix_BxW)
-    return jnp.take_along_axis(logits_BxWxV, (prefix_len_B - 1)[:, None, None], axis=1)[:, 0]
-
-
 def qf_batch(cfg, params, b, *, aux_K, exact: bool, steps: int, eos: int, decode_fn):
     """Correct counts of one QF batch: restricted, unrestricted, and (optionally) exact match."""
     v = b["valid"]
@@ -392,7 +386,7 @@ def qf_batch(cfg, params, b, *, aux_K, exact: bool, steps: int, eos: int, decode
                                               with_logits=True)
         out["exact_match"] = jnp.sum(v & exact_match_ids(gen_BxM, glen_B, b["target"], b["target_len"]))
     else:
-        last_BxV = _last_logits(cfg, params, b["prefix"], b["prefix_len"])
+        last_BxV = decode.prefix_logits(cfg, params, b["prefix"], b["prefix_len"])
     out["acc"] = jnp.sum(v & (restricted_argmax(last_BxV, aux_K) == b["gold"]))
     out["acc_unrestricted"] = jnp.sum(v & (jnp.argmax(last_BxV, -1) == b["gold"]))
     return out
