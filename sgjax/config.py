@@ -89,6 +89,7 @@ class EvalConfig:
     max_decode_steps: int = 50
     exact_match: bool = True  # QF full-sequence exact match by greedy decoding
     batch_size: int = 512  # rows per member per batch, at most: halved until the program fits memory (docs/metrics.md)
+    width_groups: int = 3  # QF/TI lines sorted by length into at most this many padded widths, a program each
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,7 +232,7 @@ def _parse(raw: str, current, type_str, path: str):
 
 def validate(cfg: Config) -> Config:
     """Refuse configs that cannot work, naming the field."""
-    m, t, d = cfg.model, cfg.train, cfg.data
+    m, t, d, e = cfg.model, cfg.train, cfg.data, cfg.eval
     checks = [
         (cfg.task in TASKS, f"task {cfg.task!r} is not one of {', '.join(TASKS)}"),
         (len(cfg.seeds) > 0, "seeds: at least one seed is needed"),
@@ -254,6 +255,8 @@ def validate(cfg: Config) -> Config:
         (t.matmul_precision in ("highest", "float32", "tensorfloat32", "bfloat16", "default"), "train.matmul_precision must be highest|tensorfloat32|bfloat16|default"),
         (all(s is None or s > 0 for s in (d.train_size, d.val_size, d.gen_size)), "data sizes must be > 0"),
         (d.layout in ("auto",) + LAYOUTS, "data.layout must be auto|rows|packed|unpadded"),
+        (e.batch_size > 0 and e.width_groups > 0 and e.max_decode_steps > 0,
+         "eval.batch_size, width_groups and max_decode_steps must be > 0"),
     ]
     for ok, msg in checks:
         if not ok:

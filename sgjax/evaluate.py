@@ -12,10 +12,13 @@
   teacher-forced pass per sentence. `val_acc` = all closings on val (the code's), `gen_acc` = closings
   ≥ 10 tokens from their opener on the OOD test (the paper's); `val_acc_far`, `gen_acc_all` the others.
 
-Host side, once: lines -> padded index arrays in batches [NB, R, ...]. Device side: jit(vmap over S
-of lax.map over batches) returning per-member sums; the host divides by counts known in advance.
-The program's temporaries grow with S and R (3.4 GB per member at R = 512 for a 6-layer QF model), so
-the first call compiles it ahead of time and halves R until they fit the device's free memory.
+Host side, once: lines -> padded index arrays in groups of batches [NB, R, ...]. QF/TI lines are
+sorted by length and cut into at most `EvalConfig.width_groups` widths (`length_groups`), Dyck
+sentences into power-of-two widths, so a batch pads and decodes only as far as its own lines need.
+Device side: one program per group, jit(vmap over S of lax.map over its batches), returning
+per-member sums; the host adds the groups and divides by counts known in advance. A program's
+temporaries grow with S and R (gigabytes per member at R = 512 for a 6-layer QF model), so the first
+call compiles each group ahead of time and halves its R until they fit the device's free memory.
 The pure scoring functions (`restricted_argmax`, `qf_accuracy`, `tense_correct`, `tense_correct_ids`,
 `dyck_closings`, `dyck_select`, `dyck_accuracy`) are what the compiled program uses, so tests can
 feed them hand-built predictions.
@@ -24,6 +27,7 @@ feed them hand-built predictions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Callable
 
@@ -177,11 +181,11 @@ def dyck_accuracy(pred_ids, gold_ids, distances, min_distance: int = 0) -> float
 
 @dataclasses.dataclass
 class Part:
-    """One batched line set of one split: arrays [NB, R, ...], the kind of computation, and denominators."""
+    """One split's lines for one kind of computation: batched groups, and each metric's denominator."""
 
     split: str  # "val" | "gen"
     kind: str  # "qf" | "ti" | "dyck"
-    arrays: dict[str, np.ndarray]
+    groups: dict[str, dict[str, np.ndarray]]  # group name -> arrays [NB, R, ...]: one compiled program each
     counts: dict[str, int]  # metric name -> denominator
     sample: "TenseSample | None" = None  # TI gen subsampling (D15), rebuilt per evaluation
 
@@ -214,20 +218,67 @@ def _rebatched(b_NBxR: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray
     return _batched({k: a.reshape((-1,) + a.shape[2:])[keep] for k, a in b_NBxR.items()}, rows)
 
 
-def halved(part: Part) -> Part:
+def halved_group(b_NBxR: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The same lines in batches of half as many rows (at least 1)."""
-    def half(b):
-        return _rebatched(b, max(1, b["valid"].shape[1] // 2))
+    return _rebatched(b_NBxR, max(1, b_NBxR["valid"].shape[1] // 2))
 
-    arrays = {w: half(b) for w, b in part.arrays.items()} if part.kind == "dyck" else half(part.arrays)
+
+def halved(part: Part) -> Part:
+    """Every group of the part (and a TI sample's batches) in half as many rows."""
     sample = dataclasses.replace(part.sample, rows=max(1, part.sample.rows // 2)) if part.sample else None
-    return dataclasses.replace(part, arrays=arrays, sample=sample)
+    return dataclasses.replace(part, groups={g: halved_group(b) for g, b in part.groups.items()}, sample=sample)
 
 
 def batch_rows(part: Part) -> int:
     """The most rows in one of the part's batches."""
-    groups = part.arrays.values() if part.kind == "dyck" else [part.arrays]
-    return max(b["valid"].shape[1] for b in groups)
+    return max(b["valid"].shape[1] for b in part.groups.values())
+
+
+def _best_cuts(values_K: np.ndarray, counts_K: np.ndarray, max_groups: int) -> list[int]:
+    """End indices (into the sorted distinct lengths) of at most max_groups runs with the fewest padded positions."""
+    k = len(values_K)
+    cum = np.concatenate([[0], np.cumsum(counts_K)])
+    cost = lambda a, b: int(values_K[b]) * int(cum[b + 1] - cum[a])  # noqa: E731  run a..b padded to values[b]
+    # best[g][b]: (positions, cuts) covering lengths 0..b with g + 1 runs
+    best = [[(cost(0, b), [b]) for b in range(k)]]
+    for _ in range(1, min(max_groups, k)):
+        prev = best[-1]
+        best.append([min(((prev[a][0] + cost(a + 1, b), prev[a][1] + [b]) for a in range(b)), default=prev[b])
+                     for b in range(k)])
+    return min((row[k - 1] for row in best), key=lambda pc: (pc[0], len(pc[1])))[1]
+
+
+def length_groups(len_N: np.ndarray, tie_N: np.ndarray, max_groups: int) -> list[np.ndarray]:
+    """Line indices in at most max_groups runs of `len_N` padded to the fewest positions; each in (len, tie) order."""
+    order = np.lexsort((tie_N, len_N))
+    values_K, counts_K = np.unique(len_N, return_counts=True)
+    ends = np.cumsum(counts_K)
+    cuts = _best_cuts(values_K, counts_K, max(1, max_groups))
+    starts = [0] + [int(ends[c]) for c in cuts[:-1]]
+    return [order[a : int(ends[c])] for a, c in zip(starts, cuts)]
+
+
+LENGTH_OF = {"prefix": "prefix_len", "target": "target_len", "core": "target_len"}  # ragged columns, cut per group
+
+
+def _subset(arrays_N: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows `idx` of every array, ragged ones cut to the longest of those rows (zero padding only)."""
+    out = {k: a[idx] for k, a in arrays_N.items()}
+    for k, n in LENGTH_OF.items():
+        if k in out:
+            out[k] = out[k][:, : max(1, int(out[n].max(initial=1)))]
+    return out
+
+
+def grouped(arrays_N: dict[str, np.ndarray], rows: int, max_groups: int) -> dict[str, dict[str, np.ndarray]]:
+    """QF/TI lines sorted by prefix length into width groups, batched: shorter programs, early-exiting decodes."""
+    if len(arrays_N["valid"]) == 0:
+        return {"w1": _batched(arrays_N, rows)}
+    groups = {}
+    for idx in length_groups(arrays_N["prefix_len"], arrays_N["target_len"], max_groups):
+        g = _subset(arrays_N, idx)
+        groups[f"w{g['prefix'].shape[1]}"] = _batched(g, min(rows, len(idx)))
+    return groups
 
 
 def _host_available() -> int | None:
@@ -301,7 +352,7 @@ def qf_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
               "gold": tgt_NxM[:, 0].copy(), "valid": np.ones(len(prefixes), bool)}
     n = len(prefixes)
     counts = {"acc": n, "acc_unrestricted": n} | ({"exact_match": n} if ecfg.exact_match else {})
-    return Part(name, "qf", _batched(arrays, ecfg.batch_size), counts)
+    return Part(name, "qf", grouped(arrays, ecfg.batch_size, ecfg.width_groups), counts)
 
 
 def ti_arrays(split: Split, vocab: Vocab, tags: dict[str, str]) -> dict[str, np.ndarray]:
@@ -325,14 +376,19 @@ def ti_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig, sample: int
     counts = {"acc": size, "exact_match": size}
     rows = min(ecfg.batch_size, max(1, size))
     if size == n:
-        return Part(name, "ti", _batched(full, rows), counts)
-    ts = TenseSample(full, size, rows)
-    return Part(name, "ti", _batched({k: v[:size] for k, v in full.items()}, rows), counts, ts)
+        return Part(name, "ti", grouped(full, rows, ecfg.width_groups), counts)
+    ts = TenseSample(full, size, rows)  # a fresh sample each evaluation: one group of fixed shape
+    return Part(name, "ti", {"sample": _batched({k: v[:size] for k, v in full.items()}, rows)}, counts, ts)
 
 
 def sample_rows(n: int, size: int, step: int, seed: int = 0) -> np.ndarray:
     """Sorted line indices of the TI subsample at `step`: seeded by (seed, step), so reruns repeat it."""
     return np.sort(np.random.default_rng([seed, step]).choice(n, size=size, replace=False))
+
+
+def by_length(arrays_N: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+    """`idx` in (prefix length, target length) order: a batch's decodes then end together."""
+    return idx[np.lexsort((arrays_N["target_len"][idx], arrays_N["prefix_len"][idx]))]
 
 
 def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
@@ -359,7 +415,7 @@ def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
     for s in per_sent:
         width = max(16, 1 << (len(s[0]) - 1).bit_length())  # power-of-two widths: few compiled shapes
         buckets.setdefault(width, []).append(s)
-    arrays = {}
+    groups = {}
     for width, items in sorted(buckets.items()):
         rows = max(1, min(ecfg.batch_size, ecfg.batch_size * TOKENS_PER_BATCH // width))
         seq, _ = _pad_rows([s[0] for s in items], width)
@@ -370,18 +426,19 @@ def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
             m_all[r, : len(s[2])] = s[2]
             m_far[r, : len(s[3])] = s[3]
         b = _batched({"seq": seq, "gold": gold, "all": m_all, "far": m_far, "valid": np.ones(len(items), bool)}, rows)
-        arrays[f"w{width}"] = b
-    return Part(name, "dyck", arrays, counts)
+        groups[f"w{width}"] = b
+    return Part(name, "dyck", groups, counts)
 
 
 # ---------------------------------------------------------------- device-side batch functions
 
 
-def qf_batch(cfg, params, b, *, aux_K, exact: bool, steps: int, eos: int, decode_fn):
+def qf_batch(cfg, params, b, *, aux_K, exact: bool, max_steps: int, eos: int, decode_fn):
     """Correct counts of one QF batch: restricted, unrestricted, and (optionally) exact match."""
     v = b["valid"]
     out = {}
     if exact:  # the decoder's own pass over the prefixes gives the first-word logits too
+        steps = decode_steps(max_steps, b["target"].shape[-1])  # the group's targets are cut to its longest
         gen_BxM, glen_B, last_BxV = decode_fn(cfg, params, b["prefix"], b["prefix_len"], max_steps=steps, eos_id=eos,
                                               with_logits=True)
         out["exact_match"] = jnp.sum(v & exact_match_ids(gen_BxM, glen_B, b["target"], b["target_len"]))
@@ -392,8 +449,9 @@ def qf_batch(cfg, params, b, *, aux_K, exact: bool, steps: int, eos: int, decode
     return out
 
 
-def ti_batch(cfg, params, b, *, tag_V, dot: int, steps: int, eos: int, decode_fn):
+def ti_batch(cfg, params, b, *, tag_V, dot: int, max_steps: int, eos: int, decode_fn):
     """Correct counts of one TI batch: the paper's main-verb rule and full exact match."""
+    steps = decode_steps(max_steps, b["target"].shape[-1])
     gen_BxM, glen_B = decode_fn(cfg, params, b["prefix"], b["prefix_len"], max_steps=steps, eos_id=eos)
     v = b["valid"]
     ok_B = tense_correct_ids(gen_BxM, glen_B, b["core"], b["core_len"], b["main_verb"], tag_V, dot)
@@ -424,62 +482,86 @@ GEN_NAMES = {"question": ("gen",), "tense": ("gen",), "dyck": ("test", "gen")}
 
 
 class Evaluator:
-    """Callable(params_S, step) -> {key: float64 [S]}; `counts` holds each key's denominator."""
+    """Callable(params_S, step) -> {key: float64 [S]}; `counts` holds each key's denominator.
+
+    Each (split, group) is its own compiled program, run one after another: the peak memory is the
+    largest group's, not the sum, and each group's batches shrink to fit on their own.
+    """
 
     def __init__(self, task: str, parts: list[Part], batch_fns: dict[str, Callable]):
         self.task = task
-        self.parts = [p for p in parts if sum(p.counts.values()) > 0]  # nothing to score: NaN, no compile
+        self.parts = {p.split: p for p in parts if sum(p.counts.values()) > 0}  # nothing to score: NaN, no compile
         self.empty_keys = [KEYS[(p.split, p.kind, c)] for p in parts if sum(p.counts.values()) == 0 for c in p.counts]
         self.counts = {KEYS[(p.split, p.kind, c)]: n for p in parts for c, n in p.counts.items()}
         self.fit: dict | None = None  # what the first call chose: rows per batch, temporaries, free memory
         self.note: str | None = None  # a line for the user when the first call had to shrink the batches
-        self._compiled = None
+        self._compiled: dict | None = None  # (split, group) -> compiled program
 
-        def member(params, data):
-            out = {}
-            for p in self.parts:  # read at trace time: `_compile` may have halved the batches
-                fn = batch_fns[p.kind]
-                groups = data[p.split] if p.kind == "dyck" else {"": data[p.split]}
-                sums = [lax.map(lambda b: fn(params, b), g) for g in groups.values()]
-                out[p.split] = {k: sum(jnp.sum(s[k]) for s in sums) for k in p.counts}
-            return out
+        def group_sums(fn, params, batches):
+            """One member's correct counts over one group's batches."""
+            return {k: jnp.sum(v) for k, v in lax.map(lambda b: fn(params, b), batches).items()}
 
-        self._fn = jax.jit(jax.vmap(member, in_axes=(0, None)))
-        self._put_parts()
+        self._fns = {kind: jax.jit(jax.vmap(functools.partial(group_sums, fn), in_axes=(0, None)))
+                     for kind, fn in batch_fns.items()}
+        self._device = {}
+        for p in self.parts.values():
+            self._put(p)
 
-    def _put_parts(self):
-        self._device = {p.split: jax.device_put(p.arrays) for p in self.parts if p.sample is None}
+    def _put(self, part: Part):
+        """Device copies of a part's fixed groups (a TI sample is put at each call)."""
+        if part.sample is None:
+            self._device |= {(part.split, g): jax.device_put(b) for g, b in part.groups.items()}
 
     def rows(self) -> int:
         """The most rows per member in one batch."""
-        return max((batch_rows(p) for p in self.parts), default=0)
+        return max((batch_rows(p) for p in self.parts.values()), default=0)
 
-    def _compile(self, params_S, step: int):
-        """Compile for params_S, halving the batches until the temporaries fit the free memory."""
+    def _compile(self, params_S, step: int) -> dict:
+        """Compile every group, halving a group's batches until its temporaries fit the free memory."""
         free = free_memory(jax.tree_util.tree_leaves(params_S)[0].sharding.addressable_devices)
-        tried = []
-        while True:
-            compiled = self._fn.lower(params_S, self.data_for(step)).compile()
-            analysis = compiled.memory_analysis()
-            temp = getattr(analysis, "temp_size_in_bytes", None)
-            tried.append((self.rows(), temp))
-            if free is None or temp is None or temp <= MEMORY_FRACTION * free or self.rows() == 1:
-                break
-            self.parts = [halved(p) for p in self.parts]
-            self._put_parts()
-        self.fit = {"rows": self.rows(), "temp_bytes": temp, "free_bytes": free, "tried": tried}
-        if len(tried) > 1:
-            self.note = (f"evaluation: {tried[0][0]} rows per batch need {tried[0][1] / 1e9:.1f} GB, more than "
-                         f"{MEMORY_FRACTION:.0%} of the {free / 1e9:.1f} GB free; using {self.rows()} ({temp / 1e9:.1f} GB)")
+        data = self.data_for(step)
+        compiled, tried = {}, {}
+        for (split, g), batches in data.items():
+            part = self.parts[split]
+            tried[(split, g)] = []
+            while True:
+                program = self._fns[part.kind].lower(params_S, batches).compile()
+                temp = getattr(program.memory_analysis(), "temp_size_in_bytes", None)
+                rows = batches["valid"].shape[1]
+                tried[(split, g)].append((rows, temp))
+                if free is None or temp is None or temp <= MEMORY_FRACTION * free or rows == 1:
+                    break
+                part = self.parts[split] = self._halve(part, g)
+                batches = self.data_for(step)[(split, g)]
+            compiled[(split, g)] = program
+        peak = max(tried.values(), key=lambda t: t[-1][1] or 0)
+        self.fit = {"rows": self.rows(), "temp_bytes": peak[-1][1], "free_bytes": free,
+                    "tried": {f"{s}/{g}": t for (s, g), t in tried.items()}}
+        shrunk = [t for t in tried.values() if len(t) > 1]
+        if shrunk:
+            first = max(shrunk, key=lambda t: t[0][1])
+            self.note = (f"evaluation: {first[0][0]} rows per batch need {first[0][1] / 1e9:.1f} GB, more than "
+                         f"{MEMORY_FRACTION:.0%} of the {free / 1e9:.1f} GB free; using {first[-1][0]} "
+                         f"({first[-1][1] / 1e9:.1f} GB)")
         return compiled
 
+    def _halve(self, part: Part, group: str) -> Part:
+        """`part` with one group's batches (or its TI sample's) in half as many rows, put on the device."""
+        if part.sample is not None:
+            part = halved(part)
+        else:
+            part = dataclasses.replace(part, groups=part.groups | {group: halved_group(part.groups[group])})
+        self._put(part)
+        return part
+
     def data_for(self, step: int) -> dict:
-        """Device arrays of every part; a subsampled TI split draws its lines for this step."""
+        """(split, group) -> device arrays; a subsampled TI split draws its lines for this step."""
         data = dict(self._device)
-        for p in self.parts:
+        for p in self.parts.values():
             if p.sample is not None:
-                idx = sample_rows(len(p.sample.full["valid"]), p.sample.size, step)
-                data[p.split] = jax.device_put(_batched({k: v[idx] for k, v in p.sample.full.items()}, p.sample.rows))
+                full = p.sample.full
+                idx = by_length(full, sample_rows(len(full["valid"]), p.sample.size, step))
+                data[(p.split, "sample")] = jax.device_put(_batched({k: v[idx] for k, v in full.items()}, p.sample.rows))
         return data
 
     def __call__(self, params_S, step: int = 0) -> dict[str, np.ndarray]:
@@ -488,12 +570,13 @@ class Evaluator:
         if self.parts:
             if self._compiled is None:
                 self._compiled = self._compile(params_S, step)
-            sums = jax.device_get(self._compiled(params_S, self.data_for(step)))
+            # dispatched one after another without waiting; fetched together
+            sums = jax.device_get({key: self._compiled[key](params_S, b) for key, b in self.data_for(step).items()})
         out = {}
-        for p in self.parts:
+        for p in self.parts.values():
             for c, n in p.counts.items():
-                key = KEYS[(p.split, p.kind, c)]
-                out[key] = np.asarray(sums[p.split][c], np.float64) / n if n else np.full(s, np.nan)
+                total = sum(np.asarray(v[c], np.float64) for (split, _), v in sums.items() if split == p.split)
+                out[KEYS[(p.split, p.kind, c)]] = total / n if n else np.full(s, np.nan)
         for key in self.empty_keys:
             out[key] = np.full(s, np.nan)
         return out
@@ -532,8 +615,6 @@ def _batch_fns(cfg: ModelConfig, ecfg: EvalConfig, kind: str, vocab: Vocab, part
     if kind == "dyck":
         close_K = jnp.asarray([i for i, w in enumerate(vocab.words) if w.endswith(")")], jnp.int32)
         return {"dyck": lambda p, b: dyck_batch(cfg, p, b, close_K=close_K)}
-    tmax = max((int((p.sample.full if p.sample else p.arrays)["target_len"].max(initial=0)) for p in parts), default=0)
-    steps = decode_steps(ecfg.max_decode_steps, tmax)
     if kind == "qf":
         if not all(a in index for a in AUXILIARIES):
             if any(p.counts["acc"] for p in parts):
@@ -541,8 +622,8 @@ def _batch_fns(cfg: ModelConfig, ecfg: EvalConfig, kind: str, vocab: Vocab, part
             aux_K = jnp.zeros((1,), jnp.int32)
         else:
             aux_K = jnp.asarray([index[a] for a in AUXILIARIES], jnp.int32)
-        return {"qf": lambda p, b: qf_batch(cfg, p, b, aux_K=aux_K, exact=ecfg.exact_match, steps=steps,
+        return {"qf": lambda p, b: qf_batch(cfg, p, b, aux_K=aux_K, exact=ecfg.exact_match, max_steps=ecfg.max_decode_steps,
                                             eos=vocab.eos, decode_fn=decode_fn)}
     tag_V = jnp.asarray(tag_table(vocab, tense_tags()))
     dot = index.get(".", -1)
-    return {"ti": lambda p, b: ti_batch(cfg, p, b, tag_V=tag_V, dot=dot, steps=steps, eos=vocab.eos, decode_fn=decode_fn)}
+    return {"ti": lambda p, b: ti_batch(cfg, p, b, tag_V=tag_V, dot=dot, max_steps=ecfg.max_decode_steps, eos=vocab.eos, decode_fn=decode_fn)}

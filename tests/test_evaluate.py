@@ -1,5 +1,7 @@
 """The paper's metrics on hand-written lines: rule-following predictors, edge cases, the vmapped evaluator."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -401,18 +403,18 @@ def test_no_scorable_lines_gives_nan():
 
 
 def test_batches_halve_until_the_evaluation_fits_memory(monkeypatch):
-    """With little free memory the first call halves the batches down to 1 row; the scores do not change."""
+    """With little free memory the first call halves every group's batches down to 1 row; the scores do not change."""
     vocab = words_vocab(QF_GEN, QF_VAL)
     splits = {"val": encode_lines("question", "val", QF_VAL, vocab), "gen": encode_lines("question", "gen", QF_GEN, vocab)}
     cfg, params = tiny_members(vocab.size)
-    roomy = E.make_evaluator(cfg, EvalConfig(batch_size=4), "question", vocab, splits)
+    roomy = E.make_evaluator(cfg, EvalConfig(batch_size=4, width_groups=1), "question", vocab, splits)
     expected = roomy(params, 0)
-    assert roomy.rows() == 4 and roomy.note is None and len(roomy.fit["tried"]) == 1
+    assert roomy.rows() == 4 and roomy.note is None and all(len(t) == 1 for t in roomy.fit["tried"].values())
     monkeypatch.setattr(E, "free_memory", lambda devices: 1)  # one byte: nothing fits, so down to 1 row
-    tight = E.make_evaluator(cfg, EvalConfig(batch_size=4), "question", vocab, splits)
+    tight = E.make_evaluator(cfg, EvalConfig(batch_size=4, width_groups=1), "question", vocab, splits)
     got = tight(params, 0)
-    assert [rows for rows, _ in tight.fit["tried"]] == [4, 2, 1] and tight.rows() == 1
-    assert "using 1" in tight.note
+    assert [[rows for rows, _ in t] for t in tight.fit["tried"].values()] == [[2, 1], [4, 2, 1]]  # val: 2 quest lines
+    assert tight.rows() == 1 and "using 1" in tight.note
     assert got.keys() == expected.keys()
     for k in expected:
         np.testing.assert_allclose(got[k], expected[k])
@@ -423,10 +425,51 @@ def test_halved_keeps_every_line_once():
     splits = {"val": encode_lines("dyck", "val", DYCK_LINES, DYCK_VOCAB)}
     part = E.dyck_part("val", splits["val"], DYCK_VOCAB, EvalConfig(batch_size=2, dyck_max_prefixes=None))
     half = E.halved(part)
-    assert E.batch_rows(half) == 1 and half.arrays.keys() == part.arrays.keys()
-    for w, b in part.arrays.items():
-        v, hv = b["valid"].reshape(-1), half.arrays[w]["valid"].reshape(-1)
-        np.testing.assert_array_equal(half.arrays[w]["seq"].reshape(-1, b["seq"].shape[-1])[hv], b["seq"].reshape(-1, b["seq"].shape[-1])[v])
+    assert E.batch_rows(half) == 1 and half.groups.keys() == part.groups.keys()
+    for w, b in part.groups.items():
+        v, hv = b["valid"].reshape(-1), half.groups[w]["valid"].reshape(-1)
+        np.testing.assert_array_equal(half.groups[w]["seq"].reshape(-1, b["seq"].shape[-1])[hv], b["seq"].reshape(-1, b["seq"].shape[-1])[v])
     vocab = words_vocab(TI_GEN, TI_VAL)
     ti = E.ti_part("gen", encode_lines("tense", "gen", TI_GEN, vocab), vocab, EvalConfig(batch_size=4), sample=3)
     assert ti.sample.rows == 3 and E.halved(ti).sample.rows == 1 and E.batch_rows(E.halved(ti)) == 1
+
+
+def test_best_cuts_find_the_fewest_padded_positions():
+    """The width groups are the optimum found by trying every split of the sorted lengths."""
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        len_N = rng.integers(3, 20, size=rng.integers(1, 40))
+        values, counts = np.unique(len_N, return_counts=True)
+        for g in (1, 2, 3):
+            cuts = E._best_cuts(values, counts, g)
+            padded = lambda cs: sum(int(values[c]) * int(counts[a:c + 1].sum()) for a, c in zip([0] + [x + 1 for x in cs[:-1]], cs))  # noqa: E731
+            brute = min(padded(list(c) + [len(values) - 1]) for r in range(min(g, len(values)))
+                        for c in itertools.combinations(range(len(values) - 1), r))
+            assert len(cuts) <= g and cuts[-1] == len(values) - 1 and padded(cuts) == brute
+
+
+def test_length_groups_cover_every_line_once_in_length_order():
+    """Each line lands in one group; a group is sorted by (length, tie) and no longer than the next group's shortest."""
+    rng = np.random.default_rng(1)
+    len_N, tie_N = rng.integers(2, 18, size=200), rng.integers(0, 9, size=200)
+    groups = E.length_groups(len_N, tie_N, 3)
+    assert len(groups) == 3 and sorted(np.concatenate(groups).tolist()) == list(range(200))
+    for idx in groups:
+        keys = list(zip(len_N[idx], tie_N[idx]))
+        assert keys == sorted(keys)
+    assert all(len_N[a].max() < len_N[b].min() for a, b in zip(groups, groups[1:]))
+
+
+def test_width_groups_give_the_same_scores():
+    """QF and TI scores do not depend on how the lines are grouped by width or how many rows a batch holds."""
+    for task, gen, val in (("question", QF_GEN, QF_VAL), ("tense", TI_GEN, TI_VAL)):
+        vocab = words_vocab(gen, val)
+        splits = {"val": encode_lines(task, "val", val, vocab), "gen": encode_lines(task, "gen", gen, vocab)}
+        cfg, params = tiny_members(vocab.size)
+        one = E.make_evaluator(cfg, EvalConfig(batch_size=16, width_groups=1), task, vocab, splits)
+        many = E.make_evaluator(cfg, EvalConfig(batch_size=2, width_groups=3), task, vocab, splits)
+        assert all(len(p.groups) == 1 for p in one.parts.values()) and any(len(p.groups) > 1 for p in many.parts.values())
+        a, b = one(params, 0), many(params, 0)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_allclose(b[k], a[k], err_msg=f"{task} {k}")
