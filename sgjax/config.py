@@ -87,7 +87,7 @@ class EvalConfig:
     tense_gen_sample: int | None = None  # None: all gen lines (D15); 2000 = the original's subsample
     dyck_max_prefixes: int | None = 5000  # the original stops after >= 5000 closing prefixes
     max_decode_steps: int = 50
-    exact_match: bool = True  # QF full-sequence exact match by greedy decoding
+    exact_match: bool = True  # QF full-sequence exact match (what greedy decoding would give; an sgjax extra)
     batch_size: int = 512  # rows per member per batch, at most: halved until the program fits memory (docs/metrics.md)
     width_groups: int = 3  # QF/TI lines sorted by length into at most this many padded widths, a program each
 

@@ -1,14 +1,11 @@
 """Batched greedy decoding for the causal LM (SPEC §2.4), jit-friendly and vmappable over a population.
 
     greedy_decode(cfg, params, prefix_BxW, prefix_len_B, *, max_steps, eos_id) -> (gen_BxM, gen_len_B)
-    greedy_decode(..., with_logits=True) -> (gen_BxM, gen_len_B, last_BxV)
 
 `prefix_BxW` holds `[SOS] + prefix tokens`, right-padded with 0 to a fixed width W; `prefix_len_B`
 counts SOS. Generated token i sits at absolute position `prefix_len + i`. Each sequence stops at its
 first EOS (also as the very first token: D16 counts such outputs wrong downstream); the EOS is not
-part of the output. `gen_BxM` (M = max_steps) is 0 beyond `gen_len_B`. With `with_logits`, also the
-next-token logits after each prefix (what picked the first token), so QF's first-word accuracy needs
-no second pass over the prefixes.
+part of the output. `gen_BxM` (M = max_steps) is 0 beyond `gen_len_B`.
 
 Two implementations with the same contract:
 * `greedy_decode` (default): one parallel pass over the prefix fills a per-layer K/V cache, then one
@@ -127,9 +124,8 @@ def _accept(tokens_BxT, nxt_B, pos_B, active_B, gen_len_B, eos_id: int, max_step
     return tokens_BxT, gen_len_B, done_B
 
 
-def greedy_decode(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, *, max_steps: int, eos_id: int,
-                  with_logits: bool = False):
-    """Greedy decoding with a K/V cache: (gen_BxM int32, gen_len_B int32[, last_BxV]); see the module docstring."""
+def greedy_decode(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, *, max_steps: int, eos_id: int):
+    """Greedy decoding with a K/V cache: (gen_BxM int32, gen_len_B int32); see the module docstring."""
     prefix_BxW = jnp.asarray(prefix_BxW, jnp.int32)
     prefix_len_B = jnp.asarray(prefix_len_B, jnp.int32)
     b, w = prefix_BxW.shape
@@ -138,8 +134,7 @@ def greedy_decode(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, *, max_ste
     # Phase 1: the whole prefix buffer in one pass (pad slots get K/V too; they are masked, then overwritten).
     pos_BxW = jnp.broadcast_to(jnp.arange(w)[None], (b, w))
     logits_BxWxV, cache = cached_forward(cfg, params, tokens_BxT, empty_cache(cfg, b, t), prefix_BxW, pos_BxW)
-    last_BxV = at_prefix_end(logits_BxWxV, prefix_len_B)
-    nxt_B = jnp.argmax(last_BxV, axis=-1).astype(jnp.int32)
+    nxt_B = jnp.argmax(at_prefix_end(logits_BxWxV, prefix_len_B), axis=-1).astype(jnp.int32)
     active_B = jnp.ones((b,), bool)
     tokens_BxT, gen_len_B, done_B = _accept(
         tokens_BxT, nxt_B, prefix_len_B, active_B, jnp.zeros((b,), jnp.int32), eos_id, max_steps, prefix_len_B)
@@ -160,12 +155,10 @@ def greedy_decode(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, *, max_ste
         return j + 1, tokens_BxT, cache, gen_len_B, done_B | done_new
 
     _, tokens_BxT, _, gen_len_B, _ = lax.while_loop(cond, body, (jnp.int32(1), tokens_BxT, cache, gen_len_B, done_B))
-    out = _extract(tokens_BxT, prefix_len_B, gen_len_B, max_steps), gen_len_B
-    return out + (last_BxV,) if with_logits else out
+    return _extract(tokens_BxT, prefix_len_B, gen_len_B, max_steps), gen_len_B
 
 
-def greedy_decode_recompute(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, *, max_steps: int, eos_id: int,
-                            with_logits: bool = False):
+def greedy_decode_recompute(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, *, max_steps: int, eos_id: int):
     """Greedy decoding by a full model.forward on a fixed buffer per step (same contract as greedy_decode)."""
     prefix_BxW = jnp.asarray(prefix_BxW, jnp.int32)
     prefix_len_B = jnp.asarray(prefix_len_B, jnp.int32)
@@ -187,10 +180,7 @@ def greedy_decode_recompute(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, 
 
     init = (jnp.int32(0), tokens_BxT, jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool))
     _, tokens_BxT, gen_len_B, _ = lax.while_loop(cond, body, init)
-    out = _extract(tokens_BxT, prefix_len_B, gen_len_B, max_steps), gen_len_B
-    if not with_logits:
-        return out
-    return out + (prefix_logits(cfg, params, prefix_BxW, prefix_len_B),)  # a second pass: the reference, not the fast path
+    return _extract(tokens_BxT, prefix_len_B, gen_len_B, max_steps), gen_len_B
 
 
 @functools.lru_cache(maxsize=8)

@@ -5,7 +5,8 @@
 
 * QF (§4.1, D14): after `<declarative> . quest`, argmax restricted to {does, doesn't, do, don't}
   vs the gold first word (`val_acc`, `gen_acc`); unrestricted argmax (`*_acc_unrestricted`);
-  full-output greedy exact match (`*_exact_match`, EvalConfig.exact_match).
+  full-output exact match (`*_exact_match`, EvalConfig.exact_match): whether greedy decoding would
+  give the target, decided by one teacher-forced pass over the line (`teacher_forced_match`).
 * TI (§4.2, D15, D16): greedy decoding after the marker; right iff the POS sequences match and the
   main verb matches (`val_acc`, `gen_acc`); plus full-output exact match (`*_exact_match`).
 * Dyck (§4.3, D10): at each closing bracket, argmax restricted to the 20 closers, all closings of one
@@ -212,6 +213,11 @@ def _batched(arrays_N: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray
     return out
 
 
+def balanced_rows(n: int, rows: int) -> int:
+    """Rows per batch for n lines: as few batches as `rows` allows, evenly filled, so the last is not mostly padding."""
+    return max(1, -(-n // max(1, -(-n // rows))))
+
+
 def _rebatched(b_NBxR: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
     """[NB, R, ...] -> [NB', rows, ...]: the same valid rows, in batches of `rows`."""
     keep = b_NBxR["valid"].reshape(-1)
@@ -219,8 +225,8 @@ def _rebatched(b_NBxR: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray
 
 
 def halved_group(b_NBxR: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The same lines in batches of half as many rows (at least 1)."""
-    return _rebatched(b_NBxR, max(1, b_NBxR["valid"].shape[1] // 2))
+    """The same lines in batches of (about) half as many rows, at least 1."""
+    return _rebatched(b_NBxR, balanced_rows(int(b_NBxR["valid"].sum()), max(1, b_NBxR["valid"].shape[1] // 2)))
 
 
 def halved(part: Part) -> Part:
@@ -258,7 +264,7 @@ def length_groups(len_N: np.ndarray, tie_N: np.ndarray, max_groups: int) -> list
     return [order[a : int(ends[c])] for a, c in zip(starts, cuts)]
 
 
-LENGTH_OF = {"prefix": "prefix_len", "target": "target_len", "core": "target_len"}  # ragged columns, cut per group
+LENGTH_OF = {"prefix": "prefix_len", "target": "target_len", "core": "target_len", "line": "line_len"}  # ragged columns, cut per group
 
 
 def _subset(arrays_N: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -271,13 +277,12 @@ def _subset(arrays_N: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.nd
 
 
 def grouped(arrays_N: dict[str, np.ndarray], rows: int, max_groups: int) -> dict[str, dict[str, np.ndarray]]:
-    """QF/TI lines sorted by prefix length into width groups, batched: shorter programs, early-exiting decodes."""
+    """QF/TI lines sorted by prefix length into groups named by their longest prefix, batched, ragged arrays cut."""
     if len(arrays_N["valid"]) == 0:
-        return {"w1": _batched(arrays_N, rows)}
+        return {"p1": _batched(arrays_N, rows)}
     groups = {}
     for idx in length_groups(arrays_N["prefix_len"], arrays_N["target_len"], max_groups):
-        g = _subset(arrays_N, idx)
-        groups[f"w{g['prefix'].shape[1]}"] = _batched(g, min(rows, len(idx)))
+        groups[f"p{int(arrays_N['prefix_len'][idx].max())}"] = _batched(_subset(arrays_N, idx), balanced_rows(len(idx), rows))
     return groups
 
 
@@ -344,12 +349,15 @@ def decode_steps(max_decode_steps: int, max_target_len: int) -> int:
 
 
 def qf_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
-    """QF quest lines: prefix `[SOS] … . quest`, gold first word, full target for exact match."""
+    """QF quest lines: prefix `[SOS] … . quest` and gold first word; for exact match the whole line and EOS."""
     prefixes, targets, _ = _prefix_target(split, vocab, (QF_MARKER,), lambda ws: QF_MARKER in ws)
-    prefix_NxW, plen_N = _pad_rows(prefixes)
     tgt_NxM, tlen_N = _pad_rows(targets)
-    arrays = {"prefix": prefix_NxW, "prefix_len": plen_N, "target": tgt_NxM, "target_len": tlen_N,
+    arrays = {"prefix_len": np.array([len(p) for p in prefixes], np.int32), "target_len": tlen_N,
               "gold": tgt_NxM[:, 0].copy(), "valid": np.ones(len(prefixes), bool)}
+    if ecfg.exact_match:  # one teacher-forced pass over the line scores everything (teacher_forced_match)
+        arrays["line"], arrays["line_len"] = _pad_rows([p + t + [vocab.eos] for p, t in zip(prefixes, targets)])
+    else:
+        arrays["prefix"] = _pad_rows(prefixes)[0]
     n = len(prefixes)
     counts = {"acc": n, "acc_unrestricted": n} | ({"exact_match": n} if ecfg.exact_match else {})
     return Part(name, "qf", grouped(arrays, ecfg.batch_size, ecfg.width_groups), counts)
@@ -417,7 +425,7 @@ def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
         buckets.setdefault(width, []).append(s)
     groups = {}
     for width, items in sorted(buckets.items()):
-        rows = max(1, min(ecfg.batch_size, ecfg.batch_size * TOKENS_PER_BATCH // width))
+        rows = balanced_rows(len(items), max(1, min(ecfg.batch_size, ecfg.batch_size * TOKENS_PER_BATCH // width)))
         seq, _ = _pad_rows([s[0] for s in items], width)
         gold, _ = _pad_rows([s[1] for s in items], width)
         m_all = np.zeros((len(items), width), bool)
@@ -433,15 +441,27 @@ def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
 # ---------------------------------------------------------------- device-side batch functions
 
 
-def qf_batch(cfg, params, b, *, aux_K, exact: bool, max_steps: int, eos: int, decode_fn):
+def teacher_forced_match(pred_BxT, line_BxT, prefix_len_B, line_len_B):
+    """Whether greedy decoding after each prefix would give exactly the rest of the line (target, then EOS).
+
+    Greedy decoding reproduces the target iff the argmax after every gold prefix of it is its next
+    token, EOS last: so exact match needs the argmaxes `pred_BxT` of one teacher-forced pass over
+    the whole line, not a token-by-token decode (docs/metrics.md).
+    """
+    t_T = jnp.arange(line_BxT.shape[1] - 1)
+    scored_BxT = (t_T[None] >= prefix_len_B[:, None] - 1) & (t_T[None] < line_len_B[:, None] - 1)
+    return jnp.all(~scored_BxT | (pred_BxT[:, :-1] == line_BxT[:, 1:]), axis=1)
+
+
+def qf_batch(cfg, params, b, *, aux_K, exact: bool):
     """Correct counts of one QF batch: restricted, unrestricted, and (optionally) exact match."""
     v = b["valid"]
     out = {}
-    if exact:  # the decoder's own pass over the prefixes gives the first-word logits too
-        steps = decode_steps(max_steps, b["target"].shape[-1])  # the group's targets are cut to its longest
-        gen_BxM, glen_B, last_BxV = decode_fn(cfg, params, b["prefix"], b["prefix_len"], max_steps=steps, eos_id=eos,
-                                              with_logits=True)
-        out["exact_match"] = jnp.sum(v & exact_match_ids(gen_BxM, glen_B, b["target"], b["target_len"]))
+    if exact:  # one pass over the whole lines: the first word's logits and every later argmax
+        logits_BxTxV = model.forward(cfg, params, b["line"])
+        last_BxV = decode.at_prefix_end(logits_BxTxV, b["prefix_len"])
+        match_B = teacher_forced_match(jnp.argmax(logits_BxTxV, -1), b["line"], b["prefix_len"], b["line_len"])
+        out["exact_match"] = jnp.sum(v & match_B)
     else:
         last_BxV = decode.prefix_logits(cfg, params, b["prefix"], b["prefix_len"])
     out["acc"] = jnp.sum(v & (restricted_argmax(last_BxV, aux_K) == b["gold"]))
@@ -586,7 +606,7 @@ def make_evaluator(model_cfg: ModelConfig, eval_cfg: EvalConfig, task: str, voca
                    splits: dict[str, Split], *, decode_fn: Callable = decode.greedy_decode) -> Evaluator:
     """Precompute every index array for `splits` ("val" plus "gen", or "test" for Dyck) and compile lazily.
 
-    `decode_fn` has `decode.greedy_decode`'s contract; QF with exact match calls it with `with_logits=True`.
+    `decode_fn` (`decode.greedy_decode`'s contract) decodes TI; QF's exact match needs no decoding.
     """
     if task not in TASK_KIND:
         raise UserError(f"unknown task {task!r}; choose one of {', '.join(TASK_KIND)}")
@@ -622,8 +642,7 @@ def _batch_fns(cfg: ModelConfig, ecfg: EvalConfig, kind: str, vocab: Vocab, part
             aux_K = jnp.zeros((1,), jnp.int32)
         else:
             aux_K = jnp.asarray([index[a] for a in AUXILIARIES], jnp.int32)
-        return {"qf": lambda p, b: qf_batch(cfg, p, b, aux_K=aux_K, exact=ecfg.exact_match, max_steps=ecfg.max_decode_steps,
-                                            eos=vocab.eos, decode_fn=decode_fn)}
+        return {"qf": lambda p, b: qf_batch(cfg, p, b, aux_K=aux_K, exact=ecfg.exact_match)}
     tag_V = jnp.asarray(tag_table(vocab, tense_tags()))
     dot = index.get(".", -1)
     return {"ti": lambda p, b: ti_batch(cfg, p, b, tag_V=tag_V, dot=dot, max_steps=ecfg.max_decode_steps, eos=vocab.eos, decode_fn=decode_fn)}

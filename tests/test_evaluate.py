@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sgjax import evaluate as E
-from sgjax import model
+from sgjax import decode, model
 from sgjax.decode import jit_forward as forward  # cached jitted model.forward
 from sgjax.config import EvalConfig, ModelConfig
 from sgjax.data import grammar as G
@@ -285,7 +285,7 @@ def test_qf_evaluator_vmapped_equals_alone():
     assert ev.counts["val_acc"] == 2 and ev.counts["gen_acc"] == 4  # quest lines only
     both = ev(params, 0)
     assert set(both) == {"val_acc", "gen_acc", "val_acc_unrestricted", "gen_acc_unrestricted", "val_exact_match", "gen_exact_match"}
-    # Without exact match the first-word logits come from model.forward instead of the decoder's prefix pass.
+    # Without exact match the first-word logits come from a pass over the prefixes, not over the whole lines.
     no_decode = E.make_evaluator(cfg, EvalConfig(batch_size=3, exact_match=False), "question", vocab, splits)(params, 0)
     assert set(no_decode) == set(both) - {"val_exact_match", "gen_exact_match"}
     for k in no_decode:
@@ -305,6 +305,41 @@ def test_qf_evaluator_vmapped_equals_alone():
             preds.append(int(E.restricted_argmax(logits, aux_K)))
             gold.append(vocab.index[words[q + 1]])
         assert both["gen_acc"][i] == pytest.approx(np.mean(np.array(preds) == gold))
+
+
+def test_teacher_forced_match_equals_greedy_decoding():
+    """Exact match from one teacher-forced pass equals greedy decoding's, on candidate targets: the model's own
+    output (a match) and that output with a token changed, its last token dropped, or a token added."""
+    cfg = ModelConfig(vocab_size=12, n_layers=2, d_model=32, n_heads=2, d_ff=64, dropout=0.0)
+    eos, sos, steps = 3, 11, 10  # a word id as EOS, so that decodes stop at different steps
+    rng = np.random.default_rng(0)
+    lens = rng.integers(1, 8, size=24).astype(np.int32)
+    pre = np.zeros((24, 7), np.int32)
+    for i, n in enumerate(lens):
+        pre[i, 0], pre[i, 1:n] = sos, rng.integers(1, 11, n - 1)
+    agree = []
+    for key in range(4):
+        params = model.init_params(cfg, jax.random.PRNGKey(key))
+        params = {**params, "out_b": params["out_b"].at[eos].add(0.3 * key)}  # more and earlier stops
+        gen, glen = map(np.asarray, jax.jit(lambda p: decode.greedy_decode(cfg, p, pre, lens, max_steps=steps, eos_id=eos))(params))
+        other = lambda t: 1 + t % 10 if 1 + t % 10 != eos else 5  # noqa: E731  a word id other than t and EOS
+        cands, rows = [], []
+        for i in range(len(lens)):
+            own = gen[i, : glen[i]].tolist()
+            if glen[i] > steps - 2:  # no EOS within the steps: the decoder's cap, which the evaluator never reaches
+                continue
+            edits = [own, own + [other(own[-1] if own else 1)]]
+            edits += [own[:-1], own[:-1] + [other(own[-1])]] if own else []
+            cands += edits
+            rows += [i] * len(edits)
+        line, line_len = E._pad_rows([pre[i, : lens[i]].tolist() + c + [eos] for i, c in zip(rows, cands)])
+        pred = jnp.argmax(decode.jit_forward(cfg)(params, jnp.asarray(line)), -1)
+        tf = np.asarray(E.teacher_forced_match(pred, jnp.asarray(line), jnp.asarray(lens[rows]), jnp.asarray(line_len)))
+        tgt, tlen = E._pad_rows(cands)
+        greedy = np.asarray(E.exact_match_ids(jnp.asarray(gen[rows]), jnp.asarray(glen[rows]), jnp.asarray(tgt), jnp.asarray(tlen)))
+        np.testing.assert_array_equal(tf, greedy)
+        agree += tf.tolist()
+    assert 20 <= sum(agree) <= len(agree) - 20  # both verdicts are well represented
 
 
 def oracle_decoder(prefixes: list[list[int]], outputs: list[list[int]]):
@@ -473,3 +508,12 @@ def test_width_groups_give_the_same_scores():
         assert a.keys() == b.keys()
         for k in a:
             np.testing.assert_allclose(b[k], a[k], err_msg=f"{task} {k}")
+
+
+def test_balanced_rows_keep_the_batch_count_and_fill_the_last_batch():
+    """As many batches as `rows` per batch would need, no more rows each, and less than one row of padding per batch."""
+    for n in range(1, 600, 7):
+        for rows in (1, 2, 3, 64, 256, 512):
+            r = E.balanced_rows(n, rows)
+            nb = -(-n // r)
+            assert r <= rows and nb == -(-n // rows) and nb * r - n < nb
