@@ -18,7 +18,8 @@
 #   run     the real thing: QF 6 layers, 10 seeds, paper preset, 300k steps with its evaluations,
 #           stopped (SIGTERM, state saved) after RUN_SECONDS; rerun the phase to resume it. RUN_ARGS
 #           adds train options, e.g. RUN_ARGS="--set eval.exact_match=false" for the original's
-#           evaluation alone (no decoding; its own run directory, run_qf_l6_args)
+#           evaluation alone (first-word accuracies: a pass over the prefixes only; its own run
+#           directory, run_qf_l6_args)
 #
 # A session has 30 minutes of device time: check + peer, scale and precision fit; depths and run
 # are next session's (each phase's files come back as it ends, so nothing is lost in between).
