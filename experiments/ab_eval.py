@@ -24,6 +24,22 @@ import time
 from pathlib import Path
 
 
+def readable_config(run_dir):
+    """The run's Config, without fields this sgjax does not know (a run written by a newer tree)."""
+    import dataclasses
+
+    from sgjax import config
+
+    d = json.loads((Path(run_dir) / "config.json").read_text())
+    base = config.Config()
+    for name, value in list(d.items()):
+        if name not in config.Config.__dataclass_fields__:
+            del d[name]
+        elif isinstance(value, dict):
+            d[name] = {k: v for k, v in value.items() if k in {f.name for f in dataclasses.fields(getattr(base, name))}}
+    return config.from_dict(d)
+
+
 def child(args) -> dict:
     """Time one arm in this process (sgjax comes from PYTHONPATH)."""
     import jax
@@ -33,8 +49,7 @@ def child(args) -> dict:
     import sgjax
     from sgjax import checkpoint, config, data, evaluate, loop
 
-    cfg = checkpoint.load_config(args.run)
-    cfg = config.override(cfg, [o for o in args.overrides.split(",") if o])
+    cfg = config.override(readable_config(args.run), [o for o in args.overrides.split(",") if o])
     step = args.step if args.step is not None else checkpoint.list_steps(args.run)[-1]
     _, params = checkpoint.load_params(args.run, step)
     params_S = jax.tree_util.tree_map(lambda a: jnp.repeat(jnp.asarray(a)[:1], args.members, axis=0), params)
@@ -86,9 +101,11 @@ def main() -> int:
     for r in range(args.rounds):
         for name, tree, overrides in arms:
             env = dict(os.environ, PYTHONPATH=tree)
-            out = subprocess.run([sys.executable, __file__, "--child", "--overrides", overrides, *common],
-                                 env=env, check=True, capture_output=True, text=True).stdout
-            res = json.loads(out.strip().splitlines()[-1])
+            proc = subprocess.run([sys.executable, __file__, "--child", "--overrides", overrides, *common],
+                                  env=env, capture_output=True, text=True)
+            if proc.returncode:
+                sys.exit(f"arm {name} failed:\n{proc.stderr[-3000:]}")
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
             results[name].append(res)
             print(f"round {r + 1} {name}: first {res['first_s']:.1f} s, calls "
                   f"{', '.join(f'{t:.1f}' for t in res['call_s'])} s, {res['rows']} rows", flush=True)
