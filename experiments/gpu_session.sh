@@ -96,7 +96,9 @@ phase_depths() {
   for task in tense dyck; do
     bench "depth_${task}_l$DEPTH" --task "$task" --depth "$DEPTH" --seeds "${SIZES##*,}" --steps "$STEPS" --chunk "$CHUNK" --peer none $EVAL
   done
+  shopt -s nullglob  # the peer phase's S = 10 rate when it has run (here or in an earlier session)
   local files=("$RESULTS"/peer_qf_*highest.json "$RESULTS"/depth_*.json)
+  shopt -u nullglob
   $SGJAX bench --project "${files[@]}" | tee "$RESULTS/projection.md"
 }
 
