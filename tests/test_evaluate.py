@@ -398,6 +398,10 @@ def test_ti_gen_subsample_is_fresh_and_seeded():
     assert ev.counts["gen_acc"] == 3 and ev.counts["val_acc"] == 2
     seen = {float(ev({"w": jnp.zeros((1, 1))}, step)["gen_acc"][0]) for step in range(0, 30000, 3000)}
     assert len(seen) > 1  # the subset (and so the score) changes between evaluations
+    for step in range(0, 30000, 3000):  # the drawn lines come in (prefix, target) length order
+        sample = ev.data_for(step)[("gen", "sample")]
+        keys = [(int(p), int(t)) for p, t, v in zip(sample["prefix_len"].ravel(), sample["target_len"].ravel(), sample["valid"].ravel()) if v]
+        assert len(keys) == 3 and keys == sorted(keys)
 
 
 def test_dyck_evaluator_counts_and_vmap():
