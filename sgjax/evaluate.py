@@ -523,25 +523,29 @@ class Evaluator:
 
         self._fns = {kind: jax.jit(jax.vmap(functools.partial(group_sums, fn), in_axes=(0, None)))
                      for kind, fn in batch_fns.items()}
-        self._device = {}
+        self._device = {}  # (split, group) -> device copies of the fixed groups (a TI sample is put at each call)
         for p in self.parts.values():
-            self._put(p)
+            if p.sample is None:
+                for g in p.groups:
+                    self._put(p, g)
 
-    def _put(self, part: Part):
-        """Device copies of a part's fixed groups (a TI sample is put at each call)."""
-        if part.sample is None:
-            self._device |= {(part.split, g): jax.device_put(b) for g, b in part.groups.items()}
+    def _put(self, part: Part, group: str):
+        """Put one fixed group's batches on the device."""
+        self._device[(part.split, group)] = jax.device_put(part.groups[group])
 
     def rows(self) -> int:
         """The most rows per member in one batch."""
         return max((batch_rows(p) for p in self.parts.values()), default=0)
 
-    def _compile(self, params_S, step: int) -> dict:
-        """Compile every group, halving a group's batches until its temporaries fit the free memory."""
+    def _compile(self, params_S, step: int) -> tuple[dict, dict]:
+        """Compile every group, halving a group's batches until its temporaries fit the free memory.
+
+        Returns the programs and the data of `step` they were compiled for (so the first call uses it).
+        """
         free = free_memory(jax.tree_util.tree_leaves(params_S)[0].sharding.addressable_devices)
         data = self.data_for(step)
         compiled, tried = {}, {}
-        for (split, g), batches in data.items():
+        for (split, g), batches in list(data.items()):
             part = self.parts[split]
             tried[(split, g)] = []
             while True:
@@ -552,7 +556,7 @@ class Evaluator:
                 if free is None or temp is None or temp <= MEMORY_FRACTION * free or rows == 1:
                     break
                 part = self.parts[split] = self._halve(part, g)
-                batches = self.data_for(step)[(split, g)]
+                batches = data[(split, g)] = self._sample(part, step) if part.sample else self._device[(split, g)]
             compiled[(split, g)] = program
         peak = max(tried.values(), key=lambda t: t[-1][1] or 0)
         self.fit = {"rows": self.rows(), "temp_bytes": peak[-1][1], "free_bytes": free,
@@ -563,35 +567,37 @@ class Evaluator:
             self.note = (f"evaluation: {first[0][0]} rows per batch need {first[0][1] / 1e9:.1f} GB, more than "
                          f"{MEMORY_FRACTION:.0%} of the {free / 1e9:.1f} GB free; using {first[-1][0]} "
                          f"({first[-1][1] / 1e9:.1f} GB)")
-        return compiled
+        return compiled, data
 
     def _halve(self, part: Part, group: str) -> Part:
         """`part` with one group's batches (or its TI sample's) in half as many rows, put on the device."""
         if part.sample is not None:
-            part = halved(part)
-        else:
-            part = dataclasses.replace(part, groups=part.groups | {group: halved_group(part.groups[group])})
-        self._put(part)
+            return halved(part)
+        part = dataclasses.replace(part, groups=part.groups | {group: halved_group(part.groups[group])})
+        self._put(part, group)
         return part
+
+    @staticmethod
+    def _sample(part: Part, step: int) -> dict:
+        """A subsampled TI split's lines for `step`, batched in length order and put on the device."""
+        full = part.sample.full
+        idx = by_length(full, sample_rows(len(full["valid"]), part.sample.size, step))
+        return jax.device_put(_batched({k: v[idx] for k, v in full.items()}, part.sample.rows))
 
     def data_for(self, step: int) -> dict:
         """(split, group) -> device arrays; a subsampled TI split draws its lines for this step."""
-        data = dict(self._device)
-        for p in self.parts.values():
-            if p.sample is not None:
-                full = p.sample.full
-                idx = by_length(full, sample_rows(len(full["valid"]), p.sample.size, step))
-                data[(p.split, "sample")] = jax.device_put(_batched({k: v[idx] for k, v in full.items()}, p.sample.rows))
-        return data
+        return self._device | {(p.split, "sample"): self._sample(p, step) for p in self.parts.values() if p.sample}
 
     def __call__(self, params_S, step: int = 0) -> dict[str, np.ndarray]:
         s = jax.tree_util.tree_leaves(params_S)[0].shape[0]
         sums = {}
         if self.parts:
             if self._compiled is None:
-                self._compiled = self._compile(params_S, step)
+                self._compiled, data = self._compile(params_S, step)
+            else:
+                data = self.data_for(step)
             # dispatched one after another without waiting; fetched together
-            sums = jax.device_get({key: self._compiled[key](params_S, b) for key, b in self.data_for(step).items()})
+            sums = jax.device_get({key: self._compiled[key](params_S, b) for key, b in data.items()})
         out = {}
         for p in self.parts.values():
             for c, n in p.counts.items():

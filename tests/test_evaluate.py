@@ -459,6 +459,27 @@ def test_batches_halve_until_the_evaluation_fits_memory(monkeypatch):
         np.testing.assert_allclose(got[k], expected[k])
 
 
+def test_a_sampled_ti_split_halves_and_keeps_its_draws(monkeypatch):
+    """Under tight memory a TI sample's batches halve; every call still scores the lines drawn for its step."""
+    vocab = words_vocab(TI_GEN, TI_VAL)
+    splits = {"val": encode_lines("tense", "val", TI_VAL, vocab), "gen": encode_lines("tense", "gen", TI_GEN, vocab)}
+    prefixes = [[vocab.sos] + vocab.encode(input_output(l)[0]) for l in TI_GEN + TI_VAL]
+    outs = [vocab.encode(input_output(l)[1]) if i % 2 else [] for i, l in enumerate(TI_GEN + TI_VAL)]
+    make = lambda: E.make_evaluator(ModelConfig(vocab_size=vocab.size), EvalConfig(batch_size=4, tense_gen_sample=3),  # noqa: E731
+                                    "tense", vocab, splits, decode_fn=oracle_decoder(prefixes, outs))
+    params = {"w": jnp.zeros((1, 1))}
+    roomy = make()
+    expected = [roomy(params, step) for step in (0, 3000, 6000)]
+    monkeypatch.setattr(E, "free_memory", lambda devices: 1)
+    tight = make()
+    got = [tight(params, step) for step in (0, 3000, 6000)]
+    assert [rows for rows, _ in tight.fit["tried"]["gen/sample"]] == [3, 1] and tight.rows() == 1
+    assert tight.data_for(0)[("gen", "sample")]["valid"].shape[1] == 1
+    for e, g in zip(expected, got):
+        assert e.keys() == g.keys() and all(np.array_equal(e[k], g[k]) for k in e)
+    assert len({float(g["gen_acc"][0]) for g in got}) > 1  # the draws differ between steps, and so do the scores
+
+
 def test_halved_keeps_every_line_once():
     """halved() re-batches the valid rows of each Dyck width group and a sampled TI part, at least 1 row each."""
     splits = {"val": encode_lines("dyck", "val", DYCK_LINES, DYCK_VOCAB)}
