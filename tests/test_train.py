@@ -104,16 +104,16 @@ def test_regather_gradient_is_the_gather_transpose():
 def test_data_layouts_train_alike(toy_corpus):
     """data.layout=auto trains QF/TI unpadded; rows, packed and unpadded take the same steps (dropout off)."""
     vocab, split = toy_corpus
-    cfg = C.override(tiny_config(lr=1e-4), ["model.dropout=0.0"])
+    cfg = C.override(tiny_config(lr=1e-3), ["model.dropout=0.0"])  # at lr 1 the runs diverged and parted by chaos, not layout
     loss = {}
     for layout in ("auto", "rows", "packed"):
         c = C.override(cfg, [f"data.layout={layout}"])
         data = loop.make_train_data(c, split, vocab)
         assert data.layout == ("unpadded" if layout == "auto" else layout)
-        _, m = _run_steps(c, data, c.seeds, (1.0, 1.0), 10, 6, train.init_population(c))
+        _, m = _run_steps(c, data, c.seeds, c.member_lrs, 10, 6, train.init_population(c))
         loss[layout] = np.asarray(m["loss"])
     for layout in ("auto", "packed"):  # step k's loss sees updates 1..k-1
-        np.testing.assert_allclose(loss[layout], loss["rows"], rtol=2e-4, err_msg=layout)
+        np.testing.assert_allclose(loss[layout], loss["rows"], rtol=1e-5, err_msg=layout)
     with pytest.raises(C.ConfigError, match="data.layout"):
         C.validate(C.override(cfg, ["data.layout=sorted"]))
 
