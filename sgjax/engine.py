@@ -141,13 +141,13 @@ def replicate(tree, mesh: Mesh):
     return jax.tree_util.tree_map(lambda x: _place(x, sharding), tree)
 
 
-def to_host(x):
-    """A (possibly multi-host sharded) array as one numpy array on this host."""
+def to_host(tree):
+    """(Possibly multi-host sharded) arrays as whole numpy arrays on this host: one gather for the tree."""
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(jax.device_get(x))
+        return jax.tree_util.tree_map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+    return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
 
 
 def next_boundary(step: int, total: int, tc: TrainConfig) -> int:

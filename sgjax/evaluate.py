@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from sgjax import decode, model
+from sgjax import decode, engine, model
 from sgjax.config import EvalConfig, ModelConfig
 from sgjax.data.split import Split, line_words
 from sgjax.data.vocab import Vocab
@@ -596,8 +596,8 @@ class Evaluator:
                 self._compiled, data = self._compile(params_S, step)
             else:
                 data = self.data_for(step)
-            # dispatched one after another without waiting; fetched together
-            sums = jax.device_get({key: self._compiled[key](params_S, b) for key, b in data.items()})
+            # dispatched one after another without waiting; fetched together (gathered from every host)
+            sums = engine.to_host({key: self._compiled[key](params_S, b) for key, b in data.items()})
         out = {}
         for p in self.parts.values():
             for c, n in p.counts.items():

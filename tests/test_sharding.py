@@ -1,5 +1,6 @@
-"""The seed axis sharded over fake CPU devices and over two processes: same results as one device."""
+"""The seed axis sharded over fake CPU devices and over two processes: same weights and scores as one device."""
 
+import json
 import os
 import socket
 import subprocess
@@ -28,6 +29,12 @@ def _params(run_dir, step=20):
     return jax.tree_util.tree_leaves(checkpoint.load_params(run_dir, step)[1])
 
 
+def _scores(run_dir) -> list:
+    """Every evaluation record of the run: (step, seed, {metric: value})."""
+    records = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["seed"], {k: v for k, v in r.items() if k.startswith(("val_", "gen_"))}) for r in records if "val_acc" in r]
+
+
 def test_sharded_equals_unsharded_and_checkpoints_move(tmp_path):
     _run(tmp_path / "one", "--devices", 1)
     _run(tmp_path / "four", "--devices", 4)
@@ -37,6 +44,9 @@ def test_sharded_equals_unsharded_and_checkpoints_move(tmp_path):
     for a, b, c in zip(_params(tmp_path / "one"), _params(tmp_path / "four"), _params(tmp_path / "moved")):
         np.testing.assert_allclose(a, b, atol=1e-5)
         np.testing.assert_allclose(a, c, atol=1e-5)
+    scores = _scores(tmp_path / "one")
+    assert len(scores) == 2 * 4 and len({json.dumps(s) for _, _, s in scores}) > 1  # members score differently
+    assert _scores(tmp_path / "four") == scores == _scores(tmp_path / "moved")
 
 
 def _free_port() -> int:
@@ -63,3 +73,4 @@ def test_two_processes_equal_one(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-5)
     lines = (tmp_path / "multi" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 4 * 4  # 4 log steps x 4 seeds, written once (by process 0)
+    assert _scores(tmp_path / "multi") == _scores(tmp_path / "single")  # each host's members scored and gathered
