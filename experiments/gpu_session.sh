@@ -13,8 +13,9 @@
 #   precision  is TF32 faithful? QF 6 layers, 10 seeds, paper preset, trained fp32 then TF32 for
 #           FID_SECONDS each (up to FID_STEPS, evaluated every FID_EVAL), then `sgjax compare`
 #           of their loss and accuracy curves, seed by seed; the rates give both precisions' speed
-#   depths  QF depths 2, 4, 8, 10 and TI / Dyck at depth 6, S = 10, with evaluation; then the
-#           paper sweep's projection (sgjax bench --project) from everything measured so far
+#   depths  QF depths 2, 4, 8, 10 and TI / Dyck at depth 6, S = 10, with evaluation, and depth 10 with
+#           the layers scanned (model.scan_layers); then the paper sweep's projection (sgjax bench
+#           --project) from everything measured so far
 #   run     the real thing: QF 6 layers, 10 seeds, paper preset, 300k steps with its evaluations,
 #           stopped (SIGTERM, state saved) after RUN_SECONDS; rerun the phase to resume it. RUN_ARGS
 #           adds train options, e.g. RUN_ARGS="--set eval.exact_match=false" for the original's
@@ -93,6 +94,10 @@ phase_depths() {
   for L in $DEPTHS; do
     bench "depth_qf_l$L" --task question --depth "$L" --seeds "${SIZES##*,}" --steps "$STEPS" --chunk "$CHUNK" --peer none $EVAL
   done
+  # lever: layers as nn.scan (compile time flat in depth) at the deepest depth, against the loop just measured
+  local deepest=${DEPTHS##* }
+  bench "scan_qf_l$deepest" --task question --depth "$deepest" --seeds "${SIZES##*,}" --steps "$STEPS" --chunk "$CHUNK" \
+    --peer none --set model.scan_layers=true
   for task in tense dyck; do
     bench "depth_${task}_l$DEPTH" --task "$task" --depth "$DEPTH" --seeds "${SIZES##*,}" --steps "$STEPS" --chunk "$CHUNK" --peer none $EVAL
   done
