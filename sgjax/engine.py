@@ -111,7 +111,7 @@ def make_chunk(cfg: Config, layout: str, width: int | tuple[int, int]) -> Callab
 
 def host_params(params_S) -> dict:
     """The population's parameters as host numpy, layers stacked ([S, L, ...]): the checkpoint form."""
-    return model.stack_layers(jax.tree_util.tree_map(to_host, params_S), axis=1)
+    return model.stack_layers(to_host(params_S), axis=1)
 
 
 def seed_mesh(population: int, devices=None) -> Mesh:

@@ -262,7 +262,8 @@ def run(
                 is_eval = evaluator is not None and (step % tc.eval_every == 0 or step == tc.steps)
                 is_ckpt = step % tc.ckpt_every == 0 or step == tc.steps
                 if is_log or is_eval:
-                    train_m = {k: np.concatenate([engine.to_host(x[k]) for x in pending], axis=1) for k in pending[0]}
+                    host = engine.to_host(pending)  # one gather for every chunk's metrics
+                    train_m = {k: np.concatenate([m[k] for m in host], axis=1) for k in host[0]}
                     pending = []
                     eval_m = evaluator(state["params"], step) if is_eval else None
                     if getattr(evaluator, "note", None):  # said once: the batches shrank to fit memory
