@@ -38,8 +38,10 @@ def write_manifest(sweep_dir: Path, manifest: dict, override: bool) -> None:
         old = json.loads(path.read_text())
         if {k: old.get(k) for k in manifest} != manifest:
             raise UserError(f"{sweep_dir} holds a different sweep ({old}); use another --out, or --override")
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2))
+    if jax.process_index() == 0:  # several hosts: one writes, whole (the others may be reading it)
+        from sgjax.data.formats import atomic_write_bytes
+
+        atomic_write_bytes(path, json.dumps(manifest, indent=2).encode())
 
 
 def device_groups(n_groups: int, devices=None) -> list[list]:
@@ -73,37 +75,53 @@ def run_sweep(
     override: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Train every (task, depth), probe its checkpoints, summarize it, and write the report."""
-    from sgjax import summarize
+    """Train every (task, depth), probe its checkpoints, summarize it, and write the report.
 
+    On one host each task is probed and summarized as soon as its depths are trained. On several
+    hosts every process trains (the population spans them all), and then process 0 alone probes,
+    summarizes and reports, so the other processes never wait on it inside a collective.
+    """
     sweep_dir = Path(out)
     first = next(iter(configs.values()))
     manifest = {"tasks": list(tasks), "depths": list(depths), "seeds": list(first.seeds), "preset": first.preset}
     write_manifest(sweep_dir, manifest, override)
+    one_host = jax.process_count() == 1
     for task in tasks:
-        runs = [(d, configs[(task, d)], run_dir_for(sweep_dir, task, d)) for d in depths]
+        runs = [(configs[(task, d)], run_dir_for(sweep_dir, task, d)) for d in depths]
         if parallel_depths and len(runs) > 1:
             groups = device_groups(len(runs))
             with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
-                futures = [pool.submit(train_one, cfg, rd, override, False, g) for (d, cfg, rd), g in zip(runs, groups)]
+                futures = [pool.submit(train_one, cfg, rd, override, False, g) for (cfg, rd), g in zip(runs, groups)]
                 for f in futures:
                     f.result()
         else:
-            for d, cfg, rd in runs:
+            for cfg, rd in runs:
                 train_one(cfg, rd, override, progress)
-        for d, cfg, rd in runs:
-            if probe:
-                from sgjax.probe import run as probe_run
-
-                kwargs = {} if probe_sample is None else {"sample": probe_sample}
-                probe_run.probe_run(rd, progress=progress, **kwargs)
-            if cfg.train.eval_every > 0:
-                summarize.summarize_run(rd)
+        if one_host:
+            analyse(runs, probe, probe_sample, progress)
+    if jax.process_index() > 0:
+        return sweep_dir
+    if not one_host:
+        analyse([(configs[(t, d)], run_dir_for(sweep_dir, t, d)) for t in tasks for d in depths], probe, probe_sample, progress)
     if report:
         from sgjax import report as report_lib
 
         report_lib.write_report(sweep_dir)
     return sweep_dir
+
+
+def analyse(runs: list[tuple[C.Config, Path]], probe: bool, probe_sample: int | None, progress: bool) -> None:
+    """Probe every checkpoint of each trained run, then summarize it (when it was evaluated)."""
+    from sgjax import summarize
+
+    for cfg, rd in runs:
+        if probe:
+            from sgjax.probe import run as probe_run
+
+            kwargs = {} if probe_sample is None else {"sample": probe_sample}
+            probe_run.probe_run(rd, progress=progress, **kwargs)
+        if cfg.train.eval_every > 0:
+            summarize.summarize_run(rd)
 
 
 def parse_list(text: str, kind=int) -> list:

@@ -74,3 +74,22 @@ def test_two_processes_equal_one(tmp_path):
     lines = (tmp_path / "multi" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 4 * 4  # 4 log steps x 4 seeds, written once (by process 0)
     assert _scores(tmp_path / "multi") == _scores(tmp_path / "single")  # each host's members scored and gathered
+
+
+def test_a_sweep_over_two_processes_probes_and_reports_once(tmp_path):
+    """Both processes train; process 0 alone probes, summarizes and reports (no record written twice)."""
+    from tests.test_sweep import TINY
+
+    out, port = tmp_path / "sw", _free_port()
+    args = ["-m", "sgjax.cli", "sweep", "--task", "question", "--preset", "smoke", "--depths", "1", "--num-seeds", "2",
+            *[a for o in TINY for a in ("--set", o)], "--probe-sample", "8", "--out", str(out), "--no-progress",
+            "--coordinator", f"localhost:{port}", "--num-processes", "2"]
+    procs = [subprocess.Popen([sys.executable, *args, "--process-id", str(i)], env=_env(1), cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    run = out / "question_L1"
+    probed = [(r["step"], r["seed"]) for r in map(json.loads, (run / "probe.jsonl").read_text().splitlines())]
+    assert sorted(probed) == [(10, 42), (10, 52), (20, 42), (20, 52)]
+    assert (run / "summary.json").exists() and (out / "report" / "report.md").exists()
