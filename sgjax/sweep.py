@@ -46,6 +46,9 @@ def write_manifest(sweep_dir: Path, manifest: dict, override: bool) -> None:
 
 def device_groups(n_groups: int, devices=None) -> list[list]:
     """Split the local devices into n_groups equal groups (the remainder is left idle)."""
+    if jax.process_count() > 1:  # a group on one host would train alone while the others wait for it
+        raise UserError("--parallel-depths splits one host's devices; on several hosts, leave it out (each depth then "
+                        "spans every host) or run one sweep per host with its own --depths")
     devices = list(devices if devices is not None else jax.local_devices())
     per = len(devices) // n_groups
     if per == 0:

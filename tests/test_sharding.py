@@ -93,3 +93,24 @@ def test_a_sweep_over_two_processes_probes_and_reports_once(tmp_path):
     probed = [(r["step"], r["seed"]) for r in map(json.loads, (run / "probe.jsonl").read_text().splitlines())]
     assert sorted(probed) == [(10, 42), (10, 52), (20, 42), (20, 52)]
     assert (run / "summary.json").exists() and (out / "report" / "report.md").exists()
+
+
+def test_parallel_depths_train_as_one_at_a_time(tmp_path):
+    """--parallel-depths (two depths on two devices at once) gives each depth the weights of a sequential sweep."""
+    from sgjax import config as C, sweep
+    from tests.test_sweep import TINY
+
+    tiny = [*TINY, "train.eval_every=0"]  # training alone: the evaluator's programs would double the time
+    parallel = tmp_path / "parallel"
+    args = ["-m", "sgjax.cli", "sweep", "--task", "question", "--preset", "smoke", "--depths", "1,2",
+            *[a for o in tiny for a in ("--set", o)], "--no-probe", "--no-report", "--no-progress",
+            "--parallel-depths", "--out", str(parallel)]
+    proc = subprocess.run([sys.executable, *args], env=_env(2), capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    configs = {("question", d): C.override(C.preset("smoke", "question", d), tiny) for d in (1, 2)}
+    one = sweep.run_sweep(["question"], [1, 2], configs, tmp_path / "one", probe=False, report=False, progress=False)
+    for d in (1, 2):
+        a, b = sweep.run_dir_for(parallel, "question", d), sweep.run_dir_for(one, "question", d)
+        assert len(_params(a)) == len(_params(b)) > 0
+        for x, y in zip(_params(a), _params(b)):
+            np.testing.assert_allclose(x, y, atol=1e-5)
