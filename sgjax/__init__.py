@@ -24,9 +24,12 @@ def __getattr__(name):
     """Import submodules on first use (sgjax.summarize, sgjax.probe, ...), keeping `import sgjax` cheap."""
     import importlib
 
-    if name in ("summarize", "probe", "sweep", "report", "data", "evaluate", "checkpoint", "model", "engine", "loop"):
+    try:
         return importlib.import_module(f"sgjax.{name}")
-    raise AttributeError(f"module 'sgjax' has no attribute {name!r}")
+    except ModuleNotFoundError as e:
+        if e.name != f"sgjax.{name}":  # a submodule that exists but fails to import: say why
+            raise
+        raise AttributeError(f"module 'sgjax' has no attribute {name!r}") from None
 
 
 __all__ = ["Config", "DataConfig", "EvalConfig", "ModelConfig", "TrainConfig", "override", "preset", "train"]

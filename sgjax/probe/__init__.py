@@ -7,3 +7,7 @@
 
 Never imports sgjax.train/engine: the probe reads checkpoints only (docs/probe.md).
 """
+
+from sgjax.probe.run import probe_checkpoint, probe_run  # noqa: E402  (the API the README names)
+
+__all__ = ["probe_checkpoint", "probe_run"]
