@@ -220,3 +220,22 @@ def test_one_member_loads_with_numpy_alone(tmp_path, toy_corpus):
     seeds, params = checkpoint.load_params(tmp_path / "r", 10)
     assert seeds == [42, 52]
     np.testing.assert_array_equal(q, params["layers"]["q"][1])
+
+
+def test_lrs_pair_with_seeds_or_cross_them():
+    """--lrs pairs one lr with each seed; --cross trains every seed at every lr, the j-th lr as seed s + 1000 j."""
+    import argparse
+
+    from sgjax import train_cli
+
+    p = argparse.ArgumentParser()
+    train_cli.add_arguments(p)
+    parse = lambda *a: train_cli.config_from_args(p.parse_args(["--task", "question", "--out", "x", *a]), 2)  # noqa: E731
+    crossed = parse("--seeds", "42,52", "--lrs", "1e-4,5e-5", "--cross")
+    assert crossed.seeds == (42, 1042, 52, 1052) and crossed.member_lrs == (1e-4, 5e-5, 1e-4, 5e-5)
+    paired = parse("--seeds", "42,52", "--lrs", "1e-4,5e-5")
+    assert paired.seeds == (42, 52) and paired.member_lrs == (1e-4, 5e-5)
+    plain = parse("--num-seeds", "3")
+    assert plain.seeds == (42, 52, 62) and plain.member_lrs == (plain.train.lr,) * 3
+    with pytest.raises(C.ConfigError, match="one learning rate per seed"):
+        parse("--seeds", "42,52", "--lrs", "1e-4")
