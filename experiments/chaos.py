@@ -1,10 +1,12 @@
-"""Kill training with SIGKILL at random moments, resume, repeat; the result must equal an uninterrupted run.
+"""Kill training at random moments, resume, repeat; the result must equal an uninterrupted run.
 
     python experiments/chaos.py --kills 20 --out /tmp/sgjax_chaos
+    python experiments/chaos.py --kills 20 --signals TERM,KILL      # alternate preemption and hard kills
 
 Checks (exit status 1 if any fails): the final parameters of every seed equal the uninterrupted
 run's bit for bit (CPU), every retained probe checkpoint loads, the latest state restores, and
-metrics.jsonl holds exactly one record per (step, seed).
+metrics.jsonl holds exactly one record per (step, seed). After a SIGTERM (a preemption notice) the
+run must also have saved its state at the last step it logged before exiting: no trained step lost.
 """
 
 from __future__ import annotations
@@ -37,17 +39,24 @@ def run_to_end(out: Path) -> None:
     subprocess.run(train_cmd(out), check=True, capture_output=True)
 
 
-def kill_randomly(out: Path, rng: random.Random, max_wait: float) -> tuple[float, bool]:
-    """Start training, SIGKILL it after a random delay; returns (delay, whether it was still running)."""
+def kill_randomly(out: Path, rng: random.Random, max_wait: float, sig: str = "KILL") -> tuple[float, bool]:
+    """Start training, send SIG`sig` after a random delay; returns (delay, whether it was still running)."""
     proc = subprocess.Popen(train_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     delay = rng.uniform(1.0, max_wait)
     try:
         proc.wait(timeout=delay)  # it may finish first: then there is nothing to kill
         return delay, False
     except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(getattr(signal, f"SIG{sig}"))
+        proc.wait()  # SIGTERM: the run saves, then exits by itself
         return delay, True
+
+
+def last_logged_step(out: Path) -> int | None:
+    """The latest step metrics.jsonl records."""
+    path = out / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return max((json.loads(l)["step"] for l in lines if l.strip()), default=None)
 
 
 def resumed_step(out: Path) -> int | None:
@@ -85,23 +94,28 @@ def check(ref: Path, out: Path) -> list[str]:
     return problems
 
 
-def chaos(out_dir: Path, kills: int, seed: int = 0, max_wait: float = 8.0) -> list[str]:
-    """Run the reference, then `kills` killed-and-resumed attempts, then finish; return the problems."""
+def chaos(out_dir: Path, kills: int, seed: int = 0, max_wait: float = 8.0, signals=("KILL",)) -> list[str]:
+    """Run the reference, then `kills` interrupted-and-resumed attempts (cycling through `signals`), then
+    finish; return the problems."""
     out_dir = Path(out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)
     ref, out = out_dir / "reference", out_dir / "chaos"
     run_to_end(ref)
     rng = random.Random(seed)
-    landed = 0
+    landed, problems = 0, []
     for i in range(kills):
-        delay, killed = kill_randomly(out, rng, max_wait)
+        sig = signals[i % len(signals)]
+        delay, killed = kill_randomly(out, rng, max_wait, sig)
         landed += killed
-        print(f"kill {i + 1}/{kills} after {delay:.1f}s: {'killed' if killed else 'had finished'}, "
+        print(f"SIG{sig} {i + 1}/{kills} after {delay:.1f}s: {'landed' if killed else 'had finished'}, "
               f"resumes from step {resumed_step(out)}", flush=True)
         if not killed:
             break
+        if sig == "TERM" and resumed_step(out) != last_logged_step(out):
+            problems.append(f"SIGTERM {i + 1}: state saved at step {resumed_step(out)}, but step "
+                            f"{last_logged_step(out)} was logged: trained steps lost")
     run_to_end(out)
-    problems = check(ref, out)
+    problems += check(ref, out)
     if landed < min(kills, 1):
         problems.append("no kill landed while training ran: raise --steps or lower --max-wait")
     return problems
@@ -113,9 +127,10 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-wait", type=float, default=8.0, help="longest run before a kill, seconds")
     p.add_argument("--out", default="/tmp/sgjax_chaos")
+    p.add_argument("--signals", default="KILL", help="comma-separated signals to cycle through: KILL, TERM, INT")
     args = p.parse_args()
     t0 = time.time()
-    problems = chaos(Path(args.out), args.kills, args.seed, args.max_wait)
+    problems = chaos(Path(args.out), args.kills, args.seed, args.max_wait, tuple(args.signals.split(",")))
     print(f"{args.kills} kills in {time.time() - t0:.0f}s: " + ("OK, bitwise equal" if not problems else "FAILED"))
     for pr in problems:
         print("  " + pr)

@@ -16,10 +16,11 @@ from tests.conftest import tiny_config
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 
-def test_sigkill_chaos_then_resume_is_bitwise_identical(tmp_path):
+def test_sigterm_and_sigkill_then_resume_is_bitwise_identical(tmp_path):
+    """A SIGTERM (preemption) saves the state at the step reached and exits; a SIGKILL loses only unsaved steps."""
     import chaos
 
-    assert chaos.chaos(tmp_path, kills=2, seed=1, max_wait=6.0) == []
+    assert chaos.chaos(tmp_path, kills=2, seed=1, max_wait=6.0, signals=("KILL", "TERM")) == []
 
 
 def test_disk_full_stops_cleanly_and_keeps_previous_checkpoint(tmp_path, toy_corpus, monkeypatch):
@@ -97,6 +98,22 @@ def test_corrupt_or_mismatched_run_dir_is_refused_untouched(tmp_path, toy_corpus
     (run / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="corrupt"):
         checkpoint.load_config(run)
+
+
+def test_override_the_state_cannot_take_leaves_the_run_as_it_was(tmp_path, toy_corpus):
+    """--override to a third seed (another population shape) fails to restore; config.json is not replaced."""
+    import dataclasses
+
+    run = tmp_path / "r"
+    loop.run(tiny_config(steps=10), run, progress=False, evaluator=None)
+    before = (run / "config.json").read_text()
+    three = dataclasses.replace(tiny_config(steps=20), seeds=(42, 52, 62))
+    with pytest.raises(CheckpointError, match="cannot restore"):
+        loop.run(three, run, override=True, progress=False, evaluator=None)
+    assert (run / "config.json").read_text() == before
+    loop.run(tiny_config(steps=20, lr=5e-4), run, override=True, progress=False, evaluator=None)  # an lr it can take
+    assert json.loads((run / "config.json").read_text())["train"]["lr"] == 5e-4
+    assert checkpoint.list_steps(run)[-1] == 20
 
 
 def test_truncated_metrics_line_is_dropped_on_resume(tmp_path, toy_corpus):
