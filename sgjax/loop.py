@@ -44,7 +44,11 @@ def is_writer() -> bool:
 
 
 def prepare_run_dir(cfg: Config, run_dir: Path, override: bool) -> None:
-    """Create the run directory or check that its saved config matches (refuse a silent change)."""
+    """Create the run directory or check that its saved config matches (refuse a silent change).
+
+    config.json is written later (`write_config`), once the saved state restored: an --override the
+    state cannot take (another population or model shape) leaves the run's config as it was.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "config.json"
     if path.exists():
@@ -58,8 +62,12 @@ def prepare_run_dir(cfg: Config, run_dir: Path, override: bool) -> None:
                 f"{run_dir} holds a run with a different config ({'; '.join(diff[:5])}); "
                 "use another --out, or --override to continue it with the new config"
             )
+
+
+def write_config(cfg: Config, run_dir: Path) -> None:
+    """Record the run's config (process 0)."""
     if is_writer():
-        write_json(path, cfg.to_dict())
+        write_json(run_dir / "config.json", cfg.to_dict())
 
 
 def saved_config_dict(d: dict) -> dict:
@@ -232,6 +240,7 @@ def run(
             state, _ = ckpts.restore_state(step, engine.abstract_population(cfg, mesh))
         else:
             state = engine.init_population(cfg, mesh)
+        write_config(cfg, run_dir)
         ckpts.drop_params_after(step)
         truncate_metrics(log.path, step)
         seeds_S = engine.shard_population(np.asarray(cfg.seeds, np.int32), mesh)
