@@ -1,9 +1,12 @@
-"""Padding overhead of Dyck training batches: packed rows (sgjax) vs padding each batch to its longest string.
+"""Padding and compiled shapes of Dyck training batches: packed rows (sgjax) vs padding each batch to its longest.
 
-    python experiments/dyck_padding.py --steps 2000 --out experiments/results/dyck_padding.json
+    python experiments/dyck_padding.py --steps 20000 --out experiments/results/dyck_padding.json
 
-Uses the exact batches a run would draw (same seeds, same epoch permutations, same chunking), on
-the full 200k generated training set; no model is run.
+Uses the exact batches a run would draw (the paper's seeds, epoch permutations and chunk boundaries), on
+the full 200k generated training set; no model is run. Two ways to cut a run into calls are compared:
+`one` (sgjax: every packed call takes one step, batching.PACKED_STEPS_PER_CALL) and `cut` (up to
+K = 100 steps per call, ended where the packed length moves to another rung of the ladder: what sgjax
+did before). Each distinct (steps, length) pair of a call is one compiled program.
 """
 
 from __future__ import annotations
@@ -16,22 +19,31 @@ import numpy as np
 from sgjax import batching, data
 
 
-def overhead(seq_len_N: np.ndarray, seeds, steps: int, chunk: int) -> dict:
-    """Positions computed per real target token, and dispatches, as sgjax's loop chunks a Dyck run."""
-    packed_pos = rows_pos = real = dispatches = 0
-    step = 0
+def same_length_run(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray) -> int:
+    """How many leading steps of a chunk share the first step's packed length (the `cut` policy)."""
+    buckets_K = [batching.round_up_bucket(int(n)) for n in (seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max(axis=0)]
+    return next((i for i, b in enumerate(buckets_K) if b != buckets_K[0]), len(buckets_K))
+
+
+def overhead(seq_len_N: np.ndarray, seeds, steps: int, chunk: int, policy: str) -> dict:
+    """Positions computed per real target token, calls and compiled shapes over `steps` steps."""
+    packed_pos = rows_pos = real = calls = 0
+    shapes, step = set(), 0
     while step < steps:
         idx_SxKxB = batching.chunk_indices(seeds, step, min(chunk, steps - step), len(seq_len_N), 8)
-        k = batching.same_length_run(seq_len_N, idx_SxKxB)  # as sgjax/loop.py does
+        k = 1 if policy == "one" else same_length_run(seq_len_N, idx_SxKxB)
         idx_SxKxB = idx_SxKxB[:, :k]
         tokens_SxKxB = seq_len_N[idx_SxKxB] - 1
+        p = batching.packed_length(seq_len_N, idx_SxKxB)
         real += int(tokens_SxKxB.sum())
-        packed_pos += idx_SxKxB.shape[0] * k * batching.packed_length(seq_len_N, idx_SxKxB)
+        packed_pos += idx_SxKxB.shape[0] * k * p
         rows_pos += int(8 * tokens_SxKxB.max(axis=-1).sum())  # the original: each batch padded to its longest
-        dispatches += 1
+        calls += 1
+        shapes.add((k, p))
         step += k
     return {"packed_positions_per_real_token": packed_pos / real, "packed_pad_per_real_token": packed_pos / real - 1,
-            "rows_positions_per_real_token": rows_pos / real, "steps_per_dispatch": steps / dispatches}
+            "rows_positions_per_real_token": rows_pos / real, "steps_per_call": steps / calls,
+            "compiled_shapes": len(shapes), "lengths": len({p for _, p in shapes})}
 
 
 def main() -> None:
@@ -43,12 +55,13 @@ def main() -> None:
     seq_len_N = split.lengths_N.astype(np.int64) + 2
     rows = []
     for s in (1, 10):
-        for k in (100,):
-            r = {"S": s, "K": k, **overhead(seq_len_N, tuple(42 + 10 * i for i in range(s)), args.steps, k)}
+        for policy in ("one", "cut"):
+            r = {"S": s, "policy": policy, **overhead(seq_len_N, tuple(42 + 10 * i for i in range(s)), args.steps, 100, policy)}
             rows.append(r)
-            print(f"S={s:2d} K={k:3d}  packed: {r['packed_positions_per_real_token']:.2f} positions/real token "
-                  f"(pad/real {r['packed_pad_per_real_token']:.2f});  per-batch padding (original): "
-                  f"{r['rows_positions_per_real_token']:.2f};  {r['steps_per_dispatch']:.1f} steps per dispatch")
+            print(f"S={s:2d} {policy}: {r['packed_positions_per_real_token']:.2f} positions/real token "
+                  f"(the original's per-batch padding {r['rows_positions_per_real_token']:.2f}); "
+                  f"{r['steps_per_call']:.2f} steps per call; {r['compiled_shapes']} compiled shapes "
+                  f"({r['lengths']} lengths)")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"command": f"python experiments/dyck_padding.py --steps {args.steps}", "rows": rows}, f, indent=2)

@@ -19,6 +19,11 @@ import numpy as np
 from sgjax.model import SequenceRows
 
 BATCH_STREAM = 1  # salt: batch order is its own random stream, apart from init and dropout
+# Packed (Dyck) rows are as long as their step's longest batch, which at S = 10 moves to another rung
+# of the length ladder almost every step (1.16 steps per call when chunks were cut where it moved,
+# experiments/results/dyck_padding.json). So packed calls take one step each: one compiled program
+# per length, not one per (steps, length) pair (49 against 18 over 20k steps of the paper's Dyck at S = 10).
+PACKED_STEPS_PER_CALL = 1
 
 
 @functools.lru_cache(maxsize=64)
@@ -103,20 +108,9 @@ def packed_length(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray) -> int:
 def unpadded_length(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray, multiple: int = 16) -> int:
     """The unpadded layout's packed length for a whole chunk: its longest batch, rounded up to `multiple`.
 
-    Unlike packed (Dyck) chunks, unpadded ones are not split where the length changes: QF/TI batches
+    Unlike packed (Dyck) calls, which take one step each, unpadded chunks are not split: QF/TI batches
     vary little, and a run then compiles a few lengths at one K instead of a (K, length) pair for
     every split. With dropout_draw=counter the length does not change a member's results.
     """
     need = int((seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max())
     return -(-need // multiple) * multiple
-
-
-def same_length_run(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray) -> int:
-    """How many leading steps of a chunk share the first step's packed length.
-
-    Packed chunks end where the length changes, so a long batch never pads the steps around it.
-    """
-    need_K = (seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max(axis=0)
-    buckets_K = np.array([round_up_bucket(int(n)) for n in need_K])
-    changes = np.nonzero(buckets_K != buckets_K[0])[0]
-    return int(changes[0]) if len(changes) else len(buckets_K)

@@ -174,10 +174,12 @@ def run_sgjax(p: dict) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from sgjax import engine
+    from sgjax import batching, engine
 
     cfg = bench_config(p["task"], p["depth"], p["population"], p["steps_per_call"], p["precision"], p["overrides"])
     tdata = bench_data(cfg)
+    if tdata.layout == "packed":  # as the host loop runs packed batches: one step per call, as many steps in all
+        p = {**p, "steps_per_call": batching.PACKED_STEPS_PER_CALL, "calls": p["calls"] * p["steps_per_call"]}
     plan, widths = chunk_plan(cfg, tdata, p)
     dev = jax.devices()[0]
     with jax.default_matmul_precision(p["precision"]):
@@ -208,6 +210,7 @@ def run_sgjax(p: dict) -> dict:
     out.update(peak_memory(dev))
     out["device"] = f"{dev.platform}:{dev.device_kind}"
     out["layout"], out["widths"] = tdata.layout, widths[p["warmup"]:]
+    out["steps_per_call"], out["calls"] = p["steps_per_call"], p["calls"]
     return out
 
 
@@ -266,7 +269,7 @@ def measure(p: dict) -> dict:
     load0 = os.getloadavg()[0]
     raw = run_sgjax(p) if p["kind"] == "sgjax" else run_peer(p)
     per_call = statistics.median(raw["call_s"])
-    rate = p["population"] * p["steps_per_call"] / per_call
+    rate = p["population"] * raw.get("steps_per_call", p["steps_per_call"]) / per_call
     cfg = bench_config(p["task"], p["depth"], 1, 1, p["precision"], p["overrides"])
     m = cfg.model
     flops_C = [train_flops_per_step(m.n_layers, m.d_model, m.d_ff, m.vocab_size, *computed_shape(raw["layout"], w, cfg.train.batch_size))

@@ -255,9 +255,8 @@ def run(
             while step < end:
                 nxt = engine.next_boundary(step, end, tc)
                 idx_SxKxB = batching.chunk_indices(cfg.seeds, step, nxt - step, tdata.n, tc.batch_size)
-                if tdata.layout == "packed":  # end the chunk where the packed length changes
-                    k = batching.same_length_run(tdata.seq_len_N, idx_SxKxB)
-                    idx_SxKxB, nxt = idx_SxKxB[:, :k], step + k
+                if tdata.layout == "packed":  # one step per call: see batching.PACKED_STEPS_PER_CALL
+                    idx_SxKxB, nxt = idx_SxKxB[:, :batching.PACKED_STEPS_PER_CALL], step + batching.PACKED_STEPS_PER_CALL
                 width = tdata.width_for(idx_SxKxB)
                 p, r = engine.padding_stats(tdata, idx_SxKxB, width)
                 pad["positions"] += p

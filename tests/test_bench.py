@@ -159,3 +159,13 @@ def test_sgjax_measurement_runs_each_call_at_the_loops_width():
     assert [w[0] for w in r["widths"]] == expect[1:]  # the warm-up call is not timed
     assert r["compiles"] == len(set(expect)) and len(r["call_s"]) == 4
     assert r["seed_steps_per_s"] > 0 and r["page_faults_per_call"] >= 0
+
+
+def test_packed_measurement_runs_one_step_per_call_as_the_loop():
+    """Dyck's packed batches: the loop calls one step at a time, so the bench times the same steps that way."""
+    p = {"kind": "sgjax", "task": "dyck", "depth": 1, "population": 2, "precision": "highest", "seq_len": 37,
+         "overrides": ["model.d_model=32", "model.n_heads=2", "model.d_ff=64"], "eval": False,
+         "warmup": 0, "steps_per_call": 2, "calls": 1}
+    r = bench.measure(p)
+    assert r["layout"] == "packed" and r["steps_per_call"] == 1 and r["calls"] == 2 and len(r["call_s"]) == 2
+    assert r["seed_steps_per_s"] == pytest.approx(2 / r["median_call_s"])
