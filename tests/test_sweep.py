@@ -8,24 +8,32 @@ TINY = ["train.steps=20", "train.eval_every=10", "train.ckpt_every=10", "train.l
         "model.d_model=32", "model.d_ff=64", "data.train_size=300", "data.val_size=40", "data.gen_size=40"]
 
 
-def _configs(depths):
-    return {("question", d): C.override(C.preset("smoke", "question", d), TINY) for d in depths}
+def _configs(depths, tasks=("question",)):
+    return {(t, d): C.override(C.preset("smoke", t, d), TINY) for t in tasks for d in depths}
 
 
 def test_sweep_end_to_end_and_resume(tmp_path):
-    out = tmp_path / "sw"
-    sweep.run_sweep(["question"], [1], _configs([1]), out, probe_sample=8, progress=False)
-    run = sweep.run_dir_for(out, "question", 1)
-    for name in ("metrics.jsonl", "probe.jsonl", "summary.json", "summary.csv"):
-        assert (run / name).stat().st_size > 0, name
+    """QF (unpadded rows) and Dyck (packed rows, its own probe sample): trained, evaluated, probed, reported."""
+    out, tasks = tmp_path / "sw", ["question", "dyck"]
+    sweep.run_sweep(tasks, [1], _configs([1], tasks), out, probe_sample=8, progress=False)
+    probes = {}
+    for task, layout in (("question", "unpadded"), ("dyck", "packed")):
+        run = sweep.run_dir_for(out, task, 1)
+        for name in ("metrics.jsonl", "probe.jsonl", "summary.json", "summary.csv"):
+            assert (run / name).stat().st_size > 0, name
+        assert json.loads((run / "config.json").read_text())["data"]["layout"] == layout
+        evals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "gen_acc" in r]
+        assert sorted((r["step"], r["seed"]) for r in evals) == [(10, 42), (10, 52), (20, 42), (20, 52)]
+        probes[task] = (run / "probe.jsonl").read_text().splitlines()
+        assert sorted({json.loads(l)["step"] for l in probes[task]}) == [10, 20]
+        assert all(json.loads(l)["tscore"] is not None for l in probes[task])
     assert (out / "report" / "report.md").exists() and (out / "report" / "fig3a_inverted_u.png").exists()
-    probe_lines = (run / "probe.jsonl").read_text().splitlines()
-    assert sorted({json.loads(l)["step"] for l in probe_lines}) == [10, 20]
-    ckpt = run / "checkpoints" / "20" / "params" / "seed_42.npz"
+    ckpt = sweep.run_dir_for(out, "question", 1) / "checkpoints" / "20" / "params" / "seed_42.npz"
     stamp = ckpt.stat().st_mtime_ns
-    sweep.run_sweep(["question"], [1], _configs([1]), out, probe_sample=8, progress=False)  # a rerun: nothing to redo
+    sweep.run_sweep(tasks, [1], _configs([1], tasks), out, probe_sample=8, progress=False)  # a rerun: nothing to redo
     assert ckpt.stat().st_mtime_ns == stamp
-    assert (run / "probe.jsonl").read_text().splitlines() == probe_lines
+    for task in tasks:
+        assert (sweep.run_dir_for(out, task, 1) / "probe.jsonl").read_text().splitlines() == probes[task]
 
 
 def test_sweep_refuses_a_different_sweep_in_the_same_dir(tmp_path, capsys):
@@ -33,3 +41,4 @@ def test_sweep_refuses_a_different_sweep_in_the_same_dir(tmp_path, capsys):
     sweep.write_manifest(out, {"tasks": ["question"], "depths": [1], "seeds": [42, 52], "preset": "smoke"}, False)
     code = cli.main(["sweep", "--task", "question", "--depths", "2", "--out", str(out), "--no-progress"])
     assert code == 2 and "different sweep" in capsys.readouterr().err
+
