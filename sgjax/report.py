@@ -104,12 +104,15 @@ def discover_runs(sweep_dir: Path) -> list[Run]:
     if not sweep_dir.is_dir():
         raise UserError(f"{sweep_dir} is not a directory")
     candidates = [sweep_dir] if is_run_dir(sweep_dir) else sorted(p for p in sweep_dir.iterdir() if is_run_dir(p))
-    runs = []
+    found: dict[tuple[str, int], Path] = {}
     for p in candidates:
         ident = run_identity(p)
+        if ident in found:  # the figures average one run per (task, depth): two would be mixed or one dropped
+            raise UserError(f"{found[ident]} and {p} are both {ident[0]} at depth {ident[1]}: a report takes one run "
+                            "per (task, depth); move one of them out of the sweep directory")
         if ident is not None:
-            runs.append(load_run(p, *ident))
-    return sorted(runs, key=lambda r: (r.task, r.depth))
+            found[ident] = p
+    return sorted((load_run(p, *ident) for ident, p in found.items()), key=lambda r: (r.task, r.depth))
 
 
 def _float(x) -> float:

@@ -168,6 +168,16 @@ def test_no_runs_is_a_user_error(tmp_path, capsys):
     assert "nothing to plot" in capsys.readouterr().err
 
 
+def test_two_runs_of_one_depth_are_refused(tmp_path):
+    """A copy of a run beside it (same task and depth in config.json) is named, not mixed in or crashed on."""
+    make_run(tmp_path / "dyck_L2", "dyck", 2, (0.5, 0.6), seeds=(1, 2), probe=False)
+    make_run(tmp_path / "dyck_L2_copy", "dyck", 2, (0.5, 0.6), seeds=(1, 2), evals=False, probe=False)
+    for p in (tmp_path / "dyck_L2", tmp_path / "dyck_L2_copy"):
+        (p / "config.json").write_text(json.dumps({"task": "dyck", "model": {"n_layers": 2}}))
+    with pytest.raises(UserError, match="both dyck at depth 2"):
+        report.write_report(tmp_path)
+
+
 def test_cli(tmp_path, capsys):
     root = make_sweep(tmp_path / "sw", finals={6: (0.9, 0.9, 0.1)}, probe=False)
     assert cli.main(["report", str(root), "--out", str(tmp_path / "out")]) == 0
