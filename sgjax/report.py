@@ -617,6 +617,17 @@ def nonfinite_lines(runs: list[Run]) -> list[str]:
     return [f"- {r.task} {layers(r.depth)}: seed {s} non-finite from step {step:,}" for r, s, step in bad]
 
 
+def mixed_lr_lines(runs: list[Run]) -> list[str]:
+    """A warning for runs whose members trained at several learning rates: the report averages them as seeds."""
+    from sgjax.summarize import member_lrs
+
+    mixed = [(r, sorted(set(member_lrs(r.path).values()))) for r in runs]
+    mixed = [(r, lrs) for r, lrs in mixed if len(lrs) > 1]
+    return [f"**Note:** {r.task} {layers(r.depth)} trained its members at {len(lrs)} learning rates "
+            f"({', '.join(f'{lr:g}' for lr in lrs)}); this report averages them as if they were seeds. Each lr's own "
+            f"numbers: `summary.json` → `aggregate_by_lr` (sgjax summarize)." for r, lrs in mixed] + ([""] if mixed else [])
+
+
 def markdown(sweep_dir: Path, runs: list[Run], stats: list[dict], best: dict, figures: dict[str, list[Path]]) -> str:
     """The whole report.md."""
     best_runs = best_of(runs, best)
@@ -629,6 +640,7 @@ def markdown(sweep_dir: Path, runs: list[Run], stats: list[dict], best: dict, fi
             "stopping at the first checkpoint where in-domain (val) accuracy reaches its maximum (D18); the best depth has the "
             "most grokking seeds (ties: higher mean final gen, then fewer layers). Paper values: 10 paper seeds at 300k steps "
             "(Dyck 400k); Fig 3a counts read from the figure, 'paper logs' from the original repo's logs (SPEC §6).", ""]
+    out += mixed_lr_lines(runs)
     out += ["## Best depth", ""] + [f"- {t}: {layers(d)}" if d is not None else f"- {t}: no evaluations" for t, d in best.items()]
     out += ["", "## Accuracy (this sweep beside the paper)", ""] + accuracy_table(stats, best)
     out += ["", "## Early stopping vs extended training (Fig 2, mean curve at the best depth)", ""] + gap_table(best_runs)

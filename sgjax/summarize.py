@@ -45,6 +45,7 @@ COLUMNS = [
     "step_of_max_gen", "crossed_80", "final_ge_80", "first_step_gen_ge_80", "step_gen_stays_ge_80", "max_val",
     "es_step_first_max_val", "es_gen_at_first_max_val", "es_step_patience3", "es_gen_patience3",
     "first_step_val_ge_99", "gen_at_first_val_ge_99", "mean_gen_last10_evals", "nonfinite", "nonfinite_step",
+    "lr",  # the member's learning rate (config.json), beyond the paper's columns: --lrs runs mix several
 ]
 
 
@@ -135,8 +136,8 @@ def read_metrics(path: Path) -> list[dict]:
     return records
 
 
-def seed_rows(records: list[dict], task=None, depth=None) -> list[dict]:
-    """One row per seed (sorted), from all of its records."""
+def seed_rows(records: list[dict], task=None, depth=None, lrs: dict | None = None) -> list[dict]:
+    """One row per seed (sorted), from all of its records; `lrs` maps seed -> its learning rate."""
     by_seed: dict[int, dict[int, tuple[float, float]]] = {}
     bad: dict[int, int | None] = {}
     for r in records:
@@ -153,7 +154,7 @@ def seed_rows(records: list[dict], task=None, depth=None) -> list[dict]:
         val = np.array([evals[k][0] for k in steps], dtype=np.float64)
         gen = np.array([evals[k][1] for k in steps], dtype=np.float64)
         row = {"task": task, "depth": depth, "seed": s, **seed_row(steps, val, gen),
-               "nonfinite": bad[s] is not None, "nonfinite_step": bad[s]}
+               "nonfinite": bad[s] is not None, "nonfinite_step": bad[s], "lr": (lrs or {}).get(s)}
         rows.append({c: row.get(c) for c in COLUMNS})
     return rows
 
@@ -173,6 +174,22 @@ def aggregate(rows: list[dict]) -> dict:
         "mean_gen_at_es_patience3": mean("es_gen_patience3"), "mean_gen_at_first_val_ge_0p99": mean("gen_at_first_val_ge_99"),
         "mean_gen_last10_evals": mean("mean_gen_last10_evals"), "n_nonfinite": sum(bool(r["nonfinite"]) for r in rows),
     }
+
+
+def member_lrs(run_dir: Path) -> dict[int, float]:
+    """Seed -> learning rate, from config.json (`lrs` per member, else `train.lr`); empty without one."""
+    try:
+        d = json.loads((run_dir / "config.json").read_text())
+        lrs = d.get("lrs") or [d["train"]["lr"]] * len(d["seeds"])
+        return {int(s): float(lr) for s, lr in zip(d["seeds"], lrs)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def by_lr(rows: list[dict]) -> dict[str, dict] | None:
+    """Aggregates per learning rate when the run's members have more than one (None otherwise)."""
+    lrs = sorted({r["lr"] for r in rows if r["lr"] is not None})
+    return {f"{lr:g}": aggregate([r for r in rows if r["lr"] == lr]) for lr in lrs} if len(lrs) > 1 else None
 
 
 def run_identity(run_dir: Path) -> tuple[str | None, int | None]:
@@ -198,7 +215,7 @@ def summarize_run(run_dir) -> list[dict]:
     """Per-seed rows of a run; also writes run_dir/summary.csv (rows) and summary.json (rows, aggregate, rules)."""
     run_dir = Path(run_dir)
     records = read_metrics(run_dir / "metrics.jsonl")
-    rows = seed_rows(records, *run_identity(run_dir))
+    rows = seed_rows(records, *run_identity(run_dir), member_lrs(run_dir))
     with open(run_dir / "summary.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
@@ -207,7 +224,10 @@ def summarize_run(run_dir) -> list[dict]:
     rules = {"grok": f"final_gen >= {GROK} (D17)", "crossed_80": f"max_gen > {GROK}",
              "patience": f"stop after {PATIENCE} evals without a strict val improvement; gen at the best-val eval (D18 b)",
              "val_saturated": f"val >= {VAL_SATURATED} (D18 c)"}
-    (run_dir / "summary.json").write_text(json.dumps({"seeds": rows, "aggregate": aggregate(rows), "rules": rules}, indent=2))
+    doc = {"seeds": rows, "aggregate": aggregate(rows), "rules": rules}
+    if by_lr(rows):  # the overall aggregate mixes learning rates: each one's own as well
+        doc["aggregate_by_lr"] = by_lr(rows)
+    (run_dir / "summary.json").write_text(json.dumps(doc, indent=2))
     return rows
 
 
@@ -250,5 +270,8 @@ def run(args) -> int:
         title = f"{task} L{depth}: " if task else ""
         print(f"{title}{run_dir}")
         print(format_table(rows, aggregate(rows)))
+        for lr, agg in (by_lr(rows) or {}).items():
+            print(f"lr {lr}: {agg['n_seeds']} members, final gen mean {agg['mean_final_gen']:.3f}, "
+                  f"final >= 0.8: {agg['n_final_gen_ge_0p8']}")
         print(f"wrote {run_dir / 'summary.csv'} and {run_dir / 'summary.json'}")
     return 0

@@ -178,6 +178,15 @@ def test_two_runs_of_one_depth_are_refused(tmp_path):
         report.write_report(tmp_path)
 
 
+def test_a_run_of_several_learning_rates_is_flagged(tmp_path):
+    """Members at several lrs are averaged like seeds in the figures: report.md says so and where each lr's numbers are."""
+    make_run(tmp_path / "question_L2", "question", 2, (0.9, 0.2), seeds=(42, 1042), probe=False)
+    (tmp_path / "question_L2" / "config.json").write_text(json.dumps(
+        {"task": "question", "model": {"n_layers": 2}, "seeds": [42, 1042], "lrs": [1e-4, 5e-5], "train": {"lr": 1e-4}}))
+    md = report.write_report(tmp_path).read_text()
+    assert "at 2 learning rates (5e-05, 0.0001)" in md and "aggregate_by_lr" in md
+
+
 def test_cli(tmp_path, capsys):
     root = make_sweep(tmp_path / "sw", finals={6: (0.9, 0.9, 0.1)}, probe=False)
     assert cli.main(["report", str(root), "--out", str(tmp_path / "out")]) == 0

@@ -83,6 +83,23 @@ def test_files_and_aggregates(tmp_path):
     assert agg["n_nonfinite"] == 0
 
 
+def test_members_with_their_own_learning_rates_get_their_own_aggregates(tmp_path):
+    """A --lrs run: each row names its lr, and summary.json aggregates each lr apart (the overall mean mixes them)."""
+    write_run(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"task": "question", "model": {"n_layers": 6}, "seeds": [1, 2],
+                                                      "lrs": [1e-4, 5e-5], "train": {"lr": 1e-4}}))
+    rows = S.summarize_run(tmp_path)
+    assert [(r["seed"], r["lr"]) for r in rows] == [(1, 1e-4), (2, 5e-5)]
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    by_lr = doc["aggregate_by_lr"]
+    assert set(by_lr) == {"0.0001", "5e-05"} and by_lr["0.0001"]["mean_final_gen"] == pytest.approx(0.88)
+    assert by_lr["5e-05"]["n_seeds"] == 1 and doc["aggregate"]["n_seeds"] == 2
+    (tmp_path / "config.json").write_text(json.dumps({"task": "question", "model": {"n_layers": 6}, "seeds": [1, 2],
+                                                      "lrs": None, "train": {"lr": 1e-4}}))
+    rows = S.summarize_run(tmp_path)  # one lr for all: no split
+    assert [r["lr"] for r in rows] == [1e-4, 1e-4] and "aggregate_by_lr" not in json.loads((tmp_path / "summary.json").read_text())
+
+
 def test_missing_or_empty_metrics_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         S.summarize_run(tmp_path)
