@@ -239,3 +239,32 @@ def test_lrs_pair_with_seeds_or_cross_them():
     assert plain.seeds == (42, 52, 62) and plain.member_lrs == (plain.train.lr,) * 3
     with pytest.raises(C.ConfigError, match="one learning rate per seed"):
         parse("--seeds", "42,52", "--lrs", "1e-4")
+
+
+def test_tensorboard_scalars_and_only_the_last_checkpoint(tmp_path, toy_corpus, monkeypatch):
+    """train.tensorboard writes each member's scalars (or is a clear error without tensorboardX);
+    train.keep_checkpoints=false keeps only the latest probe checkpoint."""
+    import sys
+    import types
+
+    calls = []
+
+    class Writer:  # tensorboardX's SummaryWriter, as far as sgjax uses it
+        def __init__(self, logdir):
+            calls.append(("logdir", logdir))
+
+        def add_scalar(self, tag, value, step):
+            calls.append((tag, step))
+
+        def flush(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "tensorboardX", types.SimpleNamespace(SummaryWriter=Writer))
+    cfg = C.override(tiny_config(steps=30), ["train.tensorboard=true", "train.keep_checkpoints=false"])
+    run = loop.run(cfg, tmp_path / "r", progress=False, evaluator=None)
+    assert calls[0] == ("logdir", str(run / "tb"))
+    assert {("train_loss/seed_42", 5), ("grad_norm/seed_52", 30)} <= set(calls)
+    assert checkpoint.list_steps(run) == [30]
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # not installed
+    with pytest.raises(UserError, match="pip install 'sgjax\\[tensorboard\\]'"):
+        loop.run(cfg, tmp_path / "r2", progress=False, evaluator=None)
