@@ -225,8 +225,9 @@ def summarize_run(run_dir) -> list[dict]:
              "patience": f"stop after {PATIENCE} evals without a strict val improvement; gen at the best-val eval (D18 b)",
              "val_saturated": f"val >= {VAL_SATURATED} (D18 c)"}
     doc = {"seeds": rows, "aggregate": aggregate(rows), "rules": rules}
-    if by_lr(rows):  # the overall aggregate mixes learning rates: each one's own as well
-        doc["aggregate_by_lr"] = by_lr(rows)
+    split = by_lr(rows)
+    if split:  # the overall aggregate mixes learning rates: each one's own as well
+        doc["aggregate_by_lr"] = split
     (run_dir / "summary.json").write_text(json.dumps(doc, indent=2))
     return rows
 
