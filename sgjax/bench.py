@@ -508,7 +508,7 @@ def run(args) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"command": "sgjax bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else " ".join(sys.argv),
+        doc = {"command": "sgjax " + " ".join(getattr(args, "argv", ["bench"])),  # argv: set by sgjax.cli.main
                "machine": machine(), "flops": "analytic: 3 x (2 x matmul params x tokens + 4 T^2 d per layer and attention row)",
                "results": best, "all_rounds": results if args.repeat > 1 else None}
         out.write_text(json.dumps(doc, indent=2))

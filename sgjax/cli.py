@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == name:  # import only the module that runs: start-up stays fast
             importlib.import_module(module).add_arguments(p)
     args = parser.parse_args(argv)
+    args.argv = list(argv)  # the command as given (not sys.argv: main may be called from Python), for records
     if args.command in ("train", "sweep", "probe", "bench"):
         hostmem.keep_freed_memory()  # before JAX starts its CPU threads
         enable_compilation_cache()

@@ -169,3 +169,20 @@ def test_packed_measurement_runs_one_step_per_call_as_the_loop():
     r = bench.measure(p)
     assert r["layout"] == "packed" and r["steps_per_call"] == 1 and r["calls"] == 2 and len(r["call_s"]) == 2
     assert r["seed_steps_per_s"] == pytest.approx(2 / r["median_call_s"])
+
+
+def test_bench_command_measures_in_a_child_and_writes_json_and_markdown(tmp_path, capsys):
+    """`sgjax bench ... --out`: each measurement in its own process, the table printed, JSON and markdown written."""
+    import json
+
+    from sgjax import cli
+
+    out = tmp_path / "b.json"
+    args = ["bench", "--task", "question", "--depth", "1", "--seeds", "2", "--steps", "2", "--chunk", "1", "--peer", "none",
+            "--set", "model.d_model=32", "--set", "model.n_heads=2", "--set", "model.d_ff=64", "--out", str(out)]
+    assert cli.main(args) == 0
+    doc = json.loads(out.read_text())
+    (r,) = doc["results"]
+    assert r["kind"] == "sgjax" and r["population"] == 2 and len(r["call_s"]) == 2 and r["seed_steps_per_s"] > 0
+    assert doc["command"].startswith("sgjax bench --task question") and doc["machine"]["cores"] >= 1
+    assert "| sgjax | 2 |" in capsys.readouterr().out and "| sgjax | 2 |" in out.with_suffix(".md").read_text()
