@@ -114,3 +114,29 @@ def test_parallel_depths_train_as_one_at_a_time(tmp_path):
         assert len(_params(a)) == len(_params(b)) > 0
         for x, y in zip(_params(a), _params(b)):
             np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_distributed_start_from_flags_the_environment_or_auto_detection(monkeypatch):
+    """No flag: one process. --distributed: JAX detects the cluster. SGJAX_* variables fill the flags; a flag wins."""
+    import argparse
+
+    from sgjax import distributed
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a: calls.append(a))
+
+    def start(*argv):
+        p = argparse.ArgumentParser()
+        distributed.add_arguments(p)  # the defaults read the environment when the parser is built
+        distributed.maybe_initialize(p.parse_args(list(argv)))
+
+    start()
+    assert calls == []
+    start("--distributed")
+    assert calls == [()]
+    monkeypatch.setenv("SGJAX_COORDINATOR", "node0:1234")
+    monkeypatch.setenv("SGJAX_NUM_PROCESSES", "2")
+    monkeypatch.setenv("SGJAX_PROCESS_ID", "1")
+    start()
+    start("--process-id", "0")
+    assert calls[1:] == [("node0:1234", 2, 1), ("node0:1234", 2, 0)]
