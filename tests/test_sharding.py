@@ -55,20 +55,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one(tmp_path):
-    _run(tmp_path / "single", "--devices", 4)
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, TOY, str(tmp_path / "multi"), "--coordinator", f"localhost:{port}",
-             "--num-processes", "2", "--process-id", str(i)],
-            env=_env(2), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for i in range(2)
-    ]
+def _two_processes(args: list[str], devices: int) -> None:
+    """`python ARGS` as processes 0 and 1 of one jax.distributed run on localhost, `devices` fake CPUs each."""
+    join = ["--coordinator", f"localhost:{_free_port()}", "--num-processes", "2"]
+    procs = [subprocess.Popen([sys.executable, *args, *join, "--process-id", str(i)], env=_env(devices), cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]
+
+
+def test_two_processes_equal_one(tmp_path):
+    _run(tmp_path / "single", "--devices", 4)
+    _two_processes([TOY, str(tmp_path / "multi")], devices=2)
     for a, b in zip(_params(tmp_path / "single"), _params(tmp_path / "multi")):
         np.testing.assert_allclose(a, b, atol=1e-5)
     lines = (tmp_path / "multi" / "metrics.jsonl").read_text().splitlines()
@@ -80,15 +79,10 @@ def test_a_sweep_over_two_processes_probes_and_reports_once(tmp_path):
     """Both processes train; process 0 alone probes, summarizes and reports (no record written twice)."""
     from tests.test_sweep import TINY
 
-    out, port = tmp_path / "sw", _free_port()
-    args = ["-m", "sgjax.cli", "sweep", "--task", "question", "--preset", "smoke", "--depths", "1", "--num-seeds", "2",
-            *[a for o in TINY for a in ("--set", o)], "--probe-sample", "8", "--out", str(out), "--no-progress",
-            "--coordinator", f"localhost:{port}", "--num-processes", "2"]
-    procs = [subprocess.Popen([sys.executable, *args, "--process-id", str(i)], env=_env(1), cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-3000:]
+    out = tmp_path / "sw"
+    _two_processes(["-m", "sgjax.cli", "sweep", "--task", "question", "--preset", "smoke", "--depths", "1",
+                    "--num-seeds", "2", *[a for o in TINY for a in ("--set", o)], "--probe-sample", "8",
+                    "--out", str(out), "--no-progress"], devices=1)
     run = out / "question_L1"
     probed = [(r["step"], r["seed"]) for r in map(json.loads, (run / "probe.jsonl").read_text().splitlines())]
     assert sorted(probed) == [(10, 42), (10, 52), (20, 42), (20, 52)]
