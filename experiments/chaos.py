@@ -53,10 +53,10 @@ def kill_randomly(out: Path, rng: random.Random, max_wait: float, sig: str = "KI
 
 
 def last_logged_step(out: Path) -> int | None:
-    """The latest step metrics.jsonl records."""
-    path = out / "metrics.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return max((json.loads(l)["step"] for l in lines if l.strip()), default=None)
+    """The latest step metrics.jsonl records (a torn last line skipped, as the run itself reads it)."""
+    from sgjax import jsonl
+
+    return max((r["step"] for r in jsonl.read_records(out / "metrics.jsonl")), default=None)
 
 
 def resumed_step(out: Path) -> int | None:
