@@ -88,6 +88,7 @@ class EvalConfig:
     dyck_max_prefixes: int | None = 5000  # the original stops after >= 5000 closing prefixes
     max_decode_steps: int = 50
     exact_match: bool = True  # QF full-sequence exact match (what greedy decoding would give; an sgjax extra)
+    tense_drop_last: bool = True  # TI scored one token short of EOS, as the original's run_greedy (D29)
     batch_size: int = 512  # rows per member per batch, at most: halved until the program fits memory (docs/metrics.md)
     width_groups: int = 3  # QF/TI lines sorted by length into at most this many padded widths, a program each
 
@@ -120,8 +121,9 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-# Model fields added after runs were saved, with what those runs did: the layer scan, per-element masks.
-SAVED_BEFORE_OPTION = {"scan_layers": True, "dropout_draw": "per_element"}
+# Fields added after runs were saved, with what those runs did: the layer scan, per-element masks,
+# TI scored on the whole output.
+SAVED_BEFORE_OPTION = {"model": {"scan_layers": True, "dropout_draw": "per_element"}, "eval": {"tense_drop_last": False}}
 
 
 def from_dict(d: dict[str, Any]) -> Config:
@@ -129,8 +131,8 @@ def from_dict(d: dict[str, Any]) -> Config:
     subs = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
     kw = {}
     for k, v in d.items():
-        if k == "model":
-            v = {**SAVED_BEFORE_OPTION, **v}
+        if k in SAVED_BEFORE_OPTION:
+            v = {**SAVED_BEFORE_OPTION[k], **v}
         if k in subs:
             kw[k] = subs[k](**v)
         elif isinstance(v, list):

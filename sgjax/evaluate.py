@@ -7,8 +7,9 @@
   vs the gold first word (`val_acc`, `gen_acc`); unrestricted argmax (`*_acc_unrestricted`);
   full-output exact match (`*_exact_match`, EvalConfig.exact_match): whether greedy decoding would
   give the target, decided by one teacher-forced pass over the line (`teacher_forced_match`).
-* TI (§4.2, D15, D16): greedy decoding after the marker; right iff the POS sequences match and the
-  main verb matches (`val_acc`, `gen_acc`); plus full-output exact match (`*_exact_match`).
+* TI (§4.2, D15, D16, D29): greedy decoding after the marker; right iff the POS sequences match and
+  the main verb matches (`val_acc`, `gen_acc`), on the output cut one token short of its EOS as the
+  original's `run_greedy` returns it; plus full-output exact match (`*_exact_match`).
 * Dyck (§4.3, D10): at each closing bracket, argmax restricted to the 20 closers, all closings of one
   teacher-forced pass per sentence. `val_acc` = all closings on val (the code's), `gen_acc` = closings
   ≥ 10 tokens from their opener on the OOD test (the paper's); `val_acc_far`, `gen_acc_all` the others.
@@ -344,8 +345,20 @@ def _prefix_target(split: Split, vocab: Vocab, markers: tuple[str, ...], keep: C
 
 
 def decode_steps(max_decode_steps: int, max_target_len: int) -> int:
-    """Steps that decide every metric: a prediction 2 longer than any target is wrong however it continues."""
-    return max(1, min(max_decode_steps, max_target_len + 2))
+    """Steps that decide every metric: an output 3 longer than any target is wrong however it continues.
+
+    3, not 2: the original scores TI outputs one token short of their EOS (`original_output_len`).
+    """
+    return max(1, min(max_decode_steps, max_target_len + 3))
+
+
+def original_output_len(gen_len_B, steps: int):
+    """The output length the original's TI metric scores: one short of the EOS (D29).
+
+    Its `run_greedy` sets `out_len = i + 1` only while step i's token is not EOS, so the token just
+    before EOS (normally the '.') is cut. An output without EOS within `steps` keeps its length.
+    """
+    return gen_len_B - ((gen_len_B > 0) & (gen_len_B < steps))
 
 
 def qf_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
@@ -469,12 +482,13 @@ def qf_batch(cfg, params, b, *, aux_K, exact: bool):
     return out
 
 
-def ti_batch(cfg, params, b, *, tag_V, dot: int, max_steps: int, eos: int, decode_fn):
+def ti_batch(cfg, params, b, *, tag_V, dot: int, max_steps: int, eos: int, decode_fn, drop_last: bool = True):
     """Correct counts of one TI batch: the paper's main-verb rule and full exact match."""
     steps = decode_steps(max_steps, b["target"].shape[-1])
     gen_BxM, glen_B = decode_fn(cfg, params, b["prefix"], b["prefix_len"], max_steps=steps, eos_id=eos)
     v = b["valid"]
-    ok_B = tense_correct_ids(gen_BxM, glen_B, b["core"], b["core_len"], b["main_verb"], tag_V, dot)
+    scored_B = original_output_len(glen_B, steps) if drop_last else glen_B
+    ok_B = tense_correct_ids(gen_BxM, scored_B, b["core"], b["core_len"], b["main_verb"], tag_V, dot)
     return {"acc": jnp.sum(v & ok_B), "exact_match": jnp.sum(v & exact_match_ids(gen_BxM, glen_B, b["target"], b["target_len"]))}
 
 
@@ -651,4 +665,5 @@ def _batch_fns(cfg: ModelConfig, ecfg: EvalConfig, kind: str, vocab: Vocab, part
         return {"qf": lambda p, b: qf_batch(cfg, p, b, aux_K=aux_K, exact=ecfg.exact_match)}
     tag_V = jnp.asarray(tag_table(vocab, tense_tags()))
     dot = index.get(".", -1)
-    return {"ti": lambda p, b: ti_batch(cfg, p, b, tag_V=tag_V, dot=dot, max_steps=ecfg.max_decode_steps, eos=vocab.eos, decode_fn=decode_fn)}
+    return {"ti": lambda p, b: ti_batch(cfg, p, b, tag_V=tag_V, dot=dot, max_steps=ecfg.max_decode_steps, eos=vocab.eos,
+                                        decode_fn=decode_fn, drop_last=ecfg.tense_drop_last)}

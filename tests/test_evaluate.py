@@ -384,6 +384,53 @@ def test_ti_evaluator_rules_and_edge_cases():
     np.testing.assert_array_equal(results["broken"]["val_acc"], [0.0, 0.0])
 
 
+def test_ti_is_scored_one_short_of_eos_as_the_original():
+    """D29: without its '.' the output is wrong and with two it is right, as the original scores them; not so when off."""
+    vocab = words_vocab(TI_GEN, TI_VAL)
+    splits = {"val": encode_lines("tense", "val", TI_VAL, vocab), "gen": encode_lines("tense", "gen", TI_GEN, vocab)}
+    prefixes = [[vocab.sos] + vocab.encode(input_output(l)[0]) for l in TI_GEN + TI_VAL]
+    targets = [vocab.encode(input_output(l)[1]) for l in TI_GEN + TI_VAL]
+    outputs = {"target": targets, "no_dot": [t[:-1] for t in targets], "two_dots": [t + [vocab.index["."]] for t in targets]}
+    params = {"w": jnp.zeros((1, 1))}
+    want = {True: {"target": 1.0, "no_dot": 0.0, "two_dots": 1.0}, False: {"target": 1.0, "no_dot": 1.0, "two_dots": 0.0}}
+    for drop_last, accs in want.items():
+        ecfg = EvalConfig(batch_size=4, tense_drop_last=drop_last)
+        for name, acc in accs.items():
+            ev = E.make_evaluator(ModelConfig(vocab_size=vocab.size), ecfg, "tense", vocab, splits,
+                                  decode_fn=oracle_decoder(prefixes, outputs[name]))
+            got = ev(params, 0)
+            assert (got["gen_acc"][0], got["val_acc"][0]) == (acc, acc), (drop_last, name)
+            assert got["gen_exact_match"][0] == float(name == "target")  # exact match scores the whole output
+
+
+def run_greedy_out_len(tokens: list[int], eos: int, max_len: int) -> int:
+    """The original's `run_greedy` length bookkeeping (SPEC §2.4), token by token: t0, then max_len more."""
+    running, out_len = True, 0
+    for i in range(max_len):
+        running = running and tokens[i + 1] != eos
+        if running:
+            out_len = i + 1
+    return out_len
+
+
+def test_original_output_len_follows_run_greedy():
+    """Our decode length (tokens before EOS, at most `steps`) maps to the original's out_len wherever EOS is."""
+    eos, steps = 9, 12
+    for k in range(1, steps):  # EOS at k (not at 0: the original never checks t0, D16 counts that wrong)
+        tokens = [1] * k + [eos] + [2] * (steps + 1 - k)
+        assert int(E.original_output_len(jnp.asarray(k), steps)) == run_greedy_out_len(tokens, eos, steps)
+    assert int(E.original_output_len(jnp.asarray(steps), steps)) == run_greedy_out_len([1] * (steps + 1), eos, steps)
+
+
+def test_configs_saved_before_tense_drop_last_keep_whole_outputs():
+    from sgjax import config
+
+    d = config.preset("smoke", "tense").to_dict()
+    del d["eval"]["tense_drop_last"]
+    assert config.from_dict(d).eval.tense_drop_last is False
+    assert config.preset("smoke", "tense").eval.tense_drop_last is True
+
+
 def test_ti_gen_subsample_is_fresh_and_seeded():
     """tense_gen_sample draws a new subset each evaluation step, the same one for the same step (D15)."""
     a, b = E.sample_rows(100, 20, 3000), E.sample_rows(100, 20, 6000)
