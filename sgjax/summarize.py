@@ -272,7 +272,7 @@ def run(args) -> int:
         print(f"{title}{run_dir}")
         print(format_table(rows, aggregate(rows)))
         for lr, agg in (by_lr(rows) or {}).items():
-            print(f"lr {lr}: {agg['n_seeds']} members, final gen mean {agg['mean_final_gen']:.3f}, "
-                  f"final >= 0.8: {agg['n_final_gen_ge_0p8']}")
+            mean = "-" if agg["mean_final_gen"] is None else f"{agg['mean_final_gen']:.3f}"  # none evaluated yet
+            print(f"lr {lr}: {agg['n_seeds']} members, final gen mean {mean}, final >= 0.8: {agg['n_final_gen_ge_0p8']}")
         print(f"wrote {run_dir / 'summary.csv'} and {run_dir / 'summary.json'}")
     return 0

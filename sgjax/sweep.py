@@ -35,7 +35,10 @@ def write_manifest(sweep_dir: Path, manifest: dict, override: bool) -> None:
     """sweep.json records what the sweep is; a rerun with different tasks/depths/seeds is refused."""
     path = sweep_dir / "sweep.json"
     if path.exists() and not override:
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path} is corrupt ({e}); move it away, or rerun with --override to rewrite it") from e
         if {k: old.get(k) for k in manifest} != manifest:
             raise UserError(f"{sweep_dir} holds a different sweep ({old}); use another --out, or --override")
     if jax.process_index() == 0:  # several hosts: one writes, whole (the others may be reading it)
@@ -61,6 +64,8 @@ def train_one(cfg: C.Config, run_dir: Path, override: bool, progress: bool, devi
     from sgjax import loop
 
     if is_trained(run_dir, cfg) and (run_dir / "config.json").exists():
+        # A finished run of another config is refused (as `train` would), not reported as this one.
+        loop.prepare_run_dir(C.concrete_layout(cfg), run_dir, override)
         return run_dir
     return loop.run(cfg, run_dir, override=override, progress=progress, devices=devices)
 
@@ -127,8 +132,15 @@ def analyse(runs: list[tuple[C.Config, Path]], probe: bool, probe_sample: int | 
             summarize.summarize_run(rd)
 
 
-def parse_list(text: str, kind=int) -> list:
-    return [kind(x) for x in text.split(",") if x]
+def parse_list(text: str, kind=int, flag: str = "--depths") -> list:
+    """'2,4,6' -> [2, 4, 6]; a malformed or empty list is a UserError."""
+    try:
+        items = [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{flag} takes a comma-separated list of {kind.__name__}s, got {text!r}") from None
+    if not items:
+        raise UserError(f"{flag} is empty")
+    return items
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -152,7 +164,7 @@ def run(args) -> int:
     from sgjax import distributed
 
     distributed.maybe_initialize(args)
-    tasks = list(C.TASKS) if args.task == "all" else parse_list(args.task, str)
+    tasks = list(C.TASKS) if args.task == "all" else parse_list(args.task, str, "--task")
     for t in tasks:
         if t not in C.TASKS:
             raise UserError(f"unknown task {t!r}; choose from {', '.join(C.TASKS)} or all")

@@ -122,10 +122,15 @@ def test_probe_run_end_to_end_and_resume(run_dir):
     again = [json.loads(l) for l in path.read_text().splitlines()]
     assert [(x["step"], x["seed"]) for x in again] == [(10, 42), (10, 52), (20, 42), (20, 52)]
     assert again[3]["tscore"] == pytest.approx(recs[3]["tscore"], rel=1e-6)
+    with pytest.raises(UserError, match="sample: 12 -> 20"):  # records of other options are not mixed in
+        R.probe_run(run_dir, sample=20, batch_size=8, progress=False, sparsity_bug=True)
+    assert R.probe_run(run_dir, sample=12, batch_size=4, progress=False, sparsity_bug=True).read_text() == path.read_text()
 
 
 def test_probe_cli_and_errors(run_dir, tmp_path, capsys):
-    assert cli.main(["probe", str(run_dir), "--steps", "20", "--sample", "12", "--batch-size", "8", "--quiet"]) == 0
+    assert cli.main(["probe", str(run_dir), "--steps", "20", "--sample", "12", "--sparsity-bug", "--quiet"]) == 0
+    assert cli.main(["probe", str(run_dir), "--steps", "20", "--exact-tree", "--sample", "12", "--sparsity-bug", "--quiet"]) == 2
+    assert "other probe options (exact_tree: False -> True)" in capsys.readouterr().err
     with pytest.raises(UserError):
         R.parse_steps("30", [10, 20])
     empty = tmp_path / "empty"

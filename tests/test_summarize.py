@@ -114,6 +114,15 @@ def test_run_without_evals_gives_empty_rows(tmp_path):
     assert row["seed"] == 42 and row["n_evals"] == 0 and row["final_gen"] is None and row["es_gen_patience3"] is None
 
 
+def test_cli_on_a_run_of_two_lrs_before_its_first_evaluation(tmp_path, capsys):
+    recs = [{"step": 100, "seed": s, "member": i, "train_loss": 2.0} for i, s in enumerate((42, 52))]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (tmp_path / "config.json").write_text(json.dumps({"task": "question", "model": {"n_layers": 1}, "seeds": [42, 52],
+                                                      "lrs": [1e-3, 1e-4], "train": {"lr": 1e-3}}))
+    assert cli.main(["summarize", str(tmp_path)]) == 0
+    assert "lr 0.001: 1 members, final gen mean -," in capsys.readouterr().out
+
+
 def test_cli(tmp_path, capsys):
     assert cli.main(["summarize", str(write_run(tmp_path))]) == 0
     out = capsys.readouterr().out

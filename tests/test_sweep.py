@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from sgjax import cli, config as C, sweep
+from sgjax.errors import UserError
 
 TINY = ["train.steps=20", "train.eval_every=10", "train.ckpt_every=10", "train.log_every=10", "train.chunk_steps=10",
         "model.d_model=32", "model.d_ff=64", "data.train_size=300", "data.val_size=40", "data.gen_size=40"]
@@ -34,6 +37,9 @@ def test_sweep_end_to_end_and_resume(tmp_path):
     assert ckpt.stat().st_mtime_ns == stamp
     for task in tasks:
         assert (sweep.run_dir_for(out, task, 1) / "probe.jsonl").read_text().splitlines() == probes[task]
+    changed = {k: C.override(c, ["train.lr=5e-2"]) for k, c in _configs([1], tasks).items()}
+    with pytest.raises(UserError, match="different config"):  # finished runs of another config are not reused
+        sweep.run_sweep(tasks, [1], changed, out, probe_sample=8, progress=False)
 
 
 def test_sweep_refuses_a_different_sweep_in_the_same_dir(tmp_path, capsys):
@@ -42,3 +48,15 @@ def test_sweep_refuses_a_different_sweep_in_the_same_dir(tmp_path, capsys):
     code = cli.main(["sweep", "--task", "question", "--depths", "2", "--out", str(out), "--no-progress"])
     assert code == 2 and "different sweep" in capsys.readouterr().err
 
+
+
+def test_sweep_arguments_and_a_corrupt_manifest_are_one_line_errors(tmp_path, capsys):
+    base = ["sweep", "--task", "question", "--preset", "smoke", "--out", str(tmp_path / "sw"), "--no-progress"]
+    for extra, message in ((["--depths", "a"], "--depths takes a comma-separated list of ints, got 'a'"),
+                           (["--depths", ","], "--depths is empty")):
+        assert cli.main(base + extra) == 2
+        assert message in capsys.readouterr().err
+    (tmp_path / "sw").mkdir()
+    (tmp_path / "sw" / "sweep.json").write_text("{")
+    assert cli.main(base + ["--depths", "1"]) == 2
+    assert "sweep.json is corrupt" in capsys.readouterr().err

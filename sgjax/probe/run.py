@@ -27,6 +27,7 @@ from sgjax.errors import UserError
 from sgjax.probe import norms, sparsity as SP, tree_projection as TP
 
 PROBE_FILE = "probe.jsonl"
+OPTIONS_FILE = "probe_options.json"  # the options probe.jsonl's records were made with
 DEFAULT_SAMPLE = {"question": 10_000, "tense": 10_000, "dyck": 500}
 DYCK_MAX_TOKENS = 50  # D24: Dyck spans are n², so only val strings shorter than this are probed
 
@@ -213,6 +214,29 @@ def read_records(path: Path) -> list[dict]:
     return jsonl.read_records(path)
 
 
+def result_options(opts: ProbeOptions, task: str) -> dict:
+    """The options that change a record's numbers (not the batch size), the sample size resolved."""
+    d = dataclasses.asdict(opts)
+    del d["batch_size"]
+    d["sample"] = DEFAULT_SAMPLE[task] if opts.sample is None else int(opts.sample)
+    return d
+
+
+def check_options(run_dir: Path, wanted: dict, has_records: bool) -> None:
+    """Refuse to add records made with other options to probe.jsonl; record the options of a new one."""
+    path = run_dir / OPTIONS_FILE
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in wanted.items() if old.get(k) != v]
+        if diff and has_records:
+            raise UserError(f"{run_dir / PROBE_FILE} was made with other probe options ({'; '.join(diff)}); "
+                            f"rerun with those, or move {PROBE_FILE} and {OPTIONS_FILE} away to probe again")
+    if not has_records:  # (records made before this file existed keep none: they are not checked)
+        from sgjax.data.formats import atomic_write_bytes
+
+        atomic_write_bytes(path, json.dumps(wanted, indent=2, sort_keys=True).encode())
+
+
 def complete_steps(records, seeds) -> set[int]:
     """Steps with a record for every seed."""
     have: dict[int, set] = {}
@@ -276,6 +300,7 @@ def probe_run(run_dir, steps=None, sample: int | None = None, *, options: ProbeO
     done = complete_steps(records, cfg.seeds)
     if path.exists() and (_torn(path) or any(int(r["step"]) not in done for r in records)):
         rewrite_complete(path, records, done)  # drop an interrupted step's partial records
+    check_options(run_dir, result_options(opts, cfg.task), bool(done))
     todo = [s for s in todo if s not in done]
     if not todo:
         return path
