@@ -367,23 +367,35 @@ def machine() -> dict:
 
 def parse_rates(specs: list[str]) -> tuple[dict, dict]:
     """{(task, depth): seed-steps/s} and {(task, depth): eval s} from bench JSON files or `task:depth=rate[/eval_s]`."""
+    from sgjax.errors import UserError
+
     rates, evals = {}, {}
     for spec in specs:
-        if "=" in spec and not Path(spec).exists():
-            key, val = spec.split("=", 1)
-            task, depth = key.split(":")
-            rate, _, ev = val.partition("/")
-            rates[(task, int(depth))] = float(rate)
-            if ev:
-                evals[(task, int(depth))] = float(ev)
-            continue
-        doc = json.loads(Path(spec).read_text())
-        # the largest population measured is what a sweep runs (10 seeds per depth)
-        for r in sorted((r for r in doc["results"] if r["kind"] == "sgjax" and "error" not in r), key=lambda r: r["population"]):
-            rates[(r["task"], r["depth"])] = r["seed_steps_per_s"]
-            if r.get("eval_s"):
-                evals[(r["task"], r["depth"])] = r["eval_s"]
+        try:
+            parse_rate(spec, rates, evals)
+        except (ValueError, KeyError, TypeError) as e:  # a typo'd spec or another JSON file: name it, no traceback
+            raise UserError(f"--project {spec!r}: not a bench .json nor task:depth=rate[/eval_s] ({e})") from None
     return rates, evals
+
+
+def parse_rate(spec: str, rates: dict, evals: dict) -> None:
+    """Add one `--project` spec (a bench JSON file or `task:depth=rate[/eval_s]`) to rates and evals."""
+    if "=" in spec and not Path(spec).exists():
+        key, val = spec.split("=", 1)
+        task, depth = key.split(":")
+        rate, _, ev = val.partition("/")
+        if not float(rate) > 0:  # a time per step is 1 / rate
+            raise ValueError(f"rate {rate} is not > 0")
+        rates[(task, int(depth))] = float(rate)
+        if ev:
+            evals[(task, int(depth))] = float(ev)
+        return
+    doc = json.loads(Path(spec).read_text())
+    # the largest population measured is what a sweep runs (10 seeds per depth)
+    for r in sorted((r for r in doc["results"] if r["kind"] == "sgjax" and "error" not in r), key=lambda r: r["population"]):
+        rates[(r["task"], r["depth"])] = r["seed_steps_per_s"]
+        if r.get("eval_s"):
+            evals[(r["task"], r["depth"])] = r["eval_s"]
 
 
 def fill(table: dict, task: str, depth: int, per_step: bool) -> tuple[float | None, str]:
@@ -441,7 +453,7 @@ def project(specs: list[str]) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="question", help="question | tense | dyck (default: question)")
     p.add_argument("--depth", type=int, default=6, help="number of layers (default 6)")
-    p.add_argument("--seeds", default="1,10", help="population sizes S to measure, comma-separated (default 1,10)")
+    p.add_argument("--seeds", type=population_sizes, default="1,10", help="population sizes S to measure, comma-separated (default 1,10)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per member (default 20)")
     p.add_argument("--chunk", type=int, default=5, help="K: steps per jitted call for sgjax (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls after compilation (default 1; peers: 2 steps)")
@@ -465,17 +477,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker", help=argparse.SUPPRESS)
 
 
-def run(args) -> int:
+def population_sizes(text: str) -> list[int]:
+    """The argparse `type` of --seeds: comma-separated population sizes."""
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of population sizes (e.g. 1,10)") from None
+
+
+def check_args(args) -> tuple[list[int], list[str]]:
+    """Population sizes and peers, after refusing what cannot be measured: before any child runs, not as a table row."""
+    from sgjax import config as C
     from sgjax.errors import UserError
 
+    sizes, peers = args.seeds, [k for k in args.peer.split(",") if k and k != "none"]
+    bad = [k for k in peers if k not in KINDS[1:]]
+    checks = [
+        (not bad, f"--peer {','.join(bad)}: choose from {', '.join(KINDS[1:])} or none"),
+        (sizes and min(sizes) >= 1, f"--seeds: population sizes must be >= 1 (got {sizes})"),
+        (args.steps >= 1 and args.chunk >= 1, "--steps and --chunk must be >= 1"),
+        (args.warmup >= 0 and args.repeat >= 1 and args.torch_threads >= 0,
+         "--warmup and --torch-threads must be >= 0, --repeat >= 1"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise UserError(msg)
+    # the task, depth and --set overrides as every measurement builds them (an unknown task: a ConfigError)
+    C.validate(bench_config(args.task, args.depth, max(sizes), args.chunk, args.precision, args.overrides))
+    return sizes, peers
+
+
+def run(args) -> int:
     if args.project:
         print(project(args.project))
         return 0
-    sizes = [int(s) for s in args.seeds.split(",") if s]
-    peers = [k for k in args.peer.split(",") if k and k != "none"]
-    bad = [k for k in peers if k not in KINDS[1:]]
-    if bad or not sizes or min(sizes) < 1 or args.steps < 1 or args.chunk < 1:
-        raise UserError(f"bad arguments: peers {bad or 'ok'}, sizes {sizes}; steps and chunk must be >= 1")
+    sizes, peers = check_args(args)
     if peers:
         import importlib.util
 

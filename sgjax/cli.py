@@ -36,16 +36,34 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse argv, dispatch to the subcommand, map user errors to exit status 2."""
+def error_line(e: BaseException) -> str:
+    """One line for a user error or a failed file operation; an OSError keeps the file it names."""
+    if isinstance(e, OSError) and e.strerror and e.filename is not None:
+        other = f" -> {e.filename2}" if e.filename2 is not None else ""
+        return f"{e.filename}{other}: {e.strerror}"
+    return str(e)
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The `sgjax` parser, with the arguments of the subcommand that argv names."""
     parser = argparse.ArgumentParser(prog="sgjax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    argv = sys.argv[1:] if argv is None else argv
     name = next((a for a in argv if not a.startswith("-")), None)
     for cmd, (module, help_) in COMMANDS.items():
         p = sub.add_parser(cmd, help=help_)
         if cmd == name:  # import only the module that runs: start-up stays fast
             importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse argv, dispatch to the subcommand, map user errors and failed file operations to exit status 2."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        parser = build_parser(argv)  # defaults may read the environment (SGJAX_NUM_PROCESSES): a UserError
+    except UserError as e:
+        print(f"sgjax: error: {e}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     args.argv = list(argv)  # the command as given (not sys.argv: main may be called from Python), for records
     if args.command in ("train", "sweep", "probe", "bench"):
@@ -53,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         enable_compilation_cache()
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
-    except (UserError, FileNotFoundError) as e:
-        print(f"sgjax {args.command}: error: {e}", file=sys.stderr)
+    except (UserError, OSError) as e:  # OSError: an --out that is a file, a data file that is a directory, ...
+        print(f"sgjax {args.command}: error: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"sgjax {args.command}: interrupted", file=sys.stderr)

@@ -129,6 +129,12 @@ SAVED_BEFORE_OPTION = {"model": {"scan_layers": True, "dropout_draw": "per_eleme
 def from_dict(d: dict[str, Any]) -> Config:
     """Inverse of Config.to_dict (lists become tuples)."""
     subs = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
+    # A saved config.json that is valid JSON but another shape (a list, a number) is corrupt, not a crash.
+    if not isinstance(d, dict):
+        raise ConfigError(f"the saved config is not a config object (a JSON {type(d).__name__}, not an object of fields)")
+    bad = [k for k in subs if k in d and not isinstance(d[k], dict)]
+    if bad:
+        raise ConfigError(f"the saved config is not a config object ({bad[0]!r} is not an object of fields)")
     kw = {}
     for k, v in d.items():
         if k in SAVED_BEFORE_OPTION:
@@ -240,16 +246,18 @@ def validate(cfg: Config) -> Config:
         (len(cfg.seeds) > 0, "seeds: at least one seed is needed"),
         (len(set(cfg.seeds)) == len(cfg.seeds), "seeds: each seed may appear once"),
         (cfg.lrs is None or len(cfg.lrs) == len(cfg.seeds), "lrs: one learning rate per seed is needed"),
-        (cfg.lrs is None or all(lr > 0 for lr in cfg.lrs), "lrs: learning rates must be > 0"),
+        # `0 < x < inf` is False for nan too: a non-finite lr makes every member non-finite at once.
+        (cfg.lrs is None or all(0 < lr < float("inf") for lr in cfg.lrs), "lrs: learning rates must be finite and > 0"),
         (m.n_layers >= 1, "model.n_layers must be >= 1"),
         (m.d_model > 0 and m.n_heads > 0 and m.d_model % m.n_heads == 0, "model.d_model must be a multiple of model.n_heads"),
         (m.d_ff > 0, "model.d_ff must be > 0"),
+        (m.max_len >= 1, "model.max_len must be >= 1"),
         (0.0 <= m.dropout < 1.0, "model.dropout must be in [0, 1)"),
         (m.dropout_draw in ("counter", "packed", "per_element"), "model.dropout_draw must be counter|packed|per_element"),
         (m.vocab_size == VOCAB_SIZES[cfg.task] if cfg.task in TASKS else True, f"model.vocab_size must be {VOCAB_SIZES.get(cfg.task)} for {cfg.task}"),
         (t.steps > 0, "train.steps must be > 0"),
         (t.batch_size > 0, "train.batch_size must be > 0"),
-        (t.lr > 0, "train.lr must be > 0"),
+        (0 < t.lr < float("inf"), "train.lr must be finite and > 0"),
         (t.warmup_steps >= 0 and t.decay_steps > t.warmup_steps, "train.decay_steps must exceed train.warmup_steps >= 0"),
         (t.chunk_steps > 0 and t.log_every > 0 and t.ckpt_every > 0, "train.chunk_steps, log_every, ckpt_every must be > 0"),
         (t.eval_every >= 0, "train.eval_every must be >= 0 (0 turns evaluation off)"),

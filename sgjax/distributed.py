@@ -7,6 +7,8 @@ import os
 
 import jax
 
+from sgjax.errors import UserError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("multi-host (see docs/scaling.md)")
@@ -19,7 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _env_int(name: str) -> int | None:
     v = os.environ.get(name)
-    return int(v) if v else None
+    try:
+        return int(v) if v else None
+    except ValueError:
+        raise UserError(f"{name}={v!r} is not an integer") from None
 
 
 def maybe_initialize(args) -> None:
@@ -27,7 +32,15 @@ def maybe_initialize(args) -> None:
     explicit = args.coordinator is not None
     if not (args.distributed or explicit):
         return
-    if explicit:
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    else:
-        jax.distributed.initialize()
+    if explicit and args.num_processes is None:
+        raise UserError(f"--coordinator {args.coordinator} needs --num-processes (or SGJAX_NUM_PROCESSES), "
+                        "and --process-id (or SGJAX_PROCESS_ID) off a SLURM/TPU cluster")
+    try:
+        if explicit:
+            jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        else:
+            jax.distributed.initialize()
+    except ValueError as e:  # JAX says which setting it could neither read nor detect (off a SLURM/TPU cluster)
+        raise UserError(f"cannot join the multi-process runtime ({str(e).rstrip('.')}): give --coordinator, "
+                        "--num-processes and --process-id (or SGJAX_COORDINATOR, SGJAX_NUM_PROCESSES, "
+                        "SGJAX_PROCESS_ID)") from e

@@ -8,14 +8,27 @@ import dataclasses
 from sgjax import config as C, distributed
 
 
+def comma_list(kind, what: str):
+    """An argparse `type` for a comma-separated list of `kind`: a bad element is a one-line usage error."""
+
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {what}") from None
+
+    return parse
+
+
 def add_config_arguments(p: argparse.ArgumentParser, depth_help: str = "number of layers") -> None:
     """Options shared by `train` and `sweep`: task, preset, seeds, steps, overrides."""
     p.add_argument("--task", required=True, help=f"one of {', '.join(C.TASKS)}")
     p.add_argument("--preset", default="smoke", help=f"one of {', '.join(C.PRESETS)} (default: smoke)")
     seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", help="comma-separated integer seeds, e.g. 42,52,62")
+    seeds.add_argument("--seeds", type=comma_list(int, "integer seeds"), help="comma-separated integer seeds, e.g. 42,52,62")
     seeds.add_argument("--num-seeds", type=int, help="the paper's seeds 42, 52, ... (this many)")
-    p.add_argument("--lrs", help="comma-separated learning rates; with one seed per lr, or crossed with --seeds via --cross")
+    p.add_argument("--lrs", type=comma_list(float, "learning rates"),
+                   help="comma-separated learning rates; with one seed per lr, or crossed with --seeds via --cross")
     p.add_argument("--cross", action="store_true", help="train every seed with every lr (population = seeds x lrs)")
     p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
@@ -24,16 +37,18 @@ def add_config_arguments(p: argparse.ArgumentParser, depth_help: str = "number o
 
 
 def config_from_args(args, depth: int) -> C.Config:
-    """The Config that the command-line options describe."""
+    """The Config that the command-line options describe (a given 0 is kept, for validate to refuse)."""
     cfg = C.preset(args.preset, args.task, depth)
     seeds = cfg.seeds
-    if args.seeds:
-        seeds = tuple(int(s) for s in args.seeds.split(",") if s)
-    elif args.num_seeds:
+    if args.seeds is not None:
+        seeds = tuple(args.seeds)
+    elif args.num_seeds is not None:
+        if args.num_seeds < 1:
+            raise C.ConfigError(f"--num-seeds must be >= 1 (got {args.num_seeds})")
         seeds = tuple(42 + 10 * i for i in range(args.num_seeds))
     lrs = None
-    if args.lrs:
-        lr_list = tuple(float(x) for x in args.lrs.split(",") if x)
+    if args.lrs is not None:
+        lr_list = tuple(args.lrs)
         if args.cross:
             seeds, lrs = tuple(s for s in seeds for _ in lr_list), tuple(lr for _ in seeds for lr in lr_list)
             if len(set(seeds)) < len(seeds):  # a seed with two lrs is two members: give each its own seed
@@ -41,7 +56,7 @@ def config_from_args(args, depth: int) -> C.Config:
         else:
             lrs = lr_list
     cfg = dataclasses.replace(cfg, seeds=seeds, lrs=lrs)
-    if args.steps:
+    if args.steps is not None:
         cfg = C.override(cfg, [f"train.steps={args.steps}"])
     return C.validate(C.override(cfg, args.overrides))
 
@@ -59,7 +74,7 @@ def run(args) -> int:
     from sgjax import loop
 
     distributed.maybe_initialize(args)
-    depth = args.depth or (2 if args.preset == "smoke" else 6)
+    depth = args.depth if args.depth is not None else (2 if args.preset == "smoke" else 6)
     cfg = config_from_args(args, depth)
     if args.tensorboard:
         cfg = C.override(cfg, ["train.tensorboard=true"])

@@ -131,6 +131,9 @@ def test_probe_cli_and_errors(run_dir, tmp_path, capsys):
     assert cli.main(["probe", str(run_dir), "--steps", "20", "--sample", "12", "--sparsity-bug", "--quiet"]) == 0
     assert cli.main(["probe", str(run_dir), "--steps", "20", "--exact-tree", "--sample", "12", "--sparsity-bug", "--quiet"]) == 2
     assert "other probe options (exact_tree: False -> True)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse: a usage line and one error line, no jax traceback
+        cli.main(["probe", str(run_dir), "--matmul-precision", "foo"])
+    assert exit_.value.code == 2 and "invalid choice: 'foo'" in capsys.readouterr().err
     with pytest.raises(UserError):
         R.parse_steps("30", [10, 20])
     empty = tmp_path / "empty"

@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also report sparsity with the original's bug (every layer's attention on the embeddings)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per jitted call (default 32)")
     p.add_argument("--dyck-max-tokens", type=int, default=50, help="Dyck: probe val strings shorter than this")
-    p.add_argument("--matmul-precision", default="highest", help="highest (default) | tensorfloat32 | bfloat16")
+    p.add_argument("--matmul-precision", default="highest", choices=("highest", "tensorfloat32", "bfloat16"),
+                   help="highest (default) | tensorfloat32 | bfloat16")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
