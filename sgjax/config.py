@@ -89,6 +89,7 @@ class EvalConfig:
     max_decode_steps: int = 50
     exact_match: bool = True  # QF full-sequence exact match (what greedy decoding would give; an sgjax extra)
     tense_drop_last: bool = True  # TI scored one token short of EOS, as the original's run_greedy (D29)
+    lm_loss: bool = False  # val_loss / gen_loss, the original's eval LM loss (D31): a forward pass over every line
     batch_size: int = 512  # rows per member per batch, at most: halved until the program fits memory (docs/metrics.md)
     width_groups: int = 3  # QF/TI lines sorted by length into at most this many padded widths, a program each
 

@@ -66,6 +66,11 @@ def loss_fn(params, cfg: Config, inputs_BxT, targets_BxT, positions_BxT, attenti
         cfg.model, params, inputs_BxT, dropout_key=dropout_key, allowed_BxTxT=allowed_BxTxT,
         positions_BxT=positions_BxT, rows=rows,
     )
+    return token_mean_ce(logits_BxTxV, targets_BxT)
+
+
+def token_mean_ce(logits_BxTxV, targets_BxT) -> jax.Array:
+    """Cross-entropy averaged over the non-pad (id 0) targets; 0 when there are none."""
     ce_BxT = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV, targets_BxT)
     mask_BxT = targets_BxT != 0
     return jnp.sum(ce_BxT * mask_BxT) / jnp.maximum(jnp.sum(mask_BxT), 1)

@@ -48,6 +48,7 @@ AUXILIARIES = ("does", "doesn't", "do", "don't")  # QF's restricted candidate se
 QF_MARKER = "quest"
 TI_MARKERS = ("PAST", "PRESENT")
 DYCK_MIN_DISTANCE = 10  # the paper's generalization filter (D10)
+LOSS_BATCH = 32  # the original's eval_lm batches: its loss is the mean of their token means (D31)
 TOKENS_PER_BATCH = 32  # Dyck batches hold about batch_size × 32 tokens (long OOD strings get fewer rows)
 MEMORY_FRACTION = 0.6  # of the device's free memory that the evaluation's temporaries may take
 UNKNOWN_TAG = -1  # pad / EOS / SOS / non-TI words: never equal to a real tag, so always wrong (D16)
@@ -186,10 +187,15 @@ class Part:
     """One split's lines for one kind of computation: batched groups, and each metric's denominator."""
 
     split: str  # "val" | "gen"
-    kind: str  # "qf" | "ti" | "dyck"
+    kind: str  # "qf" | "ti" | "dyck" | "loss"
     groups: dict[str, dict[str, np.ndarray]]  # group name -> arrays [NB, R, ...]: one compiled program each
     counts: dict[str, int]  # metric name -> denominator
     sample: "TenseSample | None" = None  # TI gen subsampling (D15), rebuilt per evaluation
+
+    @property
+    def key(self) -> str:
+        """The part's name in the evaluator: its split, or `split-loss` for the LM-loss lines."""
+        return f"{self.split}-loss" if self.kind == "loss" else self.split
 
 
 @dataclasses.dataclass
@@ -451,6 +457,29 @@ def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
     return Part(name, "dyck", groups, counts)
 
 
+def loss_part(name: str, split: Split, vocab: Vocab) -> Part:
+    """Every line of the split as `[SOS] line EOS`, in file order in the original's 32-line batches.
+
+    Batches are kept whole (the loss averages their token means) and grouped by their own padded
+    width, a power of two, so a batch of short lines is not padded to the split's longest.
+    """
+    ids = [split.flat_M[o : o + n].tolist() for o, n in zip(split.offsets_N, split.lengths_N)]  # as training reads them
+    lines = [[vocab.sos] + line + [vocab.eos] for line in ids]
+    buckets: dict[int, list] = {}
+    for i in range(0, len(lines), LOSS_BATCH):
+        batch = lines[i : i + LOSS_BATCH]
+        buckets.setdefault(max(16, 1 << (max(map(len, batch)) - 1).bit_length()), []).append(batch)
+    groups = {}
+    for width, batches in sorted(buckets.items()):
+        seq = np.zeros((len(batches), LOSS_BATCH, width), np.int32)
+        valid = np.zeros((len(batches), LOSS_BATCH), bool)
+        for b, batch in enumerate(batches):
+            seq[b, : len(batch)] = _pad_rows(batch, width)[0]
+            valid[b, : len(batch)] = True
+        groups[f"w{width}"] = {"seq": seq, "valid": valid}
+    return Part(name, "loss", groups, {"loss": -(-len(lines) // LOSS_BATCH)})
+
+
 # ---------------------------------------------------------------- device-side batch functions
 
 
@@ -499,6 +528,12 @@ def dyck_batch(cfg, params, b, *, close_K):
     return {"all": jnp.sum(right_BxT & b["all"]), "far": jnp.sum(right_BxT & b["far"])}
 
 
+def loss_batch(cfg, params, b):
+    """The token-mean LM loss of one batch (0 for a batch of padding rows, which is not counted)."""
+    logits_BxTxV = model.forward(cfg, params, b["seq"][:, :-1])
+    return {"loss": engine.token_mean_ce(logits_BxTxV, b["seq"][:, 1:])}
+
+
 # ---------------------------------------------------------------- the evaluator
 
 
@@ -510,6 +545,7 @@ KEYS = {  # (split, kind, count name) -> metrics.jsonl key
     ("val", "ti", "exact_match"): "val_exact_match", ("gen", "ti", "exact_match"): "gen_exact_match",
     ("val", "dyck", "all"): "val_acc", ("val", "dyck", "far"): "val_acc_far",
     ("gen", "dyck", "far"): "gen_acc", ("gen", "dyck", "all"): "gen_acc_all",
+    ("val", "loss", "loss"): "val_loss", ("gen", "loss", "loss"): "gen_loss",
 }
 TASK_KIND = {"question": "qf", "tense": "ti", "dyck": "dyck"}
 GEN_NAMES = {"question": ("gen",), "tense": ("gen",), "dyck": ("test", "gen")}
@@ -524,12 +560,12 @@ class Evaluator:
 
     def __init__(self, task: str, parts: list[Part], batch_fns: dict[str, Callable]):
         self.task = task
-        self.parts = {p.split: p for p in parts if sum(p.counts.values()) > 0}  # nothing to score: NaN, no compile
+        self.parts = {p.key: p for p in parts if sum(p.counts.values()) > 0}  # nothing to score: NaN, no compile
         self.empty_keys = [KEYS[(p.split, p.kind, c)] for p in parts if sum(p.counts.values()) == 0 for c in p.counts]
         self.counts = {KEYS[(p.split, p.kind, c)]: n for p in parts for c, n in p.counts.items()}
         self.fit: dict | None = None  # what the first call chose: rows per batch, temporaries, free memory
         self.note: str | None = None  # a line for the user when the first call had to shrink the batches
-        self._compiled: dict | None = None  # (split, group) -> compiled program
+        self._compiled: dict | None = None  # (part key, group) -> compiled program
 
         def group_sums(fn, params, batches):
             """One member's correct counts over one group's batches."""
@@ -537,7 +573,7 @@ class Evaluator:
 
         self._fns = {kind: jax.jit(jax.vmap(functools.partial(group_sums, fn), in_axes=(0, None)))
                      for kind, fn in batch_fns.items()}
-        self._device = {}  # (split, group) -> device copies of the fixed groups (a TI sample is put at each call)
+        self._device = {}  # (part key, group) -> device copies of the fixed groups (a TI sample is put at each call)
         for p in self.parts.values():
             if p.sample is None:
                 for g in p.groups:
@@ -545,7 +581,7 @@ class Evaluator:
 
     def _put(self, part: Part, group: str):
         """Put one fixed group's batches on the device."""
-        self._device[(part.split, group)] = jax.device_put(part.groups[group])
+        self._device[(part.key, group)] = jax.device_put(part.groups[group])
 
     def rows(self) -> int:
         """The most rows per member in one batch."""
@@ -559,19 +595,20 @@ class Evaluator:
         free = free_memory(jax.tree_util.tree_leaves(params_S)[0].sharding.addressable_devices)
         data = self.data_for(step)
         compiled, tried = {}, {}
-        for (split, g), batches in list(data.items()):
-            part = self.parts[split]
-            tried[(split, g)] = []
+        for (key, g), batches in list(data.items()):
+            part = self.parts[key]
+            tried[(key, g)] = []
             while True:
                 program = self._fns[part.kind].lower(params_S, batches).compile()
                 temp = getattr(program.memory_analysis(), "temp_size_in_bytes", None)
                 rows = batches["valid"].shape[1]
-                tried[(split, g)].append((rows, temp))
-                if free is None or temp is None or temp <= MEMORY_FRACTION * free or rows == 1:
+                tried[(key, g)].append((rows, temp))
+                fits = free is None or temp is None or temp <= MEMORY_FRACTION * free
+                if fits or rows == 1 or part.kind == "loss":  # the loss keeps the original's 32-line batches
                     break
-                part = self.parts[split] = self._halve(part, g)
-                batches = data[(split, g)] = self._sample(part, step) if part.sample else self._device[(split, g)]
-            compiled[(split, g)] = program
+                part = self.parts[key] = self._halve(part, g)
+                batches = data[(key, g)] = self._sample(part, step) if part.sample else self._device[(key, g)]
+            compiled[(key, g)] = program
         peak = max(tried.values(), key=lambda t: t[-1][1] or 0)
         self.fit = {"rows": self.rows(), "temp_bytes": peak[-1][1], "free_bytes": free,
                     "tried": {f"{s}/{g}": t for (s, g), t in tried.items()}}
@@ -600,7 +637,7 @@ class Evaluator:
 
     def data_for(self, step: int) -> dict:
         """(split, group) -> device arrays; a subsampled TI split draws its lines for this step."""
-        return self._device | {(p.split, "sample"): self._sample(p, step) for p in self.parts.values() if p.sample}
+        return self._device | {(p.key, "sample"): self._sample(p, step) for p in self.parts.values() if p.sample}
 
     def __call__(self, params_S, step: int = 0) -> dict[str, np.ndarray]:
         s = jax.tree_util.tree_leaves(params_S)[0].shape[0]
@@ -615,7 +652,7 @@ class Evaluator:
         out = {}
         for p in self.parts.values():
             for c, n in p.counts.items():
-                total = sum(np.asarray(v[c], np.float64) for (split, _), v in sums.items() if split == p.split)
+                total = sum(np.asarray(v[c], np.float64) for (key, _), v in sums.items() if key == p.key)
                 out[KEYS[(p.split, p.kind, c)]] = total / n if n else np.full(s, np.nan)
         for key in self.empty_keys:
             out[key] = np.full(s, np.nan)
@@ -646,7 +683,12 @@ def make_evaluator(model_cfg: ModelConfig, eval_cfg: EvalConfig, task: str, voca
             parts.append(ti_part(name, split, vocab, eval_cfg, eval_cfg.tense_gen_sample if name == "gen" else None))
         else:
             parts.append(dyck_part(name, split, vocab, eval_cfg))
-    return Evaluator(task, parts, _batch_fns(model_cfg, eval_cfg, kind, vocab, parts, decode_fn))
+        if eval_cfg.lm_loss:
+            parts.append(loss_part(name, split, vocab))
+    fns = _batch_fns(model_cfg, eval_cfg, kind, vocab, parts, decode_fn)
+    if eval_cfg.lm_loss:
+        fns["loss"] = lambda p, b: loss_batch(model_cfg, p, b)
+    return Evaluator(task, parts, fns)
 
 
 def _batch_fns(cfg: ModelConfig, ecfg: EvalConfig, kind: str, vocab: Vocab, parts: list[Part], decode_fn) -> dict:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sgjax import evaluate as E
-from sgjax import decode, model
+from sgjax import decode, engine, model
 from sgjax.decode import jit_forward as forward  # cached jitted model.forward
 from sgjax.config import EvalConfig, ModelConfig
 from sgjax.data import grammar as G
@@ -305,6 +305,31 @@ def test_qf_evaluator_vmapped_equals_alone():
             preds.append(int(E.restricted_argmax(logits, aux_K)))
             gold.append(vocab.index[words[q + 1]])
         assert both["gen_acc"][i] == pytest.approx(np.mean(np.array(preds) == gold))
+
+
+def test_lm_loss_is_the_mean_of_32_line_batch_means_as_the_original():
+    """D31: val_loss / gen_loss over every line, per member, equal a per-batch host reference; off by default."""
+    from sgjax import data
+
+    vocab = data.vocab_for("question")
+    text = data.generate("question", {"train": 0, "val": 70, "test": 0, "gen": 40}, seed=3)
+    splits = {n: encode_lines("question", n, text[n], vocab) for n in ("val", "gen")}
+    cfg, params = tiny_members(vocab.size)
+    ev = E.make_evaluator(cfg, EvalConfig(batch_size=8, lm_loss=True), "question", vocab, splits)
+    assert ev.counts["val_loss"] == 3 and ev.counts["gen_loss"] == 2  # 32 + 32 + 6 and 32 + 8 lines
+    got = ev(params, 0)
+    for i in range(2):
+        p = jax.tree_util.tree_map(lambda a: a[i], params)
+        for name in ("val", "gen"):
+            seqs = [[vocab.sos] + vocab.encode(line_words(l)) + [vocab.eos] for l in text[name]]
+            means = []
+            for b in range(0, len(seqs), 32):  # padded per batch, as the original's collate
+                batch = E._pad_rows(seqs[b : b + 32])[0]
+                logits = forward(cfg)(p, jnp.asarray(batch[:, :-1]))
+                means.append(float(engine.token_mean_ce(logits, jnp.asarray(batch[:, 1:]))))
+            assert got[f"{name}_loss"][i] == pytest.approx(np.mean(means), rel=1e-5)
+    assert got["val_loss"][0] != got["val_loss"][1] and got["val_acc"].shape == (2,)
+    assert "val_loss" not in E.make_evaluator(cfg, EvalConfig(batch_size=8), "question", vocab, splits)(params, 0)
 
 
 def test_teacher_forced_match_equals_greedy_decoding():
