@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from sgjax import checkpoint
 
@@ -35,18 +36,25 @@ def _scores(run_dir) -> list:
     return [(r["step"], r["seed"], {k: v for k, v in r.items() if k.startswith(("val_", "gen_"))}) for r in records if "val_acc" in r]
 
 
-def test_sharded_equals_unsharded_and_checkpoints_move(tmp_path):
+@pytest.fixture(scope="module")
+def four_devices(tmp_path_factory):
+    """The toy run on 4 devices of one process: what the other layouts must reproduce."""
+    run_dir = tmp_path_factory.mktemp("sharding") / "four"
+    _run(run_dir, "--devices", 4)
+    return run_dir
+
+
+def test_sharded_equals_unsharded_and_checkpoints_move(tmp_path, four_devices):
     _run(tmp_path / "one", "--devices", 1)
-    _run(tmp_path / "four", "--devices", 4)
     # Saved on 4 devices, resumed on 2; the probe checkpoints read on the host.
     _run(tmp_path / "moved", "--devices", 4, "--stop-at", 10)
     _run(tmp_path / "moved", "--devices", 2)
-    for a, b, c in zip(_params(tmp_path / "one"), _params(tmp_path / "four"), _params(tmp_path / "moved")):
+    for a, b, c in zip(_params(tmp_path / "one"), _params(four_devices), _params(tmp_path / "moved")):
         np.testing.assert_allclose(a, b, atol=1e-5)
         np.testing.assert_allclose(a, c, atol=1e-5)
     scores = _scores(tmp_path / "one")
     assert len(scores) == 2 * 4 and len({json.dumps(s) for _, _, s in scores}) > 1  # members score differently
-    assert _scores(tmp_path / "four") == scores == _scores(tmp_path / "moved")
+    assert _scores(four_devices) == scores == _scores(tmp_path / "moved")
 
 
 def _free_port() -> int:
@@ -65,14 +73,16 @@ def _two_processes(args: list[str], devices: int) -> None:
         assert p.returncode == 0, err[-3000:]
 
 
-def test_two_processes_equal_one(tmp_path):
-    _run(tmp_path / "single", "--devices", 4)
+def test_two_processes_equal_one_and_resume(tmp_path, four_devices):
+    """Two processes of 2 devices, stopped at step 10 and resumed as two processes: one process's weights and scores."""
+    _two_processes([TOY, str(tmp_path / "multi"), "--stop-at", "10"], devices=2)
+    assert [d.name for d in (tmp_path / "multi" / "state").iterdir() if d.name.isdigit()] == ["10"]
     _two_processes([TOY, str(tmp_path / "multi")], devices=2)
-    for a, b in zip(_params(tmp_path / "single"), _params(tmp_path / "multi")):
+    for a, b in zip(_params(four_devices), _params(tmp_path / "multi")):
         np.testing.assert_allclose(a, b, atol=1e-5)
     lines = (tmp_path / "multi" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 4 * 4  # 4 log steps x 4 seeds, written once (by process 0)
-    assert _scores(tmp_path / "multi") == _scores(tmp_path / "single")  # each host's members scored and gathered
+    assert _scores(tmp_path / "multi") == _scores(four_devices)  # each host's members scored and gathered
 
 
 def test_a_sweep_over_two_processes_probes_and_reports_once(tmp_path):
