@@ -47,6 +47,23 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict:
     return tree
 
 
+def seed_of(path) -> int | None:
+    """seed_52.npz -> 52; None for another name."""
+    try:
+        return int(path.stem.removeprefix("seed_"))
+    except ValueError:
+        return None
+
+
+def read_npz(path) -> dict[str, np.ndarray]:
+    """One member's flat parameters; an unreadable file is a CheckpointError that names it."""
+    try:
+        with path.open("rb") as f, np.load(f) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # BadZipFile, EOFError, OSError; ValueError with numpy's allow_pickle hint, which misleads here
+        raise CheckpointError(f"corrupt checkpoint {path}: the file is unreadable, not a complete .npz archive ({type(e).__name__})") from e
+
+
 class MembersNpzHandler(ocp.handlers.CheckpointHandler):
     """Writes a population's params as one plain .npz per member (seed), readable with numpy alone."""
 
@@ -59,18 +76,18 @@ class MembersNpzHandler(ocp.handlers.CheckpointHandler):
                 np.savez(f, **{k: v[i] for k, v in flat.items()})
 
     def restore(self, directory: epath.Path, args: "MembersRestore | None" = None):
-        files = sorted(directory.glob("seed_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
-        seeds = [int(p.stem.split("_")[1]) for p in files]
+        by_seed = {seed_of(p): p for p in directory.glob("seed_*.npz")}
+        by_seed.pop(None, None)  # not a member file (e.g. seed_x.npz)
+        seeds = sorted(by_seed)
+        files = [by_seed[s] for s in seeds]
         if args is not None and args.seeds is not None:
-            by_seed = dict(zip(seeds, files))
             missing = [s for s in args.seeds if s not in by_seed]
             if missing:
                 raise CheckpointError(f"{directory}: no parameters for seeds {missing}")
             files, seeds = [by_seed[s] for s in args.seeds], list(args.seeds)
-        members = []
-        for p in files:
-            with p.open("rb") as f, np.load(f) as z:
-                members.append({k: z[k] for k in z.files})
+        if not files:
+            raise CheckpointError(f"corrupt checkpoint {directory}: its parameter files (seed_<seed>.npz) are missing")
+        members = [read_npz(p) for p in files]
         stacked = {k: np.stack([m[k] for m in members]) for k in members[0]}
         return {"seeds": seeds, "params": unflatten(stacked)}
 
@@ -135,8 +152,9 @@ class RunCheckpoints:
     def latest_state_step(self) -> int | None:
         return self.state.latest_step()
 
-    def restore_state(self, step: int, abstract_state_S) -> tuple[Any, dict]:
-        """The full state at `step`, laid out like `abstract_state_S` (shapes, dtypes, shardings)."""
+    def restore_state(self, step: int, abstract_state_S, seeds=None) -> tuple[Any, dict]:
+        """The full state at `step`, laid out like `abstract_state_S` (shapes, dtypes, shardings) and, if given, of `seeds`."""
+        check_state_fits(self.run_dir / "state" / str(step), abstract_state_S, seeds)
         try:
             out = self.state.restore(
                 step,
@@ -154,6 +172,74 @@ class RunCheckpoints:
     def close(self) -> None:
         self.params.close()
         self.state.close()
+
+
+def saved_state_step(run_dir) -> int | None:
+    """The latest committed full-state step, found without creating anything (a manager creates state/)."""
+    return max(ocp.step.checkpoint_steps(Path(run_dir) / "state"), default=None)
+
+
+def saved_probe_steps(run_dir) -> list[int]:
+    """Steps with a committed probe checkpoint, ascending (no config.json needed, unlike list_steps)."""
+    return sorted(ocp.step.checkpoint_steps(Path(run_dir) / "checkpoints"))
+
+
+def leaf_shapes(tree) -> dict[str, tuple]:
+    """{"params/embed": shape} of a state tree or its Orbax metadata (dicts, lists, tuples, namedtuples alike)."""
+    key = lambda k: str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+    return {"/".join(map(key, path)): tuple(x.shape) for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def saved_state_shapes(step_dir: Path) -> tuple[dict[str, tuple], list | None] | None:
+    """(leaf shapes, seeds) of a saved state, from its metadata alone; None if that is unreadable."""
+    handler = ocp.handlers.StandardCheckpointHandler()
+    try:
+        tree = handler.metadata(epath.Path(step_dir).absolute() / "state")
+        seeds = json.loads((Path(step_dir) / "meta" / "metadata").read_text()).get("seeds")
+    except Exception:  # a corrupt state: the restore itself reports it
+        return None
+    finally:
+        handler.close()
+    return leaf_shapes(getattr(tree, "tree", tree)), seeds
+
+
+def check_state_fits(step_dir: Path, abstract_state_S, seeds) -> None:
+    """Refuse a state of another population or model shape before Orbax tries it.
+
+    Orbax would fail with advice that does not apply here (strict=False, padding) and leave its
+    asyncio tasks printing "Event loop is closed" tracebacks at exit.
+    """
+    saved = saved_state_shapes(step_dir)
+    if saved is None:
+        return
+    (saved_shapes, saved_seeds), want = saved, leaf_shapes(abstract_state_S)
+    diff = shape_differences(saved_shapes, want)
+    n_saved, n_want = saved_shapes.get("frozen", (None,))[0], want.get("frozen", (None,))[0]
+    problems = []
+    if n_saved != n_want or (seeds is not None and saved_seeds is not None and list(saved_seeds) != list(seeds)):
+        problems.append(f"the saved state has {n_saved} members (seeds {_seeds(saved_seeds)}), this config {n_want} (seeds {_seeds(seeds)})")
+    if diff:
+        problems.append(f"the saved model's shapes differ from this config's ({'; '.join(diff[:3])}{'; …' if len(diff) > 3 else ''})")
+    if problems:
+        raise CheckpointError(
+            f"cannot restore {step_dir}: {'; '.join(problems)}; --override cannot change the population or the model "
+            "shape: rerun with the run's own settings, or use another --out for a new run"
+        )
+
+
+def shape_differences(saved: dict, want: dict) -> list[str]:
+    """Leaves whose per-member shape (the leading S axis dropped) differs or that one side lacks; parameters first."""
+    fmt = lambda shape: "absent" if shape is None else "x".join(map(str, shape[1:])) or "scalar"
+    out = []
+    for k in sorted(set(saved) | set(want), key=lambda k: (not k.startswith("params/"), k)):
+        a, b = saved.get(k), want.get(k)
+        if a is None or b is None or a[1:] != b[1:]:
+            out.append(f"{k.removeprefix('params/')} saved {fmt(a)}, now {fmt(b)}")
+    return out
+
+
+def _seeds(seeds) -> str:
+    return "unknown" if seeds is None else ",".join(map(str, seeds))
 
 
 def _check_run_dir(run_dir) -> Path:
@@ -199,8 +285,7 @@ def load_member(run_dir, step: int, seed: int) -> dict:
     path = Path(run_dir) / "checkpoints" / str(step) / "params" / f"seed_{seed}.npz"
     if not path.exists():
         raise CheckpointError(f"no parameters for seed {seed} at step {step}: {path} is missing")
-    with np.load(path) as z:
-        return unflatten({k: z[k] for k in z.files})
+    return unflatten(read_npz(path))
 
 
 def dir_bytes(path) -> int:

@@ -13,8 +13,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from sgjax import batching, engine
-from sgjax.checkpoint import RunCheckpoints
+from sgjax import batching, engine, jsonl
+from sgjax.checkpoint import RunCheckpoints, saved_probe_steps, saved_state_step
 from sgjax.config import Config, concrete_layout, from_dict, validate
 from sgjax.errors import CheckpointError, UserError
 
@@ -53,15 +53,61 @@ def prepare_run_dir(cfg: Config, run_dir: Path, override: bool) -> None:
     path = run_dir / "config.json"
     if path.exists():
         try:
-            old = saved_config_dict(json.loads(path.read_text()))
+            saved = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise UserError(f"{path} is corrupt ({e}); move it away to start a new run") from e
+        if not isinstance(saved, dict):
+            raise UserError(f"{path} is corrupt (a JSON {type(saved).__name__}, not a config); move it away to start a new run")
+        old = saved_config_dict(saved)
         diff = [d for d in config_diff(old, cfg.to_dict()) if d.split(":")[0] not in RESUMABLE_CHANGES]
         if diff and not override:
             raise UserError(
                 f"{run_dir} holds a run with a different config ({'; '.join(diff[:5])}); "
                 "use another --out, or --override to continue it with the new config"
             )
+
+
+def check_resumable(cfg: Config, run_dir: Path) -> None:
+    """Refuse a rerun that would lose work: --steps below the saved state, or progress whose state is gone.
+
+    Runs before the checkpoint managers exist: they create state/, whose absence is evidence here.
+    """
+    step = saved_state_step(run_dir)
+    if step is not None and step > cfg.train.steps:
+        raise UserError(
+            f"{run_dir} has trained to step {step}, past train.steps {cfg.train.steps}: a run's steps may grow, not "
+            f"shrink below its saved state; use --steps {step} or more, or another --out for a new run"
+        )
+    if step is None:
+        refuse_progress_without_state(cfg, run_dir)
+
+
+def refuse_progress_without_state(cfg: Config, run_dir: Path) -> None:
+    """Refuse a restart from step 0 that would delete more than a kill before the first state save leaves.
+
+    A kill before the first state commits leaves state/ (created first) and at most metrics and probe
+    checkpoints up to the second checkpoint step: the first state is written in the background while
+    training goes on, and the second save waits for it. That restart is the documented behaviour. More
+    progress than that, or no state/ at all (deleted to save disk), means the state is gone: refuse.
+    """
+    logged = [r["step"] for r in jsonl.read_records(run_dir / "metrics.jsonl") if isinstance(r["step"], int)]
+    probes = saved_probe_steps(run_dir)
+    last = max(logged + probes, default=0)
+    state_dir = run_dir / "state"
+    if last == 0 or (state_dir.is_dir() and last <= 2 * cfg.train.ckpt_every):
+        return
+    have = ([f"metrics to step {max(logged)}"] if logged else []) + (
+        [f"probe checkpoints at steps {_step_list(probes)}"] if probes else [])
+    raise CheckpointError(
+        f"{run_dir} holds training progress ({', '.join(have)}) but no training state to resume from ({state_dir} "
+        f"{'holds no complete state' if state_dir.is_dir() else 'is missing'}): a rerun would restart at step 0 and "
+        f"delete them, so nothing was changed; to start over, use another --out or delete {run_dir}"
+    )
+
+
+def _step_list(steps: list[int]) -> str:
+    """Steps for a message, a long list shortened: 100, 200, …, 3000 (30)."""
+    return ", ".join(map(str, steps)) if len(steps) <= 4 else f"{steps[0]}, {steps[1]}, …, {steps[-1]} ({len(steps)})"
 
 
 def write_config(cfg: Config, run_dir: Path) -> None:
@@ -223,6 +269,7 @@ def run(
     cfg = concrete_layout(cfg)  # the run dir records the layout, so a later default cannot change it silently
     run_dir = Path(run_dir)
     prepare_run_dir(cfg, run_dir, override)
+    check_resumable(cfg, run_dir)
     tc = cfg.train
     splits = load_data(cfg)
     vocab = data.vocab_for(cfg.task)
@@ -237,7 +284,7 @@ def run(
     with jax.default_matmul_precision(tc.matmul_precision):
         step = ckpts.latest_state_step() or 0
         if step:  # resume: restore onto this run's mesh; a fresh init would be thrown away
-            state, _ = ckpts.restore_state(step, engine.abstract_population(cfg, mesh))
+            state, _ = ckpts.restore_state(step, engine.abstract_population(cfg, mesh), cfg.seeds)
         else:
             state = engine.init_population(cfg, mesh)
         write_config(cfg, run_dir)

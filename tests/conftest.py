@@ -23,6 +23,11 @@ def tiny_config(**train_overrides) -> C.Config:
 @pytest.fixture
 def toy_corpus(monkeypatch):
     """A random 68-word corpus patched in as the question task's data (vocabulary sized like QF's)."""
+    return patch_toy_corpus(monkeypatch)
+
+
+def patch_toy_corpus(monkeypatch):
+    """toy_corpus's patches through any MonkeyPatch (a module-scoped fixture has no `monkeypatch`)."""
     import sgjax.data as data
     from sgjax import loop
 
