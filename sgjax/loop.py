@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from sgjax import batching, engine, jsonl
 from sgjax.checkpoint import RunCheckpoints, saved_probe_steps, saved_state_step
-from sgjax.config import Config, concrete_layout, from_dict, validate
+from sgjax.config import Config, ConfigError, concrete_layout, from_dict, validate
 from sgjax.errors import CheckpointError, UserError
 
 # Fields that may change when a run is resumed: extending a run is the point of resuming.
@@ -108,6 +108,15 @@ def refuse_progress_without_state(cfg: Config, run_dir: Path) -> None:
 def _step_list(steps: list[int]) -> str:
     """Steps for a message, a long list shortened: 100, 200, …, 3000 (30)."""
     return ", ".join(map(str, steps)) if len(steps) <= 4 else f"{steps[0]}, {steps[1]}, …, {steps[-1]} ({len(steps)})"
+
+
+def check_positions(cfg: Config, splits: dict) -> None:
+    """Refuse a model.max_len shorter than a sequence the run will see: positions past it would be clamped."""
+    longest = max(int(s.lengths_N.max(initial=0)) for s in splits.values())
+    need = longest + 1 + 3  # SOS, and decoding's up to 3 tokens past the longest target (evaluate.decode_steps)
+    if need > cfg.model.max_len:
+        raise ConfigError(f"model.max_len {cfg.model.max_len} is shorter than the {need} positions the data needs "
+                          f"(its longest line has {longest} words); raise it to at least {need}")
 
 
 def write_config(cfg: Config, run_dir: Path) -> None:
@@ -272,6 +281,7 @@ def run(
     check_resumable(cfg, run_dir)
     tc = cfg.train
     splits = load_data(cfg)
+    check_positions(cfg, splits)
     vocab = data.vocab_for(cfg.task)
     tdata = make_train_data(cfg, splits["train"], vocab)
     if evaluator == "default":

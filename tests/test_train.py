@@ -268,3 +268,10 @@ def test_tensorboard_scalars_and_only_the_last_checkpoint(tmp_path, toy_corpus, 
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # not installed
     with pytest.raises(UserError, match="pip install 'sgjax\\[tensorboard\\]'"):
         loop.run(cfg, tmp_path / "r2", progress=False, evaluator=None)
+
+
+def test_a_max_len_shorter_than_the_data_is_refused(tmp_path, toy_corpus):
+    """Positions past model.max_len would be clamped silently; the toy corpus's longest line has 15 words."""
+    with pytest.raises(C.ConfigError, match="model.max_len 18 is shorter than the 19 positions"):
+        loop.run(C.override(tiny_config(steps=10), ["model.max_len=18"]), tmp_path / "r", progress=False, evaluator=None)
+    loop.run(C.override(tiny_config(steps=2), ["model.max_len=19"]), tmp_path / "ok", progress=False, evaluator=None)
