@@ -40,10 +40,18 @@ def random_tokens(seeds: int):
     return jnp.asarray(np.random.default_rng(0).integers(1, 60, (seeds, 8, 36)), jnp.int32)
 
 
+def option_value(text: str):
+    """An XLA compiler option's value: true/false and numbers as such (XLA rejects them as strings), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def compile_arm(overrides: list[str], seeds: int, depth: int, tokens_SxBxT) -> dict:
     """Config, donated jitted step and state of one arm, after its first (compiling) call."""
     use_optax = "@optax" in overrides
-    xla_options = dict(o[len("xla:") :].partition("=")[::2] for o in overrides if o.startswith("xla:"))
+    xla_options = {k: option_value(v) for k, v in (o[len("xla:") :].partition("=")[::2] for o in overrides if o.startswith("xla:"))}
     overrides = [o for o in overrides if o != "@optax" and not o.startswith("xla:")]
     cfg = config.override(config.preset("paper", "question", depth), overrides)
     cfg = dataclasses.replace(cfg, seeds=tuple(range(seeds)))
