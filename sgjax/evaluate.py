@@ -636,7 +636,7 @@ class Evaluator:
         return jax.device_put(_batched({k: v[idx] for k, v in full.items()}, part.sample.rows))
 
     def data_for(self, step: int) -> dict:
-        """(split, group) -> device arrays; a subsampled TI split draws its lines for this step."""
+        """(part key, group) -> device arrays; a subsampled TI split draws its lines for this step."""
         return self._device | {(p.key, "sample"): self._sample(p, step) for p in self.parts.values() if p.sample}
 
     def __call__(self, params_S, step: int = 0) -> dict[str, np.ndarray]:
