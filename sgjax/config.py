@@ -123,8 +123,18 @@ class Config:
 
 
 # Fields added after runs were saved, with what those runs did: the layer scan, per-element masks,
-# TI scored on the whole output.
-SAVED_BEFORE_OPTION = {"model": {"scan_layers": True, "dropout_draw": "per_element"}, "eval": {"tense_drop_last": False}}
+# TI scored on the whole output. A field maps to the tasks it changed, or None for every task: an
+# old QF or Dyck run never read tense_drop_last, so it takes today's default and resumes as it was.
+SAVED_BEFORE_OPTION = {
+    "model": {"scan_layers": (True, None), "dropout_draw": ("per_element", None)},
+    "eval": {"tense_drop_last": (False, ("tense",))},
+}
+
+
+def saved_before(section: str, task: str | None) -> dict[str, Any]:
+    """What a run of `task` saved before a field of `section` existed did, for each such field."""
+    fields = SAVED_BEFORE_OPTION.get(section, {})
+    return {k: v for k, (v, tasks) in fields.items() if tasks is None or task in tasks}
 
 
 def from_dict(d: dict[str, Any]) -> Config:
@@ -139,7 +149,7 @@ def from_dict(d: dict[str, Any]) -> Config:
     kw = {}
     for k, v in d.items():
         if k in SAVED_BEFORE_OPTION:
-            v = {**SAVED_BEFORE_OPTION[k], **v}
+            v = {**saved_before(k, d.get("task")), **v}
         if k in subs:
             kw[k] = subs[k](**v)
         elif isinstance(v, list):

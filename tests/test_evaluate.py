@@ -454,6 +454,9 @@ def test_configs_saved_before_tense_drop_last_keep_whole_outputs():
     del d["eval"]["tense_drop_last"]
     assert config.from_dict(d).eval.tense_drop_last is False
     assert config.preset("smoke", "tense").eval.tense_drop_last is True
+    qf = config.preset("smoke", "question").to_dict()  # QF never reads it: an old QF run resumes unchanged
+    del qf["eval"]["tense_drop_last"]
+    assert config.from_dict(qf) == config.preset("smoke", "question")
 
 
 def test_ti_gen_subsample_is_fresh_and_seeded():
