@@ -191,7 +191,12 @@ def mean_curve_gaps(evals: dict[int, Series]) -> dict | None:
     """Fig 2's marks on the mean curve: ES = first max of mean val; gaps val − gen there and at the end."""
     if not evals:
         return None
-    steps, val, gen = mean_curve(evals)
+    return curve_gaps(*mean_curve(evals))
+
+
+def curve_gaps(steps, val, gen) -> dict | None:
+    """ES = the first maximum of the val curve; the gaps val − gen there and at the last step."""
+    steps, val, gen = np.asarray(steps), np.asarray(val, float), np.asarray(gen, float)
     i = summarize.first_max_index(val)
     if i is None:
         return None
@@ -242,11 +247,15 @@ def last_probe_step(records: list[dict]) -> int | None:
 
 
 def best_depth(stats: list[dict]) -> int | None:
-    """The depth with the most seeds final gen ≥ 0.8; ties -> higher mean final gen, then the smaller depth."""
+    """The depth with the largest share of seeds final gen ≥ 0.8; ties -> higher mean final gen, then the smaller depth.
+
+    A share, not a count, so a depth with fewer seeds evaluated is not ranked down for it.
+    """
     rows = [r for r in stats if r["n_eval_seeds"] > 0]
     if not rows:
         return None
-    key = lambda r: (r["n_grok"], r["mean_final_gen"] if r["mean_final_gen"] is not None else -1.0, -r["depth"])  # noqa: E731
+    key = lambda r: (r["n_grok"] / r["n_eval_seeds"], r["mean_final_gen"] if r["mean_final_gen"] is not None else -1.0,  # noqa: E731
+                     -r["depth"])
     return max(rows, key=key)["depth"]
 
 
@@ -416,9 +425,13 @@ FIG3B_PANELS = (
 
 
 def pick_depths(runs: list[Run], best: int | None) -> list[Run]:
-    """The shallowest, best and deepest runs (distinct)."""
+    """The shallowest, best and deepest grokking runs (distinct), as the paper picks (SPEC §5.5: TI 2/4/6).
+
+    Deepest = the largest depth with at least one seed final gen ≥ 0.8; the largest depth if none groks.
+    """
     by_depth = {r.depth: r for r in runs}
-    chosen = {min(by_depth), max(by_depth)} | ({best} if best in by_depth else set())
+    grokking = [r.depth for r in runs if any(groks(x) for x in r.summaries.values())]
+    chosen = {min(by_depth), max(grokking or by_depth)} | ({best} if best in by_depth else set())
     return [by_depth[d] for d in sorted(chosen)]
 
 
@@ -570,7 +583,8 @@ def accuracy_table(stats: list[dict], best: dict[str, int | None]) -> list[str]:
 
 def tree_table(stats: list[dict]) -> list[str]:
     """Markdown rows: tscore and tparseval at the last probed step beside the paper's at 300k."""
-    lines = ["| task | layers | probed step | tscore | tscore (sampled baseline) | paper (300k) | tparseval | paper (300k) |",
+    lines = ["| task | layers | probed step | tscore | tscore (sampled baseline) | paper (300k; Dyck 400k) | tparseval "
+             "| paper (300k; Dyck 400k) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in stats:
         p = paper_cells(r["task"], r["depth"])
@@ -583,15 +597,19 @@ def gap_table(best_runs: dict[str, Run]) -> list[str]:
     """Markdown rows: Fig 2's early-stopping point and gaps on the mean curve, beside the paper's Δ labels."""
     from sgjax import paper
 
-    lines = ["| task | layers | ES step | mean gen at ES | Δ at ES (pts) | paper Δ at ES | end step | mean gen at end "
-             "| Δ at end (pts) | paper Δ at end |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | layers | ES step | mean gen at ES | Δ at ES (pts) | paper's curve, this rule: Δ at ES (step) "
+             "| paper's label Δ at ES | end step | mean gen at end | Δ at end (pts) | paper's curve Δ at end | paper's label Δ at end |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    pct = lambda x: None if x is None else 100 * x  # noqa: E731
     for task, run in best_runs.items():
         g = mean_curve_gaps(run.evals) or {}
         pg = paper.fig2_gaps(task) or {}
-        pct = lambda x: None if x is None else 100 * x  # noqa: E731
+        c = paper.fig2_curve(task)
+        pc = (curve_gaps(c["step"], c["val"], c["gen"]) if c else None) or {}  # the same rule on the paper's own seeds
         lines.append(f"| {task} | {run.depth} | {fmt(g.get('es_step'))} | {fmt(g.get('es_gen'))} | {fmt(pct(g.get('gap_es')), 1)} "
-                     f"| {fmt(pg.get('gap_es_pct'))} | {fmt(g.get('end_step'))} | {fmt(g.get('end_gen'))} "
-                     f"| {fmt(pct(g.get('gap_end')), 1)} | {fmt(pg.get('gap_end_pct'))} |")
+                     f"| {fmt(pct(pc.get('gap_es')), 1)} ({fmt(pc.get('es_step'))}) | {fmt(pg.get('gap_es_pct'))} "
+                     f"| {fmt(g.get('end_step'))} | {fmt(g.get('end_gen'))} | {fmt(pct(g.get('gap_end')), 1)} "
+                     f"| {fmt(pct(pc.get('gap_end')), 1)} | {fmt(pg.get('gap_end_pct'))} |")
     return lines
 
 
@@ -617,6 +635,18 @@ def nonfinite_lines(runs: list[Run]) -> list[str]:
     return [f"- {r.task} {layers(r.depth)}: seed {s} non-finite from step {step:,}" for r, s, step in bad]
 
 
+def horizon_lines(stats: list[dict]) -> list[str]:
+    """A warning for a task whose depths were last evaluated at different steps: their grokking counts do not compare."""
+    out = []
+    for task in dict.fromkeys(r["task"] for r in stats):
+        ends = {r["depth"]: r["last_eval_step"] for r in stats if r["task"] == task and r["last_eval_step"] is not None}
+        if len(set(ends.values())) > 1:
+            out.append(f"**Note:** {task}'s depths were last evaluated at different steps "
+                       f"({', '.join(f'{layers(d)}: {s}' for d, s in sorted(ends.items()))}); a seed groks by its final "
+                       "accuracy, so the best depth and Fig 3a compare runs at different points of training.")
+    return out + ([""] if out else [])
+
+
 def mixed_lr_lines(runs: list[Run]) -> list[str]:
     """A warning for runs whose members trained at several learning rates: the report averages them as seeds."""
     from sgjax.summarize import member_lrs
@@ -638,9 +668,9 @@ def markdown(sweep_dir: Path, runs: list[Run], stats: list[dict], best: dict, fi
         out += ["Sweep: " + ", ".join(f"{k} `{', '.join(map(str, v)) if isinstance(v, list) else v}`" for k, v in m.items()), ""]
     out += ["Rules (docs/report.md): a seed groks when its **final** generalization accuracy is ≥ 0.8 (D17); ES = early "
             "stopping at the first checkpoint where in-domain (val) accuracy reaches its maximum (D18); the best depth has the "
-            "most grokking seeds (ties: higher mean final gen, then fewer layers). Paper values: 10 paper seeds at 300k steps "
+            "largest share of grokking seeds (ties: higher mean final gen, then fewer layers). Paper values: 10 paper seeds at 300k steps "
             "(Dyck 400k); Fig 3a counts read from the figure, 'paper logs' from the original repo's logs (SPEC §6).", ""]
-    out += mixed_lr_lines(runs)
+    out += mixed_lr_lines(runs) + horizon_lines(stats)
     out += ["## Best depth", ""] + [f"- {t}: {layers(d)}" if d is not None else f"- {t}: no evaluations" for t, d in best.items()]
     out += ["", "## Accuracy (this sweep beside the paper)", ""] + accuracy_table(stats, best)
     out += ["", "## Early stopping vs extended training (Fig 2, mean curve at the best depth)", ""] + gap_table(best_runs)

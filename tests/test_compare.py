@@ -52,6 +52,26 @@ def test_a_shift_in_every_seed_is_flagged(tmp_path):
     assert "| gen_acc | 10 |" in C.format_table(result) and "| no |" in C.format_table(result)
 
 
+def noisy_curves_SxT(rng, offsets_S, shift=0.0):
+    """100 steps of a rising curve per seed: a seed's own offset plus per-step noise (steps correlate)."""
+    return (1 - np.exp(-np.arange(100) / 20))[None] + offsets_S[:, None] + rng.normal(0, 0.03, (10, 100)) + shift
+
+
+def test_runs_of_one_distribution_are_within_noise_and_a_small_paired_shift_is_not():
+    """The verdict's false-alarm rate is about 5% however the steps correlate; pairing finds a shift of 0.4 seed std."""
+    same = paired_shift = saturated = 0
+    for i in range(40):
+        rng = np.random.default_rng(i)
+        steps = list(range(1, 101))
+        a, b = (noisy_curves_SxT(rng, rng.normal(0, 0.05, 10)) for _ in range(2))  # unpaired: other offsets
+        same += C.within_noise(C.compare_metric(a, b, steps))
+        off = rng.normal(0, 0.05, 10)  # paired: the same seeds start alike, as the same init and data make them
+        paired_shift += C.within_noise(C.compare_metric(noisy_curves_SxT(rng, off), noisy_curves_SxT(rng, off, 0.02), steps))
+        sat_a, sat_b = (np.minimum(1.0, noisy_curves_SxT(rng, rng.normal(0, 0.05, 10)) + 0.3) for _ in range(2))
+        saturated += C.within_noise(C.compare_metric(sat_a, sat_b, steps))  # seed std 0 at most steps
+    assert same >= 36 and saturated >= 36 and paired_shift == 0
+
+
 def test_sign_flip_p():
     assert C.sign_flip_p(np.array([1.0, 1.0, 1.0])) == pytest.approx(2 / 8)
     assert C.sign_flip_p(np.array([1.0, -1.0])) == 1.0
