@@ -32,9 +32,6 @@ def maybe_initialize(args) -> None:
     explicit = args.coordinator is not None
     if not (args.distributed or explicit):
         return
-    if explicit and args.num_processes is None:
-        raise UserError(f"--coordinator {args.coordinator} needs --num-processes (or SGJAX_NUM_PROCESSES), "
-                        "and --process-id (or SGJAX_PROCESS_ID) off a SLURM/TPU cluster")
     try:
         if explicit:
             jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)

@@ -418,7 +418,13 @@ def by_length(arrays_N: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
     return idx[np.lexsort((arrays_N["target_len"][idx], arrays_N["prefix_len"][idx]))]
 
 
-def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
+def bucket_width(n: int, cap: int | None = None) -> int:
+    """A padded width for a sequence of n: a power of two (few compiled shapes), at most `cap` (model.max_len), ≥ n."""
+    width = max(16, 1 << (n - 1).bit_length())
+    return max(n, min(width, cap)) if cap is not None else width
+
+
+def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig, max_len: int | None = None) -> Part:
     """Dyck closings of the selected sentences, bucketed by padded length; masks for 'all' and 'far'."""
     sents = [line_words(l) for l in split.lines]
     closings = [dyck_closings(s) for s in sents]
@@ -440,8 +446,7 @@ def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
         per_sent.append(([vocab.sos] + ids, ids, all_T, far_T))
     buckets: dict[int, list] = {}
     for s in per_sent:
-        width = max(16, 1 << (len(s[0]) - 1).bit_length())  # power-of-two widths: few compiled shapes
-        buckets.setdefault(width, []).append(s)
+        buckets.setdefault(bucket_width(len(s[0]), max_len), []).append(s)
     groups = {}
     for width, items in sorted(buckets.items()):
         rows = balanced_rows(len(items), max(1, min(ecfg.batch_size, ecfg.batch_size * TOKENS_PER_BATCH // width)))
@@ -457,18 +462,19 @@ def dyck_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
     return Part(name, "dyck", groups, counts)
 
 
-def loss_part(name: str, split: Split, vocab: Vocab) -> Part:
+def loss_part(name: str, split: Split, vocab: Vocab, max_len: int | None = None) -> Part:
     """Every line of the split as `[SOS] line EOS`, in file order in the original's 32-line batches.
 
     Batches are kept whole (the loss averages their token means) and grouped by their own padded
-    width, a power of two, so a batch of short lines is not padded to the split's longest.
+    width, a power of two, so a batch of short lines is not padded to the split's longest. The model
+    reads all but the last position, so the width is at most max_len + 1.
     """
     ids = [split.flat_M[o : o + n].tolist() for o, n in zip(split.offsets_N, split.lengths_N)]  # as training reads them
     lines = [[vocab.sos] + line + [vocab.eos] for line in ids]
     buckets: dict[int, list] = {}
     for i in range(0, len(lines), LOSS_BATCH):
         batch = lines[i : i + LOSS_BATCH]
-        buckets.setdefault(max(16, 1 << (max(map(len, batch)) - 1).bit_length()), []).append(batch)
+        buckets.setdefault(bucket_width(max(map(len, batch)), None if max_len is None else max_len + 1), []).append(batch)
     groups = {}
     for width, batches in sorted(buckets.items()):
         seq = np.zeros((len(batches), LOSS_BATCH, width), np.int32)
@@ -682,9 +688,9 @@ def make_evaluator(model_cfg: ModelConfig, eval_cfg: EvalConfig, task: str, voca
         elif kind == "ti":
             parts.append(ti_part(name, split, vocab, eval_cfg, eval_cfg.tense_gen_sample if name == "gen" else None))
         else:
-            parts.append(dyck_part(name, split, vocab, eval_cfg))
+            parts.append(dyck_part(name, split, vocab, eval_cfg, model_cfg.max_len))
         if eval_cfg.lm_loss:
-            parts.append(loss_part(name, split, vocab))
+            parts.append(loss_part(name, split, vocab, model_cfg.max_len))
     fns = _batch_fns(model_cfg, eval_cfg, kind, vocab, parts, decode_fn)
     if eval_cfg.lm_loss:
         fns["loss"] = lambda p, b: loss_batch(model_cfg, p, b)

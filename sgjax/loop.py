@@ -50,21 +50,37 @@ def prepare_run_dir(cfg: Config, run_dir: Path, override: bool) -> None:
     state cannot take (another population or model shape) leaves the run's config as it was.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
+    diff, legacy = saved_config_changes(cfg, run_dir)
+    if diff and not override:
+        raise UserError(changed_config_message(run_dir, diff, legacy))
+
+
+def saved_config_changes(cfg: Config, run_dir: Path) -> tuple[list[str], dict[str, Any]]:
+    """Differences from the run's saved config (resumable ones left out), and {field: what the run did} for the
+    fields its config.json predates (absent, or "auto" from before runs recorded its choice); ([], {}) if none saved."""
     path = run_dir / "config.json"
-    if path.exists():
-        try:
-            saved = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path} is corrupt ({e}); move it away to start a new run") from e
-        if not isinstance(saved, dict):
-            raise UserError(f"{path} is corrupt (a JSON {type(saved).__name__}, not a config); move it away to start a new run")
-        old = saved_config_dict(saved)
-        diff = [d for d in config_diff(old, cfg.to_dict()) if d.split(":")[0] not in RESUMABLE_CHANGES]
-        if diff and not override:
-            raise UserError(
-                f"{run_dir} holds a run with a different config ({'; '.join(diff[:5])}); "
-                "use another --out, or --override to continue it with the new config"
-            )
+    if not path.exists():
+        return [], {}
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is corrupt ({e}); move it away to start a new run") from e
+    if not isinstance(saved, dict):
+        raise UserError(f"{path} is corrupt (a JSON {type(saved).__name__}, not a config); move it away to start a new run")
+    old = saved_config_dict(saved)
+    diff = [d for d in config_diff(old, cfg.to_dict()) if d.split(":")[0] not in RESUMABLE_CHANGES]
+    raw, filled = flat_items(saved), flat_items(old)
+    changed = [d.split(":")[0] for d in diff]
+    return diff, {k: filled.get(k) for k in changed if k not in raw or raw[k] != filled.get(k)}
+
+
+def changed_config_message(run_dir: Path, diff: list[str], legacy: dict[str, Any]) -> str:
+    """The refusal of a changed config; for fields the run predates, the --set that continues it as it ran."""
+    as_cli = lambda v: str(v).lower() if isinstance(v, bool) else str(v)  # noqa: E731
+    hint = ("; it was saved before " + ", ".join(legacy) + " existed: to continue it as it ran, add "
+            + " ".join(f"--set {k}={as_cli(v)}" for k, v in legacy.items())) if legacy else ""
+    return (f"{run_dir} holds a run with a different config ({'; '.join(diff[:5])}){hint}; "
+            "use another --out, or --override to continue it with the new config")
 
 
 def check_resumable(cfg: Config, run_dir: Path) -> None:
@@ -112,8 +128,14 @@ def _step_list(steps: list[int]) -> str:
 
 def check_positions(cfg: Config, splits: dict) -> None:
     """Refuse a model.max_len shorter than a sequence the run will see: positions past it would be clamped."""
-    longest = max(int(s.lengths_N.max(initial=0)) for s in splits.values())
-    need = longest + 1 + 3  # SOS, and decoding's up to 3 tokens past the longest target (evaluate.decode_steps)
+    lengths = [splits["train"].lengths_N]
+    if cfg.data.max_train_len is not None:  # lines the run drops are never seen
+        lengths = [lengths[0][lengths[0] <= cfg.data.max_train_len]]
+    if cfg.train.eval_every > 0:
+        lengths += [s.lengths_N for name, s in splits.items() if name != "train"]
+    longest = max((int(n.max(initial=0)) for n in lengths), default=0)
+    # SOS, EOS; TI decodes up to 3 tokens past the longest target (evaluate.decode_steps), 2 more than its EOS
+    need = longest + 2 + (2 if cfg.task == "tense" and cfg.train.eval_every > 0 else 0)
     if need > cfg.model.max_len:
         raise ConfigError(f"model.max_len {cfg.model.max_len} is shorter than the {need} positions the data needs "
                           f"(its longest line has {longest} words); raise it to at least {need}")

@@ -64,8 +64,11 @@ def train_one(cfg: C.Config, run_dir: Path, override: bool, progress: bool, devi
     from sgjax import loop
 
     if is_trained(run_dir, cfg) and (run_dir / "config.json").exists():
-        # A finished run of another config is refused (as `train` would), not reported as this one.
-        loop.prepare_run_dir(C.concrete_layout(cfg), run_dir, override)
+        # A finished run of another config is refused (as `train` would), not reported as this one; one that
+        # differs only in fields its config.json predates is this config's run as it was trained then.
+        diff, legacy = loop.saved_config_changes(C.concrete_layout(cfg), run_dir)
+        if any(d.split(":")[0] not in legacy for d in diff) and not override:
+            raise UserError(loop.changed_config_message(run_dir, diff, legacy))
         return run_dir
     return loop.run(cfg, run_dir, override=override, progress=progress, devices=devices)
 

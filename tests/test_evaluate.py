@@ -1,5 +1,6 @@
 """The paper's metrics on hand-written lines: rule-following predictors, edge cases, the vmapped evaluator."""
 
+import dataclasses
 import itertools
 
 import jax
@@ -329,6 +330,10 @@ def test_lm_loss_is_the_mean_of_32_line_batch_means_as_the_original():
                 means.append(float(engine.token_mean_ce(logits, jnp.asarray(batch[:, 1:]))))
             assert got[f"{name}_loss"][i] == pytest.approx(np.mean(means), rel=1e-5)
     assert got["val_loss"][0] != got["val_loss"][1] and got["val_acc"].shape == (2,)
+    longest = max(int(splits[n].lengths_N.max()) for n in splits)  # a max_len that just fits: widths are capped by it
+    tight = E.make_evaluator(dataclasses.replace(cfg, max_len=longest + 2), EvalConfig(batch_size=8, lm_loss=True),
+                             "question", vocab, splits)(params, 0)
+    np.testing.assert_allclose(tight["val_loss"], got["val_loss"], rtol=1e-5)
     assert "val_loss" not in E.make_evaluator(cfg, EvalConfig(batch_size=8), "question", vocab, splits)(params, 0)
 
 
@@ -617,3 +622,8 @@ def test_balanced_rows_keep_the_batch_count_and_fill_the_last_batch():
             r = E.balanced_rows(n, rows)
             nb = -(-n // r)
             assert r <= rows and nb == -(-n // rows) and nb * r - n < nb
+
+
+def test_bucket_widths_are_powers_of_two_within_max_len():
+    assert [E.bucket_width(n) for n in (1, 16, 17, 33)] == [16, 16, 32, 64]
+    assert E.bucket_width(20, 30) == 30 and E.bucket_width(40, 30) == 40  # capped; never below the sequence

@@ -72,6 +72,7 @@ def test_run_saved_before_an_option_existed_resumes_unless_its_value_changed(tmp
     with pytest.raises(UserError, match="model.dropout_draw: 'per_element' -> 'counter'") as err:
         loop.run(tiny_config(steps=20), run, progress=False, evaluator=None)  # old masks were per_element
     assert "data.layout: 'rows' -> 'unpadded'" in str(err.value)  # "auto" trained QF/TI on rows then
+    assert "to continue it as it ran, add --set data.layout=rows --set model.dropout_draw=per_element" in str(err.value)
     old = config.override(tiny_config(steps=20), ["model.dropout_draw=per_element", "data.layout=rows"])
     loop.run(old, run, progress=False, evaluator=None)
 

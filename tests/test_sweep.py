@@ -37,6 +37,12 @@ def test_sweep_end_to_end_and_resume(tmp_path):
     assert ckpt.stat().st_mtime_ns == stamp
     for task in tasks:
         assert (sweep.run_dir_for(out, task, 1) / "probe.jsonl").read_text().splitlines() == probes[task]
+    legacy = sweep.run_dir_for(out, "question", 1) / "config.json"  # as saved before layout and tense_drop_last
+    saved = json.loads(legacy.read_text())
+    saved["data"]["layout"] = "auto"
+    del saved["eval"]["tense_drop_last"]
+    legacy.write_text(json.dumps(saved))
+    sweep.run_sweep(tasks, [1], _configs([1], tasks), out, probe_sample=8, progress=False)  # still this config's run
     changed = {k: C.override(c, ["train.lr=5e-2"]) for k, c in _configs([1], tasks).items()}
     with pytest.raises(UserError, match="different config"):  # finished runs of another config are not reused
         sweep.run_sweep(tasks, [1], changed, out, probe_sample=8, progress=False)

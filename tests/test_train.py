@@ -272,6 +272,6 @@ def test_tensorboard_scalars_and_only_the_last_checkpoint(tmp_path, toy_corpus, 
 
 def test_a_max_len_shorter_than_the_data_is_refused(tmp_path, toy_corpus):
     """Positions past model.max_len would be clamped silently; the toy corpus's longest line has 15 words."""
-    with pytest.raises(C.ConfigError, match="model.max_len 18 is shorter than the 19 positions"):
-        loop.run(C.override(tiny_config(steps=10), ["model.max_len=18"]), tmp_path / "r", progress=False, evaluator=None)
-    loop.run(C.override(tiny_config(steps=2), ["model.max_len=19"]), tmp_path / "ok", progress=False, evaluator=None)
+    with pytest.raises(C.ConfigError, match="model.max_len 16 is shorter than the 17 positions"):  # SOS, 15, EOS
+        loop.run(C.override(tiny_config(steps=10), ["model.max_len=16"]), tmp_path / "r", progress=False, evaluator=None)
+    loop.run(C.override(tiny_config(steps=2), ["model.max_len=17"]), tmp_path / "ok", progress=False, evaluator=None)
