@@ -402,14 +402,19 @@ def fig3a(stats_by_task: dict[str, list[dict]], out_dir: Path) -> list[Path]:
     return save(fig, out_dir, "fig3a_inverted_u")
 
 
-def curve_lines(ax, runs: list[Run], keys, colors: dict, best: int | None = None) -> str | None:
-    """Seed-mean ± std of a probe quantity per run; returns the key plotted (None if nothing)."""
+TSCORE_FROM = 50_000  # the paper plots tscore from 50k steps on (SPEC §5.5, st_idx)
+
+
+def curve_lines(ax, runs: list[Run], keys, colors: dict, best: int | None = None, start: int = 0) -> str | None:
+    """Seed-mean ± std of a probe quantity per run from step `start`; returns the key plotted (None if nothing)."""
     used = None
     for run in runs:
         c = probe_curve(run.probe, keys)
         if c is None:
             continue
         used, steps, mean, std = c
+        keep = steps >= start
+        steps, mean, std = steps[keep], mean[keep], std[keep]
         label = layers(run.depth) + (" (best)" if run.depth == best else "")
         ax.plot(steps, mean, color=colors[run.depth], marker=_marker(len(steps)), ms=3, lw=2, label=label)
         ax.fill_between(steps, mean - std, mean + std, color=colors[run.depth], alpha=0.15, lw=0)
@@ -443,9 +448,11 @@ def fig3b(tasks: dict[str, list[Run]], best: dict[str, int | None], out_dir: Pat
     fig, axes = new_figure(3 * len(rows), rows=len(rows), panel=(4.6, 3.5))
     for k, (task, runs) in enumerate(rows):
         colors = depth_colors([r.depth for r in tasks[task]])
+        # tscore from 50k as the paper draws it, when the runs went that far (a short run is drawn whole)
+        late = TSCORE_FROM if any((last_probe_step(r.probe) or 0) > TSCORE_FROM for r in runs) else 0
         for j, (keys, title, labels) in enumerate(FIG3B_PANELS):
             ax = axes[3 * k + j]
-            key = curve_lines(ax, runs, keys, colors, best.get(task))
+            key = curve_lines(ax, runs, keys, colors, best.get(task), start=late if keys is TSCORE_KEYS else 0)
             if key is None:
                 ax.text(0.5, 0.5, "not in probe.jsonl", ha="center", va="center", transform=ax.transAxes, color="gray")
             ax.set(title=f"{TASK_TITLES.get(task, task)}: {title}", xlabel="training step", ylabel=labels.get(key, key or ""))
@@ -475,7 +482,8 @@ def fig4(tasks: dict[str, list[Run]], best: dict[str, int | None], out_dir: Path
         return []
     fig, axes = new_figure(len(rows), panel=(5.6, 4.0))
     for ax, (task, runs) in zip(axes, rows.items()):
-        curve_lines(ax, runs, TPARSEVAL_KEYS, depth_colors([r.depth for r in runs]), best.get(task))
+        # the depths of Fig 3b, as the paper's Fig 4 (the per-depth numbers are in the tree table)
+        curve_lines(ax, pick_depths(runs, best.get(task)), TPARSEVAL_KEYS, depth_colors([r.depth for r in runs]), best.get(task))
         rb, label = rb_value(task, runs)
         if rb is not None:
             ax.axhline(rb, color="tab:red", ls="--", lw=1.5, label=f"{label}: {rb:.3f}")

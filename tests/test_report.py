@@ -226,3 +226,14 @@ def test_tree_text():
     lines = report.tree_text(tree, words).splitlines()
     assert lines[0] == "┐" and lines[-1] == "└── barked" and len(lines) == 2 * len(words) - 1
     assert report.tree_text(0, ["word"]) == "word"
+
+
+def test_curve_lines_start_drops_early_steps(tmp_path):
+    """Fig 3b draws tscore from 50k on (SPEC §5.5) when the runs reach it: `start` cuts the earlier points."""
+    from matplotlib.figure import Figure
+
+    make_run(tmp_path / "question_L2", "question", 2, FINALS[2])
+    run = report.load_run(tmp_path / "question_L2", "question", 2)
+    ax = Figure().subplots()
+    assert report.curve_lines(ax, [run], report.TSCORE_KEYS, {2: "k"}, start=400) == "tscore"
+    assert list(ax.lines[0].get_xdata()) == [400, 600]  # probed at 200, 400, 600
