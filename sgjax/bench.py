@@ -451,9 +451,11 @@ def project(specs: list[str]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from sgjax.train_cli import comma_list
+
     p.add_argument("--task", default="question", help="question | tense | dyck (default: question)")
     p.add_argument("--depth", type=int, default=6, help="number of layers (default 6)")
-    p.add_argument("--seeds", type=population_sizes, default="1,10", help="population sizes S to measure, comma-separated (default 1,10)")
+    p.add_argument("--seeds", type=comma_list(int, "population sizes"), default="1,10", help="population sizes S to measure, comma-separated (default 1,10)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per member (default 20)")
     p.add_argument("--chunk", type=int, default=5, help="K: steps per jitted call for sgjax (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls after compilation (default 1; peers: 2 steps)")
@@ -477,20 +479,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker", help=argparse.SUPPRESS)
 
 
-def population_sizes(text: str) -> list[int]:
-    """The argparse `type` of --seeds: comma-separated population sizes."""
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of population sizes (e.g. 1,10)") from None
-
-
 def check_args(args) -> tuple[list[int], list[str]]:
     """Population sizes and peers, after refusing what cannot be measured: before any child runs, not as a table row."""
     from sgjax import config as C
     from sgjax.errors import UserError
 
-    sizes, peers = args.seeds, [k for k in args.peer.split(",") if k and k != "none"]
+    sizes, peers = list(args.seeds), [k for k in args.peer.split(",") if k and k != "none"]
     bad = [k for k in peers if k not in KINDS[1:]]
     checks = [
         (not bad, f"--peer {','.join(bad)}: choose from {', '.join(KINDS[1:])} or none"),

@@ -180,8 +180,11 @@ def saved_state_step(run_dir) -> int | None:
 
 
 def saved_probe_steps(run_dir) -> list[int]:
-    """Steps with a committed probe checkpoint, ascending (no config.json needed, unlike list_steps)."""
-    return sorted(ocp.step.checkpoint_steps(Path(run_dir) / "checkpoints"))
+    """Steps with a finished probe checkpoint, ascending (no config.json needed, unlike list_steps)."""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    if not ckpt_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit() and (p / "params").is_dir())
 
 
 def leaf_shapes(tree) -> dict[str, tuple]:
@@ -259,11 +262,8 @@ def load_config(run_dir) -> config_lib.Config:
 
 
 def list_steps(run_dir) -> list[int]:
-    """Steps with a finished probe checkpoint, ascending."""
-    ckpt_dir = _check_run_dir(run_dir) / "checkpoints"
-    if not ckpt_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit() and (p / "params").is_dir())
+    """Steps with a finished probe checkpoint of a run directory, ascending."""
+    return saved_probe_steps(_check_run_dir(run_dir))
 
 
 def load_params(run_dir, step: int, seeds=None) -> tuple[list[int], dict]:

@@ -16,9 +16,10 @@ import jax
 
 from sgjax import config as C
 from sgjax.errors import UserError
-from sgjax.train_cli import add_config_arguments, config_from_args
+from sgjax.train_cli import add_config_arguments, comma_list, config_from_args
 
-DEFAULT_DEPTHS = {"paper": "2,4,6,8,10", "quick": "2,4,6,8,10", "smoke": "1,2"}
+PAPER_DEPTHS = (2, 4, 6, 8, 10)
+DEFAULT_DEPTHS = {"paper": PAPER_DEPTHS, "quick": PAPER_DEPTHS, "smoke": (1, 2)}
 
 
 def run_dir_for(sweep_dir: Path, task: str, depth: int) -> Path:
@@ -135,17 +136,6 @@ def analyse(runs: list[tuple[C.Config, Path]], probe: bool, probe_sample: int | 
             summarize.summarize_run(rd)
 
 
-def parse_list(text: str, kind=int, flag: str = "--depths") -> list:
-    """'2,4,6' -> [2, 4, 6]; a malformed or empty list is a UserError."""
-    try:
-        items = [kind(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"{flag} takes a comma-separated list of {kind.__name__}s, got {text!r}") from None
-    if not items:
-        raise UserError(f"{flag} is empty")
-    return items
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
     p.set_defaults(task="all")
@@ -153,7 +143,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         if a.dest == "task":
             a.required = False
             a.help = f"a task, a comma-separated list, or 'all' ({', '.join(C.TASKS)}; default: all)"
-    p.add_argument("--depths", help="comma-separated depths (default: 2,4,6,8,10; smoke: 1,2)")
+    p.add_argument("--depths", type=comma_list(int, "depths"), help="comma-separated depths (default: 2,4,6,8,10; smoke: 1,2)")
     p.add_argument("--out", required=True, help="sweep directory (rerunning resumes it)")
     p.add_argument("--no-probe", action="store_true", help="skip the probe (weight norms, sparsity, tree projections)")
     p.add_argument("--probe-sample", type=int, help="sentences per probe (default: the probe's, 10k)")
@@ -167,11 +157,14 @@ def run(args) -> int:
     from sgjax import distributed
 
     distributed.maybe_initialize(args)
-    tasks = list(C.TASKS) if args.task == "all" else parse_list(args.task, str, "--task")
+    tasks = list(C.TASKS) if args.task == "all" else [t for t in args.task.split(",") if t]
     for t in tasks:
         if t not in C.TASKS:
             raise UserError(f"unknown task {t!r}; choose from {', '.join(C.TASKS)} or all")
-    depths = parse_list(args.depths or DEFAULT_DEPTHS.get(args.preset, "2,4,6,8,10"))
+    depths = list(DEFAULT_DEPTHS.get(args.preset, PAPER_DEPTHS) if args.depths is None else args.depths)
+    for flag, items in (("--task", tasks), ("--depths", depths)):
+        if not items:  # "," parses to nothing: refused, not replaced by the default
+            raise UserError(f"{flag} is empty")
     configs = {}
     for t in tasks:
         args.task = t
