@@ -424,9 +424,18 @@ def curve_lines(ax, runs: list[Run], keys, colors: dict, best: int | None = None
 FIG3B_PANELS = (
     (WEIGHT_NORM_KEYS, "weight norm", {"weight_norm_perL": "weight norm / layers", "weight_norm_per_layer": "weight norm / layers",
                                        "weight_norm_dec_perL": "weight norm (+ decoder) / layers", "weight_norm": "weight norm"}),
-    (SPARSITY_KEYS, "attention sparsity", {"sparsity": "−Σ attention entropy (nats)"}),
+    (SPARSITY_KEYS, "attention sparsity", {"sparsity": "−Σ attention entropy (nats)",
+                                           "sparsity_bug": "−Σ attention entropy, the original's D8 bug (nats)"}),
     (TSCORE_KEYS, "tree-structuredness", {"tscore": "tscore"}),
 )
+ORIGINAL_KEYS = {"weight norm": ("weight_norm_dec_perL",), "attention sparsity": ("sparsity_bug",)}  # D6, D8
+
+
+def fig3b_panels(as_original: bool) -> tuple:
+    """Fig 3b's panels; `as_original` prefers what the paper plotted: the decoder constant (D6), the sparsity bug (D8)."""
+    if not as_original:
+        return FIG3B_PANELS
+    return tuple((ORIGINAL_KEYS.get(title, ()) + keys, title, labels) for keys, title, labels in FIG3B_PANELS)
 
 
 def pick_depths(runs: list[Run], best: int | None) -> list[Run]:
@@ -440,7 +449,7 @@ def pick_depths(runs: list[Run], best: int | None) -> list[Run]:
     return [by_depth[d] for d in sorted(chosen)]
 
 
-def fig3b(tasks: dict[str, list[Run]], best: dict[str, int | None], out_dir: Path) -> list[Path]:
+def fig3b(tasks: dict[str, list[Run]], best: dict[str, int | None], out_dir: Path, as_original: bool = False) -> list[Path]:
     """Fig 3b: weight norm, attention sparsity and tscore over training (shallowest/best/deepest); [] if no probe."""
     rows = [(t, pick_depths(runs, best.get(t))) for t, runs in tasks.items() if any(r.probe for r in runs)]
     if not rows:
@@ -450,9 +459,9 @@ def fig3b(tasks: dict[str, list[Run]], best: dict[str, int | None], out_dir: Pat
         colors = depth_colors([r.depth for r in tasks[task]])
         # tscore from 50k as the paper draws it, when the runs went that far (a short run is drawn whole)
         late = TSCORE_FROM if any((last_probe_step(r.probe) or 0) > TSCORE_FROM for r in runs) else 0
-        for j, (keys, title, labels) in enumerate(FIG3B_PANELS):
+        for j, (keys, title, labels) in enumerate(fig3b_panels(as_original)):
             ax = axes[3 * k + j]
-            key = curve_lines(ax, runs, keys, colors, best.get(task), start=late if keys is TSCORE_KEYS else 0)
+            key = curve_lines(ax, runs, keys, colors, best.get(task), start=late if title == "tree-structuredness" else 0)
             if key is None:
                 ax.text(0.5, 0.5, "not in probe.jsonl", ha="center", va="center", transform=ax.transAxes, color="gray")
             ax.set(title=f"{TASK_TITLES.get(task, task)}: {title}", xlabel="training step", ylabel=labels.get(key, key or ""))
@@ -728,8 +737,11 @@ def tree_text(tree, words) -> str:
 # ---------------------------------------------------------------- entry points
 
 
-def write_report(sweep_dir, out=None) -> Path:
-    """Write figures (PNG + PDF) and report.md into `out` (default SWEEP_DIR/report/); returns report.md's path."""
+def write_report(sweep_dir, out=None, *, as_original: bool = False) -> Path:
+    """Write figures (PNG + PDF) and report.md into `out` (default SWEEP_DIR/report/); returns report.md's path.
+
+    `as_original`: Fig 3b as the paper drew it, where the probe recorded it (`fig3b_panels`).
+    """
     sweep_dir = Path(sweep_dir)
     runs = discover_runs(sweep_dir)
     if not runs:
@@ -748,7 +760,7 @@ def write_report(sweep_dir, out=None) -> Path:
         "Fig 2: structural grokking at the best depth": fig2(best_runs, out_dir) if best_runs else [],
         "Fig 3a: inverted U": fig3a({t: [s for s in stats if s["task"] == t] for t in tasks if t in best_runs}, out_dir)
         if best_runs else [],
-        "Fig 3b: weight norm, sparsity, tscore": fig3b(tasks, best, out_dir),
+        "Fig 3b: weight norm, sparsity, tscore": fig3b(tasks, best, out_dir, as_original),
         "Fig 4: tparseval": fig4(tasks, best, out_dir),
     }
     figures.update({f"Per-seed generalization: {t}": per_seed_figure(t, rs, out_dir) for t, rs in tasks.items()})
@@ -763,10 +775,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """CLI: `sgjax report SWEEP_DIR [--out DIR]`."""
     p.add_argument("sweep_dir", help="a sweep directory (or a single run directory)")
     p.add_argument("--out", help="where to write the report (default: SWEEP_DIR/report)")
+    p.add_argument("--as-original", action="store_true",
+                   help="Fig 3b as the paper drew it: weight norm with the unused decoder's constant (D6) and, where the "
+                        "probe ran with --sparsity-bug, the original's attention sparsity (D8)")
 
 
 def run(args) -> int:
     """Write the report and print where it is."""
-    path = write_report(args.sweep_dir, args.out)
+    path = write_report(args.sweep_dir, args.out, as_original=args.as_original)
     print(f"report: {path}")
     return 0

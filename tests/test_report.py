@@ -237,3 +237,21 @@ def test_curve_lines_start_drops_early_steps(tmp_path):
     ax = Figure().subplots()
     assert report.curve_lines(ax, [run], report.TSCORE_KEYS, {2: "k"}, start=400) == "tscore"
     assert list(ax.lines[0].get_xdata()) == [400, 600]  # probed at 200, 400, 600
+
+
+def test_fig3b_as_the_original_prefers_the_decoder_constant_and_the_sparsity_bug(tmp_path):
+    """D6/D8: `report --as-original` plots weight_norm_dec_perL and sparsity_bug where the probe wrote them."""
+    from matplotlib.figure import Figure
+
+    make_run(tmp_path / "question_L2", "question", 2, FINALS[2])
+    probe = tmp_path / "question_L2" / "probe.jsonl"
+    recs = [dict(json.loads(l), weight_norm_dec_perL=90.0, sparsity_bug=-60.0) for l in probe.read_text().splitlines()]
+    write_jsonl(probe, recs)
+    run = report.load_run(tmp_path / "question_L2", "question", 2)
+    used = {}
+    for as_original in (False, True):
+        for keys, title, _ in report.fig3b_panels(as_original):
+            used[(as_original, title)] = report.curve_lines(Figure().subplots(), [run], keys, {2: "k"})
+    assert used[(False, "weight norm")] == "weight_norm_perL" and used[(False, "attention sparsity")] == "sparsity"
+    assert used[(True, "weight norm")] == "weight_norm_dec_perL" and used[(True, "attention sparsity")] == "sparsity_bug"
+    assert cli.main(["report", str(tmp_path), "--as-original"]) == 0
