@@ -112,6 +112,9 @@ def discover_runs(sweep_dir: Path) -> list[Run]:
                             "per (task, depth); move one of them out of the sweep directory")
         if ident is not None:
             found[ident] = p
+        else:  # a run this report cannot place: say so rather than leave it out silently
+            warnings.warn(f"{p} left out of the report: no task and depth (a readable config.json, or a name "
+                          "<task>_L<depth>)", stacklevel=2)
     return sorted((load_run(p, *ident) for ident, p in found.items()), key=lambda r: (r.task, r.depth))
 
 

@@ -255,3 +255,13 @@ def test_fig3b_as_the_original_prefers_the_decoder_constant_and_the_sparsity_bug
     assert used[(False, "weight norm")] == "weight_norm_perL" and used[(False, "attention sparsity")] == "sparsity"
     assert used[(True, "weight norm")] == "weight_norm_dec_perL" and used[(True, "attention sparsity")] == "sparsity_bug"
     assert cli.main(["report", str(tmp_path), "--as-original"]) == 0
+
+
+def test_a_run_without_task_and_depth_is_left_out_with_a_warning(tmp_path):
+    make_sweep(tmp_path / "sw")
+    odd = tmp_path / "sw" / "copy_of_a_run"
+    odd.mkdir()
+    (odd / "metrics.jsonl").write_text(json.dumps({"step": 100, "seed": 42, "train_loss": 1.0}) + "\n")
+    with pytest.warns(UserWarning, match="copy_of_a_run left out of the report"):
+        runs = report.discover_runs(tmp_path / "sw")
+    assert [(r.task, r.depth) for r in runs] == [("question", 2), ("question", 4)]
