@@ -160,9 +160,9 @@ def saved_config_dict(d: dict) -> dict:
 
 def write_json(path: Path, obj) -> None:
     """Atomic JSON write: a crash never leaves a half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    tmp.replace(path)
+    from sgjax.data.formats import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
