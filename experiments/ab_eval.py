@@ -58,7 +58,7 @@ def child(args) -> dict:
     sizes.update({s: 10 for s in data.SPLITS[cfg.task] if s not in sizes})
     splits = data.load_splits(cfg.task, sizes=sizes)
     ev = evaluate.make_evaluator(cfg.model, cfg.eval, cfg.task, data.vocab_for(cfg.task),
-                                 {"val": splits["val"], gen: splits[gen]})
+                                 {"val": splits["val"], gen: splits[gen]}, member_seeds=range(args.members))
     t0 = time.perf_counter()
     scores = jax.block_until_ready(ev(params_S, step))
     first = time.perf_counter() - t0

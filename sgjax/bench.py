@@ -158,7 +158,7 @@ def time_eval(cfg, params) -> dict:
     sizes.update({s: 10 for s in data.SPLITS[cfg.task] if s not in ("train", "val", gen)})
     splits = data.load_splits(cfg.task, sizes=sizes)
     evaluator = evaluate.make_evaluator(cfg.model, cfg.eval, cfg.task, data.vocab_for(cfg.task),
-                                        {"val": splits["val"], gen: splits[gen]})
+                                        {"val": splits["val"], gen: splits[gen]}, member_seeds=cfg.seeds)
     t0 = time.perf_counter()
     jax.block_until_ready(evaluator(params, STEP0))
     first = time.perf_counter() - t0

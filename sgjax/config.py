@@ -85,6 +85,7 @@ class EvalConfig:
     """What evaluation computes (SPEC §4)."""
 
     tense_gen_sample: int | None = None  # None: all gen lines (D15); 2000 = the original's subsample
+    tense_sample_per_member: bool = True  # each member draws its own subsample, as each original run did (D33)
     dyck_max_prefixes: int | None = 5000  # the original stops after >= 5000 closing prefixes
     max_decode_steps: int = 50
     exact_match: bool = True  # QF full-sequence exact match (what greedy decoding would give; an sgjax extra)
@@ -123,11 +124,11 @@ class Config:
 
 
 # Fields added after runs were saved, with what those runs did: the layer scan, per-element masks,
-# TI scored on the whole output. A field maps to the tasks it changed, or None for every task: an
+# TI scored on the whole output, one TI subsample for every member. A field maps to the tasks it changed, or None for every task: an
 # old QF or Dyck run never read tense_drop_last, so it takes today's default and resumes as it was.
 SAVED_BEFORE_OPTION = {
     "model": {"scan_layers": (True, None), "dropout_draw": ("per_element", None)},
-    "eval": {"tense_drop_last": (False, ("tense",))},
+    "eval": {"tense_drop_last": (False, ("tense",)), "tense_sample_per_member": (False, ("tense",))},
 }
 
 

@@ -126,7 +126,7 @@ def seed_mesh(population: int, devices=None) -> Mesh:
     return Mesh(np.array(devices[:n]), ("seed",))
 
 
-def _place(x, sharding: NamedSharding):
+def place(x, sharding: NamedSharding):
     """A host array (the same on every process) as a global array with `sharding`; works multi-host."""
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
         return jax.device_put(x, sharding)
@@ -137,13 +137,13 @@ def _place(x, sharding: NamedSharding):
 def shard_population(tree, mesh: Mesh):
     """Place every leaf's leading S axis on the mesh's 'seed' axis."""
     sharding = NamedSharding(mesh, PartitionSpec("seed"))
-    return jax.tree_util.tree_map(lambda x: _place(x, sharding), tree)
+    return jax.tree_util.tree_map(lambda x: place(x, sharding), tree)
 
 
 def replicate(tree, mesh: Mesh):
     """Copy arrays (the resident dataset) to every device of the mesh."""
     sharding = NamedSharding(mesh, PartitionSpec())
-    return jax.tree_util.tree_map(lambda x: _place(x, sharding), tree)
+    return jax.tree_util.tree_map(lambda x: place(x, sharding), tree)
 
 
 def to_host(tree):

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from sgjax import decode, engine, model
 from sgjax.config import EvalConfig, ModelConfig
@@ -200,11 +201,12 @@ class Part:
 
 @dataclasses.dataclass
 class TenseSample:
-    """Per-evaluation subset of a TI split: the full host arrays and the sample size."""
+    """Per-evaluation subset of a TI split: the full host arrays, the sample size, whose draws."""
 
     full: dict[str, np.ndarray]  # [N, ...]
     size: int
     rows: int
+    seeds: tuple[int, ...] | None = None  # one draw per member seeded by its seed (D33); None: one shared draw
 
 
 def _batched(arrays_N: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
@@ -395,8 +397,10 @@ def ti_arrays(split: Split, vocab: Vocab, tags: dict[str, str]) -> dict[str, np.
             "valid": np.ones(len(prefixes), bool)}
 
 
-def ti_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig, sample: int | None) -> Part:
-    """TI lines, all of them, or a fresh seeded subset of `sample` lines per evaluation (D15)."""
+def ti_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig, sample: int | None,
+            member_seeds: tuple[int, ...] | None = None) -> Part:
+    """TI lines, all of them, or a fresh seeded subset of `sample` lines per evaluation (D15): one per
+    member of `member_seeds` (D33), or one for all members when that is None."""
     full = ti_arrays(split, vocab, tense_tags())
     n = len(full["valid"])
     size = n if sample is None or sample >= n else sample
@@ -404,13 +408,27 @@ def ti_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig, sample: int
     rows = min(ecfg.batch_size, max(1, size))
     if size == n:
         return Part(name, "ti", grouped(full, rows, ecfg.width_groups), counts)
-    ts = TenseSample(full, size, rows)  # a fresh sample each evaluation: one group of fixed shape
+    ts = TenseSample(full, size, rows, member_seeds)  # a fresh sample each evaluation: one group of fixed shape
     return Part(name, "ti", {"sample": _batched({k: v[:size] for k, v in full.items()}, rows)}, counts, ts)
 
 
 def sample_rows(n: int, size: int, step: int, seed: int = 0) -> np.ndarray:
     """Sorted line indices of the TI subsample at `step`: seeded by (seed, step), so reruns repeat it."""
     return np.sort(np.random.default_rng([seed, step]).choice(n, size=size, replace=False))
+
+
+def sample_batches(sample: TenseSample, step: int) -> dict[str, np.ndarray]:
+    """The lines drawn at `step`, batched in length order: [NB, R, ...] shared, or [S, NB, R, ...] one draw per member."""
+    full = sample.full
+
+    def draw(seed: int) -> dict[str, np.ndarray]:
+        idx = by_length(full, sample_rows(len(full["valid"]), sample.size, step, seed))
+        return _batched({k: v[idx] for k, v in full.items()}, sample.rows)
+
+    if sample.seeds is None:
+        return draw(0)
+    draws = [draw(s) for s in sample.seeds]
+    return {k: np.stack([d[k] for d in draws]) for k in draws[0]}
 
 
 def by_length(arrays_N: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
@@ -579,6 +597,9 @@ class Evaluator:
 
         self._fns = {kind: jax.jit(jax.vmap(functools.partial(group_sums, fn), in_axes=(0, None)))
                      for kind, fn in batch_fns.items()}
+        # a per-member TI sample (D33) has a leading S axis too, mapped with the parameters'
+        self._member_fns = {kind: jax.jit(jax.vmap(functools.partial(group_sums, fn))) for kind, fn in batch_fns.items()}
+        self._member_sharding = None  # where [S, ...] data goes: the parameters' seed axis, set by the first call
         self._device = {}  # (part key, group) -> device copies of the fixed groups (a TI sample is put at each call)
         for p in self.parts.values():
             if p.sample is None:
@@ -588,6 +609,10 @@ class Evaluator:
     def _put(self, part: Part, group: str):
         """Put one fixed group's batches on the device."""
         self._device[(part.key, group)] = jax.device_put(part.groups[group])
+
+    def _fn(self, part: Part):
+        """The compiled-on-demand program of a part: batches shared by every member, or one set per member."""
+        return self._member_fns[part.kind] if part.sample and part.sample.seeds is not None else self._fns[part.kind]
 
     def rows(self) -> int:
         """The most rows per member in one batch."""
@@ -605,9 +630,9 @@ class Evaluator:
             part = self.parts[key]
             tried[(key, g)] = []
             while True:
-                program = self._fns[part.kind].lower(params_S, batches).compile()
+                program = self._fn(part).lower(params_S, batches).compile()
                 temp = getattr(program.memory_analysis(), "temp_size_in_bytes", None)
-                rows = batches["valid"].shape[1]
+                rows = batches["valid"].shape[-1]  # [NB, R], or [S, NB, R] for per-member draws
                 tried[(key, g)].append((rows, temp))
                 fits = free is None or temp is None or temp <= MEMORY_FRACTION * free
                 if fits or rows == 1 or part.kind == "loss":  # the loss keeps the original's 32-line batches
@@ -634,12 +659,22 @@ class Evaluator:
         self._put(part, group)
         return part
 
-    @staticmethod
-    def _sample(part: Part, step: int) -> dict:
-        """A subsampled TI split's lines for `step`, batched in length order and put on the device."""
-        full = part.sample.full
-        idx = by_length(full, sample_rows(len(full["valid"]), part.sample.size, step))
-        return jax.device_put(_batched({k: v[idx] for k, v in full.items()}, part.sample.rows))
+    def _sample(self, part: Part, step: int) -> dict:
+        """A subsampled TI split's lines for `step`, put on the device (one draw per member: along the seed axis)."""
+        batches = sample_batches(part.sample, step)
+        if part.sample.seeds is None or self._member_sharding is None:
+            return jax.device_put(batches)
+        return jax.tree_util.tree_map(lambda x: engine.place(x, self._member_sharding), batches)
+
+    def _check_population(self, params_S) -> None:
+        """Per-member draws need one seed per member; remember where the members live."""
+        leaf = jax.tree_util.tree_leaves(params_S)[0]
+        for p in self.parts.values():
+            if p.sample and p.sample.seeds is not None and len(p.sample.seeds) != leaf.shape[0]:
+                raise UserError(f"the evaluator draws a TI sample for {len(p.sample.seeds)} members "
+                                f"(member_seeds), but the population has {leaf.shape[0]}")
+        if isinstance(leaf.sharding, NamedSharding) and leaf.sharding.spec:
+            self._member_sharding = NamedSharding(leaf.sharding.mesh, PartitionSpec(leaf.sharding.spec[0]))
 
     def data_for(self, step: int) -> dict:
         """(part key, group) -> device arrays; a subsampled TI split draws its lines for this step."""
@@ -650,6 +685,7 @@ class Evaluator:
         sums = {}
         if self.parts:
             if self._compiled is None:
+                self._check_population(params_S)
                 self._compiled, data = self._compile(params_S, step)
             else:
                 data = self.data_for(step)
@@ -666,13 +702,21 @@ class Evaluator:
 
 
 def make_evaluator(model_cfg: ModelConfig, eval_cfg: EvalConfig, task: str, vocab: Vocab,
-                   splits: dict[str, Split], *, decode_fn: Callable = decode.greedy_decode) -> Evaluator:
+                   splits: dict[str, Split], *, decode_fn: Callable = decode.greedy_decode,
+                   member_seeds=None) -> Evaluator:
     """Precompute every index array for `splits` ("val" plus "gen", or "test" for Dyck) and compile lazily.
 
     `decode_fn` (`decode.greedy_decode`'s contract) decodes TI; QF's exact match needs no decoding.
+    `member_seeds`, the population's seeds, seed each member's own TI subsample (D33) when
+    `eval.tense_gen_sample` is set; they are needed only then.
     """
     if task not in TASK_KIND:
         raise UserError(f"unknown task {task!r}; choose one of {', '.join(TASK_KIND)}")
+    own_draws = task == "tense" and eval_cfg.tense_gen_sample is not None and eval_cfg.tense_sample_per_member
+    if own_draws and member_seeds is None:
+        raise UserError("eval.tense_gen_sample draws each member's own lines (D33): pass member_seeds, "
+                        "the population's seeds, or set eval.tense_sample_per_member=false for one shared draw")
+    seeds = tuple(int(s) for s in member_seeds) if own_draws else None
     named = {"val": splits.get("val")}
     gen_name = next((g for g in GEN_NAMES[task] if g in splits), None)
     named["gen"] = splits.get(gen_name) if gen_name else None
@@ -686,7 +730,7 @@ def make_evaluator(model_cfg: ModelConfig, eval_cfg: EvalConfig, task: str, voca
         if kind == "qf":
             parts.append(qf_part(name, split, vocab, eval_cfg))
         elif kind == "ti":
-            parts.append(ti_part(name, split, vocab, eval_cfg, eval_cfg.tense_gen_sample if name == "gen" else None))
+            parts.append(ti_part(name, split, vocab, eval_cfg, eval_cfg.tense_gen_sample if name == "gen" else None, seeds))
         else:
             parts.append(dyck_part(name, split, vocab, eval_cfg, model_cfg.max_len))
         if eval_cfg.lm_loss:

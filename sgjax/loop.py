@@ -277,7 +277,8 @@ def default_evaluator(cfg: Config, vocab, splits) -> Callable | None:
     from sgjax import evaluate
 
     gen = gen_split_name(cfg.task)
-    return evaluate.make_evaluator(cfg.model, cfg.eval, cfg.task, vocab, {"val": splits["val"], gen: splits[gen]})
+    return evaluate.make_evaluator(cfg.model, cfg.eval, cfg.task, vocab, {"val": splits["val"], gen: splits[gen]},
+                                   member_seeds=cfg.seeds)
 
 
 def run(

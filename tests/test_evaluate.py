@@ -464,17 +464,23 @@ def test_configs_saved_before_tense_drop_last_keep_whole_outputs():
     assert config.from_dict(qf) == config.preset("smoke", "question")
 
 
+def ti_sample_evaluator(sample: int, **kw):
+    """A TI evaluator over the fixture lines, scored by an oracle that gets every odd line right."""
+    vocab = words_vocab(TI_GEN, TI_VAL)
+    splits = {"val": encode_lines("tense", "val", TI_VAL, vocab), "gen": encode_lines("tense", "gen", TI_GEN, vocab)}
+    prefixes = [[vocab.sos] + vocab.encode(input_output(l)[0]) for l in TI_GEN + TI_VAL]
+    outs = [vocab.encode(input_output(l)[1]) if i % 2 else [] for i, l in enumerate(TI_GEN + TI_VAL)]
+    ecfg = EvalConfig(batch_size=4, tense_gen_sample=sample, **kw.pop("eval", {}))
+    return E.make_evaluator(ModelConfig(vocab_size=vocab.size), ecfg, "tense", vocab, splits,
+                            decode_fn=oracle_decoder(prefixes, outs), **kw)
+
+
 def test_ti_gen_subsample_is_fresh_and_seeded():
     """tense_gen_sample draws a new subset each evaluation step, the same one for the same step (D15)."""
     a, b = E.sample_rows(100, 20, 3000), E.sample_rows(100, 20, 6000)
     assert len(set(a)) == 20 and not np.array_equal(a, b)
     np.testing.assert_array_equal(a, E.sample_rows(100, 20, 3000))
-    vocab = words_vocab(TI_GEN, TI_VAL)
-    splits = {"val": encode_lines("tense", "val", TI_VAL, vocab), "gen": encode_lines("tense", "gen", TI_GEN, vocab)}
-    prefixes = [[vocab.sos] + vocab.encode(input_output(l)[0]) for l in TI_GEN + TI_VAL]
-    outs = [vocab.encode(input_output(l)[1]) if i % 2 else [] for i, l in enumerate(TI_GEN + TI_VAL)]
-    ev = E.make_evaluator(ModelConfig(vocab_size=vocab.size), EvalConfig(batch_size=4, tense_gen_sample=3), "tense",
-                          vocab, splits, decode_fn=oracle_decoder(prefixes, outs))
+    ev = ti_sample_evaluator(3, member_seeds=(0,))
     assert ev.counts["gen_acc"] == 3 and ev.counts["val_acc"] == 2
     seen = {float(ev({"w": jnp.zeros((1, 1))}, step)["gen_acc"][0]) for step in range(0, 30000, 3000)}
     assert len(seen) > 1  # the subset (and so the score) changes between evaluations
@@ -482,6 +488,40 @@ def test_ti_gen_subsample_is_fresh_and_seeded():
         sample = ev.data_for(step)[("gen", "sample")]
         keys = [(int(p), int(t)) for p, t, v in zip(sample["prefix_len"].ravel(), sample["target_len"].ravel(), sample["valid"].ravel()) if v]
         assert len(keys) == 3 and keys == sorted(keys)
+
+
+def test_ti_subsample_is_each_members_own():
+    """Each member draws its own lines, seeded by its seed: as alone, and unlike its neighbour (D33)."""
+    steps = range(0, 30000, 3000)
+    params = {"w": jnp.zeros((2, 1))}  # the oracle ignores the weights: only the draws tell the members apart
+    both = ti_sample_evaluator(3, member_seeds=(42, 52))
+    alone = [ti_sample_evaluator(3, member_seeds=(s,)) for s in (42, 52)]
+    got = [both(params, step)["gen_acc"] for step in steps]
+    for i in range(2):
+        assert [float(g[i]) for g in got] == [float(alone[i]({"w": jnp.zeros((1, 1))}, step)["gen_acc"][0]) for step in steps]
+    assert any(g[0] != g[1] for g in got)  # the two members' draws differ at some evaluation
+    shared = ti_sample_evaluator(3, eval={"tense_sample_per_member": False})
+    assert all(g[0] == g[1] for g in (shared(params, step)["gen_acc"] for step in steps))
+    assert both.data_for(3000)[("gen", "sample")]["valid"].shape[0] == 2  # [S, NB, R]: a draw per member
+
+
+def test_ti_subsample_needs_one_seed_per_member():
+    """Per-member draws without seeds, or for another population size, are refused in one line."""
+    with pytest.raises(E.UserError, match="member_seeds"):
+        ti_sample_evaluator(3)
+    ev = ti_sample_evaluator(3, member_seeds=(1, 2, 3))
+    with pytest.raises(E.UserError, match="3 members"):
+        ev({"w": jnp.zeros((2, 1))}, 0)
+    assert ti_sample_evaluator(None).counts["gen_acc"] == len(TI_GEN)  # the whole set needs no seeds
+
+
+def test_configs_saved_before_per_member_samples_keep_one_shared_draw():
+    from sgjax import config
+
+    d = config.preset("smoke", "tense").to_dict()
+    del d["eval"]["tense_sample_per_member"]
+    assert config.from_dict(d).eval.tense_sample_per_member is False
+    assert config.preset("smoke", "tense").eval.tense_sample_per_member is True
 
 
 def test_dyck_evaluator_counts_and_vmap():
@@ -541,12 +581,7 @@ def test_batches_halve_until_the_evaluation_fits_memory(monkeypatch):
 
 def test_a_sampled_ti_split_halves_and_keeps_its_draws(monkeypatch):
     """Under tight memory a TI sample's batches halve; every call still scores the lines drawn for its step."""
-    vocab = words_vocab(TI_GEN, TI_VAL)
-    splits = {"val": encode_lines("tense", "val", TI_VAL, vocab), "gen": encode_lines("tense", "gen", TI_GEN, vocab)}
-    prefixes = [[vocab.sos] + vocab.encode(input_output(l)[0]) for l in TI_GEN + TI_VAL]
-    outs = [vocab.encode(input_output(l)[1]) if i % 2 else [] for i, l in enumerate(TI_GEN + TI_VAL)]
-    make = lambda: E.make_evaluator(ModelConfig(vocab_size=vocab.size), EvalConfig(batch_size=4, tense_gen_sample=3),  # noqa: E731
-                                    "tense", vocab, splits, decode_fn=oracle_decoder(prefixes, outs))
+    make = lambda: ti_sample_evaluator(3, member_seeds=(0,))  # noqa: E731
     params = {"w": jnp.zeros((1, 1))}
     roomy = make()
     expected = [roomy(params, step) for step in (0, 3000, 6000)]
@@ -554,7 +589,7 @@ def test_a_sampled_ti_split_halves_and_keeps_its_draws(monkeypatch):
     tight = make()
     got = [tight(params, step) for step in (0, 3000, 6000)]
     assert [rows for rows, _ in tight.fit["tried"]["gen/sample"]] == [3, 1] and tight.rows() == 1
-    assert tight.data_for(0)[("gen", "sample")]["valid"].shape[1] == 1
+    assert tight.data_for(0)[("gen", "sample")]["valid"].shape[-1] == 1  # [S, NB, rows]
     for e, g in zip(expected, got):
         assert e.keys() == g.keys() and all(np.array_equal(e[k], g[k]) for k in e)
     assert len({float(g["gen_acc"][0]) for g in got}) > 1  # the draws differ between steps, and so do the scores

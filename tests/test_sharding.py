@@ -57,6 +57,30 @@ def test_sharded_equals_unsharded_and_checkpoints_move(tmp_path, four_devices):
     assert _scores(four_devices) == scores == _scores(tmp_path / "moved")
 
 
+PER_MEMBER_SAMPLES = """
+import jax, jax.numpy as jnp, numpy as np
+from sgjax import engine
+from tests.test_evaluate import ti_sample_evaluator
+seeds = (1, 2, 3, 4)
+mesh = engine.seed_mesh(4)
+assert mesh.devices.size == 4
+plain, sharded = ti_sample_evaluator(3, member_seeds=seeds), ti_sample_evaluator(3, member_seeds=seeds)
+params = {"w": jnp.zeros((4, 1))}
+got = []
+for step in range(0, 30000, 3000):
+    a, b = plain(params, step)["gen_acc"], sharded(engine.shard_population(params, mesh), step)["gen_acc"]
+    assert np.array_equal(a, b), (step, a, b)
+    got.append(tuple(a))
+assert sharded._member_sharding.spec == jax.sharding.PartitionSpec("seed") and any(len(set(g)) > 1 for g in got)
+"""
+
+
+def test_per_member_ti_samples_stay_with_their_members_when_sharded():
+    """Each member's own TI draws (D33) are laid out along the seed axis: 4 devices score as one."""
+    proc = subprocess.run([sys.executable, "-c", PER_MEMBER_SAMPLES], env=_env(4), capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
