@@ -26,6 +26,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -286,7 +287,8 @@ def measure(p: dict) -> dict:
 
 def measure_isolated(p: dict) -> dict:
     """`measure` in a fresh child process (clean peak memory and thread pools); errors become a record."""
-    proc = subprocess.run([sys.executable, "-m", "sgjax.bench", "--worker", json.dumps(p)], capture_output=True, text=True)
+    python = p.get("peer_python") if p["kind"] != "sgjax" else None  # a peer may run in another environment
+    proc = subprocess.run([python or sys.executable, "-m", "sgjax.bench", "--worker", json.dumps(p)], capture_output=True, text=True)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
@@ -470,6 +472,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peer-malloc", default="default", choices=("default", "tuned"),
                    help="the peer's host malloc: default (as torch runs) or tuned (sgjax.hostmem's settings, which sgjax uses)")
     p.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--peer-python", metavar="PYTHON",
+                   help="the Python that runs the peer's children (an environment with torch and sgjax installed; "
+                        "default: this one), so sgjax on one JAX can be compared with the same peer")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="config override for every implementation, e.g. --set model.dropout=0 (for lever experiments)")
     p.add_argument("--in-process", action="store_true", help="measure in this process instead of one child each")
@@ -493,6 +498,8 @@ def check_args(args) -> tuple[list[int], list[str]]:
         (args.warmup >= 0 and args.repeat >= 1 and args.torch_threads >= 0,
          "--warmup and --torch-threads must be >= 0, --repeat >= 1"),
     ]
+    if args.peer_python is not None:
+        checks.append((shutil.which(args.peer_python) is not None, f"--peer-python {args.peer_python}: not an executable"))
     for ok, msg in checks:
         if not ok:
             raise UserError(msg)
@@ -506,14 +513,15 @@ def run(args) -> int:
         print(project(args.project))
         return 0
     sizes, peers = check_args(args)
-    if peers:
+    if peers and args.peer_python is None:
         import importlib.util
 
         if importlib.util.find_spec("torch") is None:
             print("torch is not importable: the peer is skipped (pip install 'sgjax[bench]')", file=sys.stderr)
             peers = []
     base = {"task": args.task, "depth": args.depth, "precision": args.precision, "seq_len": args.seq_len,
-            "torch_threads": args.torch_threads, "peer_padding": args.peer_padding, "peer_malloc": args.peer_malloc, "overrides": args.overrides, "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            "torch_threads": args.torch_threads, "peer_padding": args.peer_padding, "peer_malloc": args.peer_malloc, "overrides": args.overrides, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "peer_python": args.peer_python}
     go = measure if args.in_process else measure_isolated
     results = []
     for rnd in range(args.repeat):

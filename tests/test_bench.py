@@ -2,6 +2,7 @@
 
 import dataclasses
 import importlib.util
+import json
 from pathlib import Path
 
 import jax
@@ -186,3 +187,24 @@ def test_bench_command_measures_in_a_child_and_writes_json_and_markdown(tmp_path
     assert r["kind"] == "sgjax" and r["population"] == 2 and len(r["call_s"]) == 2 and r["seed_steps_per_s"] > 0
     assert doc["command"].startswith("sgjax bench --task question") and doc["machine"]["cores"] >= 1
     assert "| sgjax | 2 |" in capsys.readouterr().out and "| sgjax | 2 |" in out.with_suffix(".md").read_text()
+
+
+def test_the_peer_runs_in_the_python_given(monkeypatch, tmp_path):
+    """--peer-python: the peer's children start with that interpreter, sgjax's with this one."""
+    import subprocess
+    import sys
+
+    from sgjax import bench, cli
+
+    started = []
+
+    def fake_run(argv, **kw):
+        started.append((argv[0], json.loads(argv[-1])["kind"]))
+        return subprocess.CompletedProcess(argv, 1, "", "not measured")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    other = tmp_path / "python"
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    assert cli.main(["bench", "--depth", "1", "--seeds", "1", "--peer", "sequential", "--peer-python", str(other)]) == 0
+    assert started == [(sys.executable, "sgjax"), (str(other), "sequential")]

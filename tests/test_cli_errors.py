@@ -72,6 +72,7 @@ def test_bench_refuses_what_it_cannot_measure_before_measuring(monkeypatch, caps
     assert "--peer gpu" in one_line_error(capsys, ["bench", "--peer", "gpu"])
     assert "unknown config field" in one_line_error(capsys, ["bench", "--set", "model.nope=1", "--peer", "none"])
     assert "task:depth=rate" in one_line_error(capsys, ["bench", "--project", "question=12"])
+    assert "not an executable" in one_line_error(capsys, ["bench", "--peer-python", "/no/such/python"])
 
 
 def test_distributed_start_up_says_what_is_missing(monkeypatch, tmp_path, capsys):
