@@ -12,7 +12,6 @@ run must also have saved its state at the last step it logged before exiting: no
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -68,7 +67,7 @@ def resumed_step(out: Path) -> int | None:
 
 def check(ref: Path, out: Path) -> list[str]:
     """Every problem found comparing the chaotic run with the reference run."""
-    from sgjax import checkpoint
+    from sgjax import checkpoint, jsonl
 
     problems = []
     steps = checkpoint.list_steps(out)
@@ -86,9 +85,12 @@ def check(ref: Path, out: Path) -> list[str]:
     for k in flat_a:
         if not np.array_equal(flat_a[k], flat_b[k]):
             problems.append(f"final {k} differs (max |diff| {np.max(np.abs(flat_a[k] - flat_b[k])):.3g})")
-    recs = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    recs = jsonl.read_records(out / "metrics.jsonl")
+    torn = len((out / "metrics.jsonl").read_text().splitlines()) - len(recs)
+    if torn:  # the reader skips a torn line; after a finished run there must be none
+        problems.append(f"metrics.jsonl has {torn} unreadable lines")
     keys = [(r["step"], r["seed"]) for r in recs]
-    ref_keys = [(r["step"], r["seed"]) for r in map(json.loads, (ref / "metrics.jsonl").read_text().splitlines())]
+    ref_keys = [(r["step"], r["seed"]) for r in jsonl.read_records(ref / "metrics.jsonl")]
     if keys != ref_keys:
         problems.append(f"metrics.jsonl has {len(keys)} records, the reference {len(ref_keys)}")
     return problems

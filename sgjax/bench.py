@@ -343,11 +343,33 @@ def best_of(results: list[dict]) -> list[dict]:
     return list(best.values())
 
 
-def machine() -> dict:
-    """CPU model, core count, Python and library versions."""
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+VECTOR_ISAS = ("avx512f", "avx2", "fma", "neon", "asimd")  # the /proc/cpuinfo flags that decide matmul speed
+
+
+def cpu_info(cpuinfo: str) -> dict:
+    """Model name, family/model numbers and vector ISAs from /proc/cpuinfo's text (VMs often name only 'AMD EPYC')."""
+    fields = dict(l.split(":", 1) for l in cpuinfo.splitlines() if ":" in l)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    return {"cpu": fields.get("model name", platform.processor()), "cpu_family": fields.get("cpu family"),
+            "cpu_model": fields.get("model"), "cpu_isa": [f for f in VECTOR_ISAS if f in flags]}
+
+
+def peer_versions(python: str) -> dict:
+    """Python and torch versions of another interpreter (the peer's, with --peer-python)."""
+    code = "import platform, torch; print(platform.python_version(), torch.__version__)"
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"peer_python": python, "torch": None}
+    py, torch_version = proc.stdout.split()
+    return {"peer_python": python, "peer_python_version": py, "torch": torch_version}
+
+
+def machine(peer_python: str | None = None) -> dict:
+    """CPU model and vector ISAs, core count, Python and library versions (torch: the peer's)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    cpu = cpu_info(cpuinfo.read_text()) if cpuinfo.exists() else {"cpu": platform.processor()}
+    info = {**cpu, "cores": os.cpu_count(), "python": platform.python_version(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
     try:
         import jax
 
@@ -355,6 +377,8 @@ def machine() -> dict:
         info["jax_devices"] = [f"{d.platform}:{d.device_kind}" for d in jax.devices()]
     except Exception as e:  # noqa: BLE001 - informational only
         info["jax"] = f"unavailable ({e})"
+    if peer_python is not None:
+        return info | peer_versions(peer_python)
     try:
         import torch
 
@@ -547,7 +571,7 @@ def run(args) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         doc = {"command": "sgjax " + " ".join(getattr(args, "argv", ["bench"])),  # argv: set by sgjax.cli.main
-               "machine": machine(), "flops": "analytic: 3 x (2 x matmul params x tokens + 4 T^2 d per layer and attention row)",
+               "machine": machine(args.peer_python), "flops": "analytic: 3 x (2 x matmul params x tokens + 4 T^2 d per layer and attention row)",
                "results": best, "all_rounds": results if args.repeat > 1 else None}
         out.write_text(json.dumps(doc, indent=2))
         out.with_suffix(".md").write_text(f"# sgjax bench\n\n`{doc['command']}`\n\nMachine: {doc['machine']}\n\n{table}")

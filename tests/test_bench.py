@@ -208,3 +208,11 @@ def test_the_peer_runs_in_the_python_given(monkeypatch, tmp_path):
     other.chmod(0o755)
     assert cli.main(["bench", "--depth", "1", "--seeds", "1", "--peer", "sequential", "--peer-python", str(other)]) == 0
     assert started == [(sys.executable, "sgjax"), (str(other), "sequential")]
+
+
+def test_machine_names_the_cpu_beyond_its_model_name():
+    """A VM's 'AMD EPYC' hides Zen 3 (AVX2) from Zen 4 (AVX-512): family, model and vector ISAs are recorded."""
+    from sgjax import bench
+
+    text = "processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: fpu fma avx2 avx512f sse\n"
+    assert bench.cpu_info(text) == {"cpu": "AMD EPYC", "cpu_family": "25", "cpu_model": "17", "cpu_isa": ["avx512f", "avx2", "fma"]}
