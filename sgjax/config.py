@@ -124,8 +124,9 @@ class Config:
 
 
 # Fields added after runs were saved, with what those runs did: the layer scan, per-element masks,
-# TI scored on the whole output, one TI subsample for every member. A field maps to the tasks it changed, or None for every task: an
-# old QF or Dyck run never read tense_drop_last, so it takes today's default and resumes as it was.
+# TI scored on the whole output, one TI subsample for every member. A field maps to the tasks it
+# changed, or None for every task: an old QF or Dyck run never read tense_drop_last, so it takes
+# today's default and resumes as it was.
 SAVED_BEFORE_OPTION = {
     "model": {"scan_layers": (True, None), "dropout_draw": ("per_element", None)},
     "eval": {"tense_drop_last": (False, ("tense",)), "tense_sample_per_member": (False, ("tense",))},
