@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from sgjax.data.formats import atomic_write_bytes
+
 KINDS = ("sgjax", "sequential", "vmap")
 PEER_FILE = Path(__file__).resolve().parents[1] / "experiments" / "torch_peer.py"
 BENCH_TRAIN_SIZE = 2000  # lines of training data resident for the bench (step cost does not depend on it)
@@ -564,19 +566,29 @@ def run(args) -> int:
                 results.append(r)
                 msg = r.get("error") or f"{r['seed_steps_per_s']:.2f} seed-steps/s"
                 print(f"[bench]   {msg}", file=sys.stderr, flush=True)
-    best = best_of(results) if args.repeat > 1 else results
-    table = results_table(best)
-    print(table)
+                if args.out:  # after every measurement: a bench cut short (a deadline, Ctrl-C) keeps what it measured
+                    write_results(args, results, None)
+    print(results_table(best_of(results) if args.repeat > 1 else results))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"command": "sgjax " + " ".join(getattr(args, "argv", ["bench"])),  # argv: set by sgjax.cli.main
-               "machine": machine(args.peer_python), "flops": "analytic: 3 x (2 x matmul params x tokens + 4 T^2 d per layer and attention row)",
-               "results": best, "all_rounds": results if args.repeat > 1 else None}
-        out.write_text(json.dumps(doc, indent=2))
-        out.with_suffix(".md").write_text(f"# sgjax bench\n\n`{doc['command']}`\n\nMachine: {doc['machine']}\n\n{table}")
-        print(f"wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
+        # The machine is read last: jax.devices() here would take GPU memory the measuring children need.
+        write_results(args, results, machine(args.peer_python))
+        print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}", file=sys.stderr)
     return 0
+
+
+def write_results(args, results: list[dict], machine_info: dict | None) -> None:
+    """The bench's JSON and markdown; `complete` is false (and the machine unread) until every measurement is in."""
+    best = best_of(results) if args.repeat > 1 else results
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"command": "sgjax " + " ".join(getattr(args, "argv", ["bench"])),  # argv: set by sgjax.cli.main
+           "complete": machine_info is not None, "machine": machine_info,
+           "flops": "analytic: 3 x (2 x matmul params x tokens + 4 T^2 d per layer and attention row)",
+           "results": best, "all_rounds": results if args.repeat > 1 else None}
+    atomic_write_bytes(out, json.dumps(doc, indent=2).encode())
+    machine_line = machine_info if machine_info is not None else "not read yet: the bench stopped before its end"
+    atomic_write_bytes(out.with_suffix(".md"),
+                       f"# sgjax bench\n\n`{doc['command']}`\n\nMachine: {machine_line}\n\n{results_table(best)}".encode())
 
 
 def worker_main(argv: list[str]) -> int:

@@ -142,7 +142,7 @@ def test_gpu_session_script_parses_and_has_every_phase():
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
     listed = re.findall(r"^#   (\w+)  +\S", text, flags=re.M)  # "#   name   description" lines
-    assert listed == ["check", "peer", "scale", "precision", "depths", "run"]
+    assert listed == ["quick", "check", "peer", "scale", "precision", "depths", "run"]
     assert all(f"phase_{p}() {{" in text for p in listed)
 
 
@@ -187,6 +187,37 @@ def test_bench_command_measures_in_a_child_and_writes_json_and_markdown(tmp_path
     assert r["kind"] == "sgjax" and r["population"] == 2 and len(r["call_s"]) == 2 and r["seed_steps_per_s"] > 0
     assert doc["command"].startswith("sgjax bench --task question") and doc["machine"]["cores"] >= 1
     assert "| sgjax | 2 |" in capsys.readouterr().out and "| sgjax | 2 |" in out.with_suffix(".md").read_text()
+
+
+def test_a_bench_cut_short_keeps_what_it_measured(monkeypatch, tmp_path):
+    """Each measurement is written as it ends: a bench stopped in its second measurement (a deadline's SIGTERM,
+    Ctrl-C) leaves the first in its JSON, marked incomplete; a whole bench is marked complete, with its machine."""
+    from sgjax import cli
+
+    calls = []
+    result = lambda p: {**p, "seed_steps_per_s": 3.0, "median_call_s": 0.5, "achieved_flops": 1e9, "device": "cpu:cpu",  # noqa: E731
+                        "loadavg_1m_before": 1.0, "loadavg_1m_after": 1.0}
+
+    def fake_measure(p):
+        calls.append(p)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return result(p)
+
+    monkeypatch.setattr(bench, "measure_isolated", fake_measure)
+    out = tmp_path / "b.json"
+    args = ["bench", "--depth", "1", "--seeds", "1,2", "--peer", "none", "--out", str(out)]
+    assert cli.main(args) == 130  # interrupted
+    doc = json.loads(out.read_text())
+    assert doc["complete"] is False and doc["machine"] is None
+    assert [r["population"] for r in doc["results"]] == [1]
+    assert "| sgjax | 1 |" in out.with_suffix(".md").read_text()
+
+    monkeypatch.setattr(bench, "measure_isolated", result)
+    assert cli.main(args) == 0
+    doc = json.loads(out.read_text())
+    assert doc["complete"] is True and doc["machine"]["cores"] >= 1
+    assert [r["population"] for r in doc["results"]] == [1, 2]
 
 
 def test_the_peer_runs_in_the_python_given(monkeypatch, tmp_path):
