@@ -3,7 +3,15 @@
 #
 #   bash experiments/gpu_session.sh PHASE [PHASE ...]
 #
-# PHASE (in the order to run them; each prints what it measured and packs its files):
+# A task lent a GPU now has 15 minutes of device time in all, the machine's start included: one
+# call. Run `quick` first (below); it measures the headline numbers of every phase, most important
+# first, and stops at its deadline. The other phases are the full measurements, for later leases.
+#
+# PHASE (each prints what it measured and packs its files):
+#   quick   one call's worth, each measurement cut at QUICK_SECONDS (default 510) from the start:
+#           versions; QF 6 layers S = 10 against the peer (fp32: the 40x / 3x targets); S = 10, 40, 160
+#           at TF32 (% of peak); one full evaluation at S = 10; S = 160 at fp32; QF depths 2 and 10, TI
+#           and Dyck at 6 (S = 10, each with an evaluation); the sweep's projection from what finished
 #   check   versions, the device, and one short sgjax bench (about 1-2 min)
 #   peer    QF 6 layers, S = 1 and 10, sgjax vs the torch peer (sequential, vmap; padded per batch
 #           as the original), fp32 and TF32, with one full evaluation timed; and fp32 against the
@@ -22,8 +30,8 @@
 #           evaluation alone (first-word accuracies: a pass over the prefixes only; its own run
 #           directory, run_qf_l6_args)
 #
-# A session has 30 minutes of device time: check + peer, scale and precision fit; depths and run
-# are next session's (each phase's files come back as it ends, so nothing is lost in between).
+# With 30 minutes of device time, check + peer, scale and precision fit one session; depths and run
+# the next (each phase's files come back as it ends, so nothing is lost in between).
 #
 # Nothing is installed: the lent machines' image has jax[cuda], flax, optax, orbax, torch,
 # matplotlib and tqdm, so sgjax runs from this checkout through PYTHONPATH. Results go to
@@ -42,17 +50,27 @@ FID_SECONDS=${FID_SECONDS:-270}  # per precision: both fit one 10-minute call
 mkdir -p "$RESULTS"
 
 if [[ ${SMOKE:-0} == 1 ]]; then  # a CPU check of the script: tiny sizes, same commands
-  DEPTH=2 STEPS=4 CHUNK=2 SIZES=1,2 SCALE=2,4 DEPTHS="1 3" EVAL="" RUN_STEPS=${RUN_STEPS:-40} PRESET=smoke
+  DEPTH=2 STEPS=4 CHUNK=2 SIZES=1,2 SCALE=2,4 QSCALE=2,4 DEPTHS="1 3" EVAL="" RUN_STEPS=${RUN_STEPS:-40} PRESET=smoke
   FID_STEPS=40 FID_EVAL=20
 else
-  DEPTH=6 STEPS=200 CHUNK=100 SIZES=1,10 SCALE=10,20,40,80,160 DEPTHS="2 4 8 10" EVAL=--eval RUN_STEPS=${RUN_STEPS:-300000} PRESET=paper
+  DEPTH=6 STEPS=200 CHUNK=100 SIZES=1,10 SCALE=10,20,40,80,160 QSCALE=10,40,160 DEPTHS="2 4 8 10" EVAL=--eval RUN_STEPS=${RUN_STEPS:-300000} PRESET=paper
   FID_STEPS=${FID_STEPS:-60000} FID_EVAL=${FID_EVAL:-3000}
 fi
 
-bench() {  # bench NAME ARGS...: one sgjax bench, results in $RESULTS/NAME.{json,md}
-  local name=$1; shift
-  echo "== sgjax bench $* -> $RESULTS/$name.json"
-  $SGJAX bench "$@" --out "$RESULTS/$name.json" || echo "!! $name failed (exit $?)"
+DEADLINE=""  # seconds since the script began (bash's SECONDS) after which no measurement runs; set by quick
+
+time_left() {  # seconds until DEADLINE (a day when none is set)
+  [[ -n $DEADLINE ]] && echo $(( DEADLINE - SECONDS )) || echo 86400
+}
+
+bench() {  # bench NAME ARGS...: one sgjax bench, results in $RESULTS/NAME.{json,md}, cut at the deadline
+  local name=$1 left rc=0; shift
+  left=$(time_left)
+  if (( left < 20 )); then echo "-- $name skipped: the deadline has passed"; return 0; fi
+  echo "== sgjax bench $* -> $RESULTS/$name.json (at most ${left} s)"
+  # timeout signals its whole process group, so the bench's worker processes go with it
+  timeout -s TERM "$left" $SGJAX bench "$@" --out "$RESULTS/$name.json" || rc=$?
+  (( rc == 0 )) || echo "!! $name failed (exit $rc$( ((rc == 124)) && echo ': cut at the deadline, what it measured is kept'))"
   pack "$PHASE"  # after every measurement: a phase cut off by the call's time limit keeps what it finished
 }
 
@@ -61,10 +79,41 @@ pack() {  # pack PHASE: the results so far, without checkpoints, into one archiv
   tar czf "$OUT/$1.tgz" --exclude=checkpoints --exclude=state -C "$RESULTS" . && echo "packed $OUT/$1.tgz"
 }
 
-phase_check() {
+versions() {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
   $PY -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__); print(jax.devices())"
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || echo "no torch: the peer is skipped"
+}
+
+phase_quick() {  # the headline of every phase in one call, most important first, cut at the deadline
+  DEADLINE=$(( SECONDS + ${QUICK_SECONDS:-510} ))
+  versions
+  local s10=${SIZES##*,} q="--task question --steps $STEPS --chunk $CHUNK"
+  bench "quick_peer_qf_l${DEPTH}_highest" $q --depth "$DEPTH" --seeds "$s10" --peer sequential,vmap
+  bench "quick_scale_qf_l${DEPTH}_tensorfloat32" $q --depth "$DEPTH" --seeds "$QSCALE" --peer none --precision tensorfloat32
+  bench "quick_eval_qf_l${DEPTH}" $q --depth "$DEPTH" --seeds "$s10" --peer none $EVAL
+  bench "quick_scale_qf_l${DEPTH}_highest" $q --depth "$DEPTH" --seeds "${QSCALE##*,}" --peer none
+  local L task
+  for L in ${DEPTHS%% *} ${DEPTHS##* }; do
+    bench "quick_depth_qf_l$L" $q --depth "$L" --seeds "$s10" --peer none $EVAL
+  done
+  for task in tense dyck; do
+    bench "quick_depth_${task}_l$DEPTH" --task "$task" --depth "$DEPTH" --seeds "$s10" --steps "$STEPS" --chunk "$CHUNK" --peer none $EVAL
+  done
+  project quick_
+  DEADLINE=""
+}
+
+project() {  # project PREFIX: the paper sweep's time from every S = 10 measurement named PREFIX* (and the full phases')
+  shopt -s nullglob
+  local files=("$RESULTS"/${1}peer_qf_*highest.json "$RESULTS"/${1}eval_*.json "$RESULTS"/${1}depth_*.json)
+  shopt -u nullglob
+  (( ${#files[@]} )) || { echo "-- no measurements to project"; return 0; }
+  $SGJAX bench --project "${files[@]}" | tee "$RESULTS/${1}projection.md"
+}
+
+phase_check() {
+  versions
   bench check --task question --depth "$DEPTH" --seeds "${SIZES##*,}" --steps "$STEPS" --chunk "$CHUNK" --peer none
 }
 
@@ -101,10 +150,7 @@ phase_depths() {
   for task in tense dyck; do
     bench "depth_${task}_l$DEPTH" --task "$task" --depth "$DEPTH" --seeds "${SIZES##*,}" --steps "$STEPS" --chunk "$CHUNK" --peer none $EVAL
   done
-  shopt -s nullglob  # the peer phase's S = 10 rate when it has run (here or in an earlier session)
-  local files=("$RESULTS"/peer_qf_*highest.json "$RESULTS"/depth_*.json)
-  shopt -u nullglob
-  $SGJAX bench --project "${files[@]}" | tee "$RESULTS/projection.md"
+  project ""  # with the peer phase's S = 10 rate when it has run (here or in an earlier session)
 }
 
 timed_train() {  # timed_train LABEL DIR SECONDS WALL_MD ARGS...: sgjax train stopped (state saved) after SECONDS; a row in WALL_MD
