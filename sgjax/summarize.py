@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sgjax import config as config_lib
 from sgjax import jsonl
 from sgjax.errors import UserError
 
@@ -177,13 +178,12 @@ def aggregate(rows: list[dict]) -> dict:
 
 
 def member_lrs(run_dir: Path) -> dict[int, float]:
-    """Seed -> learning rate, from config.json (`lrs` per member, else `train.lr`); empty without one."""
+    """Seed -> learning rate (Config.member_lrs) from config.json; empty without a readable one."""
     try:
-        d = json.loads((run_dir / "config.json").read_text())
-        lrs = d.get("lrs") or [d["train"]["lr"]] * len(d["seeds"])
-        return {int(s): float(lr) for s, lr in zip(d["seeds"], lrs)}
-    except (OSError, ValueError, KeyError, TypeError):
+        cfg = config_lib.from_dict(json.loads((run_dir / "config.json").read_text()))
+    except (OSError, ValueError, TypeError, config_lib.ConfigError):
         return {}
+    return {int(s): float(lr) for s, lr in zip(cfg.seeds, cfg.member_lrs)}
 
 
 def by_lr(rows: list[dict]) -> dict[str, dict] | None:
