@@ -336,7 +336,7 @@ def results_table(results: list[dict]) -> str:
 
 
 def best_of(results: list[dict]) -> list[dict]:
-    """Per (kind, S), the repeat with the highest throughput (others are noise from a shared machine)."""
+    """Per (kind, S), the repeat with the highest throughput (others are noise from a shared machine); one round as it is."""
     best: dict = {}
     for r in results:
         key = (r["kind"], r["population"])
@@ -568,7 +568,7 @@ def run(args) -> int:
                 print(f"[bench]   {msg}", file=sys.stderr, flush=True)
                 if args.out:  # after every measurement: a bench cut short (a deadline, Ctrl-C) keeps what it measured
                     write_results(args, results, None)
-    print(results_table(best_of(results) if args.repeat > 1 else results))
+    print(results_table(best_of(results)))
     if args.out:
         # The machine is read last: jax.devices() here would take GPU memory the measuring children need.
         write_results(args, results, machine(args.peer_python))
@@ -578,7 +578,7 @@ def run(args) -> int:
 
 def write_results(args, results: list[dict], machine_info: dict | None) -> None:
     """The bench's JSON and markdown; `complete` is false (and the machine unread) until every measurement is in."""
-    best = best_of(results) if args.repeat > 1 else results
+    best = best_of(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"command": "sgjax " + " ".join(getattr(args, "argv", ["bench"])),  # argv: set by sgjax.cli.main
