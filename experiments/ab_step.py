@@ -4,6 +4,7 @@
     python experiments/ab_step.py --arm loop= --arm scan=model.scan_layers=true --rounds 5
     python experiments/ab_step.py --arm optim= --arm optax=@optax
     python experiments/ab_step.py --arm ynn= --arm eigen=xla:xla_cpu_experimental_ynn_fusion_type=
+    python experiments/ab_step.py --arm default= --arm no_autotune=xla:xla_gpu_autotune_level=0 --precision highest
 
 Each `--arm NAME=FIELD=VALUE[,FIELD=VALUE...]` is the paper's QF model with those overrides (the
 token `@optax` makes that arm update with optax's chain instead of sgjax.optim.update; a token
@@ -11,6 +12,9 @@ token `@optax` makes that arm update with optax's chain instead of sgjax.optim.u
 for the whole process are compared in one process). The
 step is jitted with the state donated (as in training), on rows of 8 x 36 random tokens; arms run
 alternately so that machine noise hits them alike, and the medians are compared with the first arm.
+Each arm's first call (`first_call_s`) includes its compile: the number to read for compiler options
+that trade compile time against speed. `--precision` is the matmul precision the step is traced
+with, as `train.matmul_precision` in training (a GPU's default would be TF32).
 """
 
 from __future__ import annotations
@@ -78,14 +82,28 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", help="write the timings to this .json")
+    p.add_argument("--precision", default="highest", choices=("highest", "tensorfloat32", "bfloat16"),
+                   help="matmul precision while tracing, as train.matmul_precision (default fp32)")
     args = p.parse_args()
+    with jax.default_matmul_precision(args.precision):  # read while tracing, as sgjax.loop does
+        run(args)
+
+
+def run(args) -> None:
+    """Compile every arm, time them in turn for `args.rounds` rounds, and print (and write) the medians."""
     tokens_SxBxT = random_tokens(args.seeds)
     seeds_S = jnp.arange(args.seeds)
-    arms = {}
+    arms, failed = {}, {}
     for spec in args.arm:
         name, _, overrides = spec.partition("=")
-        arms[name] = compile_arm([o for o in overrides.split(",") if o], args.seeds, args.depth, tokens_SxBxT)
+        try:
+            arms[name] = compile_arm([o for o in overrides.split(",") if o], args.seeds, args.depth, tokens_SxBxT)
+        except Exception as e:  # e.g. an XLA option this jaxlib does not know: reported, and the other arms still run
+            failed[name] = {"overrides": overrides, "error": f"{type(e).__name__}: {e}"[:500]}
+            continue
         arms[name]["overrides"] = overrides
+    if not arms:
+        raise SystemExit(f"no arm compiled: {failed}")
     for _ in range(args.rounds):
         for arm in arms.values():
             t0 = time.perf_counter()
@@ -103,6 +121,7 @@ def main() -> None:
         }
         for name, a in arms.items()
     }
+    out.update(failed)
     out["args"] = vars(args)
     out["device"] = str(jax.devices()[0].device_kind)
     print(json.dumps(out, indent=1))

@@ -146,6 +146,32 @@ def test_gpu_session_script_parses_and_has_every_phase():
     assert all(f"phase_{p}() {{" in text for p in listed)
 
 
+def test_profile_counts_a_gpus_streams_alone(monkeypatch):
+    """experiments/profile_step.py on a GPU trace: kernels on the device's streams, not their copies on its "XLA Ops"
+    line or the host threads; on a CPU trace every host thread but the executor's wrappers."""
+    monkeypatch.setenv("SGJAX_MALLOC", "default")  # importing the script must not retune this process's malloc
+    monkeypatch.syspath_prepend(str(PEER_PATH.parent))
+    spec = importlib.util.spec_from_file_location("profile_step", PEER_PATH.parent / "profile_step.py")
+    profile_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile_step)
+
+    meta = lambda kind, pid, name, tid=None: {"ph": "M", "name": kind, "pid": pid, "tid": tid, "args": {"name": name}}
+    op = lambda name, pid, tid, us: {"ph": "X", "name": name, "pid": pid, "tid": tid, "dur": us}
+    gpu = [meta("process_name", 1, "/host:CPU"), meta("process_name", 2, "/device:GPU:0"),
+           meta("thread_name", 2, "Stream #7(Compute)", 7), meta("thread_name", 2, "XLA Ops", 99),
+           op("sm90_xmma_gemm_f32f32_tf32f32", 2, 7, 3000), op("loop_add_fusion_3", 2, 7, 1000),
+           op("loop_add_fusion.4", 2, 7, 1000), op("fusion.3", 2, 99, 5000), op("ThunkExecutor::Execute", 1, 3, 9000)]
+    ms, counted = profile_step.op_times(gpu, steps=2)
+    assert ms == {"sm90_xmma_gemm_f32f32_tf32f32": 1.5, "loop_add_fusion": 1.0}
+    assert counted == "/device:GPU:0 Stream #7(Compute)"
+    assert profile_step.MATMUL.search("sm90_xmma_gemm_f32f32_tf32f32") and not profile_step.MATMUL.search("loop_add_fusion")
+
+    cpu = [meta("process_name", 1, "/host:CPU"), op("ynn_fusion.12", 1, 3, 2000), op("ynn_fusion.7", 1, 4, 2000),
+           op("ThunkExecutor::Execute", 1, 3, 9000)]
+    ms, counted = profile_step.op_times(cpu, steps=1)
+    assert ms == {"ynn_fusion": 4.0} and counted == "host threads, summed"
+
+
 def test_sgjax_measurement_runs_each_call_at_the_loops_width():
     """bench.measure on a tiny model: every timed call at the width the host loop gives its chunk, each compiled once."""
     from sgjax import batching
