@@ -8,10 +8,13 @@
 # first, and stops at its deadline. The other phases are the full measurements, for later leases.
 #
 # PHASE (each prints what it measured and packs its files):
-#   quick   one call's worth, each measurement cut at QUICK_SECONDS (default 510) from the start:
-#           versions; QF 6 layers S = 10 against the peer (fp32: the 40x / 3x targets); S = 10, 40, 160
-#           at TF32 (% of peak); one full evaluation at S = 10; S = 160 at fp32; QF depths 2 and 10, TI
-#           and Dyck at 6 (S = 10, each with an evaluation); the sweep's projection from what finished
+#   quick   one call's worth, each measurement cut at QUICK_SECONDS (default 510) from the start, and
+#           resumable: a measurement already in $RESULTS for this device kind is skipped (REDO=1
+#           measures again), so the next lease goes on where the last stopped. Versions; QF 6 layers
+#           S = 10 against the peer (fp32: the 40x / 3x targets); S = 10, 40, 160 at TF32 (% of peak);
+#           one full evaluation at S = 10; where the step's time goes (profile_step.py, TF32 and fp32);
+#           Dyck at 6; XLA's GPU autotuning and Triton gemms against compile time (ab_step.py); QF
+#           depths 2 and 10, TI at 6 (S = 10); S = 160 at fp32; the sweep's projection
 #   check   versions, the device, and one short sgjax bench (about 1-2 min)
 #   peer    QF 6 layers, S = 1 and 10, sgjax vs the torch peer (sequential, vmap; padded per batch
 #           as the original), fp32 and TF32, with one full evaluation timed; and fp32 against the
@@ -50,11 +53,13 @@ FID_SECONDS=${FID_SECONDS:-270}  # per precision: both fit one 10-minute call
 mkdir -p "$RESULTS"
 
 if [[ ${SMOKE:-0} == 1 ]]; then  # a CPU check of the script: tiny sizes, same commands
-  DEPTH=2 STEPS=4 CHUNK=2 SIZES=1,2 SCALE=2,4 QSCALE=2,4 DEPTHS="1 3" EVAL="" RUN_STEPS=${RUN_STEPS:-40} PRESET=smoke
+  DEPTH=2 STEPS=4 CHUNK=2 DYCK_STEPS=2 SIZES=1,2 SCALE=2,4 QSCALE=2,4 DEPTHS="1 3" EVAL="" RUN_STEPS=${RUN_STEPS:-40} PRESET=smoke
   FID_STEPS=40 FID_EVAL=20
+  AB_ARMS="--arm default= --arm rejected=xla:xla_no_such_option=1"  # the CPU has no GPU options: check a rejected arm is reported
 else
-  DEPTH=6 STEPS=200 CHUNK=100 SIZES=1,10 SCALE=10,20,40,80,160 QSCALE=10,40,160 DEPTHS="2 4 8 10" EVAL=--eval RUN_STEPS=${RUN_STEPS:-300000} PRESET=paper
+  DEPTH=6 STEPS=200 CHUNK=100 DYCK_STEPS=3 SIZES=1,10 SCALE=10,20,40,80,160 QSCALE=10,40,160 DEPTHS="2 4 8 10" EVAL=--eval RUN_STEPS=${RUN_STEPS:-300000} PRESET=paper
   FID_STEPS=${FID_STEPS:-60000} FID_EVAL=${FID_EVAL:-3000}
+  AB_ARMS="--arm default= --arm autotune0=xla:xla_gpu_autotune_level=0 --arm cublas=xla:xla_gpu_enable_triton_gemm=false"
 fi
 
 DEADLINE=""  # seconds since the script began (bash's SECONDS) after which no measurement runs; set by quick
@@ -63,9 +68,26 @@ time_left() {  # seconds until DEADLINE (a day when none is set)
   [[ -n $DEADLINE ]] && echo $(( DEADLINE - SECONDS )) || echo 86400
 }
 
+DEVICE_KIND=""  # the device's name (e.g. NVIDIA H200), read by versions(); what `measured` matches
+
+measured() {  # measured FILE: FILE holds a finished measurement on this device kind (quick's resume; REDO=1: never)
+  [[ ${REDO:-0} != 1 && -n $DEVICE_KIND && -s $1 ]] || return 1
+  if [[ $1 == *.json ]]; then
+    $PY - "$1" "$DEVICE_KIND" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))  # a bench JSON (complete, machine) or an ab_step.py one (device; written when done)
+devices = d["machine"]["jax_devices"] if "machine" in d else [d.get("device", "")]
+sys.exit(not (d.get("complete", True) and any(sys.argv[2] in k for k in devices)))
+EOF
+  else
+    grep -qF "$DEVICE_KIND" "$1"
+  fi
+}
+
 bench() {  # bench NAME ARGS...: one sgjax bench, results in $RESULTS/NAME.{json,md}, cut at the deadline
   local name=$1 left rc=0; shift
   left=$(time_left)
+  if measured "$RESULTS/$name.json"; then echo "-- $name skipped: measured on $DEVICE_KIND already (REDO=1 to redo)"; return 0; fi
   if (( left < 20 )); then echo "-- $name skipped: the deadline has passed"; return 0; fi
   echo "== sgjax bench $* -> $RESULTS/$name.json (at most ${left} s)"
   # timeout signals its whole process group, so the bench's worker processes go with it
@@ -82,24 +104,53 @@ pack() {  # pack PHASE: the results so far, without checkpoints, into one archiv
 versions() {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
   $PY -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__); print(jax.devices())"
+  DEVICE_KIND=$($PY -c "import jax; print(jax.devices()[0].device_kind)")
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || echo "no torch: the peer is skipped"
 }
 
-phase_quick() {  # the headline of every phase in one call, most important first, cut at the deadline
+profile() {  # profile NAME ARGS...: experiments/profile_step.py's table of kernel times in $RESULTS/NAME.txt, cut at the deadline
+  local name=$1 left rc=0; shift
+  left=$(time_left)
+  if measured "$RESULTS/$name.txt"; then echo "-- $name skipped: profiled on $DEVICE_KIND already (REDO=1 to redo)"; return 0; fi
+  if (( left < 20 )); then echo "-- $name skipped: the deadline has passed"; return 0; fi
+  echo "== profile_step.py $* -> $RESULTS/$name.txt (at most ${left} s)"
+  # the CPU flag lets SMOKE=1 check this on a CPU (XLA's CPU ops are traced only with it); a GPU ignores it
+  XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_enable_xprof_traceme=true" timeout -s TERM "$left" $PY experiments/profile_step.py "$@" \
+    > "$RESULTS/$name.tmp" || rc=$?
+  if (( rc == 0 )); then mv "$RESULTS/$name.tmp" "$RESULTS/$name.txt" && cat "$RESULTS/$name.txt"; else echo "!! $name failed (exit $rc)"; fi
+  pack "$PHASE"
+}
+
+ab() {  # ab NAME ARGS...: experiments/ab_step.py's arms timed in one process, in $RESULTS/NAME.json, cut at the deadline
+  local name=$1 left rc=0; shift
+  left=$(time_left)
+  if measured "$RESULTS/$name.json"; then echo "-- $name skipped: measured on $DEVICE_KIND already (REDO=1 to redo)"; return 0; fi
+  if (( left < 20 )); then echo "-- $name skipped: the deadline has passed"; return 0; fi
+  echo "== ab_step.py $* -> $RESULTS/$name.json (at most ${left} s)"
+  timeout -s TERM "$left" $PY experiments/ab_step.py "$@" --out "$RESULTS/$name.json" || { rc=$?; echo "!! $name failed (exit $rc)"; }
+  pack "$PHASE"
+}
+
+phase_quick() {  # the headline of every phase in one call, most important first, cut at the deadline; resumes
   DEADLINE=$(( SECONDS + ${QUICK_SECONDS:-510} ))
   versions
-  local s10=${SIZES##*,} q="--task question --steps $STEPS --chunk $CHUNK"
+  local s10=${SIZES##*,} q="--task question --steps $STEPS --chunk $CHUNK" L
+  local q1="--task question --steps $CHUNK --chunk $CHUNK"  # one timed call: a GPU compiles each chunk length for about a minute at fp32
   bench "quick_peer_qf_l${DEPTH}_highest" $q --depth "$DEPTH" --seeds "$s10" --peer sequential,vmap
   bench "quick_scale_qf_l${DEPTH}_tensorfloat32" $q --depth "$DEPTH" --seeds "$QSCALE" --peer none --precision tensorfloat32
-  bench "quick_eval_qf_l${DEPTH}" $q --depth "$DEPTH" --seeds "$s10" --peer none $EVAL
-  bench "quick_scale_qf_l${DEPTH}_highest" $q --depth "$DEPTH" --seeds "${QSCALE##*,}" --peer none
-  local L task
+  bench "quick_eval_qf_l${DEPTH}" $q1 --depth "$DEPTH" --seeds "$s10" --peer none $EVAL
+  for prec in tensorfloat32 highest; do
+    profile "quick_profile_qf_l${DEPTH}_$prec" --seeds "$s10" --depth "$DEPTH" --layout unpadded --precision "$prec" --steps 5 --top 20
+  done
+  # Dyck's calls take one step each, and each packed length is its own program: few steps
+  bench "quick_depth_dyck_l$DEPTH" --task dyck --depth "$DEPTH" --seeds "$s10" --steps "$DYCK_STEPS" --chunk "$DYCK_STEPS" --peer none
+  # compile time: about a minute per program at fp32, and a Dyck run has a program per packed length
+  ab "quick_ab_xla_compile_qf_l$DEPTH" $AB_ARMS --seeds "$s10" --depth "$DEPTH" --rounds 20 --precision highest
   for L in ${DEPTHS%% *} ${DEPTHS##* }; do
-    bench "quick_depth_qf_l$L" $q --depth "$L" --seeds "$s10" --peer none $EVAL
+    bench "quick_depth_qf_l$L" $q1 --depth "$L" --seeds "$s10" --peer none
   done
-  for task in tense dyck; do
-    bench "quick_depth_${task}_l$DEPTH" --task "$task" --depth "$DEPTH" --seeds "$s10" --steps "$STEPS" --chunk "$CHUNK" --peer none $EVAL
-  done
+  bench "quick_depth_tense_l$DEPTH" --task tense --depth "$DEPTH" --seeds "$s10" --steps "$STEPS" --chunk "$CHUNK" --peer none
+  bench "quick_scale_qf_l${DEPTH}_highest" $q1 --depth "$DEPTH" --seeds "${QSCALE##*,}" --peer none
   project quick_
   DEADLINE=""
 }
