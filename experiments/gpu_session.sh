@@ -84,11 +84,15 @@ EOF
   fi
 }
 
+due() {  # due NAME FILE: is NAME still to measure (FILE holds no result for this device kind, the deadline not passed)?
+  if measured "$2"; then echo "-- $1 skipped: measured on $DEVICE_KIND already (REDO=1 to redo)"; return 1; fi
+  if (( $(time_left) < 20 )); then echo "-- $1 skipped: the deadline has passed"; return 1; fi
+}
+
 bench() {  # bench NAME ARGS...: one sgjax bench, results in $RESULTS/NAME.{json,md}, cut at the deadline
   local name=$1 left rc=0; shift
+  due "$name" "$RESULTS/$name.json" || return 0
   left=$(time_left)
-  if measured "$RESULTS/$name.json"; then echo "-- $name skipped: measured on $DEVICE_KIND already (REDO=1 to redo)"; return 0; fi
-  if (( left < 20 )); then echo "-- $name skipped: the deadline has passed"; return 0; fi
   echo "== sgjax bench $* -> $RESULTS/$name.json (at most ${left} s)"
   # timeout signals its whole process group, so the bench's worker processes go with it
   timeout -s TERM "$left" $SGJAX bench "$@" --out "$RESULTS/$name.json" || rc=$?
@@ -110,9 +114,8 @@ versions() {
 
 profile() {  # profile NAME ARGS...: experiments/profile_step.py's table of kernel times in $RESULTS/NAME.txt, cut at the deadline
   local name=$1 left rc=0; shift
+  due "$name" "$RESULTS/$name.txt" || return 0
   left=$(time_left)
-  if measured "$RESULTS/$name.txt"; then echo "-- $name skipped: profiled on $DEVICE_KIND already (REDO=1 to redo)"; return 0; fi
-  if (( left < 20 )); then echo "-- $name skipped: the deadline has passed"; return 0; fi
   echo "== profile_step.py $* -> $RESULTS/$name.txt (at most ${left} s)"
   # the CPU flag lets SMOKE=1 check this on a CPU (XLA's CPU ops are traced only with it); a GPU ignores it
   XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_enable_xprof_traceme=true" timeout -s TERM "$left" $PY experiments/profile_step.py "$@" \
@@ -122,12 +125,11 @@ profile() {  # profile NAME ARGS...: experiments/profile_step.py's table of kern
 }
 
 ab() {  # ab NAME ARGS...: experiments/ab_step.py's arms timed in one process, in $RESULTS/NAME.json, cut at the deadline
-  local name=$1 left rc=0; shift
+  local name=$1 left; shift
+  due "$name" "$RESULTS/$name.json" || return 0
   left=$(time_left)
-  if measured "$RESULTS/$name.json"; then echo "-- $name skipped: measured on $DEVICE_KIND already (REDO=1 to redo)"; return 0; fi
-  if (( left < 20 )); then echo "-- $name skipped: the deadline has passed"; return 0; fi
   echo "== ab_step.py $* -> $RESULTS/$name.json (at most ${left} s)"
-  timeout -s TERM "$left" $PY experiments/ab_step.py "$@" --out "$RESULTS/$name.json" || { rc=$?; echo "!! $name failed (exit $rc)"; }
+  timeout -s TERM "$left" $PY experiments/ab_step.py "$@" --out "$RESULTS/$name.json" || echo "!! $name failed (exit $?)"
   pack "$PHASE"
 }
 
