@@ -13,8 +13,9 @@
 #           measures again), so the next lease goes on where the last stopped. Versions; QF 6 layers
 #           S = 10 against the peer (fp32: the 40x / 3x targets); S = 10, 40, 160 at TF32 (% of peak);
 #           one full evaluation at S = 10; where the step's time goes (profile_step.py, TF32 and fp32);
-#           Dyck at 6; XLA's GPU autotuning and Triton gemms against compile time (ab_step.py); QF
-#           depths 2 and 10, TI at 6 (S = 10); S = 160 at fp32; the sweep's projection
+#           Dyck at 6; XLA's GPU autotuning and Triton gemms against compile time (ab_step.py); the
+#           scan as one CUDA graph (TF32); QF depths 2 and 10, TI at 6 (S = 10); S = 160 at fp32; the
+#           sweep's projection
 #   check   versions, the device, and one short sgjax bench (about 1-2 min)
 #   peer    QF 6 layers, S = 1 and 10, sgjax vs the torch peer (sequential, vmap; padded per batch
 #           as the original), fp32 and TF32, with one full evaluation timed; and fp32 against the
@@ -148,6 +149,9 @@ phase_quick() {  # the headline of every phase in one call, most important first
   bench "quick_depth_dyck_l$DEPTH" --task dyck --depth "$DEPTH" --seeds "$s10" --steps "$DYCK_STEPS" --chunk "$DYCK_STEPS" --peer none
   # compile time: about a minute per program at fp32, and a Dyck run has a program per packed length
   ab "quick_ab_xla_compile_qf_l$DEPTH" $AB_ARMS --seeds "$s10" --depth "$DEPTH" --rounds 20 --precision highest
+  # the 100-step scan as one CUDA graph (XLA's WHILE command buffer), against quick_scale's S = 10: are launches a cost?
+  XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONDITIONAL,WHILE" \
+    bench "quick_cmdbuf_while_qf_l${DEPTH}_tensorfloat32" $q1 --depth "$DEPTH" --seeds "$s10" --peer none --precision tensorfloat32
   for L in ${DEPTHS%% *} ${DEPTHS##* }; do
     bench "quick_depth_qf_l$L" $q1 --depth "$L" --seeds "$s10" --peer none
   done
