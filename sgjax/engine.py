@@ -169,6 +169,7 @@ class TrainData:
     starts_N: np.ndarray  # int32 start of each sequence in flat_M
     seq_len_N: np.ndarray  # int32 n + 2
     layout: str  # "rows" | "packed" | "unpadded"
+    min_length: int = 0  # packed/unpadded: no call is shorter (batching.length_floor), so rare short ones compile nothing
 
     @property
     def n(self) -> int:
@@ -182,9 +183,9 @@ class TrainData:
     def width_for(self, idx_SxKxB: np.ndarray) -> int | tuple[int, int]:
         """The static row/packed length a chunk with these batches needs (unpadded: packed length, row length)."""
         if self.layout == "packed":
-            return batching.packed_length(self.seq_len_N, idx_SxKxB)
+            return max(batching.packed_length(self.seq_len_N, idx_SxKxB), self.min_length)
         if self.layout == "unpadded":
-            return batching.unpadded_length(self.seq_len_N, idx_SxKxB), self.row_width - 1
+            return max(batching.unpadded_length(self.seq_len_N, idx_SxKxB), self.min_length), self.row_width - 1
         return self.row_width
 
     def device_arrays(self):

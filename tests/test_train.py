@@ -86,6 +86,30 @@ def test_unpadded_loss_does_not_depend_on_the_packed_length(toy_corpus):
     assert abs(float(loss(p, key)) - float(loss(p, None))) > 1e-4  # dropout is on
 
 
+def test_rare_short_calls_run_at_the_length_floor(toy_corpus):
+    """batching.length_floor: at most 1% of a first epoch's calls are shorter; width_for pads those up to it
+    (packed and unpadded), and make_train_data sets it for both layouts."""
+    seq_len_N = np.random.default_rng(0).integers(4, 40, 8000).astype(np.int32)
+    seeds = (42,)  # one member: its batches' lengths spread wider than a population's longest
+    for packed, k in ((True, 1), (False, 1)):
+        floor = batching.length_floor(seq_len_N, seeds, k, 8, packed)
+        length = batching.packed_length if packed else batching.unpadded_length
+        epoch = [length(seq_len_N, batching.chunk_indices(seeds, s, k, 8000, 8)) for s in range(0, 1000, k)]
+        assert min(epoch) < floor <= np.median(epoch) and floor in epoch  # a rung the run compiles anyway
+        assert np.mean(np.asarray(epoch) < floor) <= 0.012
+    short_B = np.argsort(seq_len_N)[:8].astype(np.int32)[None, None]  # the 8 shortest lines: far under the floor
+    for layout in ("packed", "unpadded"):
+        data = train.TrainData(np.zeros(1, np.int32), np.zeros(8000, np.int32), seq_len_N, layout, min_length=160)
+        width = data.width_for(short_B)
+        assert (width if layout == "packed" else width[0]) == 160
+    vocab, split = toy_corpus
+    for layout in ("packed", "unpadded"):
+        c = C.override(tiny_config(), [f"data.layout={layout}"])
+        data = loop.make_train_data(c, split, vocab)
+        k = 1 if layout == "packed" else c.train.chunk_steps
+        assert data.min_length == batching.length_floor(data.seq_len_N, c.seeds, k, c.train.batch_size, layout == "packed") > 0
+
+
 def test_regather_gradient_is_the_gather_transpose():
     """model.regather's gradient (a gather by the inverse map) equals autodiff's scatter-add of the plain gather."""
     from sgjax.model import regather
