@@ -132,3 +132,23 @@ def length_floor(seq_len_N: np.ndarray, seeds, k_steps: int, batch_size: int, pa
     length = packed_length if packed else unpadded_length
     lengths = [length(seq_len_N, chunk_indices(seeds, int(s), k_steps, n, batch_size)) for s in starts]
     return int(np.quantile(lengths, quantile, method="lower"))
+
+
+def call_lengths(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_size: int, packed: bool,
+                 floor: int = 0) -> np.ndarray:
+    """The packed length of every call of a `steps`-step run in calls of `k_steps` (as width_for gives them), at once.
+
+    One program is compiled per distinct length, so this counts a whole run's compiles without walking
+    it call by call: per member, every epoch's batches are summed in one reshape.
+    """
+    n = len(seq_len_N)
+    per_epoch = n // batch_size
+    epochs = -(-steps // per_epoch)
+    tokens_SxT = np.stack([np.concatenate([
+        (seq_len_N[epoch_permutation(seed, e, n)[: per_epoch * batch_size]] - 1).reshape(per_epoch, batch_size).sum(1)
+        for e in range(epochs)])[:steps] for seed in seeds])
+    calls = -(-steps // k_steps)
+    pad = calls * k_steps - steps  # a last, shorter call: its missing steps count as empty batches
+    need_C = np.pad(tokens_SxT, ((0, 0), (0, pad))).reshape(len(seeds), calls, k_steps).max(axis=(0, 2))
+    rung = {int(v): round_up_bucket(int(v)) if packed else -(-int(v) // 16) * 16 for v in np.unique(need_C)}
+    return np.maximum(np.vectorize(rung.__getitem__, otypes=[np.int64])(need_C), floor)

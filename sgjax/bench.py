@@ -393,30 +393,33 @@ def machine(peer_python: str | None = None) -> dict:
 # ---------------------------------------------------------------------------------------------- projection
 
 
-def parse_rates(specs: list[str]) -> tuple[dict, dict]:
-    """{(task, depth): seed-steps/s} and {(task, depth): eval s} from bench JSON files or `task:depth=rate[/eval_s]`."""
+def parse_rates(specs: list[str]) -> tuple[dict, dict, dict]:
+    """{(task, depth): value} for seed-steps/s, eval s and compile s (one program), from bench JSON files or
+    `task:depth=rate[/eval_s[/compile_s]]`."""
     from sgjax.errors import UserError
 
-    rates, evals = {}, {}
+    rates, evals, compiles = {}, {}, {}
     for spec in specs:
         try:
-            parse_rate(spec, rates, evals)
+            parse_rate(spec, rates, evals, compiles)
         except (ValueError, KeyError, TypeError) as e:  # a typo'd spec or another JSON file: name it, no traceback
-            raise UserError(f"--project {spec!r}: not a bench .json nor task:depth=rate[/eval_s] ({e})") from None
-    return rates, evals
+            raise UserError(f"--project {spec!r}: not a bench .json nor task:depth=rate[/eval_s[/compile_s]] ({e})") from None
+    return rates, evals, compiles
 
 
-def parse_rate(spec: str, rates: dict, evals: dict) -> None:
-    """Add one `--project` spec (a bench JSON file or `task:depth=rate[/eval_s]`) to rates and evals."""
+def parse_rate(spec: str, rates: dict, evals: dict, compiles: dict) -> None:
+    """Add one `--project` spec (a bench JSON file or `task:depth=rate[/eval_s[/compile_s]]`) to the tables."""
     if "=" in spec and not Path(spec).exists():
         key, val = spec.split("=", 1)
         task, depth = key.split(":")
-        rate, _, ev = val.partition("/")
+        rate, ev, comp = (val.split("/") + ["", ""])[:3]
         if not float(rate) > 0:  # a time per step is 1 / rate
             raise ValueError(f"rate {rate} is not > 0")
         rates[(task, int(depth))] = float(rate)
         if ev:
             evals[(task, int(depth))] = float(ev)
+        if comp:
+            compiles[(task, int(depth))] = float(comp)
         return
     doc = json.loads(Path(spec).read_text())
     # the largest population measured is what a sweep runs (10 seeds per depth)
@@ -424,6 +427,23 @@ def parse_rate(spec: str, rates: dict, evals: dict) -> None:
         rates[(r["task"], r["depth"])] = r["seed_steps_per_s"]
         if r.get("eval_s"):
             evals[(r["task"], r["depth"])] = r["eval_s"]
+        if r.get("compile_s"):
+            compiles[(r["task"], r["depth"])] = r["compile_s"]
+
+
+def sweep_programs(task: str) -> int:
+    """Programs one paper run of `task` compiles at S = 10: one per call length (batching.call_lengths, the length floor applied)."""
+    import numpy as np
+
+    from sgjax import batching, data, loop
+    from sgjax import config as C
+
+    cfg = dataclasses.replace(C.preset("paper", task, 6), seeds=tuple(42 + 10 * i for i in range(SWEEP_SEEDS)))  # as bench_config
+    tdata = loop.make_train_data(cfg, data.load_splits(task)["train"], data.vocab_for(task))
+    packed = tdata.layout == "packed"
+    k = batching.PACKED_STEPS_PER_CALL if packed else cfg.train.chunk_steps
+    lengths = batching.call_lengths(tdata.seq_len_N, cfg.seeds, SWEEP[task][0], k, cfg.train.batch_size, packed, tdata.min_length)
+    return len(np.unique(lengths))
 
 
 def fill(table: dict, task: str, depth: int, per_step: bool) -> tuple[float | None, str]:
@@ -449,10 +469,10 @@ def fill(table: dict, task: str, depth: int, per_step: bool) -> tuple[float | No
 
 def project(specs: list[str]) -> str:
     """The paper sweep's time (3 tasks x 5 depths x 10 seeds, 300k/400k steps, evaluations) from measured rates."""
-    rates, evals = parse_rates(specs)
-    lines = ["| task | L | steps | seed-steps/s | (source) | train h | evals | eval s | eval h | total h |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    total, missing = 0.0, []
+    rates, evals, compiles = parse_rates(specs)
+    lines = ["| task | L | steps | seed-steps/s | (source) | train h | evals | eval s | eval h | programs | compile s | compile h | total h |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    total, missing, programs = 0.0, [], {}
     for task, (steps, every) in SWEEP.items():
         for depth in SWEEP_DEPTHS:
             rate, how = fill(rates, task, depth, per_step=True)
@@ -460,18 +480,26 @@ def project(specs: list[str]) -> str:
                 missing.append(f"{task}:L{depth}")
                 continue
             ev, _ = fill(evals, task, depth, per_step=False)
+            comp, _ = fill(compiles, task, depth, per_step=False)
+            if comp is not None and task not in programs:
+                programs[task] = sweep_programs(task)
             train_h = SWEEP_SEEDS * steps / rate / 3600
             n_evals = steps // every
             eval_h = n_evals * (ev or 0.0) / 3600
-            total += train_h + eval_h
+            comp_h = programs[task] * comp / 3600 if comp is not None else 0.0
+            total += train_h + eval_h + comp_h
             lines.append(f"| {task} | {depth} | {steps} | {rate:.1f} | {how} | {train_h:.2f} | {n_evals} | "
-                         f"{'-' if ev is None else f'{ev:.2f}'} | {eval_h:.2f} | {train_h + eval_h:.2f} |")
+                         f"{'-' if ev is None else f'{ev:.2f}'} | {eval_h:.2f} | {programs.get(task, '-')} | "
+                         f"{'-' if comp is None else f'{comp:.1f}'} | {comp_h:.2f} | {train_h + eval_h + comp_h:.2f} |")
     lines.append(f"\nProjected total: {total:.1f} device-hours for the tasks with rates "
-                 f"({SWEEP_SEEDS} seeds per depth as one population, evaluation every 3k (QF/TI) / 10k (Dyck) steps).")
+                 f"({SWEEP_SEEDS} seeds per depth as one population, evaluation every 3k (QF/TI) / 10k (Dyck) steps; "
+                 "one compile per call length the run meets, at the measured time of one).")
     if missing:
         lines.append(f"No rate for {', '.join(missing)}: measure them (Dyck's packed batches are longer than QF/TI rows).")
     if not evals:
         lines.append("No evaluation times given: evaluation is not included.")
+    if not compiles:
+        lines.append("No compile times given: compiling is not included.")
     return "\n".join(lines)
 
 

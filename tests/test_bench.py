@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import bench, engine, model, optim
+from sgjax import batching, bench, engine, loop, model, optim
+from sgjax import config as C
 from tests.conftest import tiny_config
 
 PEER_PATH = Path(__file__).resolve().parents[1] / "experiments" / "torch_peer.py"
@@ -130,6 +131,34 @@ def test_projection_fills_depths_linearly():
     text = bench.project(["question:2=100/1", "question:6=50/3"])
     assert "question | 4 |" in text and "linear fit" in text
     assert "tense:L2" in text  # no rate given for tense: named as missing
+    assert "compiling is not included" in text
+
+
+def test_projection_counts_a_compile_per_call_length():
+    """A compile time adds (programs a paper QF run compiles) x (its time) per depth; the count is the run's call lengths."""
+    programs = bench.sweep_programs("question")
+    assert 1 <= programs <= 8  # a few rungs of unpadded lengths, not one per chunk
+    text = bench.project(["question:6=1000//60"])
+    row = next(line for line in text.splitlines() if line.startswith("| question | 6 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[9:12] == [str(programs), "60.0", f"{programs * 60 / 3600:.2f}"]
+    assert float(cells[12]) == pytest.approx(10 * 300_000 / 1000 / 3600 + programs * 60 / 3600, abs=0.01)
+    assert "No evaluation times given" in text and "compiling is not included" not in text
+
+
+def test_call_lengths_are_what_width_for_gives_each_call(toy_corpus):
+    """batching.call_lengths (all calls at once) against width_for call by call, floor and a short last call included."""
+    vocab, split = toy_corpus
+    for layout, k in (("packed", 1), ("unpadded", 3)):
+        cfg = C.override(tiny_config(), [f"data.layout={layout}"])
+        tdata = loop.make_train_data(cfg, split, vocab)
+        steps, n, b = 95, tdata.n, cfg.train.batch_size
+        got = batching.call_lengths(tdata.seq_len_N, cfg.seeds, steps, k, b, layout == "packed", tdata.min_length)
+        want = []
+        for s in range(0, steps, k):
+            w = tdata.width_for(batching.chunk_indices(cfg.seeds, s, min(k, steps - s), n, b))
+            want.append(w if layout == "packed" else w[0])
+        np.testing.assert_array_equal(got, want)
 
 
 def test_gpu_session_script_parses_and_has_every_phase():
