@@ -14,8 +14,8 @@
 #           S = 10 against the peer (fp32: the 40x / 3x targets); S = 10, 40, 160 at TF32 (% of peak);
 #           one full evaluation at S = 10; where the step's time goes (profile_step.py, TF32 and fp32);
 #           Dyck at 6; XLA's GPU autotuning and Triton gemms against compile time (ab_step.py); the
-#           scan as one CUDA graph (TF32); QF depths 2 and 10, TI at 6 (S = 10); S = 160 at fp32; the
-#           sweep's projection
+#           scan as one CUDA graph (TF32); QF depths 2 and 10, TI at 6 (S = 10); S = 160 at fp32;
+#           programs compiled in threads (parallel_compile.py); the sweep's projection
 #   check   versions, the device, and one short sgjax bench (about 1-2 min)
 #   peer    QF 6 layers, S = 1 and 10, sgjax vs the torch peer (sequential, vmap; padded per batch
 #           as the original), fp32 and TF32, with one full evaluation timed; and fp32 against the
@@ -125,12 +125,12 @@ profile() {  # profile NAME ARGS...: experiments/profile_step.py's table of kern
   pack "$PHASE"
 }
 
-ab() {  # ab NAME ARGS...: experiments/ab_step.py's arms timed in one process, in $RESULTS/NAME.json, cut at the deadline
-  local name=$1 left; shift
+experiment() {  # experiment NAME SCRIPT ARGS...: experiments/SCRIPT, its JSON in $RESULTS/NAME.json, cut at the deadline
+  local name=$1 script=$2 left; shift 2
   due "$name" "$RESULTS/$name.json" || return 0
   left=$(time_left)
-  echo "== ab_step.py $* -> $RESULTS/$name.json (at most ${left} s)"
-  timeout -s TERM "$left" $PY experiments/ab_step.py "$@" --out "$RESULTS/$name.json" || echo "!! $name failed (exit $?)"
+  echo "== $script $* -> $RESULTS/$name.json (at most ${left} s)"
+  timeout -s TERM "$left" $PY "experiments/$script" "$@" --out "$RESULTS/$name.json" || echo "!! $name failed (exit $?)"
   pack "$PHASE"
 }
 
@@ -148,7 +148,7 @@ phase_quick() {  # the headline of every phase in one call, most important first
   # Dyck's calls take one step each, and each packed length is its own program: few steps
   bench "quick_depth_dyck_l$DEPTH" --task dyck --depth "$DEPTH" --seeds "$s10" --steps "$DYCK_STEPS" --chunk "$DYCK_STEPS" --peer none
   # compile time: about a minute per program at fp32, and a Dyck run has a program per packed length
-  ab "quick_ab_xla_compile_qf_l$DEPTH" $AB_ARMS --seeds "$s10" --depth "$DEPTH" --rounds 20 --precision highest
+  experiment "quick_ab_xla_compile_qf_l$DEPTH" ab_step.py $AB_ARMS --seeds "$s10" --depth "$DEPTH" --rounds 20 --precision highest
   # the 100-step scan as one CUDA graph (XLA's WHILE command buffer), against quick_scale's S = 10: are launches a cost?
   XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONDITIONAL,WHILE" \
     bench "quick_cmdbuf_while_qf_l${DEPTH}_tensorfloat32" $q1 --depth "$DEPTH" --seeds "$s10" --peer none --precision tensorfloat32
@@ -157,6 +157,8 @@ phase_quick() {  # the headline of every phase in one call, most important first
   done
   bench "quick_depth_tense_l$DEPTH" --task tense --depth "$DEPTH" --seeds "$s10" --steps "$STEPS" --chunk "$CHUNK" --peer none
   bench "quick_scale_qf_l${DEPTH}_highest" $q1 --depth "$DEPTH" --seeds "${QSCALE##*,}" --peer none
+  # would a compile-ahead pool help here? two programs in turn, two in threads (1.3x on the 2-core CPU)
+  experiment "quick_parallel_compile_qf_l$DEPTH" parallel_compile.py --depth "$DEPTH" --seeds "$s10" --chunk "$CHUNK"
   project quick_
   DEADLINE=""
 }
