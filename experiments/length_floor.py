@@ -20,8 +20,7 @@ from sgjax import batching, config, data, loop
 
 def walk(task: str, depth: int) -> dict:
     """Calls per packed length over a whole run, before and after the floor, and the positions the floor adds."""
-    cfg = config.preset("paper", task, depth)
-    cfg = dataclasses.replace(cfg, seeds=tuple(42 + 10 * i for i in range(10)))
+    cfg = dataclasses.replace(config.preset("paper", task, depth), seeds=config.PAPER_SEEDS)
     tdata = loop.make_train_data(cfg, data.load_splits(task)["train"], data.vocab_for(task))
     packed = tdata.layout == "packed"
     k = batching.PACKED_STEPS_PER_CALL if packed else cfg.train.chunk_steps

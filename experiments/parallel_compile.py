@@ -16,11 +16,12 @@ import concurrent.futures
 import json
 import os
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
-from sgjax import batching, bench, engine
+from sgjax import batching, bench, engine, loop
 
 
 def main() -> None:
@@ -55,8 +56,7 @@ def main() -> None:
            "two_sequential_s": sequential_s, "two_in_threads_s": threads_s, "speedup": sequential_s / threads_s}
     print(json.dumps(out, indent=1))
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(out, f, indent=1)
+        loop.write_json(Path(args.out), out)
 
 
 if __name__ == "__main__":

@@ -105,15 +105,22 @@ def packed_length(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray) -> int:
     return round_up_bucket(int((seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max()))
 
 
-def unpadded_length(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray, multiple: int = 16) -> int:
+UNPADDED_MULTIPLE = 16  # unpadded (QF/TI) packed lengths are multiples of this
+
+
+def round_up(n: int, multiple: int) -> int:
+    """n rounded up to a multiple of `multiple`."""
+    return -(-n // multiple) * multiple
+
+
+def unpadded_length(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray, multiple: int = UNPADDED_MULTIPLE) -> int:
     """The unpadded layout's packed length for a whole chunk: its longest batch, rounded up to `multiple`.
 
     Unlike packed (Dyck) calls, which take one step each, unpadded chunks are not split: QF/TI batches
     vary little, and a run then compiles a few lengths at one K instead of a (K, length) pair for
     every split. With dropout_draw=counter the length does not change a member's results.
     """
-    need = int((seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max())
-    return -(-need // multiple) * multiple
+    return round_up(int((seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max()), multiple)
 
 
 def length_floor(seq_len_N: np.ndarray, seeds, k_steps: int, batch_size: int, packed: bool,
@@ -126,12 +133,10 @@ def length_floor(seq_len_N: np.ndarray, seeds, k_steps: int, batch_size: int, pa
     member's results. `samples` calls spread over the first epoch estimate it; it depends on the data
     and seeds alone, so a resumed or extended run keeps its floor.
     """
-    n = len(seq_len_N)
-    calls = max(n // batch_size // k_steps, 1)
-    starts = np.unique(np.linspace(0, calls - 1, min(samples, calls)).astype(np.int64)) * k_steps
-    length = packed_length if packed else unpadded_length
-    lengths = [length(seq_len_N, chunk_indices(seeds, int(s), k_steps, n, batch_size)) for s in starts]
-    return int(np.quantile(lengths, quantile, method="lower"))
+    calls = max(len(seq_len_N) // batch_size // k_steps, 1)
+    lengths_C = call_lengths(seq_len_N, seeds, calls * k_steps, k_steps, batch_size, packed)
+    picked = np.unique(np.linspace(0, calls - 1, min(samples, calls)).astype(np.int64))
+    return int(np.quantile(lengths_C[picked], quantile, method="lower"))
 
 
 def call_lengths(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_size: int, packed: bool,
@@ -150,5 +155,5 @@ def call_lengths(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_s
     calls = -(-steps // k_steps)
     pad = calls * k_steps - steps  # a last, shorter call: its missing steps count as empty batches
     need_C = np.pad(tokens_SxT, ((0, 0), (0, pad))).reshape(len(seeds), calls, k_steps).max(axis=(0, 2))
-    rung = {int(v): round_up_bucket(int(v)) if packed else -(-int(v) // 16) * 16 for v in np.unique(need_C)}
+    rung = {int(v): round_up_bucket(int(v)) if packed else round_up(int(v), UNPADDED_MULTIPLE) for v in np.unique(need_C)}
     return np.maximum(np.vectorize(rung.__getitem__, otypes=[np.int64])(need_C), floor)

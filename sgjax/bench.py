@@ -438,7 +438,7 @@ def sweep_programs(task: str) -> int:
     from sgjax import batching, data, loop
     from sgjax import config as C
 
-    cfg = dataclasses.replace(C.preset("paper", task, 6), seeds=tuple(42 + 10 * i for i in range(SWEEP_SEEDS)))  # as bench_config
+    cfg = dataclasses.replace(C.preset("paper", task, 6), seeds=C.PAPER_SEEDS[:SWEEP_SEEDS])
     tdata = loop.make_train_data(cfg, data.load_splits(task)["train"], data.vocab_for(task))
     packed = tdata.layout == "packed"
     k = batching.PACKED_STEPS_PER_CALL if packed else cfg.train.chunk_steps
