@@ -139,8 +139,32 @@ def length_floor(seq_len_N: np.ndarray, seeds, k_steps: int, batch_size: int, pa
     return int(np.quantile(lengths_C[picked], quantile, method="lower"))
 
 
+def length_tail(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_size: int, packed: bool,
+                floor: int = 0, quantile: float = 0.995) -> tuple[int, int] | None:
+    """(above, longest): calls longer than `above`, the `quantile` of a whole run's call lengths, run at its longest.
+
+    The floor's mirror at the top. Dyck's longest rungs are rare (its 4 longest take 0.2% of a paper
+    run's calls) yet each compiles a program; run at the run's longest length instead, they compile one.
+    None when at most one length lies above the quantile (QF, TI): nothing would merge. It depends on
+    the data, seeds and steps alone, so a resumed run keeps it; a call longer than `longest` (a run
+    extended past its steps) still gets its own length.
+    """
+    lengths_C = call_lengths(seq_len_N, seeds, steps, k_steps, batch_size, packed, floor)
+    above = int(np.quantile(lengths_C, quantile, method="lower"))
+    tail = np.unique(lengths_C[lengths_C > above])
+    return (above, int(tail[-1])) if len(tail) > 1 else None
+
+
+def bounded(length_C, floor: int = 0, tail: tuple[int, int] | None = None):
+    """Call lengths as compiled: at least the floor, and a rare long one (above tail[0]) at least tail[1]."""
+    length_C = np.maximum(length_C, floor)
+    if tail is not None:
+        length_C = np.where(length_C > tail[0], np.maximum(length_C, tail[1]), length_C)
+    return length_C
+
+
 def call_lengths(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_size: int, packed: bool,
-                 floor: int = 0) -> np.ndarray:
+                 floor: int = 0, tail: tuple[int, int] | None = None) -> np.ndarray:
     """The packed length of every call of a `steps`-step run in calls of `k_steps` (as width_for gives them), at once.
 
     One program is compiled per distinct length, so this counts a whole run's compiles without walking
@@ -156,4 +180,4 @@ def call_lengths(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_s
     pad = calls * k_steps - steps  # a last, shorter call: its missing steps count as empty batches
     need_C = np.pad(tokens_SxT, ((0, 0), (0, pad))).reshape(len(seeds), calls, k_steps).max(axis=(0, 2))
     rung = {int(v): round_up_bucket(int(v)) if packed else round_up(int(v), UNPADDED_MULTIPLE) for v in np.unique(need_C)}
-    return np.maximum(np.vectorize(rung.__getitem__, otypes=[np.int64])(need_C), floor)
+    return bounded(np.vectorize(rung.__getitem__, otypes=[np.int64])(need_C), floor, tail)

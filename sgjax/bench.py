@@ -432,7 +432,7 @@ def parse_rate(spec: str, rates: dict, evals: dict, compiles: dict) -> None:
 
 
 def sweep_programs(task: str) -> int:
-    """Programs one paper run of `task` compiles at S = 10: one per call length (batching.call_lengths, the length floor applied)."""
+    """Programs one paper run of `task` compiles at S = 10: one per call length (batching.call_lengths, floor and tail applied)."""
     import numpy as np
 
     from sgjax import batching, data, loop
@@ -442,7 +442,8 @@ def sweep_programs(task: str) -> int:
     tdata = loop.make_train_data(cfg, data.load_splits(task)["train"], data.vocab_for(task))
     packed = tdata.layout == "packed"
     k = batching.PACKED_STEPS_PER_CALL if packed else cfg.train.chunk_steps
-    lengths = batching.call_lengths(tdata.seq_len_N, cfg.seeds, SWEEP[task][0], k, cfg.train.batch_size, packed, tdata.min_length)
+    lengths = batching.call_lengths(tdata.seq_len_N, cfg.seeds, SWEEP[task][0], k, cfg.train.batch_size, packed,
+                                    tdata.min_length, tdata.tail)
     return len(np.unique(lengths))
 
 

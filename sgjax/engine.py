@@ -170,6 +170,7 @@ class TrainData:
     seq_len_N: np.ndarray  # int32 n + 2
     layout: str  # "rows" | "packed" | "unpadded"
     min_length: int = 0  # packed/unpadded: no call is shorter (batching.length_floor), so rare short ones compile nothing
+    tail: tuple[int, int] | None = None  # packed/unpadded: calls above tail[0] run at tail[1] (batching.length_tail)
 
     @property
     def n(self) -> int:
@@ -183,9 +184,10 @@ class TrainData:
     def width_for(self, idx_SxKxB: np.ndarray) -> int | tuple[int, int]:
         """The static row/packed length a chunk with these batches needs (unpadded: packed length, row length)."""
         if self.layout == "packed":
-            return max(batching.packed_length(self.seq_len_N, idx_SxKxB), self.min_length)
+            return int(batching.bounded(batching.packed_length(self.seq_len_N, idx_SxKxB), self.min_length, self.tail))
         if self.layout == "unpadded":
-            return max(batching.unpadded_length(self.seq_len_N, idx_SxKxB), self.min_length), self.row_width - 1
+            length = batching.bounded(batching.unpadded_length(self.seq_len_N, idx_SxKxB), self.min_length, self.tail)
+            return int(length), self.row_width - 1
         return self.row_width
 
     def device_arrays(self):

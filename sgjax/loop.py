@@ -221,11 +221,12 @@ def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
         raise UserError(f"training set has {len(seq_len_N)} lines, fewer than batch_size {cfg.train.batch_size}")
     layout = concrete_layout(cfg).data.layout
     seq_len_N = seq_len_N.astype(np.int32)
-    tc, floor = cfg.train, 0
+    tc, floor, tail = cfg.train, 0, None
     if layout in ("packed", "unpadded"):
-        k = batching.PACKED_STEPS_PER_CALL if layout == "packed" else tc.chunk_steps
-        floor = batching.length_floor(seq_len_N, cfg.seeds, k, tc.batch_size, packed=layout == "packed")
-    return engine.TrainData(flat_M, starts_N.astype(np.int32), seq_len_N, layout, floor)
+        k, packed = (batching.PACKED_STEPS_PER_CALL, True) if layout == "packed" else (tc.chunk_steps, False)
+        floor = batching.length_floor(seq_len_N, cfg.seeds, k, tc.batch_size, packed)
+        tail = batching.length_tail(seq_len_N, cfg.seeds, tc.steps, k, tc.batch_size, packed, floor)
+    return engine.TrainData(flat_M, starts_N.astype(np.int32), seq_len_N, layout, floor, tail)
 
 
 class MetricsLog:

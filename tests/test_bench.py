@@ -147,13 +147,16 @@ def test_projection_counts_a_compile_per_call_length():
 
 
 def test_call_lengths_are_what_width_for_gives_each_call(toy_corpus):
-    """batching.call_lengths (all calls at once) against width_for call by call, floor and a short last call included."""
+    """batching.call_lengths (all calls at once) against width_for call by call, floor, tail and a short last call included."""
     vocab, split = toy_corpus
     for layout, k in (("packed", 1), ("unpadded", 3)):
         cfg = C.override(tiny_config(), [f"data.layout={layout}"])
         tdata = loop.make_train_data(cfg, split, vocab)
         steps, n, b = 95, tdata.n, cfg.train.batch_size
-        got = batching.call_lengths(tdata.seq_len_N, cfg.seeds, steps, k, b, layout == "packed", tdata.min_length)
+        plain = batching.call_lengths(tdata.seq_len_N, cfg.seeds, steps, k, b, layout == "packed", tdata.min_length)
+        tdata.tail = (int(np.unique(plain)[0]), int(plain.max()) + 16)  # every call above the shortest moves
+        got = batching.call_lengths(tdata.seq_len_N, cfg.seeds, steps, k, b, layout == "packed", tdata.min_length, tdata.tail)
+        assert (got > plain).any()
         want = []
         for s in range(0, steps, k):
             w = tdata.width_for(batching.chunk_indices(cfg.seeds, s, min(k, steps - s), n, b))

@@ -110,6 +110,23 @@ def test_rare_short_calls_run_at_the_length_floor(toy_corpus):
         assert data.min_length == batching.length_floor(data.seq_len_N, c.seeds, k, c.train.batch_size, layout == "packed") > 0
 
 
+def test_rare_long_calls_run_at_the_runs_longest(toy_corpus):
+    """batching.length_tail: calls above the 99.5% quantile of a whole run's lengths run at its longest, so
+    its rarest long rungs compile one program; width_for applies it; None when nothing would merge."""
+    seq_len_N = (np.random.default_rng(0).pareto(2.0, 8000) * 12 + 4).clip(max=300).astype(np.int32)  # Dyck-like tail
+    seeds, steps = (42,), 3000
+    lengths_C = batching.call_lengths(seq_len_N, seeds, steps, 1, 8, True)
+    above, longest = batching.length_tail(seq_len_N, seeds, steps, 1, 8, True)
+    assert longest == lengths_C.max() and np.mean(lengths_C > above) <= 0.005
+    merged_C = batching.call_lengths(seq_len_N, seeds, steps, 1, 8, True, tail=(above, longest))
+    assert set(merged_C[lengths_C > above]) == {longest} and np.array_equal(merged_C[lengths_C <= above], lengths_C[lengths_C <= above])
+    assert len(np.unique(merged_C)) < len(np.unique(lengths_C)) - 1  # at least two programs fewer
+    long_B = np.argsort(seq_len_N)[-8:].astype(np.int32)[None, None]  # the 8 longest lines: beyond any tail
+    data = train.TrainData(np.zeros(1, np.int32), np.zeros(8000, np.int32), seq_len_N, "packed", tail=(above, 10_000))
+    assert data.width_for(long_B) == 10_000
+    assert batching.length_tail(np.full(800, 9, np.int32), seeds, 500, 1, 8, True) is None  # one length: nothing to merge
+
+
 def test_regather_gradient_is_the_gather_transpose():
     """model.regather's gradient (a gather by the inverse map) equals autodiff's scatter-add of the plain gather."""
     from sgjax.model import regather
