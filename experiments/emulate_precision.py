@@ -16,7 +16,10 @@ MODE:
             bits it is handed unconverted (cuBLAS, and XLA's Triton gemms); the coarser, biased case
   tf32_rn   10 bits, round to nearest even (a kernel that converts with cvt.rna first)
   bf16      7 bits, round to nearest even (XLA's f32 -> bf16 conversion)
-  fp32      no rounding: the same process and code path, for a control arm
+  null      22 bits, round to nearest even: a one-bit nudge, about the size of the noise a GPU's own
+            summation order adds, without a bias; trajectories still part, so its comparison with
+            fp32 shows what chaos alone does to `sgjax compare` (a control arm)
+  fp32      no rounding: the same process and code path
 
 Accumulation stays fp32, as on the GPU; the order of the sums is the CPU's, not cuBLAS's. A run
 made this way records matmul_precision=highest in its config (it is an fp32 program with rounded
@@ -40,7 +43,7 @@ from jax._src.lax import lax as lax_internal
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # Mantissa bits kept (of fp32's 23) and whether to round to nearest even (else toward zero).
-MODES = {"tf32": (10, False), "tf32_rn": (10, True), "bf16": (7, True), "fp32": (23, False)}
+MODES = {"tf32": (10, False), "tf32_rn": (10, True), "bf16": (7, True), "null": (22, True), "fp32": (23, False)}
 
 
 def round_mantissa(x_f32: jax.Array, bits: int, nearest: bool) -> jax.Array:

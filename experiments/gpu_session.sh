@@ -12,7 +12,8 @@
 #           resumable: a measurement already in $RESULTS for this device kind is skipped (REDO=1
 #           measures again), so the next lease goes on where the last stopped. Versions; QF 6 layers
 #           S = 10 against the peer (fp32: the 40x / 3x targets); S = 10, 40, 160 at TF32 (% of peak);
-#           one full evaluation at S = 10; where the step's time goes (profile_step.py, TF32 and fp32);
+#           one full evaluation at S = 10; is TF32 faithful (the precision phase at QUICK_FID_STEPS,
+#           default 4,000); where the step's time goes (profile_step.py, TF32 and fp32);
 #           Dyck at 6; XLA's GPU autotuning and Triton gemms against compile time (ab_step.py); the
 #           scan as one CUDA graph (TF32); QF depths 2 and 10, TI at 6 (S = 10); S = 160 at fp32;
 #           programs compiled in threads (parallel_compile.py); the sweep's projection
@@ -22,9 +23,11 @@
 #           peer on fixed-width rows: the 40x / 3x targets
 #   scale   QF 6 layers, S = 10..160, sgjax only: the S that fills the device, % of peak; and
 #           S = 10 with QF batches as rows and packed (data.layout), against the default unpadded
-#   precision  is TF32 faithful? QF 6 layers, 10 seeds, paper preset, trained fp32 then TF32 for
-#           FID_SECONDS each (up to FID_STEPS, evaluated every FID_EVAL), then `sgjax compare`
-#           of their loss and accuracy curves, seed by seed; the rates give both precisions' speed
+#   precision  is TF32 faithful? The paper's QF model at 6 layers, 8 seeds, on the shortened schedule
+#           of experiments/emulated_precision.sh's "wide" arm (FID_ARGS: warmup 200, lr 3e-4, 500
+#           validation and 1,000 generalization lines, evaluated every 500 steps), trained fp32 then TF32
+#           for up to FID_STEPS (default 10,000) and FID_SECONDS each, then `sgjax compare` of their
+#           loss and accuracy curves, seed by seed; a cut run resumes on the next call
 #   depths  QF depths 2, 4, 8, 10 and TI / Dyck at depth 6, S = 10, with evaluation, and depth 10 with
 #           the layers scanned (model.scan_layers); then the paper sweep's projection (sgjax bench
 #           --project) from everything measured so far
@@ -55,11 +58,15 @@ mkdir -p "$RESULTS"
 
 if [[ ${SMOKE:-0} == 1 ]]; then  # a CPU check of the script: tiny sizes, same commands
   DEPTH=2 STEPS=4 CHUNK=2 DYCK_STEPS=2 SIZES=1,2 SCALE=2,4 QSCALE=2,4 DEPTHS="1 3" EVAL="" RUN_STEPS=${RUN_STEPS:-40} PRESET=smoke
-  FID_STEPS=40 FID_EVAL=20
+  FID_STEPS=40 QUICK_FID_STEPS=40 FID_ARGS="--num-seeds 2 --set train.eval_every=20"
   AB_ARMS="--arm default= --arm rejected=xla:xla_no_such_option=1"  # the CPU has no GPU options: check a rejected arm is reported
 else
   DEPTH=6 STEPS=200 CHUNK=100 DYCK_STEPS=3 SIZES=1,10 SCALE=10,20,40,80,160 QSCALE=10,40,160 DEPTHS="2 4 8 10" EVAL=--eval RUN_STEPS=${RUN_STEPS:-300000} PRESET=paper
-  FID_STEPS=${FID_STEPS:-60000} FID_EVAL=${FID_EVAL:-3000}
+  # The paper's model on experiments/emulated_precision.sh's "wide" schedule (warmup 200, lr 3e-4), so that
+  # minutes of training move: the paper's 10k-step warmup would leave both arms near their initial weights
+  FID_STEPS=${FID_STEPS:-10000} QUICK_FID_STEPS=${QUICK_FID_STEPS:-4000}
+  FID_ARGS=${FID_ARGS:-"--num-seeds 8 --set data.val_size=500 --set data.gen_size=1000 --set train.warmup_steps=200
+    --set train.lr=3e-4 --set train.decay_steps=20000 --set train.eval_every=500"}
   AB_ARMS="--arm default= --arm autotune0=xla:xla_gpu_autotune_level=0 --arm cublas=xla:xla_gpu_enable_triton_gemm=false"
 fi
 
@@ -142,6 +149,8 @@ phase_quick() {  # the headline of every phase in one call, most important first
   bench "quick_peer_qf_l${DEPTH}_highest" $q --depth "$DEPTH" --seeds "$s10" --peer sequential,vmap
   bench "quick_scale_qf_l${DEPTH}_tensorfloat32" $q --depth "$DEPTH" --seeds "$QSCALE" --peer none --precision tensorfloat32
   bench "quick_eval_qf_l${DEPTH}" $q1 --depth "$DEPTH" --seeds "$s10" --peer none $EVAL
+  # is TF32 faithful? both targets left open need it (the CPU's emulation says yes: docs/performance.md)
+  precision "quick_precision_qf_l$DEPTH" "$QUICK_FID_STEPS"
   for prec in tensorfloat32 highest; do
     profile "quick_profile_qf_l${DEPTH}_$prec" --seeds "$s10" --depth "$DEPTH" --layout unpadded --precision "$prec" --steps 5 --top 20
   done
@@ -233,15 +242,27 @@ EOF
   pack "$PHASE"
 }
 
-phase_precision() {  # the same seeds at fp32 and TF32, then their curves compared seed by seed
-  local prec
+precision() {  # precision NAME STEPS: the same seeds at fp32 and TF32 (FID_ARGS), each cut at FID_SECONDS and the
+  # deadline, then sgjax compare; a cut run resumes on the next call, and a finished pair is skipped (REDO=1: redone)
+  local name=$1 steps=$2 prec left done=1
+  if [[ ${REDO:-0} != 1 && -n $DEVICE_KIND && -s $RESULTS/$name/compare.md ]] && grep -qxF "$DEVICE_KIND" "$RESULTS/$name/device.txt" 2>/dev/null; then
+    echo "-- $name skipped: measured on $DEVICE_KIND already (REDO=1 to redo)"; return 0
+  fi
   for prec in highest tensorfloat32; do
-    timed_train "$prec" "$RESULTS/precision_qf_l${DEPTH}_$prec" "$FID_SECONDS" "$RESULTS/precision_wall.md" \
-      --num-seeds "${SIZES##*,}" --steps "$FID_STEPS" --set train.matmul_precision=$prec \
-      --set train.eval_every=$FID_EVAL --set train.ckpt_every=$FID_STEPS
+    left=$(time_left)
+    (( left >= 30 )) || { echo "-- $name $prec skipped: the deadline has passed"; return 0; }
+    timed_train "$name $prec" "$RESULTS/${name}_$prec" "$(( left < FID_SECONDS ? left : FID_SECONDS ))" "$RESULTS/${name}_wall.md" \
+      --steps "$steps" $FID_ARGS --set train.ckpt_every="$steps" --set train.matmul_precision=$prec
+    grep -q "\"step\": $steps," "$RESULTS/${name}_$prec/metrics.jsonl" 2>/dev/null || done=0
   done
-  $SGJAX compare "$RESULTS/precision_qf_l${DEPTH}_highest" "$RESULTS/precision_qf_l${DEPTH}_tensorfloat32" \
-    --out "$RESULTS/precision" || echo "!! compare failed (exit $?)"
+  $SGJAX compare "$RESULTS/${name}_highest" "$RESULTS/${name}_tensorfloat32" --out "$RESULTS/$name" || { echo "!! compare failed (exit $?)"; return 0; }
+  (( done )) && echo "$DEVICE_KIND" > "$RESULTS/$name/device.txt"  # both arms ran every step: the pair is measured
+  pack "$PHASE"
+}
+
+phase_precision() {  # the same seeds at fp32 and TF32, then their curves compared seed by seed
+  [[ -n $DEVICE_KIND ]] || DEVICE_KIND=$($PY -c "import jax; print(jax.devices()[0].device_kind)")
+  precision "precision_qf_l$DEPTH" "$FID_STEPS"
 }
 
 phase_run() {  # resumable: the same command continues the run directory
