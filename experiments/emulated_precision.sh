@@ -6,7 +6,7 @@
 #          saturate and generalization dip and climb again; fp32, TF32 (truncated), bf16, and the one-bit
 #          `null` nudge (a control: what chaos alone does to the comparison); ~20 min an arm
 #   wide   the paper's model (6 layers, d_model 512, d_ff 2048), 500 steps: the paper's widths, the
-#          start of training only; fp32 and TF32; ~20 min an arm
+#          start of training only; fp32, TF32 truncated and TF32 to nearest (tf32_rn); ~20 min an arm
 #
 #   bash experiments/emulated_precision.sh [small|wide ...]     (default: small wide)
 #
@@ -46,7 +46,7 @@ experiment() {  # experiment NAME "ARGS" MODE...: train each mode (fp32 first), 
 for what in "$@"; do
   case $what in
     small) experiment small "$SMALL" tf32 bf16 null ;;
-    wide) experiment wide "$WIDE" tf32 ;;
+    wide) experiment wide "$WIDE" tf32 tf32_rn ;;
     *) echo "unknown experiment $what (small|wide)" >&2; exit 2 ;;
   esac
 done

@@ -25,9 +25,10 @@
 #           S = 10 with QF batches as rows and packed (data.layout), against the default unpadded
 #   precision  is TF32 faithful? The paper's QF model at 6 layers, 8 seeds, on the shortened schedule
 #           of experiments/emulated_precision.sh's "wide" arm (FID_ARGS: warmup 200, lr 3e-4, 500
-#           validation and 1,000 generalization lines, evaluated every 500 steps), trained fp32 then TF32
-#           for up to FID_STEPS (default 10,000) and FID_SECONDS each, then `sgjax compare` of their
-#           loss and accuracy curves, seed by seed; a cut run resumes on the next call
+#           validation and 1,000 generalization lines, evaluated every 500 steps; batches as rows, one
+#           program an arm), trained fp32 then TF32 for up to FID_STEPS (default 10,000) and
+#           FID_SECONDS each, then `sgjax compare` of their loss and accuracy curves, seed by seed; a
+#           cut run resumes on the next call
 #   depths  QF depths 2, 4, 8, 10 and TI / Dyck at depth 6, S = 10, with evaluation, and depth 10 with
 #           the layers scanned (model.scan_layers); then the paper sweep's projection (sgjax bench
 #           --project) from everything measured so far
@@ -63,10 +64,11 @@ if [[ ${SMOKE:-0} == 1 ]]; then  # a CPU check of the script: tiny sizes, same c
 else
   DEPTH=6 STEPS=200 CHUNK=100 DYCK_STEPS=3 SIZES=1,10 SCALE=10,20,40,80,160 QSCALE=10,40,160 DEPTHS="2 4 8 10" EVAL=--eval RUN_STEPS=${RUN_STEPS:-300000} PRESET=paper
   # The paper's model on experiments/emulated_precision.sh's "wide" schedule (warmup 200, lr 3e-4), so that
-  # minutes of training move: the paper's 10k-step warmup would leave both arms near their initial weights
+  # minutes of training move: the paper's 10k-step warmup would leave both arms near their initial weights.
+  # Rows (one width) compile one training program an arm, not one per chunk length (a minute each at fp32).
   FID_STEPS=${FID_STEPS:-10000} QUICK_FID_STEPS=${QUICK_FID_STEPS:-4000}
   FID_ARGS=${FID_ARGS:-"--num-seeds 8 --set data.val_size=500 --set data.gen_size=1000 --set train.warmup_steps=200
-    --set train.lr=3e-4 --set train.decay_steps=20000 --set train.eval_every=500"}
+    --set train.lr=3e-4 --set train.decay_steps=20000 --set train.eval_every=500 --set data.layout=rows"}
   AB_ARMS="--arm default= --arm autotune0=xla:xla_gpu_autotune_level=0 --arm cublas=xla:xla_gpu_enable_triton_gemm=false"
 fi
 
