@@ -247,9 +247,7 @@ EOF
 precision() {  # precision NAME STEPS: the same seeds at fp32 and TF32 (FID_ARGS), each cut at FID_SECONDS and the
   # deadline, then sgjax compare; a cut run resumes on the next call, and a finished pair is skipped (REDO=1: redone)
   local name=$1 steps=$2 prec left done=1
-  if [[ ${REDO:-0} != 1 && -n $DEVICE_KIND && -s $RESULTS/$name/compare.md ]] && grep -qxF "$DEVICE_KIND" "$RESULTS/$name/device.txt" 2>/dev/null; then
-    echo "-- $name skipped: measured on $DEVICE_KIND already (REDO=1 to redo)"; return 0
-  fi
+  due "$name" "$RESULTS/$name/device.txt" || return 0  # written once the compared pair ran every step
   for prec in highest tensorfloat32; do
     left=$(time_left)
     (( left >= 30 )) || { echo "-- $name $prec skipped: the deadline has passed"; return 0; }

@@ -32,7 +32,7 @@ def walk(task: str, depth: int) -> dict:
         width = tdata.width_for(idx_SxKxB)
         raw = raw_length(tdata.seq_len_N, idx_SxKxB)
         before[raw] += 1
-        floored[max(raw, tdata.min_length)] += 1
+        floored[int(batching.bounded(raw, tdata.min_length))] += 1
         after[width if packed else width[0]] += 1
     positions = lambda c: sum(length * n for length, n in c.items())
     return {"layout": tdata.layout, "steps": cfg.train.steps, "steps_per_call": k, "floor": tdata.min_length,
