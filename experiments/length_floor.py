@@ -1,4 +1,4 @@
-"""Programs a paper run compiles, with and without the length floor and tail (batching.length_floor, length_tail), and what they pad.
+"""Programs a paper run compiles, with and without the length floor and tail (batching.length_bounds), and what they pad.
 
     python experiments/length_floor.py --out experiments/results/length_floor.json
 

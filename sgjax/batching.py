@@ -123,36 +123,34 @@ def unpadded_length(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray, multiple: int 
     return round_up(int((seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max()), multiple)
 
 
-def length_floor(seq_len_N: np.ndarray, seeds, k_steps: int, batch_size: int, packed: bool,
-                 quantile: float = 0.01, samples: int = 400) -> int:
-    """The shortest packed length a run compiles: the `quantile` of its calls' lengths over its first epoch.
+def length_bounds(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_size: int, packed: bool,
+                  floor_quantile: float = 0.01, tail_quantile: float = 0.995, samples: int = 400):
+    """(floor, tail, length_C): a run's length floor and tail, and its calls' lengths as compiled, from one pass over its batches.
 
-    Shorter calls are rare (Dyck's 6 shortest rungs are 0.5% of a 400k-step run at S = 10, QF's shortest
-    4 chunks of 3,000), yet each would compile its own program, a minute on an H200 at fp32. They run
-    padded to the floor instead. With model.dropout_draw=counter the length does not change a
-    member's results. `samples` calls spread over the first epoch estimate it; it depends on the data
-    and seeds alone, so a resumed or extended run keeps its floor.
+    Floor: the shortest packed length a run compiles, the `floor_quantile` of its calls' lengths over its
+    first epoch (`samples` calls spread over it). Shorter calls are rare (Dyck's 6 shortest rungs are 0.5%
+    of a 400k-step run at S = 10, QF's shortest 4 chunks of 3,000), yet each would compile its own
+    program, a minute on an H200 at fp32; they run padded to the floor instead.
+
+    Tail, (above, longest): the floor's mirror at the top. Calls longer than `above`, the `tail_quantile`
+    of the whole run's (floored) lengths, run at its longest. Dyck's longest rungs are rare (its 4 longest
+    take 0.2% of a paper run's calls) yet each compiles a program; at the run's longest they compile one.
+    None when at most one length lies above the quantile (QF, TI): nothing would merge.
+
+    With model.dropout_draw=counter the length does not change a member's results. Both depend on the
+    data, seeds and steps alone, so a resumed run keeps them; the floor does not depend on steps, so an
+    extended run keeps it too, and a call longer than `longest` (past the steps) gets its own length.
     """
-    calls = max(len(seq_len_N) // batch_size // k_steps, 1)
-    lengths_C = call_lengths(seq_len_N, seeds, calls * k_steps, k_steps, batch_size, packed)
-    picked = np.unique(np.linspace(0, calls - 1, min(samples, calls)).astype(np.int64))
-    return int(np.quantile(lengths_C[picked], quantile, method="lower"))
-
-
-def length_tail(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_size: int, packed: bool,
-                floor: int = 0, quantile: float = 0.995) -> tuple[int, int] | None:
-    """(above, longest): calls longer than `above`, the `quantile` of a whole run's call lengths, run at its longest.
-
-    The floor's mirror at the top. Dyck's longest rungs are rare (its 4 longest take 0.2% of a paper
-    run's calls) yet each compiles a program; run at the run's longest length instead, they compile one.
-    None when at most one length lies above the quantile (QF, TI): nothing would merge. It depends on
-    the data, seeds and steps alone, so a resumed run keeps it; a call longer than `longest` (a run
-    extended past its steps) still gets its own length.
-    """
-    lengths_C = call_lengths(seq_len_N, seeds, steps, k_steps, batch_size, packed, floor)
-    above = int(np.quantile(lengths_C, quantile, method="lower"))
-    tail = np.unique(lengths_C[lengths_C > above])
-    return (above, int(tail[-1])) if len(tail) > 1 else None
+    epoch_calls = max(len(seq_len_N) // batch_size // k_steps, 1)
+    tokens_SxT = step_tokens(seq_len_N, seeds, max(steps, epoch_calls * k_steps), batch_size)
+    epoch_C = rung_lengths(tokens_SxT[:, : epoch_calls * k_steps], k_steps, packed)
+    picked = np.unique(np.linspace(0, epoch_calls - 1, min(samples, epoch_calls)).astype(np.int64))
+    floor = int(np.quantile(epoch_C[picked], floor_quantile, method="lower"))
+    length_C = bounded(rung_lengths(tokens_SxT[:, :steps], k_steps, packed), floor)
+    above = int(np.quantile(length_C, tail_quantile, method="lower"))
+    longer = np.unique(length_C[length_C > above])
+    tail = (above, int(longer[-1])) if len(longer) > 1 else None
+    return floor, tail, bounded(length_C, floor, tail)
 
 
 def bounded(length_C, floor: int = 0, tail: tuple[int, int] | None = None):
@@ -163,21 +161,31 @@ def bounded(length_C, floor: int = 0, tail: tuple[int, int] | None = None):
     return length_C
 
 
+def step_tokens(seq_len_N: np.ndarray, seeds, steps: int, batch_size: int) -> np.ndarray:
+    """[S, steps] tokens (LM positions) in each member's batch at every step of a run: every epoch's batches summed in one reshape."""
+    n = len(seq_len_N)
+    per_epoch = n // batch_size
+    epochs = -(-steps // per_epoch)
+    return np.stack([np.concatenate([
+        (seq_len_N[epoch_permutation(seed, e, n)[: per_epoch * batch_size]] - 1).reshape(per_epoch, batch_size).sum(1)
+        for e in range(epochs)])[:steps] for seed in seeds])
+
+
+def rung_lengths(tokens_SxT: np.ndarray, k_steps: int, packed: bool) -> np.ndarray:
+    """The raw packed length of every call of `k_steps` steps: its longest batch over members and steps, rounded as width_for rounds it."""
+    seeds, steps = tokens_SxT.shape
+    calls = -(-steps // k_steps)
+    pad = calls * k_steps - steps  # a last, shorter call: its missing steps count as empty batches
+    need_C = np.pad(tokens_SxT, ((0, 0), (0, pad))).reshape(seeds, calls, k_steps).max(axis=(0, 2))
+    rung = {int(v): round_up_bucket(int(v)) if packed else round_up(int(v), UNPADDED_MULTIPLE) for v in np.unique(need_C)}
+    return np.vectorize(rung.__getitem__, otypes=[np.int64])(need_C)
+
+
 def call_lengths(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_size: int, packed: bool,
                  floor: int = 0, tail: tuple[int, int] | None = None) -> np.ndarray:
     """The packed length of every call of a `steps`-step run in calls of `k_steps` (as width_for gives them), at once.
 
     One program is compiled per distinct length, so this counts a whole run's compiles without walking
-    it call by call: per member, every epoch's batches are summed in one reshape.
+    it call by call.
     """
-    n = len(seq_len_N)
-    per_epoch = n // batch_size
-    epochs = -(-steps // per_epoch)
-    tokens_SxT = np.stack([np.concatenate([
-        (seq_len_N[epoch_permutation(seed, e, n)[: per_epoch * batch_size]] - 1).reshape(per_epoch, batch_size).sum(1)
-        for e in range(epochs)])[:steps] for seed in seeds])
-    calls = -(-steps // k_steps)
-    pad = calls * k_steps - steps  # a last, shorter call: its missing steps count as empty batches
-    need_C = np.pad(tokens_SxT, ((0, 0), (0, pad))).reshape(len(seeds), calls, k_steps).max(axis=(0, 2))
-    rung = {int(v): round_up_bucket(int(v)) if packed else round_up(int(v), UNPADDED_MULTIPLE) for v in np.unique(need_C)}
-    return bounded(np.vectorize(rung.__getitem__, otypes=[np.int64])(need_C), floor, tail)
+    return bounded(rung_lengths(step_tokens(seq_len_N, seeds, steps, batch_size), k_steps, packed), floor, tail)

@@ -432,19 +432,16 @@ def parse_rate(spec: str, rates: dict, evals: dict, compiles: dict) -> None:
 
 
 def sweep_programs(task: str) -> int:
-    """Programs one paper run of `task` compiles at S = 10: one per call length (batching.call_lengths, floor and tail applied)."""
+    """Programs one paper run of `task` compiles at S = 10: one per call length (loop.length_bounds, floor and tail applied)."""
     import numpy as np
 
-    from sgjax import batching, data, loop
+    from sgjax import data, loop
     from sgjax import config as C
 
-    cfg = dataclasses.replace(C.preset("paper", task, 6), seeds=C.PAPER_SEEDS[:SWEEP_SEEDS])
-    tdata = loop.make_train_data(cfg, data.load_splits(task)["train"], data.vocab_for(task))
-    packed = tdata.layout == "packed"
-    k = batching.PACKED_STEPS_PER_CALL if packed else cfg.train.chunk_steps
-    lengths = batching.call_lengths(tdata.seq_len_N, cfg.seeds, SWEEP[task][0], k, cfg.train.batch_size, packed,
-                                    tdata.min_length, tdata.tail)
-    return len(np.unique(lengths))
+    cfg = C.preset("paper", task, 6)
+    cfg = dataclasses.replace(cfg, seeds=C.PAPER_SEEDS[:SWEEP_SEEDS], train=dataclasses.replace(cfg.train, steps=SWEEP[task][0]))
+    seq_len_N = loop.train_sequences(cfg, data.load_splits(task)["train"], data.vocab_for(task))[2]
+    return len(np.unique(loop.length_bounds(cfg, seq_len_N, C.concrete_layout(cfg).data.layout)[2]))
 
 
 def fill(table: dict, task: str, depth: int, per_step: bool) -> tuple[float | None, str]:

@@ -169,8 +169,8 @@ class TrainData:
     starts_N: np.ndarray  # int32 start of each sequence in flat_M
     seq_len_N: np.ndarray  # int32 n + 2
     layout: str  # "rows" | "packed" | "unpadded"
-    min_length: int = 0  # packed/unpadded: no call is shorter (batching.length_floor), so rare short ones compile nothing
-    tail: tuple[int, int] | None = None  # packed/unpadded: calls above tail[0] run at tail[1] (batching.length_tail)
+    min_length: int = 0  # packed/unpadded: no call is shorter (batching.length_bounds), so rare short ones compile nothing
+    tail: tuple[int, int] | None = None  # packed/unpadded: calls above tail[0] run at tail[1] (batching.length_bounds)
 
     @property
     def n(self) -> int:

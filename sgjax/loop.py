@@ -208,8 +208,8 @@ def load_data(cfg: Config) -> dict:
     )
 
 
-def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
-    """LM sequences of the training split, batched as `data.layout` says (config.concrete_layout resolves "auto")."""
+def train_sequences(cfg: Config, split, vocab) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flat_M, starts_N, seq_len_N): the training split's LM sequences, laid end to end, past data.max_train_len's filter."""
     from sgjax.data.split import Split, lm_flat
 
     if cfg.data.max_train_len is not None:
@@ -219,14 +219,21 @@ def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
     flat_M, starts_N, seq_len_N = lm_flat(split, vocab)
     if len(seq_len_N) < cfg.train.batch_size:
         raise UserError(f"training set has {len(seq_len_N)} lines, fewer than batch_size {cfg.train.batch_size}")
+    return flat_M, starts_N.astype(np.int32), seq_len_N.astype(np.int32)
+
+
+def length_bounds(cfg: Config, seq_len_N: np.ndarray, layout: str):
+    """(floor, tail, length_C) of a packed or unpadded run (batching.length_bounds), its calls as the host loop cuts them."""
+    k, packed = (batching.PACKED_STEPS_PER_CALL, True) if layout == "packed" else (cfg.train.chunk_steps, False)
+    return batching.length_bounds(seq_len_N, cfg.seeds, cfg.train.steps, k, cfg.train.batch_size, packed)
+
+
+def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
+    """LM sequences of the training split, batched as `data.layout` says (config.concrete_layout resolves "auto")."""
+    flat_M, starts_N, seq_len_N = train_sequences(cfg, split, vocab)
     layout = concrete_layout(cfg).data.layout
-    seq_len_N = seq_len_N.astype(np.int32)
-    tc, floor, tail = cfg.train, 0, None
-    if layout in ("packed", "unpadded"):
-        k, packed = (batching.PACKED_STEPS_PER_CALL, True) if layout == "packed" else (tc.chunk_steps, False)
-        floor = batching.length_floor(seq_len_N, cfg.seeds, k, tc.batch_size, packed)
-        tail = batching.length_tail(seq_len_N, cfg.seeds, tc.steps, k, tc.batch_size, packed, floor)
-    return engine.TrainData(flat_M, starts_N.astype(np.int32), seq_len_N, layout, floor, tail)
+    floor, tail = length_bounds(cfg, seq_len_N, layout)[:2] if layout in ("packed", "unpadded") else (0, None)
+    return engine.TrainData(flat_M, starts_N, seq_len_N, layout, floor, tail)
 
 
 class MetricsLog:

@@ -87,12 +87,13 @@ def test_unpadded_loss_does_not_depend_on_the_packed_length(toy_corpus):
 
 
 def test_rare_short_calls_run_at_the_length_floor(toy_corpus):
-    """batching.length_floor: at most 1% of a first epoch's calls are shorter; width_for pads those up to it
-    (packed and unpadded), and make_train_data sets it for both layouts."""
+    """batching.length_bounds' floor: at most 1% of a first epoch's calls are shorter; width_for pads those up
+    to it (packed and unpadded); make_train_data sets it for both layouts; a longer run keeps it."""
     seq_len_N = np.random.default_rng(0).integers(4, 40, 8000).astype(np.int32)
     seeds = (42,)  # one member: its batches' lengths spread wider than a population's longest
     for packed, k in ((True, 1), (False, 1)):
-        floor = batching.length_floor(seq_len_N, seeds, k, 8, packed)
+        floor = batching.length_bounds(seq_len_N, seeds, 1000, k, 8, packed)[0]
+        assert batching.length_bounds(seq_len_N, seeds, 5000, k, 8, packed)[0] == floor  # an extended run keeps its floor
         length = batching.packed_length if packed else batching.unpadded_length
         epoch = [length(seq_len_N, batching.chunk_indices(seeds, s, k, 8000, 8)) for s in range(0, 1000, k)]
         assert min(epoch) < floor <= np.median(epoch) and floor in epoch  # a rung the run compiles anyway
@@ -107,24 +108,25 @@ def test_rare_short_calls_run_at_the_length_floor(toy_corpus):
         c = C.override(tiny_config(), [f"data.layout={layout}"])
         data = loop.make_train_data(c, split, vocab)
         k = 1 if layout == "packed" else c.train.chunk_steps
-        assert data.min_length == batching.length_floor(data.seq_len_N, c.seeds, k, c.train.batch_size, layout == "packed") > 0
+        floor = batching.length_bounds(data.seq_len_N, c.seeds, c.train.steps, k, c.train.batch_size, layout == "packed")[0]
+        assert data.min_length == floor > 0
 
 
 def test_rare_long_calls_run_at_the_runs_longest(toy_corpus):
-    """batching.length_tail: calls above the 99.5% quantile of a whole run's lengths run at its longest, so
-    its rarest long rungs compile one program; width_for applies it; None when nothing would merge."""
+    """batching.length_bounds' tail: calls above the 99.5% quantile of a whole run's lengths run at its longest,
+    so its rarest long rungs compile one program; width_for applies it; None when nothing would merge."""
     seq_len_N = (np.random.default_rng(0).pareto(2.0, 8000) * 12 + 4).clip(max=300).astype(np.int32)  # Dyck-like tail
     seeds, steps = (42,), 3000
-    lengths_C = batching.call_lengths(seq_len_N, seeds, steps, 1, 8, True)
-    above, longest = batching.length_tail(seq_len_N, seeds, steps, 1, 8, True)
+    floor, (above, longest), merged_C = batching.length_bounds(seq_len_N, seeds, steps, 1, 8, True)
+    lengths_C = batching.call_lengths(seq_len_N, seeds, steps, 1, 8, True, floor)
     assert longest == lengths_C.max() and np.mean(lengths_C > above) <= 0.005
-    merged_C = batching.call_lengths(seq_len_N, seeds, steps, 1, 8, True, tail=(above, longest))
+    np.testing.assert_array_equal(merged_C, batching.call_lengths(seq_len_N, seeds, steps, 1, 8, True, floor, (above, longest)))
     assert set(merged_C[lengths_C > above]) == {longest} and np.array_equal(merged_C[lengths_C <= above], lengths_C[lengths_C <= above])
     assert len(np.unique(merged_C)) < len(np.unique(lengths_C)) - 1  # at least two programs fewer
     long_B = np.argsort(seq_len_N)[-8:].astype(np.int32)[None, None]  # the 8 longest lines: beyond any tail
     data = train.TrainData(np.zeros(1, np.int32), np.zeros(8000, np.int32), seq_len_N, "packed", tail=(above, 10_000))
     assert data.width_for(long_B) == 10_000
-    assert batching.length_tail(np.full(800, 9, np.int32), seeds, 500, 1, 8, True) is None  # one length: nothing to merge
+    assert batching.length_bounds(np.full(800, 9, np.int32), seeds, 500, 1, 8, True)[1] is None  # one length: nothing to merge
 
 
 def test_regather_gradient_is_the_gather_transpose():
