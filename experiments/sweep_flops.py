@@ -3,7 +3,7 @@
     python experiments/sweep_flops.py --out experiments/results/sweep_flops.json
 
 For each task, the paper preset with the paper's 10 seeds and the full generated data: every call
-of the whole run (`loop.length_bounds`, floor and tail applied) at the length sgjax computes it,
+of the whole run (`bench.sweep_calls`: floor and tail applied) at the length sgjax computes it,
 counted by `bench.train_flops_per_step` at each depth of the sweep (2, 4, 6, 8, 10). Evaluation is
 counted from the evaluator's own padded batches (`evaluate.make_evaluator`) as forward passes:
 every padded position of a batch through the layers, attention over its row's width, and for TI
@@ -50,21 +50,15 @@ def task_flops(task: str) -> dict:
     """Training and evaluation FLOPs of one member's whole paper run at each sweep depth."""
     steps, cadence = bench.SWEEP[task]
     cfg = dataclasses.replace(config.preset("paper", task, 6), seeds=config.PAPER_SEEDS[: bench.SWEEP_SEEDS])
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
-    seq_len_N = loop.train_sequences(cfg, data.load_splits(task)["train"], data.vocab_for(task))[2]
-    layout = config.concrete_layout(cfg).data.layout
-    widths, calls = np.unique(loop.length_bounds(cfg, seq_len_N, layout)[2], return_counts=True)
-    k = 1 if layout == "packed" else cfg.train.chunk_steps
-    row = int(seq_len_N.max()) - 1  # unpadded attention rows: as long as the longest training line
+    layout, calls, _ = bench.sweep_calls(task)
     shapes = eval_shapes(cfg)
-    out = {"layout": layout, "steps": steps, "eval_every": cadence, "mean_call_length": float(np.average(widths, weights=calls))}
+    mean_width = sum(n * (w if layout == "packed" else w[0]) for w, n in calls) / sum(n for _, n in calls)
+    out = {"layout": layout, "steps": steps, "eval_every": cadence, "mean_call_length": mean_width}
     for depth in bench.SWEEP_DEPTHS:
         m = dataclasses.replace(cfg.model, n_layers=depth)
-        per_step_W = [bench.train_flops_per_step(depth, m.d_model, m.d_ff, m.vocab_size, *bench.computed_shape(
-            layout, w if layout == "packed" else (w, row), cfg.train.batch_size)) for w in widths]
-        train = float(np.dot(per_step_W, calls)) * k * min(1.0, steps / (calls.sum() * k))
+        per_step = bench.sweep_flops_per_seed_step(task, depth)
         per_eval = sum(forward_flops(depth, m, *s) for s in shapes)
-        out[f"L{depth}"] = {"train_flops": train, "gflop_per_seed_step": train / steps / 1e9,
+        out[f"L{depth}"] = {"train_flops": per_step * steps, "gflop_per_seed_step": per_step / 1e9,
                             "eval_flops": per_eval * (steps // cadence), "gflop_per_eval": per_eval / 1e9}
     return out
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -424,15 +425,18 @@ def parse_rate(spec: str, rates: dict, evals: dict, compiles: dict) -> None:
     doc = json.loads(Path(spec).read_text())
     # the largest population measured is what a sweep runs (10 seeds per depth)
     for r in sorted((r for r in doc["results"] if r["kind"] == "sgjax" and "error" not in r), key=lambda r: r["population"]):
-        rates[(r["task"], r["depth"])] = r["seed_steps_per_s"]
+        # the timed calls' widths are a few of the run's: its rate is their FLOP/s over the whole run's mean seed-step
+        rates[(r["task"], r["depth"])] = r["achieved_flops"] / sweep_flops_per_seed_step(r["task"], r["depth"])
         if r.get("eval_s"):
             evals[(r["task"], r["depth"])] = r["eval_s"]
         if r.get("compile_s"):
             compiles[(r["task"], r["depth"])] = r["compile_s"]
 
 
-def sweep_programs(task: str) -> int:
-    """Programs one paper run of `task` compiles at S = 10: one per call length (loop.length_bounds, floor and tail applied)."""
+@functools.lru_cache(maxsize=None)
+def sweep_calls(task: str) -> tuple[str, tuple[tuple[object, int], ...], int]:
+    """(layout, ((width, calls), ...), steps per call) of one paper run of `task` at S = 10: every call's computed
+    width (loop.length_bounds, floor and tail applied; unpadded widths with their attention row), counted."""
     import numpy as np
 
     from sgjax import data, loop
@@ -441,7 +445,26 @@ def sweep_programs(task: str) -> int:
     cfg = C.preset("paper", task, 6)
     cfg = dataclasses.replace(cfg, seeds=C.PAPER_SEEDS[:SWEEP_SEEDS], train=dataclasses.replace(cfg.train, steps=SWEEP[task][0]))
     seq_len_N = loop.train_sequences(cfg, data.load_splits(task)["train"], data.vocab_for(task))[2]
-    return len(np.unique(loop.length_bounds(cfg, seq_len_N, C.concrete_layout(cfg).data.layout)[2]))
+    layout = C.concrete_layout(cfg).data.layout
+    widths, calls = np.unique(loop.length_bounds(cfg, seq_len_N, layout)[2], return_counts=True)
+    row = int(seq_len_N.max()) - 1  # unpadded attention rows: as long as the longest training line (TrainData.width_for)
+    shaped = tuple(((int(w), row) if layout == "unpadded" else int(w), int(n)) for w, n in zip(widths, calls))
+    return layout, shaped, 1 if layout == "packed" else cfg.train.chunk_steps
+
+
+def sweep_programs(task: str) -> int:
+    """Programs one paper run of `task` compiles at S = 10: one per call length."""
+    return len(sweep_calls(task)[1])
+
+
+def sweep_flops_per_seed_step(task: str, depth: int) -> float:
+    """Mean FLOPs of a seed-step over one whole paper run of `task` at `depth`, each call at its computed width."""
+    from sgjax import config as C
+
+    layout, calls, _ = sweep_calls(task)
+    m, b = C.preset("paper", task, depth).model, C.TrainConfig().batch_size
+    flops = sum(n * train_flops_per_step(depth, m.d_model, m.d_ff, m.vocab_size, *computed_shape(layout, w, b)) for w, n in calls)
+    return flops / sum(n for _, n in calls)
 
 
 def fill(table: dict, task: str, depth: int, per_step: bool) -> tuple[float | None, str]:
@@ -532,7 +555,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-process", action="store_true", help="measure in this process instead of one child each")
     p.add_argument("--out", help="write results to this .json (and a .md next to it)")
     p.add_argument("--project", nargs="+", metavar="FILE.json|task:depth=rate[/eval_s]",
-                   help="print the paper sweep's projected time from measured rates, then exit")
+                   help="print the paper sweep's projected time from measured rates (a bench file's scaled to its "
+                        "whole run: its FLOP/s over the run's mean seed-step FLOPs), then exit")
     p.add_argument("--worker", help=argparse.SUPPRESS)
 
 

@@ -146,6 +146,21 @@ def test_projection_counts_a_compile_per_call_length():
     assert "No evaluation times given" in text and "compiling is not included" not in text
 
 
+def test_projection_scales_a_measured_rate_to_the_runs_mean_seed_step(tmp_path):
+    """A bench file's rate is its achieved FLOP/s over the whole run's mean seed-step (its timed calls' widths are a few)."""
+    layout, calls, k = bench.sweep_calls("question")
+    assert (layout, k) == ("unpadded", 100) and sum(n for _, n in calls) == 3_000
+    per_width = [bench.train_flops_per_step(6, 512, 2048, 71, *bench.computed_shape(layout, w, 8)) for w, _ in calls]
+    flops = bench.sweep_flops_per_seed_step("question", 6)
+    assert min(per_width) < flops < max(per_width)
+    assert bench.sweep_flops_per_seed_step("question", 2) < flops / 2.5  # the layers' share scales with depth
+    rec = {"kind": "sgjax", "task": "question", "depth": 6, "population": 10, "seed_steps_per_s": 100.0, "achieved_flops": 2e2 * flops}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"results": [rec]}))
+    assert bench.parse_rates([str(path)])[0][("question", 6)] == pytest.approx(200.0)
+    assert "| question | 6 | 300000 | 200.0 | measured |" in bench.project([str(path)])
+
+
 def test_call_lengths_are_what_width_for_gives_each_call(toy_corpus):
     """batching.call_lengths (all calls at once) against width_for call by call, floor, tail and a short last call included."""
     vocab, split = toy_corpus
