@@ -39,7 +39,7 @@ def main() -> None:
             for malloc in ("default", "tuned"):
                 os.environ["SGJAX_MALLOC"] = malloc
                 r = bench.measure_isolated({**base, "steps_per_call": k, "calls": math.ceil(args.steps / k), "round": rnd})
-                row = {"round": rnd, "K": k, "malloc": malloc, "s_per_step": r["median_call_s"] / k,
+                row = {"round": rnd, "K": k, "malloc": malloc, "s_per_step": r["per_call_s"] / k,
                        "faults_per_call": r["page_faults_per_call"], "widths": r["widths"], "malloc_tuned": r.get("malloc_tuned")}
                 rows.append(row)
                 print(f"round {rnd} K={k:3d} {malloc:7s} {row['s_per_step']:.3f} s/step  {row['faults_per_call']:>8.0f} faults/call", flush=True)

@@ -13,8 +13,9 @@
 #           measures again), so the next lease goes on where the last stopped. Versions; QF 6 layers
 #           S = 10 against the peer (fp32: the 40x / 3x targets); S = 10, 40, 160 at TF32 (% of peak);
 #           one full evaluation at S = 10; is TF32 faithful (the precision phase at QUICK_FID_STEPS,
-#           default 4,000); where the step's time goes (profile_step.py, TF32 and fp32);
-#           Dyck at 6; XLA's GPU autotuning and Triton gemms against compile time (ab_step.py); the
+#           default 4,000); Dyck at 6 (every step at one width: one program), and at S = 1, 2, 5 (the
+#           programs of train.member_groups); where the step's time
+#           goes (profile_step.py, TF32 and fp32); XLA's GPU autotuning and Triton gemms against compile time (ab_step.py); the
 #           scan as one CUDA graph (TF32); QF depths 2 and 10, TI at 6 (S = 10); S = 160 at fp32;
 #           programs compiled in threads (parallel_compile.py); the sweep's projection
 #   check   versions, the device, and one short sgjax bench (about 1-2 min)
@@ -58,11 +59,11 @@ FID_SECONDS=${FID_SECONDS:-270}  # per precision: both fit one 10-minute call
 mkdir -p "$RESULTS"
 
 if [[ ${SMOKE:-0} == 1 ]]; then  # a CPU check of the script: tiny sizes, same commands
-  DEPTH=2 STEPS=4 CHUNK=2 DYCK_STEPS=2 SIZES=1,2 SCALE=2,4 QSCALE=2,4 DEPTHS="1 3" EVAL="" RUN_STEPS=${RUN_STEPS:-40} PRESET=smoke
+  DEPTH=2 STEPS=4 CHUNK=2 DYCK_STEPS=2 DYCK_GROUP_SIZES=1 SIZES=1,2 SCALE=2,4 QSCALE=2,4 DEPTHS="1 3" EVAL="" RUN_STEPS=${RUN_STEPS:-40} PRESET=smoke
   FID_STEPS=40 QUICK_FID_STEPS=40 FID_ARGS="--num-seeds 2 --set train.eval_every=20"
   AB_ARMS="--arm default= --arm rejected=xla:xla_no_such_option=1"  # the CPU has no GPU options: check a rejected arm is reported
 else
-  DEPTH=6 STEPS=200 CHUNK=100 DYCK_STEPS=3 SIZES=1,10 SCALE=10,20,40,80,160 QSCALE=10,40,160 DEPTHS="2 4 8 10" EVAL=--eval RUN_STEPS=${RUN_STEPS:-300000} PRESET=paper
+  DEPTH=6 STEPS=200 CHUNK=100 DYCK_STEPS=10 DYCK_GROUP_SIZES=1,2,5 SIZES=1,10 SCALE=10,20,40,80,160 QSCALE=10,40,160 DEPTHS="2 4 8 10" EVAL=--eval RUN_STEPS=${RUN_STEPS:-300000} PRESET=paper
   # The paper's model on experiments/emulated_precision.sh's "wide" schedule (warmup 200, lr 3e-4), so that
   # minutes of training move: the paper's 10k-step warmup would leave both arms near their initial weights.
   # Rows (one width) compile one training program an arm, not one per chunk length (a minute each at fp32).
@@ -153,11 +154,15 @@ phase_quick() {  # the headline of every phase in one call, most important first
   bench "quick_eval_qf_l${DEPTH}" $q1 --depth "$DEPTH" --seeds "$s10" --peer none $EVAL
   # is TF32 faithful? both targets left open need it (the CPU's emulation says yes: docs/performance.md)
   precision "quick_precision_qf_l$DEPTH" "$QUICK_FID_STEPS"
+  # Dyck is 74% of the sweep's FLOPs (sweep_flops.py). Its calls take one step each and nearly every step
+  # needs another packed length, so all run at the widest, one program (--project scales the rate by FLOPs)
+  bench "quick_depth_dyck_l$DEPTH" --task dyck --depth "$DEPTH" --seeds "$s10" --steps "$DYCK_STEPS" --chunk "$DYCK_STEPS" --peer none --one-width
+  # train.member_groups runs S = 10 as groups of 5, 2 or 1, each at its own (shorter) width: 1.96x fewer Dyck
+  # positions at 10 groups (sweep_flops.py) for smaller programs. Their FLOP/s at those sizes, one width each:
+  bench "quick_dyck_groups_l$DEPTH" --task dyck --depth "$DEPTH" --seeds "$DYCK_GROUP_SIZES" --steps "$DYCK_STEPS" --chunk "$DYCK_STEPS" --peer none --one-width
   for prec in tensorfloat32 highest; do
     profile "quick_profile_qf_l${DEPTH}_$prec" --seeds "$s10" --depth "$DEPTH" --layout unpadded --precision "$prec" --steps 5 --top 20
   done
-  # Dyck's calls take one step each, and each packed length is its own program: few steps
-  bench "quick_depth_dyck_l$DEPTH" --task dyck --depth "$DEPTH" --seeds "$s10" --steps "$DYCK_STEPS" --chunk "$DYCK_STEPS" --peer none
   # compile time: about a minute per program at fp32, and a Dyck run has a program per packed length
   experiment "quick_ab_xla_compile_qf_l$DEPTH" ab_step.py $AB_ARMS --seeds "$s10" --depth "$DEPTH" --rounds 20 --precision highest
   # the 100-step scan as one CUDA graph (XLA's WHILE command buffer), against quick_scale's S = 10: are launches a cost?
@@ -217,9 +222,8 @@ phase_depths() {
   local deepest=${DEPTHS##* }
   bench "scan_qf_l$deepest" --task question --depth "$deepest" --seeds "${SIZES##*,}" --steps "$STEPS" --chunk "$CHUNK" \
     --peer none --set model.scan_layers=true
-  for task in tense dyck; do
-    bench "depth_${task}_l$DEPTH" --task "$task" --depth "$DEPTH" --seeds "${SIZES##*,}" --steps "$STEPS" --chunk "$CHUNK" --peer none $EVAL
-  done
+  bench "depth_tense_l$DEPTH" --task tense --depth "$DEPTH" --seeds "${SIZES##*,}" --steps "$STEPS" --chunk "$CHUNK" --peer none $EVAL
+  bench "depth_dyck_l$DEPTH" --task dyck --depth "$DEPTH" --seeds "${SIZES##*,}" --steps "$STEPS" --chunk "$CHUNK" --peer none --one-width $EVAL
   project ""  # with the peer phase's S = 10 rate when it has run (here or in an earlier session)
 }
 

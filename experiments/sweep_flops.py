@@ -83,6 +83,20 @@ def packed_attention(task: str, every: int = 97) -> dict:
             "within_sequence_share_of_attention": within / attn, "padded_rows_over_packed_attention": rows / attn}
 
 
+def member_groups(task: str, groups=(1, 2, 5, 10)) -> dict:
+    """A paper run at depth 6 trained in member groups (train.member_groups): each group's calls at its own width."""
+    out = {}
+    for g in groups:
+        layout, calls, _ = bench.sweep_calls(task, g)
+        n = sum(c for _, c in calls)
+        out[g] = {"members_per_program": bench.SWEEP_SEEDS // g, "programs": len(calls),
+                  "mean_width": sum(c * (w if layout == "packed" else w[0]) for w, c in calls) / n,
+                  "gflop_per_seed_step_L6": bench.sweep_flops_per_seed_step(task, 6, g) / 1e9,
+                  "train_pflop_10_seeds_5_depths": sum(bench.SWEEP_SEEDS * bench.SWEEP[task][0] * bench.sweep_flops_per_seed_step(task, d, g)
+                                                       for d in bench.SWEEP_DEPTHS) / 1e15}
+    return out
+
+
 def summary(tasks: dict, seeds: int, rates: dict) -> dict:
     """The whole sweep: FLOPs, the FLOP/s 6 hours need, and hours at each achieved FLOP/s in `rates`."""
     total = sum(seeds * (r[f"L{d}"]["train_flops"] + r[f"L{d}"]["eval_flops"]) for r in tasks.values() for d in bench.SWEEP_DEPTHS)
@@ -134,10 +148,18 @@ def main() -> None:
         print(f"dyck, depth 6: attention is {100 * attention['attention_share_of_forward']:.1f}% of a packed forward's FLOPs; "
               f"{100 * attention['within_sequence_share_of_attention']:.1f}% of it lies within a sequence; "
               f"rows padded to each call's longest sequence: {attention['padded_rows_over_packed_attention']:.2f}x the packed attention")
+    grouped = {t: member_groups(t) for t in tasks}
+    print("\n| task | member groups | members per program | programs | mean width | GFLOP per seed-step at L6 | training PFLOP, 10 seeds x 5 depths |"
+          "\n|---|---|---|---|---|---|---|")
+    for t, rows in grouped.items():
+        for g, r in rows.items():
+            print(f"| {t} | {g} | {r['members_per_program']} | {r['programs']} | {r['mean_width']:.0f} | {r['gflop_per_seed_step_L6']:.1f} "
+                  f"| {r['train_pflop_10_seeds_5_depths']:,.0f} |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"command": "python experiments/sweep_flops.py --out " + args.out, "tasks": tasks,
-                       "achieved_flops_per_s": rates, "summary": s, "dyck_packed_attention": attention}, f, indent=1)
+                       "achieved_flops_per_s": rates, "summary": s, "dyck_packed_attention": attention,
+                       "member_groups": grouped}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -123,9 +123,18 @@ def unpadded_length(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray, multiple: int 
     return round_up(int((seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max()), multiple)
 
 
+def member_groups(population: int, groups: int) -> list[slice]:
+    """`groups` contiguous, near-equal slices of the population (train.member_groups)."""
+    bounds = np.linspace(0, population, groups + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def length_bounds(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_size: int, packed: bool,
-                  floor_quantile: float = 0.01, tail_quantile: float = 0.995, samples: int = 400):
+                  floor_quantile: float = 0.01, tail_quantile: float = 0.995, samples: int = 400, groups: int = 1):
     """(floor, tail, length_C): a run's length floor and tail, and its calls' lengths as compiled, from one pass over its batches.
+
+    With member `groups` (train.member_groups), each group's calls count: a call is one group's, at its
+    own width, and length_C holds every group's calls, group after group.
 
     Floor: the shortest packed length a run compiles, the `floor_quantile` of its calls' lengths over its
     first epoch (`samples` calls spread over it). Shorter calls are rare (Dyck's 6 shortest rungs are 0.5%
@@ -143,10 +152,11 @@ def length_bounds(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_
     """
     epoch_calls = max(len(seq_len_N) // batch_size // k_steps, 1)
     tokens_SxT = step_tokens(seq_len_N, seeds, max(steps, epoch_calls * k_steps), batch_size)
-    epoch_C = rung_lengths(tokens_SxT[:, : epoch_calls * k_steps], k_steps, packed)
+    parts = member_groups(len(seeds), groups)
     picked = np.unique(np.linspace(0, epoch_calls - 1, min(samples, epoch_calls)).astype(np.int64))
-    floor = int(np.quantile(epoch_C[picked], floor_quantile, method="lower"))
-    length_C = bounded(rung_lengths(tokens_SxT[:, :steps], k_steps, packed), floor)
+    epoch_C = np.concatenate([rung_lengths(tokens_SxT[g, : epoch_calls * k_steps], k_steps, packed)[picked] for g in parts])
+    floor = int(np.quantile(epoch_C, floor_quantile, method="lower"))
+    length_C = bounded(np.concatenate([rung_lengths(tokens_SxT[g, :steps], k_steps, packed) for g in parts]), floor)
     above = int(np.quantile(length_C, tail_quantile, method="lower"))
     longer = np.unique(length_C[length_C > above])
     tail = (above, int(longer[-1])) if len(longer) > 1 else None

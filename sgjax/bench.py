@@ -111,20 +111,34 @@ def bench_data(cfg):
     return loop.make_train_data(cfg, split, data.vocab_for(cfg.task))
 
 
-def chunk_plan(cfg, tdata, p: dict) -> tuple[list, list]:
-    """Per-seed batch indices of every call (warm-up and timed), and the static width of each, as the host loop picks it."""
+def chunk_plan(cfg, tdata, p: dict, group: slice = slice(None)) -> tuple[list, list]:
+    """Per-seed batch indices of every call (warm-up and timed), and the static width of each, as the host loop
+    picks it for the members in `group` (train.member_groups)."""
     import numpy as np
 
     from sgjax import batching
 
     k, b = p["steps_per_call"], cfg.train.batch_size
-    idx = [batching.chunk_indices(cfg.seeds, STEP0 + c * k, k, tdata.n, b) for c in range(p["warmup"] + p["calls"])]
+    idx = [batching.chunk_indices(cfg.seeds, STEP0 + c * k, k, tdata.n, b)[group] for c in range(p["warmup"] + p["calls"])]
     row = max(p["seq_len"], tdata.row_width)  # the bench's small split may lack the longest training line
     if tdata.layout == "rows":
         return idx, [row] * len(idx)
     if tdata.layout == "unpadded":
-        return idx, [(tdata.width_for(np.asarray(i))[0], row - 1) for i in idx]
-    return idx, [tdata.width_for(np.asarray(i)) for i in idx]
+        widths = [(tdata.width_for(np.asarray(i))[0], row - 1) for i in idx]
+    else:
+        widths = [tdata.width_for(np.asarray(i)) for i in idx]
+    return idx, widths
+
+
+def group_plans(cfg, tdata, p: dict) -> list[tuple[slice, list, list]]:
+    """(members, indices, widths) of every call for each member group; --one-width: every call at the widest, one program."""
+    from sgjax import engine
+
+    plans = [(g, *chunk_plan(cfg, tdata, p, g)) for g in engine.member_groups(cfg.population, cfg.train.member_groups)]
+    if p.get("one_width"):  # a GPU compiles each width for about a minute; Dyck's vary every step
+        widest = max(w for _, _, widths in plans for w in widths)
+        plans = [(g, idx, [widest] * len(widths)) for g, idx, widths in plans]
+    return plans
 
 
 def padded_rows(tdata, width: int):
@@ -184,36 +198,44 @@ def run_sgjax(p: dict) -> dict:
     tdata = bench_data(cfg)
     if tdata.layout == "packed":  # as the host loop runs packed batches: one step per call, as many steps in all
         p = {**p, "steps_per_call": batching.PACKED_STEPS_PER_CALL, "calls": p["calls"] * p["steps_per_call"]}
-    plan, widths = chunk_plan(cfg, tdata, p)
+    plans = group_plans(cfg, tdata, p)
     dev = jax.devices()[0]
     with jax.default_matmul_precision(p["precision"]):
-        state = engine.init_population(cfg)
+        states = engine.split_population(engine.init_population(cfg), [g for g, _, _ in plans])
         seeds_S = jnp.asarray(cfg.seeds, jnp.int32)
         lrs_S = jnp.asarray(cfg.member_lrs, jnp.float32)
         resident = tdata.device_arrays()
         compiled, compile_s = {}, []
-        for width, idx_SxKxB in zip(widths, plan):  # every width the calls need, compiled before timing
-            if width not in compiled:
-                t0 = time.perf_counter()
-                fn = engine.make_chunk(cfg, tdata.layout, width)
-                compiled[width] = fn.lower(state, seeds_S, lrs_S, jnp.asarray(idx_SxKxB), STEP0, *resident).compile()
-                compile_s.append(time.perf_counter() - t0)
+        for (g, plan, widths), state in zip(plans, states):  # every (group size, width) the calls need, compiled before timing
+            for width, idx_SxKxB in zip(widths, plan):
+                if (len(idx_SxKxB), width) not in compiled:
+                    t0 = time.perf_counter()
+                    fn = engine.make_chunk(cfg, tdata.layout, width)
+                    compiled[len(idx_SxKxB), width] = fn.lower(state, seeds_S[g], lrs_S[g], jnp.asarray(idx_SxKxB), STEP0, *resident).compile()
+                    compile_s.append(time.perf_counter() - t0)
         times, faults, step = [], [], STEP0
-        for c, (width, idx_SxKxB) in enumerate(zip(widths, plan)):
+        for c in range(len(plans[0][1])):
             f0, t0 = minor_faults(), time.perf_counter()
-            state, m = compiled[width](state, seeds_S, lrs_S, jnp.asarray(idx_SxKxB), step, *resident)
-            jax.block_until_ready((state, m))
+            ms = []
+            for i, (g, plan, widths) in enumerate(plans):
+                states[i], m = compiled[len(plan[c]), widths[c]](states[i], seeds_S[g], lrs_S[g], jnp.asarray(plan[c]), step, *resident)
+                ms.append(m)
+            jax.block_until_ready((states, ms))
             if c >= p["warmup"]:
                 times.append(time.perf_counter() - t0)
                 faults.append(minor_faults() - f0)
             step += p["steps_per_call"]
+        state = engine.join_population(states)
         out = {"compile_s": compile_s[0], "compile_total_s": sum(compile_s), "compiles": len(compile_s), "call_s": times,
-               "page_faults_per_call": statistics.median(faults), "final_loss": float(jnp.mean(m["loss"][:, -1]))}
+               "page_faults_per_call": statistics.median(faults), "final_loss": float(jnp.mean(engine.join_population(ms)["loss"][:, -1]))}
         if p["eval"]:
             out.update(time_eval(cfg, state["params"]))
     out.update(peak_memory(dev))
     out["device"] = f"{dev.platform}:{dev.device_kind}"
+    # a group's width per timed call: [w, ...] for one group, [[w_group, ...], ...] for several
+    widths = [list(ws) for ws in zip(*(w for _, _, w in plans))] if len(plans) > 1 else plans[0][2]
     out["layout"], out["widths"] = tdata.layout, widths[p["warmup"]:]
+    out["group_sizes"] = [g.stop - g.start for g, _, _ in plans]
     out["steps_per_call"], out["calls"] = p["steps_per_call"], p["calls"]
     return out
 
@@ -272,14 +294,20 @@ def measure(p: dict) -> dict:
     """One measurement, in this process; adds throughput, FLOP/s and the load average around it."""
     load0 = os.getloadavg()[0]
     raw = run_sgjax(p) if p["kind"] == "sgjax" else run_peer(p)
-    per_call = statistics.median(raw["call_s"])
+    # one width: the median call, robust to a stray slow one; widths that vary (packed Dyck, member groups)
+    # cost differently, and the median would pick one of them: the mean is the run's throughput
+    one_width = len({json.dumps(w) for w in raw["widths"]}) <= 1
+    per_call = (statistics.median if one_width else statistics.mean)(raw["call_s"])
     rate = p["population"] * raw.get("steps_per_call", p["steps_per_call"]) / per_call
     cfg = bench_config(p["task"], p["depth"], 1, 1, p["precision"], p["overrides"])
     m = cfg.model
-    flops_C = [train_flops_per_step(m.n_layers, m.d_model, m.d_ff, m.vocab_size, *computed_shape(raw["layout"], w, cfg.train.batch_size))
+    step_flops = lambda w: train_flops_per_step(m.n_layers, m.d_model, m.d_ff, m.vocab_size,  # noqa: E731
+                                                *computed_shape(raw["layout"], w, cfg.train.batch_size))
+    sizes = raw.get("group_sizes") or [1]
+    flops_C = [step_flops(w) if len(sizes) == 1 else sum(n * step_flops(wg) for n, wg in zip(sizes, w)) / sum(sizes)
                for w in raw["widths"]]
-    flops = statistics.mean(flops_C)  # per seed-step, averaged over the timed calls' widths
-    res = {**p, **raw, "seed_steps_per_s": rate, "median_call_s": per_call,
+    flops = statistics.mean(flops_C)  # per seed-step, averaged over the timed calls' widths (and members' groups)
+    res = {**p, **raw, "seed_steps_per_s": rate, "per_call_s": per_call, "call_statistic": "median" if one_width else "mean",
            "flops_per_seed_step": flops, "achieved_flops": flops * rate,
            "loadavg_1m_before": load0, "loadavg_1m_after": os.getloadavg()[0]}
     peak = device_peak(raw["device"], p["precision"])
@@ -322,7 +350,7 @@ def results_table(results: list[dict]) -> str:
         comp = f"{r['compile_s']:.1f}" if r.get("compile_s") is not None else "-"
         mem = fmt_bytes(r.get("peak_device_bytes", r.get("peak_rss_bytes")))
         rows.append(f"| {r['kind']} | {r['population']} | {r['seed_steps_per_s']:.2f} | "
-                    f"{r['median_call_s']:.3f} ({r['steps_per_call']}) | {comp} | {r['achieved_flops'] / 1e9:.1f} | "
+                    f"{r['per_call_s']:.3f} ({r['steps_per_call']}) | {comp} | {r['achieved_flops'] / 1e9:.1f} | "
                     f"{frac} | {mem} | {ratio} | {r['loadavg_1m_before']:.1f}→{r['loadavg_1m_after']:.1f} |")
     evals = [r for r in results if r.get("kind") == "sgjax" and r.get("eval_status")]
     note = ""
@@ -434,16 +462,18 @@ def parse_rate(spec: str, rates: dict, evals: dict, compiles: dict) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def sweep_calls(task: str) -> tuple[str, tuple[tuple[object, int], ...], int]:
-    """(layout, ((width, calls), ...), steps per call) of one paper run of `task` at S = 10: every call's computed
-    width (loop.length_bounds, floor and tail applied; unpadded widths with their attention row), counted."""
+def sweep_calls(task: str, groups: int = 1) -> tuple[str, tuple[tuple[object, int], ...], int]:
+    """(layout, ((width, calls), ...), steps per call) of one paper run of `task` at S = 10 in `groups` member
+    groups: every call's computed width (loop.length_bounds, floor and tail applied; unpadded widths with
+    their attention row), counted; with groups, each group's calls."""
     import numpy as np
 
     from sgjax import data, loop
     from sgjax import config as C
 
     cfg = C.preset("paper", task, 6)
-    cfg = dataclasses.replace(cfg, seeds=C.PAPER_SEEDS[:SWEEP_SEEDS], train=dataclasses.replace(cfg.train, steps=SWEEP[task][0]))
+    train = dataclasses.replace(cfg.train, steps=SWEEP[task][0], member_groups=groups)
+    cfg = dataclasses.replace(cfg, seeds=C.PAPER_SEEDS[:SWEEP_SEEDS], train=train)
     seq_len_N = loop.train_sequences(cfg, data.load_splits(task)["train"], data.vocab_for(task))[2]
     layout = C.concrete_layout(cfg).data.layout
     widths, calls = np.unique(loop.length_bounds(cfg, seq_len_N, layout)[2], return_counts=True)
@@ -457,11 +487,11 @@ def sweep_programs(task: str) -> int:
     return len(sweep_calls(task)[1])
 
 
-def sweep_flops_per_seed_step(task: str, depth: int) -> float:
-    """Mean FLOPs of a seed-step over one whole paper run of `task` at `depth`, each call at its computed width."""
+def sweep_flops_per_seed_step(task: str, depth: int, groups: int = 1) -> float:
+    """Mean FLOPs of a seed-step over one whole paper run of `task` at `depth` (in member `groups`), each call at its computed width."""
     from sgjax import config as C
 
-    layout, calls, _ = sweep_calls(task)
+    layout, calls, _ = sweep_calls(task, groups)
     m, b = C.preset("paper", task, depth).model, C.TrainConfig().batch_size
     flops = sum(n * train_flops_per_step(depth, m.d_model, m.d_ff, m.vocab_size, *computed_shape(layout, w, b)) for w, n in calls)
     return flops / sum(n for _, n in calls)
@@ -538,6 +568,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=1, help="untimed calls after compilation (default 1; peers: 2 steps)")
     p.add_argument("--peer", default="sequential,vmap", help="torch peer modes to run: sequential,vmap or none")
     p.add_argument("--eval", action="store_true", help="also time one full evaluation of the population (sgjax.evaluate)")
+    p.add_argument("--one-width", action="store_true",
+                   help="sgjax: run every call at the widest planned call's width, one compiled program (packed/unpadded); "
+                        "--project scales the rate to a whole run by its FLOPs")
     p.add_argument("--precision", default="highest", choices=("highest", "tensorfloat32", "bfloat16"))
     p.add_argument("--seq-len", type=int, default=37, help="ids per padded training row (QF's longest is 37)")
     p.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the best of each is reported")
@@ -597,7 +630,7 @@ def run(args) -> int:
             peers = []
     base = {"task": args.task, "depth": args.depth, "precision": args.precision, "seq_len": args.seq_len,
             "torch_threads": args.torch_threads, "peer_padding": args.peer_padding, "peer_malloc": args.peer_malloc, "overrides": args.overrides, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "peer_python": args.peer_python}
+            "peer_python": args.peer_python, "one_width": args.one_width}
     go = measure if args.in_process else measure_isolated
     results = []
     for rnd in range(args.repeat):

@@ -72,6 +72,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip_norm: float = 1.0  # the code's 1.0, not the paper's 10 (D3)
     chunk_steps: int = 100  # K: steps scanned inside one jitted call
+    member_groups: int = 1  # packed/unpadded: the population runs as this many groups, each call at its own group's width
     log_every: int = 100
     eval_every: int = 3000
     ckpt_every: int = 3000  # probe checkpoints kept at this cadence
@@ -274,6 +275,7 @@ def validate(cfg: Config) -> Config:
         (t.warmup_steps >= 0 and t.decay_steps > t.warmup_steps, "train.decay_steps must exceed train.warmup_steps >= 0"),
         (t.chunk_steps > 0 and t.log_every > 0 and t.ckpt_every > 0, "train.chunk_steps, log_every, ckpt_every must be > 0"),
         (t.eval_every >= 0, "train.eval_every must be >= 0 (0 turns evaluation off)"),
+        (1 <= t.member_groups <= len(cfg.seeds), "train.member_groups must be between 1 and the number of seeds"),
         (t.clip_norm > 0, "train.clip_norm must be > 0"),
         (t.matmul_precision in ("highest", "float32", "tensorfloat32", "bfloat16", "default"), "train.matmul_precision must be highest|tensorfloat32|bfloat16|default"),
         (all(s is None or s > 0 for s in (d.train_size, d.val_size, d.gen_size)), "data sizes must be > 0"),

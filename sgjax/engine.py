@@ -114,6 +114,23 @@ def make_chunk(cfg: Config, layout: str, width: int | tuple[int, int]) -> Callab
     return jax.jit(vmapped, donate_argnums=(0,))
 
 
+member_groups = batching.member_groups
+
+
+def split_population(tree, groups: list[slice]) -> list:
+    """The tree's members in groups (one group: the tree itself, no copy)."""
+    if len(groups) == 1:
+        return [tree]
+    return [jax.tree_util.tree_map(lambda x, g=g: x[g], tree) for g in groups]
+
+
+def join_population(trees: list):
+    """The groups' members as one tree again (one group: the tree itself, no copy)."""
+    if len(trees) == 1:
+        return trees[0]
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *trees)
+
+
 def host_params(params_S) -> dict:
     """The population's parameters as host numpy, layers stacked ([S, L, ...]): the checkpoint form."""
     return model.stack_layers(to_host(params_S), axis=1)

@@ -225,7 +225,8 @@ def train_sequences(cfg: Config, split, vocab) -> tuple[np.ndarray, np.ndarray, 
 def length_bounds(cfg: Config, seq_len_N: np.ndarray, layout: str):
     """(floor, tail, length_C) of a packed or unpadded run (batching.length_bounds), its calls as the host loop cuts them."""
     k, packed = (batching.PACKED_STEPS_PER_CALL, True) if layout == "packed" else (cfg.train.chunk_steps, False)
-    return batching.length_bounds(seq_len_N, cfg.seeds, cfg.train.steps, k, cfg.train.batch_size, packed)
+    return batching.length_bounds(seq_len_N, cfg.seeds, cfg.train.steps, k, cfg.train.batch_size, packed,
+                                  groups=cfg.train.member_groups)
 
 
 def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
@@ -324,6 +325,10 @@ def run(
         evaluator = default_evaluator(cfg, vocab, splits)
 
     mesh = engine.seed_mesh(cfg.population, devices)
+    if tc.member_groups > 1 and mesh.size > 1:
+        raise UserError(f"train.member_groups={tc.member_groups} runs on one device; this run's population spans {mesh.size}: "
+                        "set train.member_groups=1, or pass one device")
+    groups = engine.member_groups(cfg.population, tc.member_groups)
     ckpts = RunCheckpoints(run_dir, keep_all=tc.keep_checkpoints)
     log = MetricsLog(run_dir, tc.tensorboard)
     stop = install_stop_handler()
@@ -336,8 +341,10 @@ def run(
         write_config(cfg, run_dir)
         ckpts.drop_params_after(step)
         truncate_metrics(log.path, step)
-        seeds_S = engine.shard_population(np.asarray(cfg.seeds, np.int32), mesh)
-        lrs_S = engine.shard_population(np.asarray(cfg.member_lrs, np.float32), mesh)
+        seeds_G = engine.split_population(engine.shard_population(np.asarray(cfg.seeds, np.int32), mesh), groups)
+        lrs_G = engine.split_population(engine.shard_population(np.asarray(cfg.member_lrs, np.float32), mesh), groups)
+        states = engine.split_population(state, groups)  # each group's calls run at its own width
+        del state
         resident = engine.replicate((tdata.flat_M, tdata.starts_N, tdata.seq_len_N), mesh)
         chunk_fn = engine.chunk_runner(cfg, tdata)
         end = tc.steps if stop_at is None else min(stop_at, tc.steps)
@@ -350,14 +357,18 @@ def run(
                 idx_SxKxB = batching.chunk_indices(cfg.seeds, step, nxt - step, tdata.n, tc.batch_size)
                 if tdata.layout == "packed":  # one step per call: see batching.PACKED_STEPS_PER_CALL
                     idx_SxKxB, nxt = idx_SxKxB[:, :batching.PACKED_STEPS_PER_CALL], step + batching.PACKED_STEPS_PER_CALL
-                width = tdata.width_for(idx_SxKxB)
-                p, r = engine.padding_stats(tdata, idx_SxKxB, width)
-                pad["positions"] += p
-                pad["real"] += r
-                idx = engine.shard_population(idx_SxKxB, mesh)
-                state, m = chunk_fn(width)(state, seeds_S, lrs_S, idx, step, *resident)
-                pending.append(m)
-                step = nxt
+                ms = []
+                with deferred_interrupt():  # every group's call of this step, or none: a saved state is one step's
+                    for g, group in enumerate(groups):
+                        width = tdata.width_for(idx_SxKxB[group])
+                        p, r = engine.padding_stats(tdata, idx_SxKxB[group], width)
+                        pad["positions"] += p
+                        pad["real"] += r
+                        idx = engine.shard_population(idx_SxKxB[group], mesh)
+                        states[g], m = chunk_fn(width)(states[g], seeds_G[g], lrs_G[g], idx, step, *resident)
+                        ms.append(m)
+                    step = nxt
+                pending.append(engine.join_population(ms))
                 bar.update(nxt - bar.n)
                 is_log = step % tc.log_every == 0 or step == end
                 is_eval = evaluator is not None and (step % tc.eval_every == 0 or step == tc.steps)
@@ -366,24 +377,26 @@ def run(
                     host = engine.to_host(pending)  # one gather for every chunk's metrics
                     train_m = {k: np.concatenate([m[k] for m in host], axis=1) for k in host[0]}
                     pending = []
-                    eval_m = evaluator(state["params"], step) if is_eval else None
+                    eval_m = evaluator(engine.join_population([st["params"] for st in states]), step) if is_eval else None
                     if getattr(evaluator, "note", None):  # said once: the batches shrank to fit memory
                         bar.write(evaluator.note)
                         evaluator.note = None
-                    frozen_S = engine.to_host(state["frozen"])
+                    frozen_S = np.concatenate(engine.to_host([st["frozen"] for st in states]))
                     log.write(member_records(cfg, step, train_m, eval_m, frozen_S))
                     bar.set_postfix(loss=f"{np.nanmean(train_m['loss'][:, -1]):.3f}", **(
                         {"val": f"{np.mean(eval_m['val_acc']):.2f}", "gen": f"{np.mean(eval_m['gen_acc']):.2f}"} if eval_m else {}))
                 if is_ckpt:
+                    state = engine.join_population(states)
                     frozen_S = engine.to_host(state["frozen"])
                     with saving_errors(ckpts, step):
                         ckpts.save_params(step, engine.host_params(state["params"]), meta(cfg, step, frozen_S))
                         ckpts.save_state(step, state, meta(cfg, step, frozen_S))
+                    del state  # the groups' buffers are donated to their next calls
                 if stop["stop"]:
                     raise KeyboardInterrupt
-            save_state_if_newer(cfg, ckpts, step, state)
+            save_state_if_newer(cfg, ckpts, step, engine.join_population(states))
         except KeyboardInterrupt:
-            save_state_if_newer(cfg, ckpts, step, state)
+            save_state_if_newer(cfg, ckpts, step, engine.join_population(states))
             ckpts.wait()
             raise
         finally:
@@ -414,6 +427,23 @@ def saving_errors(ckpts: RunCheckpoints, step: int):
             f"saving the checkpoint at step {step} failed ({e}); the latest complete state is at step "
             f"{ckpts.latest_state_step()}: free space and rerun the same command to resume from it"
         ) from e
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Ctrl-C (SIGINT) inside the block takes effect at its end: calls are dispatched asynchronously, so it is short."""
+    caught = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    except ValueError:  # not the main thread: nothing to defer
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def install_stop_handler() -> dict:

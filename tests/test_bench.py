@@ -242,7 +242,35 @@ def test_packed_measurement_runs_one_step_per_call_as_the_loop():
          "warmup": 0, "steps_per_call": 2, "calls": 1}
     r = bench.measure(p)
     assert r["layout"] == "packed" and r["steps_per_call"] == 1 and r["calls"] == 2 and len(r["call_s"]) == 2
-    assert r["seed_steps_per_s"] == pytest.approx(2 / r["median_call_s"])
+    assert r["seed_steps_per_s"] == pytest.approx(2 / r["per_call_s"])
+
+
+def test_one_width_compiles_one_program_at_the_widest_call():
+    """--one-width: every call of a packed (Dyck) measurement runs at the widest planned call's width, compiled once."""
+    p = {"kind": "sgjax", "task": "dyck", "depth": 1, "population": 2, "precision": "highest", "seq_len": 37,
+         "overrides": ["model.d_model=32", "model.n_heads=2", "model.d_ff=64"], "eval": False,
+         "warmup": 1, "steps_per_call": 6, "calls": 1}
+    cfg = bench.bench_config("dyck", 1, 2, 1, "highest", p["overrides"])
+    _, widths = bench.chunk_plan(cfg, bench.bench_data(cfg), {**p, "steps_per_call": 1, "calls": 6})
+    assert len(set(widths)) > 1  # these steps need several widths
+    r = bench.measure({**p, "one_width": True})
+    assert r["compiles"] == 1 and r["widths"] == [max(widths)] * 6
+
+
+def test_member_groups_run_each_group_at_its_own_width():
+    """train.member_groups in the bench: each group's calls at its own width, FLOPs averaged over members."""
+    tiny = ["model.d_model=32", "model.n_heads=2", "model.d_ff=64"]
+    p = {"kind": "sgjax", "task": "dyck", "depth": 1, "population": 3, "precision": "highest", "seq_len": 37,
+         "overrides": [*tiny, "train.member_groups=2"], "eval": False, "warmup": 1, "steps_per_call": 4, "calls": 1}
+    r = bench.measure(p)
+    cfg = bench.bench_config("dyck", 1, 3, 1, "highest", tiny)
+    whole = bench.chunk_plan(cfg, bench.bench_data(cfg), {**p, "steps_per_call": 1, "calls": 4})[1][1:]
+    assert r["group_sizes"] == [2, 1] and len(r["widths"]) == 4
+    assert all(max(ws) == w for ws, w in zip(r["widths"], whole))  # the widest group's width is the population's
+    assert any(min(ws) < max(ws) for ws in r["widths"])  # and the other group ran shorter
+    f = lambda w: bench.train_flops_per_step(1, 32, 64, 43, w, 1, w)  # noqa: E731
+    want = np.mean([(2 * f(a) + f(b)) / 3 for a, b in r["widths"]])
+    assert r["flops_per_seed_step"] == pytest.approx(want)
 
 
 def test_bench_command_measures_in_a_child_and_writes_json_and_markdown(tmp_path, capsys):
@@ -268,7 +296,7 @@ def test_a_bench_cut_short_keeps_what_it_measured(monkeypatch, tmp_path):
     from sgjax import cli
 
     calls = []
-    result = lambda p: {**p, "seed_steps_per_s": 3.0, "median_call_s": 0.5, "achieved_flops": 1e9, "device": "cpu:cpu",  # noqa: E731
+    result = lambda p: {**p, "seed_steps_per_s": 3.0, "per_call_s": 0.5, "achieved_flops": 1e9, "device": "cpu:cpu",  # noqa: E731
                         "loadavg_1m_before": 1.0, "loadavg_1m_after": 1.0}
 
     def fake_measure(p):

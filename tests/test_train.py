@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import batching, checkpoint, config as C, engine as train, loop
+from sgjax import batching, checkpoint, config as C, engine as train, jsonl, loop
 from sgjax.data.split import lm_flat
 from sgjax.errors import UserError
 from tests.conftest import tiny_config
@@ -98,6 +98,9 @@ def test_rare_short_calls_run_at_the_length_floor(toy_corpus):
         epoch = [length(seq_len_N, batching.chunk_indices(seeds, s, k, 8000, 8)) for s in range(0, 1000, k)]
         assert min(epoch) < floor <= np.median(epoch) and floor in epoch  # a rung the run compiles anyway
         assert np.mean(np.asarray(epoch) < floor) <= 0.012
+    seeds3 = (42, 52, 62)  # member groups: the floor of one member's calls, below the population's
+    floor3, _, length_C = batching.length_bounds(seq_len_N, seeds3, 1000, 1, 8, True, groups=3)
+    assert floor3 < batching.length_bounds(seq_len_N, seeds3, 1000, 1, 8, True)[0] and len(length_C) == 3 * 1000
     short_B = np.argsort(seq_len_N)[:8].astype(np.int32)[None, None]  # the 8 shortest lines: far under the floor
     for layout in ("packed", "unpadded"):
         data = train.TrainData(np.zeros(1, np.int32), np.zeros(8000, np.int32), seq_len_N, layout, min_length=160)
@@ -318,3 +321,38 @@ def test_a_max_len_shorter_than_the_data_is_refused(tmp_path, toy_corpus):
     with pytest.raises(C.ConfigError, match="model.max_len 16 is shorter than the 17 positions"):  # SOS, 15, EOS
         loop.run(C.override(tiny_config(steps=10), ["model.max_len=16"]), tmp_path / "r", progress=False, evaluator=None)
     loop.run(C.override(tiny_config(steps=2), ["model.max_len=17"]), tmp_path / "ok", progress=False, evaluator=None)
+
+
+def test_member_groups_train_as_one_population_with_less_padding(tmp_path, toy_corpus):
+    """train.member_groups: each group's calls run at its own width (fewer padded positions), and every
+    member trains as in one population: the same losses, checkpoints and frozen flags (dropout on)."""
+    cfg = C.override(dataclasses.replace(tiny_config(steps=10, eval_every=5), seeds=(42, 52, 62)), ["data.layout=packed"])
+    # the evaluator sees the whole population: one value per member, from its own parameters
+    evaluator = lambda params, step: {"val_acc": np.asarray(params["out_b"]).sum(axis=1), "gen_acc": np.zeros(3)}  # noqa: E731
+    runs = {}
+    for groups in (1, 2, 3):
+        c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, member_groups=groups))
+        runs[groups] = loop.run(c, tmp_path / f"g{groups}", progress=False, evaluator=evaluator)
+    read = lambda d: [(r["step"], r["seed"], r["train_loss"], r["val_acc"]) for r in jsonl.read_records(d / "metrics.jsonl")]  # noqa: E731
+    padding = {g: json.loads((d / "padding.json").read_text())["positions_per_real_token"] for g, d in runs.items()}
+    assert padding[3] < padding[2] <= padding[1]
+    for g in (2, 3):
+        for (s1, seed1, l1, v1), (s2, seed2, l2, v2) in zip(read(runs[1]), read(runs[g]), strict=True):
+            assert (s1, seed1) == (s2, seed2) and l1 == pytest.approx(l2, rel=1e-5) and v1 == pytest.approx(v2, abs=1e-5)
+        for a, b in zip(jax.tree_util.tree_leaves(_final_params(runs[1], 10)), jax.tree_util.tree_leaves(_final_params(runs[g], 10))):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(C.ConfigError, match="member_groups"):
+        C.validate(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, member_groups=4)))
+
+
+def test_ctrl_c_while_a_steps_calls_are_dispatched_takes_effect_after_them():
+    """loop.deferred_interrupt: SIGINT inside the block lets it finish, then raises KeyboardInterrupt."""
+    import os
+    import signal
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with loop.deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("every group's call")
+    assert done == ["every group's call"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
