@@ -188,7 +188,8 @@ def time_eval(cfg, params) -> dict:
 
 
 def run_sgjax(p: dict) -> dict:
-    """Compile, warm up, then time calls of K steps of sgjax's engine for a population of S, as the host loop runs them."""
+    """Compile, warm up, then time calls of K steps of sgjax's engine for a population of S, as the host loop runs them
+    (with train.member_groups, one call per group at its own width; a timed call is all of them)."""
     import jax
     import jax.numpy as jnp
 
