@@ -14,8 +14,8 @@
 #           S = 10 against the peer (fp32: the 40x / 3x targets); S = 10, 40, 160 at TF32 (% of peak);
 #           one full evaluation at S = 10; is TF32 faithful (the precision phase at QUICK_FID_STEPS,
 #           default 4,000); Dyck at 6 (every step at one width: one program), and at S = 1, 2, 5 (the
-#           programs of train.member_groups); where the step's time
-#           goes (profile_step.py, TF32 and fp32); XLA's GPU autotuning and Triton gemms against compile time (ab_step.py); the
+#           programs of train.member_groups); where the step's time goes (profile_step.py, TF32 and
+#           fp32); XLA's GPU autotuning and Triton gemms against compile time (ab_step.py); the
 #           scan as one CUDA graph (TF32); QF depths 2 and 10, TI at 6 (S = 10); S = 160 at fp32;
 #           programs compiled in threads (parallel_compile.py); the sweep's projection
 #   check   versions, the device, and one short sgjax bench (about 1-2 min)

@@ -24,7 +24,7 @@ def walk(task: str, depth: int) -> dict:
     cfg = dataclasses.replace(config.preset("paper", task, depth), seeds=config.PAPER_SEEDS)
     tdata = loop.make_train_data(cfg, data.load_splits(task)["train"], data.vocab_for(task))
     packed = tdata.layout == "packed"
-    k = batching.PACKED_STEPS_PER_CALL if packed else cfg.train.chunk_steps
+    k = loop.steps_per_call(cfg, tdata.layout)
     raw_length = batching.packed_length if packed else batching.unpadded_length
     before, floored, after = collections.Counter(), collections.Counter(), collections.Counter()
     for step in range(0, cfg.train.steps, k):

@@ -74,9 +74,9 @@ def packed_attention(task: str, every: int = 97) -> dict:
         len_SxB = seq_len_N[batching.chunk_indices(cfg.seeds, step, 1, len(seq_len_N), b)[:, 0]] - 1
         p = batching.round_up_bucket(int(len_SxB.sum(1).max()))
         t = batching.round_up_bucket(int(len_SxB.max()))
-        full = forward_flops(6, m, p, 1, p)
-        matmul += forward_flops(6, m, p, 1, 0)
-        attn += full - forward_flops(6, m, p, 1, 0)
+        position_wise = forward_flops(6, m, p, 1, 0)  # a zero-width attention row: the matmuls alone
+        matmul += position_wise
+        attn += forward_flops(6, m, p, 1, p) - position_wise
         within += 6 * 4 * m.d_model * float((len_SxB.astype(np.float64) ** 2).sum(1).max())
         rows += 6 * 4 * m.d_model * b * float(t) ** 2
     return {"every": every, "attention_share_of_forward": attn / (matmul + attn),

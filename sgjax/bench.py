@@ -132,9 +132,9 @@ def chunk_plan(cfg, tdata, p: dict, group: slice = slice(None)) -> tuple[list, l
 
 def group_plans(cfg, tdata, p: dict) -> list[tuple[slice, list, list]]:
     """(members, indices, widths) of every call for each member group; --one-width: every call at the widest, one program."""
-    from sgjax import engine
+    from sgjax import batching
 
-    plans = [(g, *chunk_plan(cfg, tdata, p, g)) for g in engine.member_groups(cfg.population, cfg.train.member_groups)]
+    plans = [(g, *chunk_plan(cfg, tdata, p, g)) for g in batching.member_groups(cfg.population, cfg.train.member_groups)]
     if p.get("one_width"):  # a GPU compiles each width for about a minute; Dyck's vary every step
         widest = max(w for _, _, widths in plans for w in widths)
         plans = [(g, idx, [widest] * len(widths)) for g, idx, widths in plans]
@@ -480,7 +480,7 @@ def sweep_calls(task: str, groups: int = 1) -> tuple[str, tuple[tuple[object, in
     widths, calls = np.unique(loop.length_bounds(cfg, seq_len_N, layout)[2], return_counts=True)
     row = int(seq_len_N.max()) - 1  # unpadded attention rows: as long as the longest training line (TrainData.width_for)
     shaped = tuple(((int(w), row) if layout == "unpadded" else int(w), int(n)) for w, n in zip(widths, calls))
-    return layout, shaped, 1 if layout == "packed" else cfg.train.chunk_steps
+    return layout, shaped, loop.steps_per_call(cfg, layout)
 
 
 def sweep_programs(task: str) -> int:

@@ -114,9 +114,6 @@ def make_chunk(cfg: Config, layout: str, width: int | tuple[int, int]) -> Callab
     return jax.jit(vmapped, donate_argnums=(0,))
 
 
-member_groups = batching.member_groups
-
-
 def split_population(tree, groups: list[slice]) -> list:
     """The tree's members in groups (one group: the tree itself, no copy)."""
     if len(groups) == 1:

@@ -222,11 +222,15 @@ def train_sequences(cfg: Config, split, vocab) -> tuple[np.ndarray, np.ndarray, 
     return flat_M, starts_N.astype(np.int32), seq_len_N.astype(np.int32)
 
 
+def steps_per_call(cfg: Config, layout: str) -> int:
+    """Steps a call takes at most: one for packed batches (batching.PACKED_STEPS_PER_CALL), else train.chunk_steps."""
+    return batching.PACKED_STEPS_PER_CALL if layout == "packed" else cfg.train.chunk_steps
+
+
 def length_bounds(cfg: Config, seq_len_N: np.ndarray, layout: str):
     """(floor, tail, length_C) of a packed or unpadded run (batching.length_bounds), its calls as the host loop cuts them."""
-    k, packed = (batching.PACKED_STEPS_PER_CALL, True) if layout == "packed" else (cfg.train.chunk_steps, False)
-    return batching.length_bounds(seq_len_N, cfg.seeds, cfg.train.steps, k, cfg.train.batch_size, packed,
-                                  groups=cfg.train.member_groups)
+    return batching.length_bounds(seq_len_N, cfg.seeds, cfg.train.steps, steps_per_call(cfg, layout), cfg.train.batch_size,
+                                  layout == "packed", groups=cfg.train.member_groups)
 
 
 def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
@@ -328,7 +332,7 @@ def run(
     if tc.member_groups > 1 and mesh.size > 1:
         raise UserError(f"train.member_groups={tc.member_groups} runs on one device; this run's population spans {mesh.size}: "
                         "set train.member_groups=1, or pass one device")
-    groups = engine.member_groups(cfg.population, tc.member_groups)
+    groups = batching.member_groups(cfg.population, tc.member_groups)
     ckpts = RunCheckpoints(run_dir, keep_all=tc.keep_checkpoints)
     log = MetricsLog(run_dir, tc.tensorboard)
     stop = install_stop_handler()
