@@ -3,8 +3,8 @@
     python experiments/sweep_flops.py --out experiments/results/sweep_flops.json
 
 For each task, the paper preset with the paper's 10 seeds and the full generated data: every call
-of the whole run (`bench.sweep_calls`: floor and tail applied) at the length sgjax computes it,
-counted by `bench.train_flops_per_step` at each depth of the sweep (2, 4, 6, 8, 10). Evaluation is
+of the whole run (`projection.sweep_calls`: floor and tail applied) at the length sgjax computes it,
+counted by `flops.train_flops_per_step` at each depth of the sweep (2, 4, 6, 8, 10). Evaluation is
 counted from the evaluator's own padded batches (`evaluate.make_evaluator`) as forward passes:
 every padded position of a batch through the layers, attention over its row's width, and for TI
 the decoded positions (max_decode_steps after the prefix, a lower bound where decoding stops early
@@ -21,14 +21,14 @@ import json
 
 import numpy as np
 
-from sgjax import batching, bench, config, data, evaluate, loop
+from sgjax import batching, config, data, evaluate, flops, loop, projection
 
 GOAL_HOURS = 6.0
 
 
 def forward_flops(depth: int, m, positions: float, rows: float, width: int) -> float:
-    """Forward FLOPs of `rows` rows of `width` (positions in all): a third of bench.train_flops_per_step's step."""
-    return bench.train_flops_per_step(depth, m.d_model, m.d_ff, m.vocab_size, positions, rows, width) / 3.0
+    """Forward FLOPs of `rows` rows of `width` (positions in all): a third of flops.train_flops_per_step's step."""
+    return flops.train_flops_per_step(depth, m.d_model, m.d_ff, m.vocab_size, positions, rows, width) / 3.0
 
 
 def eval_shapes(cfg) -> list[tuple[float, float, int]]:
@@ -48,15 +48,15 @@ def eval_shapes(cfg) -> list[tuple[float, float, int]]:
 
 def task_flops(task: str) -> dict:
     """Training and evaluation FLOPs of one member's whole paper run at each sweep depth."""
-    steps, cadence = bench.SWEEP[task]
-    cfg = dataclasses.replace(config.preset("paper", task, 6), seeds=config.PAPER_SEEDS[: bench.SWEEP_SEEDS])
-    layout, calls, _ = bench.sweep_calls(task)
+    steps, cadence = projection.SWEEP[task]
+    cfg = dataclasses.replace(config.preset("paper", task, 6), seeds=config.PAPER_SEEDS[: projection.SWEEP_SEEDS])
+    layout, calls, _ = projection.sweep_calls(task)
     shapes = eval_shapes(cfg)
     mean_width = sum(n * (w if layout == "packed" else w[0]) for w, n in calls) / sum(n for _, n in calls)
     out = {"layout": layout, "steps": steps, "eval_every": cadence, "mean_call_length": mean_width}
-    for depth in bench.SWEEP_DEPTHS:
+    for depth in projection.SWEEP_DEPTHS:
         m = dataclasses.replace(cfg.model, n_layers=depth)
-        per_step = bench.sweep_flops_per_seed_step(task, depth)
+        per_step = projection.sweep_flops_per_seed_step(task, depth)
         per_eval = sum(forward_flops(depth, m, *s) for s in shapes)
         out[f"L{depth}"] = {"train_flops": per_step * steps, "gflop_per_seed_step": per_step / 1e9,
                             "eval_flops": per_eval * (steps // cadence), "gflop_per_eval": per_eval / 1e9}
@@ -66,11 +66,11 @@ def task_flops(task: str) -> dict:
 def packed_attention(task: str, every: int = 97) -> dict:
     """Of a packed run's P x P attention (every `every`-th step, depth 6): its share of the forward's FLOPs,
     the share within a sequence (block-diagonal), and rows padded to the call's longest sequence instead."""
-    cfg = dataclasses.replace(config.preset("paper", task, 6), seeds=config.PAPER_SEEDS[: bench.SWEEP_SEEDS])
+    cfg = dataclasses.replace(config.preset("paper", task, 6), seeds=config.PAPER_SEEDS[: projection.SWEEP_SEEDS])
     seq_len_N = loop.train_sequences(cfg, data.load_splits(task)["train"], data.vocab_for(task))[2]
     m, b = cfg.model, cfg.train.batch_size
     matmul = attn = within = rows = 0.0
-    for step in range(0, bench.SWEEP[task][0], every):
+    for step in range(0, projection.SWEEP[task][0], every):
         len_SxB = seq_len_N[batching.chunk_indices(cfg.seeds, step, 1, len(seq_len_N), b)[:, 0]] - 1
         p = batching.round_up_bucket(int(len_SxB.sum(1).max()))
         t = batching.round_up_bucket(int(len_SxB.max()))
@@ -87,21 +87,21 @@ def member_groups(task: str, groups=(1, 2, 5, 10)) -> dict:
     """A paper run at depth 6 trained in member groups (train.member_groups): each group's calls at its own width."""
     out = {}
     for g in groups:
-        layout, calls, _ = bench.sweep_calls(task, g)
+        layout, calls, _ = projection.sweep_calls(task, g)
         n = sum(c for _, c in calls)
-        out[g] = {"members_per_program": bench.SWEEP_SEEDS // g, "programs": len(calls),
+        out[g] = {"members_per_program": projection.SWEEP_SEEDS // g, "programs": len(calls),
                   "mean_width": sum(c * (w if layout == "packed" else w[0]) for w, c in calls) / n,
-                  "gflop_per_seed_step_L6": bench.sweep_flops_per_seed_step(task, 6, g) / 1e9,
-                  "train_pflop_10_seeds_5_depths": sum(bench.SWEEP_SEEDS * bench.SWEEP[task][0] * bench.sweep_flops_per_seed_step(task, d, g)
-                                                       for d in bench.SWEEP_DEPTHS) / 1e15}
+                  "gflop_per_seed_step_L6": projection.sweep_flops_per_seed_step(task, 6, g) / 1e9,
+                  "train_pflop_10_seeds_5_depths": sum(projection.SWEEP_SEEDS * projection.SWEEP[task][0] * projection.sweep_flops_per_seed_step(task, d, g)
+                                                       for d in projection.SWEEP_DEPTHS) / 1e15}
     return out
 
 
 def summary(tasks: dict, seeds: int, rates: dict) -> dict:
     """The whole sweep: FLOPs, the FLOP/s 6 hours need, and hours at each achieved FLOP/s in `rates`."""
-    total = sum(seeds * (r[f"L{d}"]["train_flops"] + r[f"L{d}"]["eval_flops"]) for r in tasks.values() for d in bench.SWEEP_DEPTHS)
+    total = sum(seeds * (r[f"L{d}"]["train_flops"] + r[f"L{d}"]["eval_flops"]) for r in tasks.values() for d in projection.SWEEP_DEPTHS)
     need = total / (GOAL_HOURS * 3600)
-    peaks = bench.GPU_PEAK_FLOPS["H100"]
+    peaks = flops.GPU_PEAK_FLOPS["H100"]
     return {"total_flops": total, "flops_per_s_for_6h": need,
             "percent_of_h100_peak_for_6h": {p: 100 * need / v for p, v in peaks.items()},
             "hours_at": {name: total / rate / 3600 for name, rate in rates.items()}}
@@ -129,15 +129,15 @@ def main() -> None:
     args = p.parse_args()
     tasks = {t: task_flops(t) for t in args.tasks.split(",")}
     rates = achieved_rates()
-    s = summary(tasks, bench.SWEEP_SEEDS, rates)
-    print("| task | layout | mean call length | " + " | ".join(f"L{d} GFLOP/seed-step" for d in bench.SWEEP_DEPTHS)
+    s = summary(tasks, projection.SWEEP_SEEDS, rates)
+    print("| task | layout | mean call length | " + " | ".join(f"L{d} GFLOP/seed-step" for d in projection.SWEEP_DEPTHS)
           + " | eval share at L6 | PFLOP, 10 seeds x 5 depths |")
-    print("|---|---|---|" + "---|" * (len(bench.SWEEP_DEPTHS) + 2))
+    print("|---|---|---|" + "---|" * (len(projection.SWEEP_DEPTHS) + 2))
     for t, r in tasks.items():
-        pf = sum(bench.SWEEP_SEEDS * (r[f"L{d}"]["train_flops"] + r[f"L{d}"]["eval_flops"]) for d in bench.SWEEP_DEPTHS) / 1e15
+        pf = sum(projection.SWEEP_SEEDS * (r[f"L{d}"]["train_flops"] + r[f"L{d}"]["eval_flops"]) for d in projection.SWEEP_DEPTHS) / 1e15
         share = r["L6"]["eval_flops"] / (r["L6"]["train_flops"] + r["L6"]["eval_flops"])
         print(f"| {t} | {r['layout']} | {r['mean_call_length']:.0f} | "
-              + " | ".join(f"{r[f'L{d}']['gflop_per_seed_step']:.1f}" for d in bench.SWEEP_DEPTHS)
+              + " | ".join(f"{r[f'L{d}']['gflop_per_seed_step']:.1f}" for d in projection.SWEEP_DEPTHS)
               + f" | {100 * share:.1f}% | {pf:,.0f} |")
     print(f"\nthe sweep: {s['total_flops'] / 1e18:.2f} EFLOP; in {GOAL_HOURS:g} h: {s['flops_per_s_for_6h'] / 1e12:.0f} TFLOP/s sustained = "
           + ", ".join(f"{v:.0f}% of the H100's {k} peak" for k, v in s["percent_of_h100_peak_for_6h"].items()))

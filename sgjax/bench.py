@@ -14,14 +14,13 @@ QF/TI, packed for Dyck); the peer pads rows of 8 to each batch's longest (`--pee
 original's collate) or to `--seq-len` ids (`fixed`).
 
 Throughput is seed-steps per second: S x steps / time, from the median time of the timed chunks (steps
-for the peers) after warm-up. FLOPs are counted analytically (see `train_flops_per_step`).
+for the peers) after warm-up. FLOPs are counted analytically (sgjax.flops); `--project` runs sgjax.projection.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -35,57 +34,12 @@ import time
 from pathlib import Path
 
 from sgjax.data.formats import atomic_write_bytes
+from sgjax.flops import computed_shape, device_peak, train_flops_per_step
 
 KINDS = ("sgjax", "sequential", "vmap")
 PEER_FILE = Path(__file__).resolve().parents[1] / "experiments" / "torch_peer.py"
 BENCH_TRAIN_SIZE = 2000  # lines of training data resident for the bench (step cost does not depend on it)
 STEP0 = 10_000  # start past warmup so the learning rate is not 0
-
-# Dense peak FLOP/s (no sparsity) by device and matmul precision; SXM parts. Sources: NVIDIA data sheets.
-GPU_PEAK_FLOPS = {
-    "H200": {"highest": 67e12, "tensorfloat32": 494.7e12, "bfloat16": 989.4e12},
-    "H100 PCIe": {"highest": 51e12, "tensorfloat32": 378e12, "bfloat16": 756e12},
-    "H100": {"highest": 67e12, "tensorfloat32": 494.7e12, "bfloat16": 989.4e12},
-    "A100": {"highest": 19.5e12, "tensorfloat32": 156e12, "bfloat16": 312e12},
-}
-
-# The paper sweep (SPEC §3.3, §3.6): steps and evaluation cadence per task; 5 depths x 10 seeds each.
-SWEEP = {"question": (300_000, 3_000), "tense": (300_000, 3_000), "dyck": (400_000, 10_000)}
-SWEEP_DEPTHS = (2, 4, 6, 8, 10)
-SWEEP_SEEDS = 10
-
-
-# ---------------------------------------------------------------------------------------------- FLOPs
-
-
-def train_flops_per_step(depth: int, d_model: int, d_ff: int, vocab: int, tokens: int, attn_rows: int, attn_len: int) -> float:
-    """Analytic FLOPs of one training step of one member: 3 x forward (forward + 2x backward).
-
-    Forward = 2 x matmul params x tokens (4 d^2 + 2 d d_ff per layer, plus the d x V output layer;
-    the embedding is a gather) + the two attention products 2 x 2 T^2 d per layer and attention row
-    (the full T x T square, as computed). Elementwise work (softmax, LayerNorm, Adam) is not counted.
-    """
-    matmul_params = depth * (4 * d_model**2 + 2 * d_model * d_ff) + d_model * vocab
-    attention = depth * attn_rows * 4 * attn_len**2 * d_model
-    return 3.0 * (2.0 * matmul_params * tokens + attention)
-
-
-def computed_shape(layout: str, width, batch: int) -> tuple[int, int, int]:
-    """(tokens through the position-wise layers, attention rows, attention row length) of one member's step."""
-    if layout == "rows":
-        return batch * (width - 1), batch, width - 1
-    if layout == "packed":
-        return width, 1, width
-    packed, row = width  # unpadded
-    return packed, batch, row
-
-
-def device_peak(device_kind: str, precision: str) -> float | None:
-    """Peak FLOP/s of a known GPU at this precision, else None (CPUs: n/a)."""
-    for name, peaks in GPU_PEAK_FLOPS.items():
-        if name.lower() in device_kind.lower():
-            return peaks.get(precision)
-    return None
 
 
 # ---------------------------------------------------------------------------------------------- workers
@@ -111,30 +65,34 @@ def bench_data(cfg):
     return loop.make_train_data(cfg, split, data.vocab_for(cfg.task))
 
 
-def chunk_plan(cfg, tdata, p: dict, group: slice = slice(None)) -> tuple[list, list]:
-    """Per-seed batch indices of every call (warm-up and timed), and the static width of each, as the host loop
-    picks it for the members in `group` (train.member_groups)."""
-    import numpy as np
-
+def call_indices(cfg, tdata, p: dict) -> list:
+    """Per-seed batch indices [S, K, B] of every call (warm-up and timed), for the whole population."""
     from sgjax import batching
 
     k, b = p["steps_per_call"], cfg.train.batch_size
-    idx = [batching.chunk_indices(cfg.seeds, STEP0 + c * k, k, tdata.n, b)[group] for c in range(p["warmup"] + p["calls"])]
+    return [batching.chunk_indices(cfg.seeds, STEP0 + c * k, k, tdata.n, b) for c in range(p["warmup"] + p["calls"])]
+
+
+def call_widths(tdata, p: dict, idx: list) -> list:
+    """The static width of each call, as the host loop picks it for these members' batches."""
+    import numpy as np
+
     row = max(p["seq_len"], tdata.row_width)  # the bench's small split may lack the longest training line
     if tdata.layout == "rows":
-        return idx, [row] * len(idx)
-    if tdata.layout == "unpadded":
-        widths = [(tdata.width_for(np.asarray(i))[0], row - 1) for i in idx]
-    else:
-        widths = [tdata.width_for(np.asarray(i)) for i in idx]
-    return idx, widths
+        return [row] * len(idx)
+    widths = [tdata.width_for(np.asarray(i)) for i in idx]
+    return [(w[0], row - 1) for w in widths] if tdata.layout == "unpadded" else widths
 
 
 def group_plans(cfg, tdata, p: dict) -> list[tuple[slice, list, list]]:
     """(members, indices, widths) of every call for each member group; --one-width: every call at the widest, one program."""
     from sgjax import batching
 
-    plans = [(g, *chunk_plan(cfg, tdata, p, g)) for g in batching.member_groups(cfg.population, cfg.train.member_groups)]
+    idx = call_indices(cfg, tdata, p)
+    plans = []
+    for g in batching.member_groups(cfg.population, cfg.train.member_groups):
+        idx_g = [i[g] for i in idx]
+        plans.append((g, idx_g, call_widths(tdata, p, idx_g)))
     if p.get("one_width"):  # a GPU compiles each width for about a minute; Dyck's vary every step
         widest = max(w for _, _, widths in plans for w in widths)
         plans = [(g, idx, [widest] * len(widths)) for g, idx, widths in plans]
@@ -257,7 +215,7 @@ def run_peer(p: dict) -> dict:
     torch.set_float32_matmul_precision({"highest": "highest", "tensorfloat32": "high", "bfloat16": "medium"}[p["precision"]])
     cfg = bench_config(p["task"], p["depth"], p["population"], 1, p["precision"], p["overrides"])
     tdata = bench_data(cfg)
-    plan, _ = chunk_plan(cfg, tdata, p)
+    plan = call_indices(cfg, tdata, p)
     width = max(p["seq_len"], int(max(tdata.seq_len_N[i].max() for i in plan)))  # rows, as sgjax's rows layout
     seq_NxT = torch.as_tensor(padded_rows(tdata, width), device=device, dtype=torch.long)
     m, seeds = cfg.model, cfg.seeds
@@ -420,141 +378,6 @@ def machine(peer_python: str | None = None) -> dict:
     return info
 
 
-# ---------------------------------------------------------------------------------------------- projection
-
-
-def parse_rates(specs: list[str]) -> tuple[dict, dict, dict]:
-    """{(task, depth): value} for seed-steps/s, eval s and compile s (one program), from bench JSON files or
-    `task:depth=rate[/eval_s[/compile_s]]`."""
-    from sgjax.errors import UserError
-
-    rates, evals, compiles = {}, {}, {}
-    for spec in specs:
-        try:
-            parse_rate(spec, rates, evals, compiles)
-        except (ValueError, KeyError, TypeError) as e:  # a typo'd spec or another JSON file: name it, no traceback
-            raise UserError(f"--project {spec!r}: not a bench .json nor task:depth=rate[/eval_s[/compile_s]] ({e})") from None
-    return rates, evals, compiles
-
-
-def parse_rate(spec: str, rates: dict, evals: dict, compiles: dict) -> None:
-    """Add one `--project` spec (a bench JSON file or `task:depth=rate[/eval_s[/compile_s]]`) to the tables."""
-    if "=" in spec and not Path(spec).exists():
-        key, val = spec.split("=", 1)
-        task, depth = key.split(":")
-        rate, ev, comp = (val.split("/") + ["", ""])[:3]
-        if not float(rate) > 0:  # a time per step is 1 / rate
-            raise ValueError(f"rate {rate} is not > 0")
-        rates[(task, int(depth))] = float(rate)
-        if ev:
-            evals[(task, int(depth))] = float(ev)
-        if comp:
-            compiles[(task, int(depth))] = float(comp)
-        return
-    doc = json.loads(Path(spec).read_text())
-    # the largest population measured is what a sweep runs (10 seeds per depth)
-    for r in sorted((r for r in doc["results"] if r["kind"] == "sgjax" and "error" not in r), key=lambda r: r["population"]):
-        # the timed calls' widths are a few of the run's: its rate is their FLOP/s over the whole run's mean seed-step
-        rates[(r["task"], r["depth"])] = r["achieved_flops"] / sweep_flops_per_seed_step(r["task"], r["depth"])
-        if r.get("eval_s"):
-            evals[(r["task"], r["depth"])] = r["eval_s"]
-        if r.get("compile_s"):
-            compiles[(r["task"], r["depth"])] = r["compile_s"]
-
-
-@functools.lru_cache(maxsize=None)
-def sweep_calls(task: str, groups: int = 1) -> tuple[str, tuple[tuple[object, int], ...], int]:
-    """(layout, ((width, calls), ...), steps per call) of one paper run of `task` at S = 10 in `groups` member
-    groups: every call's computed width (loop.length_bounds, floor and tail applied; unpadded widths with
-    their attention row), counted; with groups, each group's calls."""
-    import numpy as np
-
-    from sgjax import data, loop
-    from sgjax import config as C
-
-    cfg = C.preset("paper", task, 6)
-    train = dataclasses.replace(cfg.train, steps=SWEEP[task][0], member_groups=groups)
-    cfg = dataclasses.replace(cfg, seeds=C.PAPER_SEEDS[:SWEEP_SEEDS], train=train)
-    seq_len_N = loop.train_sequences(cfg, data.load_splits(task)["train"], data.vocab_for(task))[2]
-    layout = C.concrete_layout(cfg).data.layout
-    widths, calls = np.unique(loop.length_bounds(cfg, seq_len_N, layout)[2], return_counts=True)
-    row = int(seq_len_N.max()) - 1  # unpadded attention rows: as long as the longest training line (TrainData.width_for)
-    shaped = tuple(((int(w), row) if layout == "unpadded" else int(w), int(n)) for w, n in zip(widths, calls))
-    return layout, shaped, loop.steps_per_call(cfg, layout)
-
-
-def sweep_programs(task: str) -> int:
-    """Programs one paper run of `task` compiles at S = 10: one per call length."""
-    return len(sweep_calls(task)[1])
-
-
-def sweep_flops_per_seed_step(task: str, depth: int, groups: int = 1) -> float:
-    """Mean FLOPs of a seed-step over one whole paper run of `task` at `depth` (in member `groups`), each call at its computed width."""
-    from sgjax import config as C
-
-    layout, calls, _ = sweep_calls(task, groups)
-    m, b = C.preset("paper", task, depth).model, C.TrainConfig().batch_size
-    flops = sum(n * train_flops_per_step(depth, m.d_model, m.d_ff, m.vocab_size, *computed_shape(layout, w, b)) for w, n in calls)
-    return flops / sum(n for _, n in calls)
-
-
-def fill(table: dict, task: str, depth: int, per_step: bool) -> tuple[float | None, str]:
-    """A value for (task, depth): measured; else fitted as a + b*depth over the task's depths; else from one depth."""
-    if (task, depth) in table:
-        return table[(task, depth)], "measured"
-    pts = sorted((d, v) for (t, d), v in table.items() if t == task)
-    if not pts:
-        return None, "missing"
-    # time per step (1/rate) and eval time both grow about linearly with depth
-    ys = [(d, 1 / v if per_step else v) for d, v in pts]
-    if len(ys) == 1:
-        y = ys[0][1] * depth / ys[0][0]
-        how = f"scaled from L{ys[0][0]}"
-    else:
-        n = len(ys)
-        mx, my = sum(d for d, _ in ys) / n, sum(y for _, y in ys) / n
-        b = sum((d - mx) * (y - my) for d, y in ys) / sum((d - mx) ** 2 for d, _ in ys)
-        y = my + b * (depth - mx)
-        how = "linear fit in depth"
-    return (1 / y if per_step else y), how
-
-
-def project(specs: list[str]) -> str:
-    """The paper sweep's time (3 tasks x 5 depths x 10 seeds, 300k/400k steps, evaluations) from measured rates."""
-    rates, evals, compiles = parse_rates(specs)
-    lines = ["| task | L | steps | seed-steps/s | (source) | train h | evals | eval s | eval h | programs | compile s | compile h | total h |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    total, missing, programs = 0.0, [], {}
-    for task, (steps, every) in SWEEP.items():
-        for depth in SWEEP_DEPTHS:
-            rate, how = fill(rates, task, depth, per_step=True)
-            if rate is None:
-                missing.append(f"{task}:L{depth}")
-                continue
-            ev, _ = fill(evals, task, depth, per_step=False)
-            comp, _ = fill(compiles, task, depth, per_step=False)
-            if comp is not None and task not in programs:
-                programs[task] = sweep_programs(task)
-            train_h = SWEEP_SEEDS * steps / rate / 3600
-            n_evals = steps // every
-            eval_h = n_evals * (ev or 0.0) / 3600
-            comp_h = programs[task] * comp / 3600 if comp is not None else 0.0
-            total += train_h + eval_h + comp_h
-            lines.append(f"| {task} | {depth} | {steps} | {rate:.1f} | {how} | {train_h:.2f} | {n_evals} | "
-                         f"{'-' if ev is None else f'{ev:.2f}'} | {eval_h:.2f} | {programs.get(task, '-')} | "
-                         f"{'-' if comp is None else f'{comp:.1f}'} | {comp_h:.2f} | {train_h + eval_h + comp_h:.2f} |")
-    lines.append(f"\nProjected total: {total:.1f} device-hours for the tasks with rates "
-                 f"({SWEEP_SEEDS} seeds per depth as one population, evaluation every 3k (QF/TI) / 10k (Dyck) steps; "
-                 "one compile per call length the run meets, at the measured time of one).")
-    if missing:
-        lines.append(f"No rate for {', '.join(missing)}: measure them (Dyck's packed batches are longer than QF/TI rows).")
-    if not evals:
-        lines.append("No evaluation times given: evaluation is not included.")
-    if not compiles:
-        lines.append("No compile times given: compiling is not included.")
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------------------------- CLI
 
 
@@ -620,6 +443,8 @@ def check_args(args) -> tuple[list[int], list[str]]:
 
 def run(args) -> int:
     if args.project:
+        from sgjax.projection import project
+
         print(project(args.project))
         return 0
     sizes, peers = check_args(args)

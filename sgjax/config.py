@@ -280,6 +280,8 @@ def validate(cfg: Config) -> Config:
         (t.matmul_precision in ("highest", "float32", "tensorfloat32", "bfloat16", "default"), "train.matmul_precision must be highest|tensorfloat32|bfloat16|default"),
         (all(s is None or s > 0 for s in (d.train_size, d.val_size, d.gen_size)), "data sizes must be > 0"),
         (d.layout in ("auto",) + LAYOUTS, "data.layout must be auto|rows|packed|unpadded"),
+        (t.member_groups == 1 or d.layout != "rows",  # rows are all one width: G calls would gain nothing
+         "train.member_groups > 1 needs data.layout packed, unpadded or auto (rows are all one width)"),
         (e.batch_size > 0 and e.width_groups > 0 and e.max_decode_steps > 0,
          "eval.batch_size, width_groups and max_decode_steps must be > 0"),
     ]

@@ -197,12 +197,14 @@ class TrainData:
 
     def width_for(self, idx_SxKxB: np.ndarray) -> int | tuple[int, int]:
         """The static row/packed length a chunk with these batches needs (unpadded: packed length, row length)."""
-        if self.layout == "packed":
-            return int(batching.bounded(batching.packed_length(self.seq_len_N, idx_SxKxB), self.min_length, self.tail))
-        if self.layout == "unpadded":
-            length = batching.bounded(batching.unpadded_length(self.seq_len_N, idx_SxKxB), self.min_length, self.tail)
-            return int(length), self.row_width - 1
-        return self.row_width
+        if self.layout == "rows":
+            return self.row_width
+        length = (batching.packed_length if self.layout == "packed" else batching.unpadded_length)(self.seq_len_N, idx_SxKxB)
+        return self.call_width(int(batching.bounded(length, self.min_length, self.tail)))
+
+    def call_width(self, length: int) -> int | tuple[int, int]:
+        """A packed or unpadded call's static width from its packed length (unpadded: with its attention rows' length)."""
+        return (length, self.row_width - 1) if self.layout == "unpadded" else length
 
     def device_arrays(self):
         return jnp.asarray(self.flat_M), jnp.asarray(self.starts_N), jnp.asarray(self.seq_len_N)

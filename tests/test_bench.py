@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import batching, bench, engine, loop, model, optim
+from sgjax import batching, bench, engine, flops, loop, model, optim
 from sgjax import config as C
 from tests.conftest import tiny_config
 
@@ -118,49 +118,6 @@ def test_same_train_step(peer, torch, mode):
                 np.testing.assert_allclose(sd[k].detach().numpy(), v.numpy(), atol=0.05 * lr, rtol=0, err_msg=k)
 
 
-def test_flops_count_matches_spec_estimate():
-    """SPEC §7: about 2.7e10 FLOPs per 6-layer QF step (6 N P, ~240 positions); ours pads to 36 per row."""
-    f = bench.train_flops_per_step(6, 512, 2048, 71, *bench.computed_shape("rows", 37, 8))
-    assert 6 * 18.9e6 * 288 * 0.99 < f < 6 * 18.9e6 * 288 * 1.05
-    # Unpadded: the position-wise layers see only the packed tokens, attention the same 8 rows of 36.
-    unpadded = bench.train_flops_per_step(6, 512, 2048, 71, *bench.computed_shape("unpadded", (224, 36), 8))
-    assert unpadded == pytest.approx(f * 224 / 288, rel=0.02)
-
-
-def test_projection_fills_depths_linearly():
-    text = bench.project(["question:2=100/1", "question:6=50/3"])
-    assert "question | 4 |" in text and "linear fit" in text
-    assert "tense:L2" in text  # no rate given for tense: named as missing
-    assert "compiling is not included" in text
-
-
-def test_projection_counts_a_compile_per_call_length():
-    """A compile time adds (programs a paper QF run compiles) x (its time) per depth; the count is the run's call lengths."""
-    programs = bench.sweep_programs("question")
-    assert 1 <= programs <= 8  # a few rungs of unpadded lengths, not one per chunk
-    text = bench.project(["question:6=1000//60"])
-    row = next(line for line in text.splitlines() if line.startswith("| question | 6 |"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[9:12] == [str(programs), "60.0", f"{programs * 60 / 3600:.2f}"]
-    assert float(cells[12]) == pytest.approx(10 * 300_000 / 1000 / 3600 + programs * 60 / 3600, abs=0.01)
-    assert "No evaluation times given" in text and "compiling is not included" not in text
-
-
-def test_projection_scales_a_measured_rate_to_the_runs_mean_seed_step(tmp_path):
-    """A bench file's rate is its achieved FLOP/s over the whole run's mean seed-step (its timed calls' widths are a few)."""
-    layout, calls, k = bench.sweep_calls("question")
-    assert (layout, k) == ("unpadded", 100) and sum(n for _, n in calls) == 3_000
-    per_width = [bench.train_flops_per_step(6, 512, 2048, 71, *bench.computed_shape(layout, w, 8)) for w, _ in calls]
-    flops = bench.sweep_flops_per_seed_step("question", 6)
-    assert min(per_width) < flops < max(per_width)
-    assert bench.sweep_flops_per_seed_step("question", 2) < flops / 2.5  # the layers' share scales with depth
-    rec = {"kind": "sgjax", "task": "question", "depth": 6, "population": 10, "seed_steps_per_s": 100.0, "achieved_flops": 2e2 * flops}
-    path = tmp_path / "bench.json"
-    path.write_text(json.dumps({"results": [rec]}))
-    assert bench.parse_rates([str(path)])[0][("question", 6)] == pytest.approx(200.0)
-    assert "| question | 6 | 300000 | 200.0 | measured |" in bench.project([str(path)])
-
-
 def test_call_lengths_are_what_width_for_gives_each_call(toy_corpus):
     """batching.call_lengths (all calls at once) against width_for call by call, floor, tail and a short last call included."""
     vocab, split = toy_corpus
@@ -251,7 +208,7 @@ def test_one_width_compiles_one_program_at_the_widest_call():
          "overrides": ["model.d_model=32", "model.n_heads=2", "model.d_ff=64"], "eval": False,
          "warmup": 1, "steps_per_call": 6, "calls": 1}
     cfg = bench.bench_config("dyck", 1, 2, 1, "highest", p["overrides"])
-    _, widths = bench.chunk_plan(cfg, bench.bench_data(cfg), {**p, "steps_per_call": 1, "calls": 6})
+    _, widths = bench.group_plans(cfg, bench.bench_data(cfg), {**p, "steps_per_call": 1, "calls": 6})[0][1:]
     assert len(set(widths)) > 1  # these steps need several widths
     r = bench.measure({**p, "one_width": True})
     assert r["compiles"] == 1 and r["widths"] == [max(widths)] * 6
@@ -264,11 +221,11 @@ def test_member_groups_run_each_group_at_its_own_width():
          "overrides": [*tiny, "train.member_groups=2"], "eval": False, "warmup": 1, "steps_per_call": 4, "calls": 1}
     r = bench.measure(p)
     cfg = bench.bench_config("dyck", 1, 3, 1, "highest", tiny)
-    whole = bench.chunk_plan(cfg, bench.bench_data(cfg), {**p, "steps_per_call": 1, "calls": 4})[1][1:]
+    whole = bench.group_plans(cfg, bench.bench_data(cfg), {**p, "steps_per_call": 1, "calls": 4})[0][2][1:]
     assert r["group_sizes"] == [2, 1] and len(r["widths"]) == 4
     assert all(max(ws) == w for ws, w in zip(r["widths"], whole))  # the widest group's width is the population's
     assert any(min(ws) < max(ws) for ws in r["widths"])  # and the other group ran shorter
-    f = lambda w: bench.train_flops_per_step(1, 32, 64, 43, w, 1, w)  # noqa: E731
+    f = lambda w: flops.train_flops_per_step(1, 32, 64, 43, w, 1, w)  # noqa: E731
     want = np.mean([(2 * f(a) + f(b)) / 3 for a, b in r["widths"]])
     assert r["flops_per_seed_step"] == pytest.approx(want)
 
