@@ -2,6 +2,11 @@
 
     python experiments/ab_member_groups.py --groups 1,2,10 --rounds 3 \
         --out experiments/results/ab_member_groups_cpu_dyck_l6_s10.json
+    python experiments/ab_member_groups.py --groups 2,2:length,5,5:length --rounds 2 --steps 5 \
+        --out experiments/results/ab_group_by_cpu_dyck_l6_s10.json
+
+An arm `G` groups contiguous seeds; `G:length` (train.group_by=length) regroups each call's members by
+their batch lengths, so members with long batches pad one another.
 
 Each round measures every arm once, in its own child process (`bench.measure_isolated`, as `sgjax
 bench` does): the paper's Dyck model at `--depth`, the paper's first S seeds, `--steps` one-step calls
@@ -19,10 +24,11 @@ import statistics
 from sgjax import bench
 
 
-def arm(groups: int, args, rnd: int) -> dict:
-    """One measurement's parameters: an sgjax bench of the Dyck population in `groups` member groups."""
+def arm(spec: str, args, rnd: int) -> dict:
+    """One measurement's parameters: an sgjax bench of the Dyck population in member groups (`G` or `G:length`)."""
+    groups, _, by = spec.partition(":")
     return {"kind": "sgjax", "task": args.task, "depth": args.depth, "population": args.seeds, "precision": "highest",
-            "seq_len": 37, "overrides": [f"train.member_groups={groups}"], "eval": False, "round": rnd,
+            "seq_len": 37, "overrides": [f"train.member_groups={groups}", f"train.group_by={by or 'seed'}"], "eval": False, "round": rnd,
             "steps_per_call": 1, "calls": args.steps, "warmup": 1, "xla_flags": ""}
 
 
@@ -31,12 +37,12 @@ def main() -> None:
     p.add_argument("--task", default="dyck")
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--seeds", type=int, default=10, help="population size S")
-    p.add_argument("--groups", default="1,2,10", help="member group counts to compare; the first is the baseline")
+    p.add_argument("--groups", default="1,2,10", help="arms: member group counts G, or G:length to group by batch length; the first is the baseline")
     p.add_argument("--steps", type=int, default=6, help="timed one-step calls per measurement")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", required=True)
     args = p.parse_args()
-    groups = [int(g) for g in args.groups.split(",")]
+    groups = args.groups.split(",")
     results = []
     for rnd in range(args.rounds):
         for g in groups:

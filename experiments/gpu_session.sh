@@ -14,7 +14,7 @@
 #           S = 10 against the peer (fp32: the 40x / 3x targets); S = 10, 40, 160 at TF32 (% of peak);
 #           one full evaluation at S = 10; is TF32 faithful (the precision phase at QUICK_FID_STEPS,
 #           default 4,000); Dyck at 6 (every step at one width: one program), and at S = 1, 2, 5 (the
-#           programs of train.member_groups); where the step's time goes (profile_step.py, TF32 and
+#           programs of train.member_groups), and in 2 groups by length (train.group_by); where the step's time goes (profile_step.py, TF32 and
 #           fp32); XLA's GPU autotuning and Triton gemms against compile time (ab_step.py); the
 #           scan as one CUDA graph (TF32); QF depths 2 and 10, TI at 6 (S = 10); S = 160 at fp32;
 #           programs compiled in threads (parallel_compile.py); the sweep's projection
@@ -160,6 +160,10 @@ phase_quick() {  # the headline of every phase in one call, most important first
   # train.member_groups runs S = 10 as groups of 5, 2 or 1, each at its own (shorter) width: 1.96x fewer Dyck
   # positions at 10 groups (sweep_flops.py) for smaller programs. Their FLOP/s at those sizes, one width each:
   bench "quick_dyck_groups_l$DEPTH" --task dyck --depth "$DEPTH" --seeds "$DYCK_GROUP_SIZES" --steps "$DYCK_STEPS" --chunk "$DYCK_STEPS" --peer none --one-width
+  # train.group_by=length: two groups of 5, each call's members sorted by batch length (1.45x fewer Dyck FLOPs than
+  # one program, sweep_flops.py), gathered from one state; at one width its time over 2 x quick_dyck_groups' S = 5 is that cost
+  bench "quick_dyck_group_by_length_l$DEPTH" --task dyck --depth "$DEPTH" --seeds "$s10" --steps "$DYCK_STEPS" --chunk "$DYCK_STEPS" --peer none --one-width \
+    --set train.member_groups=2 --set train.group_by=length
   for prec in tensorfloat32 highest; do
     profile "quick_profile_qf_l${DEPTH}_$prec" --seeds "$s10" --depth "$DEPTH" --layout unpadded --precision "$prec" --steps 5 --top 20
   done

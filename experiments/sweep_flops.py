@@ -83,17 +83,21 @@ def packed_attention(task: str, every: int = 97) -> dict:
             "within_sequence_share_of_attention": within / attn, "padded_rows_over_packed_attention": rows / attn}
 
 
-def member_groups(task: str, groups=(1, 2, 5, 10)) -> dict:
-    """A paper run at depth 6 trained in member groups (train.member_groups): each group's calls at its own width."""
+def member_groups(task: str, arms=("1", "2", "2:length", "5", "5:length", "10")) -> dict:
+    """A paper run at depth 6 trained in member groups (train.member_groups): each group's calls at its own width;
+    an arm `G:length` groups each call's members by batch length (train.group_by=length)."""
     out = {}
-    for g in groups:
-        layout, calls, _ = projection.sweep_calls(task, g)
+    for spec in arms:
+        g, _, by = spec.partition(":")
+        g, by = int(g), by or "seed"
+        layout, calls, _ = projection.sweep_calls(task, g, by)
         n = sum(c for _, c in calls)
-        out[g] = {"members_per_program": projection.SWEEP_SEEDS // g, "programs": len(calls),
-                  "mean_width": sum(c * (w if layout == "packed" else w[0]) for w, c in calls) / n,
-                  "gflop_per_seed_step_L6": projection.sweep_flops_per_seed_step(task, 6, g) / 1e9,
-                  "train_pflop_10_seeds_5_depths": sum(projection.SWEEP_SEEDS * projection.SWEEP[task][0] * projection.sweep_flops_per_seed_step(task, d, g)
-                                                       for d in projection.SWEEP_DEPTHS) / 1e15}
+        per_step = {d: projection.sweep_flops_per_seed_step(task, d, g, by) for d in projection.SWEEP_DEPTHS}
+        out[spec] = {"members_per_program": projection.SWEEP_SEEDS // g, "group_by": by, "programs": len(calls),
+                     "mean_width": sum(c * (w if layout == "packed" else w[0]) for w, c in calls) / n,
+                     "gflop_per_seed_step_L6": per_step[6] / 1e9,
+                     "train_pflop_10_seeds_5_depths": sum(projection.SWEEP_SEEDS * projection.SWEEP[task][0] * f
+                                                          for f in per_step.values()) / 1e15}
     return out
 
 
@@ -149,12 +153,12 @@ def main() -> None:
               f"{100 * attention['within_sequence_share_of_attention']:.1f}% of it lies within a sequence; "
               f"rows padded to each call's longest sequence: {attention['padded_rows_over_packed_attention']:.2f}x the packed attention")
     grouped = {t: member_groups(t) for t in tasks}
-    print("\n| task | member groups | members per program | programs | mean width | GFLOP per seed-step at L6 | training PFLOP, 10 seeds x 5 depths |"
-          "\n|---|---|---|---|---|---|---|")
+    print("\n| task | member groups | grouped by | members per program | programs | mean width | GFLOP per seed-step at L6 | training PFLOP, 10 seeds x 5 depths |"
+          "\n|---|---|---|---|---|---|---|---|")
     for t, rows in grouped.items():
-        for g, r in rows.items():
-            print(f"| {t} | {g} | {r['members_per_program']} | {r['programs']} | {r['mean_width']:.0f} | {r['gflop_per_seed_step_L6']:.1f} "
-                  f"| {r['train_pflop_10_seeds_5_depths']:,.0f} |")
+        for spec, r in rows.items():
+            print(f"| {t} | {spec.split(':')[0]} | {r['group_by']} | {r['members_per_program']} | {r['programs']} | {r['mean_width']:.0f} "
+                  f"| {r['gflop_per_seed_step_L6']:.1f} | {r['train_pflop_10_seeds_5_depths']:,.0f} |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"command": "python experiments/sweep_flops.py --out " + args.out, "tasks": tasks,

@@ -129,12 +129,28 @@ def member_groups(population: int, groups: int) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def call_groups(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray, groups: list[slice], by_length: bool) -> list[np.ndarray]:
+    """The members each group's call steps: the group's seeds, or (by_length) as many members of the population
+    sorted by their longest batch in this call, so members with long batches pad one another (train.group_by)."""
+    members_S = np.arange(idx_SxKxB.shape[0])
+    if by_length:
+        members_S = np.argsort(member_tokens(seq_len_N, idx_SxKxB), kind="stable")
+    return [members_S[g] for g in groups]
+
+
+def member_tokens(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray) -> np.ndarray:
+    """[S] each member's longest batch in a call, in tokens (LM positions)."""
+    return (seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max(axis=-1)
+
+
 def length_bounds(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_size: int, packed: bool,
-                  floor_quantile: float = 0.01, tail_quantile: float = 0.995, samples: int = 400, groups: int = 1):
+                  floor_quantile: float = 0.01, tail_quantile: float = 0.995, samples: int = 400, groups: int = 1,
+                  by_length: bool = False):
     """(floor, tail, length_C): a run's length floor and tail, and its calls' lengths as compiled, from one pass over its batches.
 
     With member `groups` (train.member_groups), each group's calls count: a call is one group's, at its
-    own width, and length_C holds every group's calls, group after group.
+    own width, and length_C holds every group's calls, group after group; `by_length` groups the members
+    of each call by their batch lengths (call_groups).
 
     Floor: the shortest packed length a run compiles, the `floor_quantile` of its calls' lengths over its
     first epoch (`samples` calls spread over it). Shorter calls are rare (Dyck's 6 shortest rungs are 0.5%
@@ -154,9 +170,9 @@ def length_bounds(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_
     tokens_SxT = step_tokens(seq_len_N, seeds, max(steps, epoch_calls * k_steps), batch_size)
     parts = member_groups(len(seeds), groups)
     picked = np.unique(np.linspace(0, epoch_calls - 1, min(samples, epoch_calls)).astype(np.int64))
-    epoch_C = np.concatenate([rung_lengths(tokens_SxT[g, : epoch_calls * k_steps], k_steps, packed)[picked] for g in parts])
-    floor = int(np.quantile(epoch_C, floor_quantile, method="lower"))
-    length_C = bounded(np.concatenate([rung_lengths(tokens_SxT[g, :steps], k_steps, packed) for g in parts]), floor)
+    epoch_GxC = group_lengths(tokens_SxT[:, : epoch_calls * k_steps], k_steps, packed, parts, by_length)
+    floor = int(np.quantile(epoch_GxC[:, picked], floor_quantile, method="lower"))
+    length_C = bounded(group_lengths(tokens_SxT[:, :steps], k_steps, packed, parts, by_length).ravel(), floor)
     above = int(np.quantile(length_C, tail_quantile, method="lower"))
     longer = np.unique(length_C[length_C > above])
     tail = (above, int(longer[-1])) if len(longer) > 1 else None
@@ -181,14 +197,30 @@ def step_tokens(seq_len_N: np.ndarray, seeds, steps: int, batch_size: int) -> np
         for e in range(epochs)])[:steps] for seed in seeds])
 
 
-def rung_lengths(tokens_SxT: np.ndarray, k_steps: int, packed: bool) -> np.ndarray:
-    """The raw packed length of every call of `k_steps` steps: its longest batch over members and steps, rounded as width_for rounds it."""
+def call_tokens(tokens_SxT: np.ndarray, k_steps: int) -> np.ndarray:
+    """[S, calls] each member's longest batch in every call of `k_steps` steps (a last, shorter call: its missing steps empty)."""
     seeds, steps = tokens_SxT.shape
     calls = -(-steps // k_steps)
-    pad = calls * k_steps - steps  # a last, shorter call: its missing steps count as empty batches
-    need_C = np.pad(tokens_SxT, ((0, 0), (0, pad))).reshape(seeds, calls, k_steps).max(axis=(0, 2))
+    return np.pad(tokens_SxT, ((0, 0), (0, calls * k_steps - steps))).reshape(seeds, calls, k_steps).max(axis=2)
+
+
+def rounded(need_C: np.ndarray, packed: bool) -> np.ndarray:
+    """Raw packed lengths rounded as width_for rounds them: to the ladder (packed) or a multiple (unpadded)."""
     rung = {int(v): round_up_bucket(int(v)) if packed else round_up(int(v), UNPADDED_MULTIPLE) for v in np.unique(need_C)}
     return np.vectorize(rung.__getitem__, otypes=[np.int64])(need_C)
+
+
+def rung_lengths(tokens_SxT: np.ndarray, k_steps: int, packed: bool) -> np.ndarray:
+    """The raw packed length of every call of `k_steps` steps: its longest batch over members and steps, rounded as width_for rounds it."""
+    return rounded(call_tokens(tokens_SxT, k_steps).max(axis=0), packed)
+
+
+def group_lengths(tokens_SxT: np.ndarray, k_steps: int, packed: bool, groups: list[slice], by_length: bool) -> np.ndarray:
+    """[G, calls] the raw packed length of each member group's calls (call_groups: by seed, or by_length)."""
+    tokens_SxC = call_tokens(tokens_SxT, k_steps)
+    if by_length:  # each call's members sorted by their batch: a group takes the next slice of them
+        tokens_SxC = np.sort(tokens_SxC, axis=0)
+    return rounded(np.stack([tokens_SxC[g].max(axis=0) for g in groups]), packed)
 
 
 def call_lengths(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_size: int, packed: bool,

@@ -84,18 +84,23 @@ def call_widths(tdata, p: dict, idx: list) -> list:
     return [(w[0], row - 1) for w in widths] if tdata.layout == "unpadded" else widths
 
 
-def group_plans(cfg, tdata, p: dict) -> list[tuple[slice, list, list]]:
-    """(members, indices, widths) of every call for each member group; --one-width: every call at the widest, one program."""
+def group_plans(cfg, tdata, p: dict) -> list[tuple[list, list, list]]:
+    """(members, indices, widths) of every call, for each member group (train.member_groups, group_by); --one-width:
+    every call at the widest, one program."""
     from sgjax import batching
 
     idx = call_indices(cfg, tdata, p)
+    groups = batching.member_groups(cfg.population, cfg.train.member_groups)
+    by_length = len(groups) > 1 and cfg.train.group_by == "length"
+    calls = [batching.call_groups(tdata.seq_len_N, i, groups, by_length) for i in idx]  # [call][group] members
     plans = []
-    for g in batching.member_groups(cfg.population, cfg.train.member_groups):
-        idx_g = [i[g] for i in idx]
-        plans.append((g, idx_g, call_widths(tdata, p, idx_g)))
+    for g in range(len(groups)):
+        members = [c[g] for c in calls]
+        idx_g = [i[m] for i, m in zip(idx, members)]
+        plans.append((members, idx_g, call_widths(tdata, p, idx_g)))
     if p.get("one_width"):  # a GPU compiles each width for about a minute; Dyck's vary every step
         widest = max(w for _, _, widths in plans for w in widths)
-        plans = [(g, idx, [widest] * len(widths)) for g, idx, widths in plans]
+        plans = [(m, idx, [widest] * len(widths)) for m, idx, widths in plans]
     return plans
 
 
@@ -158,26 +163,38 @@ def run_sgjax(p: dict) -> dict:
     if tdata.layout == "packed":  # as the host loop runs packed batches: one step per call, as many steps in all
         p = {**p, "steps_per_call": batching.PACKED_STEPS_PER_CALL, "calls": p["calls"] * p["steps_per_call"]}
     plans = group_plans(cfg, tdata, p)
+    groups = batching.member_groups(cfg.population, cfg.train.member_groups)
+    gathered = len(groups) > 1 and cfg.train.group_by == "length"  # one population state, each call gathers its members
     dev = jax.devices()[0]
     with jax.default_matmul_precision(p["precision"]):
-        states = engine.split_population(engine.init_population(cfg), [g for g, _, _ in plans])
+        states = engine.split_population(engine.init_population(cfg), [slice(None)] if gathered else groups)
         seeds_S = jnp.asarray(cfg.seeds, jnp.int32)
         lrs_S = jnp.asarray(cfg.member_lrs, jnp.float32)
         resident = tdata.device_arrays()
+
+        def call(g: int, c: int, step: int):
+            """(the compiled program's key, its arguments) for group g's call c."""
+            members, plan, widths = plans[g]
+            idx = jnp.asarray(plan[c])
+            if gathered:
+                return (len(members[c]), widths[c]), (states[0], jnp.asarray(members[c]), seeds_S, lrs_S, idx, step, *resident)
+            return (len(members[c]), widths[c]), (states[g], seeds_S[groups[g]], lrs_S[groups[g]], idx, step, *resident)
+
         compiled, compile_s = {}, []
-        for (g, plan, widths), state in zip(plans, states):  # every (group size, width) the calls need, compiled before timing
-            for width, idx_SxKxB in zip(widths, plan):
-                if (len(idx_SxKxB), width) not in compiled:
+        for g, (_, plan, _) in enumerate(plans):  # every (group size, width) the calls need, compiled before timing
+            for c in range(len(plan)):
+                key, args = call(g, c, STEP0)
+                if key not in compiled:
                     t0 = time.perf_counter()
-                    fn = engine.make_chunk(cfg, tdata.layout, width)
-                    compiled[len(idx_SxKxB), width] = fn.lower(state, seeds_S[g], lrs_S[g], jnp.asarray(idx_SxKxB), STEP0, *resident).compile()
+                    compiled[key] = engine.make_chunk(cfg, tdata.layout, key[1], gathered).lower(*args).compile()
                     compile_s.append(time.perf_counter() - t0)
         times, faults, step = [], [], STEP0
         for c in range(len(plans[0][1])):
             f0, t0 = minor_faults(), time.perf_counter()
             ms = []
-            for i, (g, plan, widths) in enumerate(plans):
-                states[i], m = compiled[len(plan[c]), widths[c]](states[i], seeds_S[g], lrs_S[g], jnp.asarray(plan[c]), step, *resident)
+            for g in range(len(plans)):
+                key, args = call(g, c, step)
+                states[0 if gathered else g], m = compiled[key](*args)
                 ms.append(m)
             jax.block_until_ready((states, ms))
             if c >= p["warmup"]:
@@ -194,7 +211,7 @@ def run_sgjax(p: dict) -> dict:
     # a group's width per timed call: [w, ...] for one group, [[w_group, ...], ...] for several
     widths = [list(ws) for ws in zip(*(w for _, _, w in plans))] if len(plans) > 1 else plans[0][2]
     out["layout"], out["widths"] = tdata.layout, widths[p["warmup"]:]
-    out["group_sizes"] = [g.stop - g.start for g, _, _ in plans]
+    out["group_sizes"], out["group_by"] = [g.stop - g.start for g in groups], cfg.train.group_by
     out["steps_per_call"], out["calls"] = p["steps_per_call"], p["calls"]
     return out
 

@@ -73,6 +73,7 @@ class TrainConfig:
     clip_norm: float = 1.0  # the code's 1.0, not the paper's 10 (D3)
     chunk_steps: int = 100  # K: steps scanned inside one jitted call
     member_groups: int = 1  # packed/unpadded: the population runs as this many groups, each call at its own group's width
+    group_by: str = "seed"  # member groups of contiguous seeds (each group's state apart), or "length": each call's members sorted by batch length
     log_every: int = 100
     eval_every: int = 3000
     ckpt_every: int = 3000  # probe checkpoints kept at this cadence
@@ -280,6 +281,7 @@ def validate(cfg: Config) -> Config:
         (t.matmul_precision in ("highest", "float32", "tensorfloat32", "bfloat16", "default"), "train.matmul_precision must be highest|tensorfloat32|bfloat16|default"),
         (all(s is None or s > 0 for s in (d.train_size, d.val_size, d.gen_size)), "data sizes must be > 0"),
         (d.layout in ("auto",) + LAYOUTS, "data.layout must be auto|rows|packed|unpadded"),
+        (t.group_by in ("seed", "length"), "train.group_by must be seed|length"),
         (t.member_groups == 1 or d.layout != "rows",  # rows are all one width: G calls would gain nothing
          "train.member_groups > 1 needs data.layout packed, unpadded or auto (rows are all one width)"),
         (e.batch_size > 0 and e.width_groups > 0 and e.max_decode_steps > 0,

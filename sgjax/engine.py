@@ -94,10 +94,12 @@ def member_step(cfg: Config, state, seed, member_lr, step, batch):
     return new, {"loss": loss, "grad_norm": grad_norm, "lr": lr}
 
 
-def make_chunk(cfg: Config, layout: str, width: int | tuple[int, int]) -> Callable:
+def make_chunk(cfg: Config, layout: str, width: int | tuple[int, int], gathered: bool = False) -> Callable:
     """jit(vmap over S of scan over K steps); state buffers are donated.
 
     `width` is the row length (rows), the packed length (packed), or (packed length, row length) (unpadded).
+    `gathered` (train.group_by=length): the call takes the whole population's state and seeds, and the
+    members it steps, (state_S, members_M, seeds_S, lrs_S, idx_MxKxB, step0, ...); the others keep theirs.
     """
     make_batch = {"rows": batching.rows_batch, "packed": batching.packed_batch, "unpadded": batching.unpadded_batch}[layout]
 
@@ -111,7 +113,16 @@ def make_chunk(cfg: Config, layout: str, width: int | tuple[int, int]) -> Callab
         return jax.lax.scan(body, state, (ks, idx_KxB))
 
     vmapped = jax.vmap(member_chunk, in_axes=(0, 0, 0, 0, None, None, None, None))
-    return jax.jit(vmapped, donate_argnums=(0,))
+    if not gathered:
+        return jax.jit(vmapped, donate_argnums=(0,))
+
+    def members_chunk(state_S, members_M, seeds_S, lrs_S, idx_MxKxB, step0, *resident):
+        take = lambda x: x[members_M]  # noqa: E731
+        state_M, metrics = vmapped(jax.tree_util.tree_map(take, state_S), take(seeds_S), take(lrs_S), idx_MxKxB, step0, *resident)
+        # written back in place: the population's buffers are donated
+        return jax.tree_util.tree_map(lambda x, y: x.at[members_M].set(y), state_S, state_M), metrics
+
+    return jax.jit(members_chunk, donate_argnums=(0,))
 
 
 def split_population(tree, groups: list[slice]) -> list:
@@ -126,6 +137,12 @@ def join_population(trees: list):
     if len(trees) == 1:
         return trees[0]
     return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *trees)
+
+
+def in_member_order(tree, members_G: list[np.ndarray]):
+    """A tree whose leading axis lists the groups' members one group after another, back in population order."""
+    inverse_S = np.argsort(np.concatenate(members_G))
+    return jax.tree_util.tree_map(lambda x: x[inverse_S], tree)
 
 
 def host_params(params_S) -> dict:
@@ -219,13 +236,13 @@ def padding_stats(data: TrainData, idx_SxKxB: np.ndarray, width) -> tuple[int, i
     return s * k * (width[0] if data.layout == "unpadded" else width), real
 
 
-def chunk_runner(cfg: Config, data: TrainData):
-    """Compile-once (per packed length) chunk functions, keyed by width."""
+def chunk_runner(cfg: Config, data: TrainData, gathered: bool = False):
+    """Compile-once (per packed length) chunk functions, keyed by width (make_chunk's `gathered` for all)."""
     cache: dict = {}
 
     def get(width) -> Callable:
         if width not in cache:
-            cache[width] = make_chunk(cfg, data.layout, width)
+            cache[width] = make_chunk(cfg, data.layout, width, gathered)
         return cache[width]
 
     return get

@@ -230,7 +230,7 @@ def steps_per_call(cfg: Config, layout: str) -> int:
 def length_bounds(cfg: Config, seq_len_N: np.ndarray, layout: str):
     """(floor, tail, length_C) of a packed or unpadded run (batching.length_bounds), its calls as the host loop cuts them."""
     return batching.length_bounds(seq_len_N, cfg.seeds, cfg.train.steps, steps_per_call(cfg, layout), cfg.train.batch_size,
-                                  layout == "packed", groups=cfg.train.member_groups)
+                                  layout == "packed", groups=cfg.train.member_groups, by_length=cfg.train.group_by == "length")
 
 
 def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
@@ -333,6 +333,7 @@ def run(
         raise UserError(f"train.member_groups={tc.member_groups} runs on one device; this run's population spans {mesh.size}: "
                         "set train.member_groups=1, or pass one device")
     groups = batching.member_groups(cfg.population, tc.member_groups)
+    gathered = len(groups) > 1 and tc.group_by == "length"  # each call gathers its members from one population state
     ckpts = RunCheckpoints(run_dir, keep_all=tc.keep_checkpoints)
     log = MetricsLog(run_dir, tc.tensorboard)
     stop = install_stop_handler()
@@ -345,12 +346,13 @@ def run(
         write_config(cfg, run_dir)
         ckpts.drop_params_after(step)
         truncate_metrics(log.path, step)
-        seeds_G = engine.split_population(engine.shard_population(np.asarray(cfg.seeds, np.int32), mesh), groups)
-        lrs_G = engine.split_population(engine.shard_population(np.asarray(cfg.member_lrs, np.float32), mesh), groups)
-        states = engine.split_population(state, groups)  # each group's calls run at its own width
+        fixed = [slice(None)] if gathered else groups  # the groups whose state lives apart
+        seeds_G = engine.split_population(engine.shard_population(np.asarray(cfg.seeds, np.int32), mesh), fixed)
+        lrs_G = engine.split_population(engine.shard_population(np.asarray(cfg.member_lrs, np.float32), mesh), fixed)
+        states = engine.split_population(state, fixed)  # each group's calls run at its own width
         del state
         resident = engine.replicate((tdata.flat_M, tdata.starts_N, tdata.seq_len_N), mesh)
-        chunk_fn = engine.chunk_runner(cfg, tdata)
+        chunk_fn = engine.chunk_runner(cfg, tdata, gathered)
         end = tc.steps if stop_at is None else min(stop_at, tc.steps)
         pad = {"positions": 0, "real": 0}
         pending: list[dict] = []
@@ -362,17 +364,21 @@ def run(
                 if tdata.layout == "packed":  # one step per call: see batching.PACKED_STEPS_PER_CALL
                     idx_SxKxB, nxt = idx_SxKxB[:, :batching.PACKED_STEPS_PER_CALL], step + batching.PACKED_STEPS_PER_CALL
                 ms = []
+                members_G = batching.call_groups(tdata.seq_len_N, idx_SxKxB, groups, gathered)
                 with deferred_interrupt():  # every group's call of this step, or none: a saved state is one step's
-                    for g, group in enumerate(groups):
-                        width = tdata.width_for(idx_SxKxB[group])
-                        p, r = engine.padding_stats(tdata, idx_SxKxB[group], width)
+                    for g, members in enumerate(members_G):
+                        width = tdata.width_for(idx_SxKxB[members])
+                        p, r = engine.padding_stats(tdata, idx_SxKxB[members], width)
                         pad["positions"] += p
                         pad["real"] += r
-                        idx = engine.shard_population(idx_SxKxB[group], mesh)
-                        states[g], m = chunk_fn(width)(states[g], seeds_G[g], lrs_G[g], idx, step, *resident)
+                        idx = engine.shard_population(idx_SxKxB[members], mesh)
+                        if gathered:
+                            states[0], m = chunk_fn(width)(states[0], members, seeds_G[0], lrs_G[0], idx, step, *resident)
+                        else:
+                            states[g], m = chunk_fn(width)(states[g], seeds_G[g], lrs_G[g], idx, step, *resident)
                         ms.append(m)
                     step = nxt
-                pending.append(engine.join_population(ms))
+                pending.append(engine.in_member_order(engine.join_population(ms), members_G) if gathered else engine.join_population(ms))
                 bar.update(nxt - bar.n)
                 is_log = step % tc.log_every == 0 or step == end
                 is_eval = evaluator is not None and (step % tc.eval_every == 0 or step == tc.steps)

@@ -55,17 +55,17 @@ def parse_rate(spec: str, rates: dict, evals: dict, compiles: dict) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def sweep_calls(task: str, groups: int = 1) -> tuple[str, tuple[tuple[object, int], ...], int]:
+def sweep_calls(task: str, groups: int = 1, group_by: str = "seed") -> tuple[str, tuple[tuple[object, int], ...], int]:
     """(layout, ((width, calls), ...), steps per call) of one paper run of `task` at S = 10 in `groups` member
-    groups: every call's computed width (loop.length_bounds, floor and tail applied; unpadded widths with
-    their attention row), counted; with groups, each group's calls."""
+    groups (grouped by seed or by length, train.group_by): every call's computed width (loop.length_bounds, floor
+    and tail applied; unpadded widths with their attention row), counted; with groups, each group's calls."""
     import numpy as np
 
     from sgjax import config as C
     from sgjax import data, engine, loop
 
     cfg = C.preset("paper", task, 6)
-    train = dataclasses.replace(cfg.train, steps=SWEEP[task][0], member_groups=groups)
+    train = dataclasses.replace(cfg.train, steps=SWEEP[task][0], member_groups=groups, group_by=group_by)
     cfg = dataclasses.replace(cfg, seeds=C.PAPER_SEEDS[:SWEEP_SEEDS], train=train)
     tdata = engine.TrainData(*loop.train_sequences(cfg, data.load_splits(task)["train"], data.vocab_for(task)),
                              C.concrete_layout(cfg).data.layout)
@@ -79,11 +79,11 @@ def sweep_programs(task: str) -> int:
     return len(sweep_calls(task)[1])
 
 
-def sweep_flops_per_seed_step(task: str, depth: int, groups: int = 1) -> float:
+def sweep_flops_per_seed_step(task: str, depth: int, groups: int = 1, group_by: str = "seed") -> float:
     """Mean FLOPs of a seed-step over one whole paper run of `task` at `depth` (in member `groups`), each call at its computed width."""
     from sgjax import config as C
 
-    layout, calls, _ = sweep_calls(task, groups)
+    layout, calls, _ = sweep_calls(task, groups, group_by)
     m, b = C.preset("paper", task, depth).model, C.TrainConfig().batch_size
     flops = sum(n * train_flops_per_step(depth, m.d_model, m.d_ff, m.vocab_size, *computed_shape(layout, w, b)) for w, n in calls)
     return flops / sum(n for _, n in calls)

@@ -136,6 +136,30 @@ def test_call_lengths_are_what_width_for_gives_each_call(toy_corpus):
         np.testing.assert_array_equal(got, want)
 
 
+def test_length_bounds_count_each_member_groups_calls_as_the_loop_cuts_them(toy_corpus):
+    """length_bounds' calls with member groups (by seed, and by length: each call's members sorted by batch) are the
+    widths the loop's call_groups give, group after group; grouping by length pads less."""
+    vocab, split = toy_corpus
+    for layout, k in (("packed", 1), ("unpadded", 3)):
+        seeds = (42, 52, 62, 72, 82)
+        cfg = dataclasses.replace(C.override(tiny_config(steps=40), [f"data.layout={layout}"]), seeds=seeds)
+        tdata = loop.make_train_data(cfg, split, vocab)
+        groups = batching.member_groups(len(seeds), 2)
+        total = {}
+        for by_length in (False, True):
+            got = batching.length_bounds(tdata.seq_len_N, seeds, 40, k, 8, layout == "packed", groups=2, by_length=by_length,
+                                         floor_quantile=0.0, tail_quantile=1.0)[2]
+            want = [[], []]
+            for s in range(0, 40, k):
+                idx = batching.chunk_indices(seeds, s, min(k, 40 - s), tdata.n, 8)
+                for g, members in enumerate(batching.call_groups(tdata.seq_len_N, idx, groups, by_length)):
+                    w = dataclasses.replace(tdata, min_length=0, tail=None).width_for(idx[members])
+                    want[g].append(w if layout == "packed" else w[0])
+            np.testing.assert_array_equal(got, np.concatenate(want))
+            total[by_length] = int(got.sum())
+        assert total[True] < total[False]
+
+
 def test_gpu_session_script_parses_and_has_every_phase():
     """experiments/gpu_session.sh runs on a lent GPU where a typo costs device time: bash must parse it, and
     every phase its header lists must be a function."""
@@ -228,6 +252,11 @@ def test_member_groups_run_each_group_at_its_own_width():
     f = lambda w: flops.train_flops_per_step(1, 32, 64, 43, w, 1, w)  # noqa: E731
     want = np.mean([(2 * f(a) + f(b)) / 3 for a, b in r["widths"]])
     assert r["flops_per_seed_step"] == pytest.approx(want)
+    # by length: each call's two members with the shortest batches share a program, the longest runs alone
+    by_length = bench.measure({**p, "overrides": [*p["overrides"], "train.group_by=length"]})
+    assert by_length["group_by"] == "length" and all(a <= b for a, b in by_length["widths"])
+    assert [b for _, b in by_length["widths"]] == whole
+    assert by_length["flops_per_seed_step"] <= r["flops_per_seed_step"]
 
 
 def test_bench_command_measures_in_a_child_and_writes_json_and_markdown(tmp_path, capsys):

@@ -330,13 +330,14 @@ def test_member_groups_train_as_one_population_with_less_padding(tmp_path, toy_c
     # the evaluator sees the whole population: one value per member, from its own parameters
     evaluator = lambda params, step: {"val_acc": np.asarray(params["out_b"]).sum(axis=1), "gen_acc": np.zeros(3)}  # noqa: E731
     runs = {}
-    for groups in (1, 2, 3):
-        c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, member_groups=groups))
-        runs[groups] = loop.run(c, tmp_path / f"g{groups}", progress=False, evaluator=evaluator)
+    for groups, by in ((1, "seed"), (2, "seed"), (3, "seed"), (2, "length")):
+        c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, member_groups=groups, group_by=by))
+        runs[groups if by == "seed" else f"{groups}{by}"] = loop.run(c, tmp_path / f"g{groups}{by}", progress=False, evaluator=evaluator)
     read = lambda d: [(r["step"], r["seed"], r["train_loss"], r["val_acc"]) for r in jsonl.read_records(d / "metrics.jsonl")]  # noqa: E731
     padding = {g: json.loads((d / "padding.json").read_text())["positions_per_real_token"] for g, d in runs.items()}
     assert padding[3] < padding[2] <= padding[1]
-    for g in (2, 3):
+    assert padding["2length"] < padding[2]  # members with long batches pad one another
+    for g in (2, 3, "2length"):
         for (s1, seed1, l1, v1), (s2, seed2, l2, v2) in zip(read(runs[1]), read(runs[g]), strict=True):
             assert (s1, seed1) == (s2, seed2) and l1 == pytest.approx(l2, rel=1e-5) and v1 == pytest.approx(v2, abs=1e-5)
         for a, b in zip(jax.tree_util.tree_leaves(_final_params(runs[1], 10)), jax.tree_util.tree_leaves(_final_params(runs[g], 10))):
