@@ -232,8 +232,10 @@ def _final_params(run_dir, step):
     return params
 
 
-def test_resume_is_bitwise_identical(tmp_path, toy_corpus):
-    cfg = tiny_config(steps=20)
+@pytest.mark.parametrize("overrides", [[], ["data.layout=packed", "train.member_groups=2", "train.group_by=length"]])
+def test_resume_is_bitwise_identical(tmp_path, toy_corpus, overrides):
+    """An interrupted run resumes to the same bits; also with each call's members gathered from one state (group_by=length)."""
+    cfg = C.override(tiny_config(steps=20), overrides)
     loop.run(cfg, tmp_path / "full", progress=False, evaluator=None)
     loop.run(cfg, tmp_path / "cut", progress=False, evaluator=None, stop_at=10)
     assert checkpoint.list_steps(tmp_path / "cut") == [10]
