@@ -246,3 +246,51 @@ def chunk_runner(cfg: Config, data: TrainData, gathered: bool = False):
         return cache[width]
 
     return get
+
+
+class Population:
+    """The population as the host loop steps it: member groups (train.member_groups), each call at its own width.
+
+    Grouped by seed, each group's state lives apart; by length (train.group_by), the state stays one tree
+    and every call gathers its members (make_chunk's `gathered`). `padding` counts the positions computed.
+    """
+
+    def __init__(self, cfg: Config, data: TrainData, state, mesh: Mesh):
+        self.data, self.mesh = data, mesh
+        self.groups = batching.member_groups(cfg.population, cfg.train.member_groups)
+        self.gathered = len(self.groups) > 1 and cfg.train.group_by == "length"
+        apart = [slice(None)] if self.gathered else self.groups  # the groups whose state lives apart
+        self.seeds = split_population(shard_population(np.asarray(cfg.seeds, np.int32), mesh), apart)
+        self.lrs = split_population(shard_population(np.asarray(cfg.member_lrs, np.float32), mesh), apart)
+        self.states = split_population(state, apart)
+        self.resident = replicate((data.flat_M, data.starts_N, data.seq_len_N), mesh)
+        self.chunk_fn = chunk_runner(cfg, data, self.gathered)
+        self.padding = {"positions": 0, "real": 0}
+
+    def step(self, idx_SxKxB: np.ndarray, step: int) -> dict:
+        """Dispatch every group's call for these batches; the calls' metrics, members in population order."""
+        members_G = batching.call_groups(self.data.seq_len_N, idx_SxKxB, self.groups, self.gathered)
+        ms = []
+        for g, members in enumerate(members_G):
+            width = self.data.width_for(idx_SxKxB[members])
+            positions, real = padding_stats(self.data, idx_SxKxB[members], width)
+            self.padding["positions"] += positions
+            self.padding["real"] += real
+            idx = shard_population(idx_SxKxB[members], self.mesh)
+            fn = self.chunk_fn(width)
+            if self.gathered:
+                self.states[0], m = fn(self.states[0], members, self.seeds[0], self.lrs[0], idx, step, *self.resident)
+            else:
+                self.states[g], m = fn(self.states[g], self.seeds[g], self.lrs[g], idx, step, *self.resident)
+            ms.append(m)
+        return in_member_order(join_population(ms), members_G) if self.gathered else join_population(ms)
+
+    def state(self) -> dict:
+        """The whole population's state (its buffers are donated to the next call: use it before stepping)."""
+        return join_population(self.states)
+
+    def params(self) -> dict:
+        return join_population([st["params"] for st in self.states])
+
+    def frozen(self) -> np.ndarray:
+        return np.concatenate(to_host([st["frozen"] for st in self.states]))

@@ -332,8 +332,6 @@ def run(
     if tc.member_groups > 1 and mesh.size > 1:
         raise UserError(f"train.member_groups={tc.member_groups} runs on one device; this run's population spans {mesh.size}: "
                         "set train.member_groups=1, or pass one device")
-    groups = batching.member_groups(cfg.population, tc.member_groups)
-    gathered = len(groups) > 1 and tc.group_by == "length"  # each call gathers its members from one population state
     ckpts = RunCheckpoints(run_dir, keep_all=tc.keep_checkpoints)
     log = MetricsLog(run_dir, tc.tensorboard)
     stop = install_stop_handler()
@@ -346,15 +344,9 @@ def run(
         write_config(cfg, run_dir)
         ckpts.drop_params_after(step)
         truncate_metrics(log.path, step)
-        fixed = [slice(None)] if gathered else groups  # the groups whose state lives apart
-        seeds_G = engine.split_population(engine.shard_population(np.asarray(cfg.seeds, np.int32), mesh), fixed)
-        lrs_G = engine.split_population(engine.shard_population(np.asarray(cfg.member_lrs, np.float32), mesh), fixed)
-        states = engine.split_population(state, fixed)  # each group's calls run at its own width
+        population = engine.Population(cfg, tdata, state, mesh)  # member groups, each call at its own width
         del state
-        resident = engine.replicate((tdata.flat_M, tdata.starts_N, tdata.seq_len_N), mesh)
-        chunk_fn = engine.chunk_runner(cfg, tdata, gathered)
         end = tc.steps if stop_at is None else min(stop_at, tc.steps)
-        pad = {"positions": 0, "real": 0}
         pending: list[dict] = []
         bar = tqdm(total=tc.steps, initial=step, disable=not progress, desc=f"{cfg.task} L{cfg.model.n_layers} S{cfg.population}", unit="step")
         try:
@@ -363,22 +355,9 @@ def run(
                 idx_SxKxB = batching.chunk_indices(cfg.seeds, step, nxt - step, tdata.n, tc.batch_size)
                 if tdata.layout == "packed":  # one step per call: see batching.PACKED_STEPS_PER_CALL
                     idx_SxKxB, nxt = idx_SxKxB[:, :batching.PACKED_STEPS_PER_CALL], step + batching.PACKED_STEPS_PER_CALL
-                ms = []
-                members_G = batching.call_groups(tdata.seq_len_N, idx_SxKxB, groups, gathered)
                 with deferred_interrupt():  # every group's call of this step, or none: a saved state is one step's
-                    for g, members in enumerate(members_G):
-                        width = tdata.width_for(idx_SxKxB[members])
-                        p, r = engine.padding_stats(tdata, idx_SxKxB[members], width)
-                        pad["positions"] += p
-                        pad["real"] += r
-                        idx = engine.shard_population(idx_SxKxB[members], mesh)
-                        if gathered:
-                            states[0], m = chunk_fn(width)(states[0], members, seeds_G[0], lrs_G[0], idx, step, *resident)
-                        else:
-                            states[g], m = chunk_fn(width)(states[g], seeds_G[g], lrs_G[g], idx, step, *resident)
-                        ms.append(m)
+                    pending.append(population.step(idx_SxKxB, step))
                     step = nxt
-                pending.append(engine.in_member_order(engine.join_population(ms), members_G) if gathered else engine.join_population(ms))
                 bar.update(nxt - bar.n)
                 is_log = step % tc.log_every == 0 or step == end
                 is_eval = evaluator is not None and (step % tc.eval_every == 0 or step == tc.steps)
@@ -387,16 +366,16 @@ def run(
                     host = engine.to_host(pending)  # one gather for every chunk's metrics
                     train_m = {k: np.concatenate([m[k] for m in host], axis=1) for k in host[0]}
                     pending = []
-                    eval_m = evaluator(engine.join_population([st["params"] for st in states]), step) if is_eval else None
+                    eval_m = evaluator(population.params(), step) if is_eval else None
                     if getattr(evaluator, "note", None):  # said once: the batches shrank to fit memory
                         bar.write(evaluator.note)
                         evaluator.note = None
-                    frozen_S = np.concatenate(engine.to_host([st["frozen"] for st in states]))
+                    frozen_S = population.frozen()
                     log.write(member_records(cfg, step, train_m, eval_m, frozen_S))
                     bar.set_postfix(loss=f"{np.nanmean(train_m['loss'][:, -1]):.3f}", **(
                         {"val": f"{np.mean(eval_m['val_acc']):.2f}", "gen": f"{np.mean(eval_m['gen_acc']):.2f}"} if eval_m else {}))
                 if is_ckpt:
-                    state = engine.join_population(states)
+                    state = population.state()
                     frozen_S = engine.to_host(state["frozen"])
                     with saving_errors(ckpts, step):
                         ckpts.save_params(step, engine.host_params(state["params"]), meta(cfg, step, frozen_S))
@@ -404,9 +383,9 @@ def run(
                     del state  # the groups' buffers are donated to their next calls
                 if stop["stop"]:
                     raise KeyboardInterrupt
-            save_state_if_newer(cfg, ckpts, step, engine.join_population(states))
+            save_state_if_newer(cfg, ckpts, step, population.state())
         except KeyboardInterrupt:
-            save_state_if_newer(cfg, ckpts, step, engine.join_population(states))
+            save_state_if_newer(cfg, ckpts, step, population.state())
             ckpts.wait()
             raise
         finally:
@@ -415,6 +394,7 @@ def run(
                 ckpts.wait()
             ckpts.close()
             restore_stop_handler(stop)
+    pad = population.padding
     if pad["real"] and is_writer():
         write_json(run_dir / "padding.json", {"positions_per_real_token": pad["positions"] / pad["real"], "pad_per_real_token": (pad["positions"] - pad["real"]) / pad["real"], "from_step": "this invocation"})
     return run_dir
