@@ -17,7 +17,8 @@
 #           programs of train.member_groups), and in 2 groups by length (train.group_by); where the step's time goes (profile_step.py, TF32 and
 #           fp32); XLA's GPU autotuning and Triton gemms against compile time (ab_step.py); the
 #           scan as one CUDA graph (TF32); QF depths 2 and 10, TI at 6 (S = 10); S = 160 at fp32;
-#           programs compiled in threads (parallel_compile.py); the sweep's projection
+#           programs compiled in threads (parallel_compile.py); the sweep's projection, and Dyck's
+#           hours for each grouping of its seeds (dyck_groups_projection.py)
 #   check   versions, the device, and one short sgjax bench (about 1-2 min)
 #   peer    QF 6 layers, S = 1 and 10, sgjax vs the torch peer (sequential, vmap; padded per batch
 #           as the original), fp32 and TF32, with one full evaluation timed; and fp32 against the
@@ -180,6 +181,9 @@ phase_quick() {  # the headline of every phase in one call, most important first
   # would a compile-ahead pool help here? two programs in turn, two in threads (1.3x on the 2-core CPU)
   experiment "quick_parallel_compile_qf_l$DEPTH" parallel_compile.py --depth "$DEPTH" --seeds "$s10" --chunk "$CHUNK"
   project quick_
+  # Dyck's hours for each grouping of its seeds, from the program sizes measured above (CPU arithmetic, seconds)
+  $PY experiments/dyck_groups_projection.py --results "$RESULTS" --depth "$DEPTH" \
+    --out "$RESULTS/quick_dyck_groups_projection.json" | tee "$RESULTS/quick_dyck_groups_projection.md" || echo "!! dyck_groups_projection failed"
   DEADLINE=""
 }
 

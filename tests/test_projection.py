@@ -49,3 +49,22 @@ def test_projection_scales_a_measured_rate_to_the_runs_mean_seed_step(tmp_path):
     path.write_text(json.dumps({"results": [rec]}))
     assert projection.parse_rates([str(path)])[0][("question", 6)] == pytest.approx(200.0)
     assert "| question | 6 | 300000 | 200.0 | measured |" in projection.project([str(path)])
+
+
+def test_dyck_groups_projection_reads_each_program_size(tmp_path):
+    """experiments/dyck_groups_projection.py: a grouping's hours are its whole-run FLOPs over its program size's FLOP/s."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import dyck_groups_projection as dgp
+
+    rows = [{"kind": "sgjax", "population": 1, "achieved_flops": 2e13}, {"kind": "sgjax", "population": 5, "achieved_flops": 4e13},
+            {"kind": "vmap", "population": 2, "achieved_flops": 1e13}]
+    path = tmp_path / "quick_dyck_groups_l6.json"
+    path.write_text(json.dumps({"results": rows}))
+    assert dgp.measured_flops(path, 5) == 4e13 and dgp.measured_flops(path, 2) is None  # only sgjax's rows count
+    assert dgp.measured_flops(tmp_path / "absent.json", 1) is None
+    flops_total = sum(10 * 400_000 * projection.sweep_flops_per_seed_step("dyck", d, 10) for d in (2, 4, 6, 8, 10))
+    assert dgp.dyck_hours(10, "seed", 2e13) == pytest.approx(flops_total / 2e13 / 3600)
+    assert dgp.dyck_hours(2, "length", 2e13) < dgp.dyck_hours(2, "seed", 2e13)  # by length: fewer FLOPs, same rate
