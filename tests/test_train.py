@@ -348,6 +348,8 @@ def test_member_groups_train_as_one_population_with_less_padding(tmp_path, toy_c
         C.validate(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, member_groups=4)))
     with pytest.raises(C.ConfigError, match="rows are all one width"):  # rows gain nothing from groups
         C.validate(C.override(cfg, ["data.layout=rows", "train.member_groups=2"]))
+    with pytest.raises(C.ConfigError, match="group_by must be seed|length"):
+        C.validate(C.override(cfg, ["train.group_by=size"]))
 
 
 def test_ctrl_c_while_a_steps_calls_are_dispatched_takes_effect_after_them():
