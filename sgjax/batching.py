@@ -210,11 +210,6 @@ def rounded(need_C: np.ndarray, packed: bool) -> np.ndarray:
     return np.vectorize(rung.__getitem__, otypes=[np.int64])(need_C)
 
 
-def rung_lengths(tokens_SxT: np.ndarray, k_steps: int, packed: bool) -> np.ndarray:
-    """The raw packed length of every call of `k_steps` steps: its longest batch over members and steps, rounded as width_for rounds it."""
-    return rounded(call_tokens(tokens_SxT, k_steps).max(axis=0), packed)
-
-
 def group_lengths(tokens_SxT: np.ndarray, k_steps: int, packed: bool, groups: list[slice], by_length: bool) -> np.ndarray:
     """[G, calls] the raw packed length of each member group's calls (call_groups: by seed, or by_length)."""
     tokens_SxC = call_tokens(tokens_SxT, k_steps)
@@ -230,4 +225,4 @@ def call_lengths(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_s
     One program is compiled per distinct length, so this counts a whole run's compiles without walking
     it call by call.
     """
-    return bounded(rung_lengths(step_tokens(seq_len_N, seeds, steps, batch_size), k_steps, packed), floor, tail)
+    return bounded(group_lengths(step_tokens(seq_len_N, seeds, steps, batch_size), k_steps, packed, [slice(None)], False)[0], floor, tail)

@@ -87,11 +87,10 @@ def call_widths(tdata, p: dict, idx: list) -> list:
 def group_plans(cfg, tdata, p: dict) -> list[tuple[list, list, list]]:
     """(members, indices, widths) of every call, for each member group (train.member_groups, group_by); --one-width:
     every call at the widest, one program."""
-    from sgjax import batching
+    from sgjax import batching, engine
 
     idx = call_indices(cfg, tdata, p)
-    groups = batching.member_groups(cfg.population, cfg.train.member_groups)
-    by_length = len(groups) > 1 and cfg.train.group_by == "length"
+    groups, by_length = engine.member_grouping(cfg)
     calls = [batching.call_groups(tdata.seq_len_N, i, groups, by_length) for i in idx]  # [call][group] members
     plans = []
     for g in range(len(groups)):
@@ -163,45 +162,37 @@ def run_sgjax(p: dict) -> dict:
     if tdata.layout == "packed":  # as the host loop runs packed batches: one step per call, as many steps in all
         p = {**p, "steps_per_call": batching.PACKED_STEPS_PER_CALL, "calls": p["calls"] * p["steps_per_call"]}
     plans = group_plans(cfg, tdata, p)
-    groups = batching.member_groups(cfg.population, cfg.train.member_groups)
-    gathered = len(groups) > 1 and cfg.train.group_by == "length"  # one population state, each call gathers its members
     dev = jax.devices()[0]
     with jax.default_matmul_precision(p["precision"]):
-        states = engine.split_population(engine.init_population(cfg), [slice(None)] if gathered else groups)
-        seeds_S = jnp.asarray(cfg.seeds, jnp.int32)
-        lrs_S = jnp.asarray(cfg.member_lrs, jnp.float32)
-        resident = tdata.device_arrays()
+        pop = engine.Population(cfg, tdata, engine.init_population(cfg), engine.seed_mesh(cfg.population, [dev]))
 
-        def call(g: int, c: int, step: int):
-            """(the compiled program's key, its arguments) for group g's call c."""
+        def call(g: int, c: int) -> tuple:
+            """(the compiled program's key, members, batch indices) of group g's call c."""
             members, plan, widths = plans[g]
-            idx = jnp.asarray(plan[c])
-            if gathered:
-                return (len(members[c]), widths[c]), (states[0], jnp.asarray(members[c]), seeds_S, lrs_S, idx, step, *resident)
-            return (len(members[c]), widths[c]), (states[g], seeds_S[groups[g]], lrs_S[groups[g]], idx, step, *resident)
+            return (len(members[c]), widths[c]), jnp.asarray(members[c]), jnp.asarray(plan[c])
 
         compiled, compile_s = {}, []
         for g, (_, plan, _) in enumerate(plans):  # every (group size, width) the calls need, compiled before timing
             for c in range(len(plan)):
-                key, args = call(g, c, STEP0)
+                key, members, idx = call(g, c)
                 if key not in compiled:
                     t0 = time.perf_counter()
-                    compiled[key] = engine.make_chunk(cfg, tdata.layout, key[1], gathered).lower(*args).compile()
+                    fn = engine.make_chunk(cfg, tdata.layout, key[1], pop.gathered)
+                    compiled[key] = fn.lower(*pop.call_args(g, members, idx, STEP0)).compile()
                     compile_s.append(time.perf_counter() - t0)
         times, faults, step = [], [], STEP0
         for c in range(len(plans[0][1])):
             f0, t0 = minor_faults(), time.perf_counter()
             ms = []
             for g in range(len(plans)):
-                key, args = call(g, c, step)
-                states[0 if gathered else g], m = compiled[key](*args)
-                ms.append(m)
-            jax.block_until_ready((states, ms))
+                key, members, idx = call(g, c)
+                ms.append(pop.run(compiled[key], g, members, idx, step))
+            jax.block_until_ready((pop.states, ms))
             if c >= p["warmup"]:
                 times.append(time.perf_counter() - t0)
                 faults.append(minor_faults() - f0)
             step += p["steps_per_call"]
-        state = engine.join_population(states)
+        state = pop.state()
         out = {"compile_s": compile_s[0], "compile_total_s": sum(compile_s), "compiles": len(compile_s), "call_s": times,
                "page_faults_per_call": statistics.median(faults), "final_loss": float(jnp.mean(engine.join_population(ms)["loss"][:, -1]))}
         if p["eval"]:
@@ -211,7 +202,7 @@ def run_sgjax(p: dict) -> dict:
     # a group's width per timed call: [w, ...] for one group, [[w_group, ...], ...] for several
     widths = [list(ws) for ws in zip(*(w for _, _, w in plans))] if len(plans) > 1 else plans[0][2]
     out["layout"], out["widths"] = tdata.layout, widths[p["warmup"]:]
-    out["group_sizes"], out["group_by"] = [g.stop - g.start for g in groups], cfg.train.group_by
+    out["group_sizes"], out["group_by"] = [g.stop - g.start for g in pop.groups], cfg.train.group_by
     out["steps_per_call"], out["calls"] = p["steps_per_call"], p["calls"]
     return out
 

@@ -248,6 +248,13 @@ def chunk_runner(cfg: Config, data: TrainData, gathered: bool = False):
     return get
 
 
+def member_grouping(cfg: Config) -> tuple[list[slice], bool]:
+    """The population's member groups (train.member_groups), and whether each call gathers its members from one
+    state (train.group_by=length) rather than each group keeping its own."""
+    groups = batching.member_groups(cfg.population, cfg.train.member_groups)
+    return groups, len(groups) > 1 and cfg.train.group_by == "length"
+
+
 class Population:
     """The population as the host loop steps it: member groups (train.member_groups), each call at its own width.
 
@@ -257,8 +264,7 @@ class Population:
 
     def __init__(self, cfg: Config, data: TrainData, state, mesh: Mesh):
         self.data, self.mesh = data, mesh
-        self.groups = batching.member_groups(cfg.population, cfg.train.member_groups)
-        self.gathered = len(self.groups) > 1 and cfg.train.group_by == "length"
+        self.groups, self.gathered = member_grouping(cfg)
         apart = [slice(None)] if self.gathered else self.groups  # the groups whose state lives apart
         self.seeds = split_population(shard_population(np.asarray(cfg.seeds, np.int32), mesh), apart)
         self.lrs = split_population(shard_population(np.asarray(cfg.member_lrs, np.float32), mesh), apart)
@@ -272,18 +278,24 @@ class Population:
         members_G = batching.call_groups(self.data.seq_len_N, idx_SxKxB, self.groups, self.gathered)
         ms = []
         for g, members in enumerate(members_G):
-            width = self.data.width_for(idx_SxKxB[members])
-            positions, real = padding_stats(self.data, idx_SxKxB[members], width)
+            idx_MxKxB = idx_SxKxB[members]
+            width = self.data.width_for(idx_MxKxB)
+            positions, real = padding_stats(self.data, idx_MxKxB, width)
             self.padding["positions"] += positions
             self.padding["real"] += real
-            idx = shard_population(idx_SxKxB[members], self.mesh)
-            fn = self.chunk_fn(width)
-            if self.gathered:
-                self.states[0], m = fn(self.states[0], members, self.seeds[0], self.lrs[0], idx, step, *self.resident)
-            else:
-                self.states[g], m = fn(self.states[g], self.seeds[g], self.lrs[g], idx, step, *self.resident)
-            ms.append(m)
+            ms.append(self.run(self.chunk_fn(width), g, members, shard_population(idx_MxKxB, self.mesh), step))
         return in_member_order(join_population(ms), members_G) if self.gathered else join_population(ms)
+
+    def call_args(self, g: int, members, idx_MxKxB, step) -> tuple:
+        """Group g's call's arguments: its own state, seeds and lrs, or (gathered) the population's and its members."""
+        if self.gathered:
+            return (self.states[0], members, self.seeds[0], self.lrs[0], idx_MxKxB, step, *self.resident)
+        return (self.states[g], self.seeds[g], self.lrs[g], idx_MxKxB, step, *self.resident)
+
+    def run(self, fn: Callable, g: int, members, idx_MxKxB, step) -> dict:
+        """Call `fn` (group g's chunk) and keep the state it returns; its metrics."""
+        self.states[0 if self.gathered else g], metrics = fn(*self.call_args(g, members, idx_MxKxB, step))
+        return metrics
 
     def state(self) -> dict:
         """The whole population's state (its buffers are donated to the next call: use it before stepping)."""
