@@ -21,7 +21,7 @@ import json
 
 import numpy as np
 
-from sgjax import batching, config, data, evaluate, flops, loop, projection
+from sgjax import batching, config, data, evaluate, flops, loop, projection, scoring
 
 GOAL_HOURS = 6.0
 
@@ -41,7 +41,7 @@ def eval_shapes(cfg) -> list[tuple[float, float, int]]:
             key = next(k for k in ("line", "seq", "prefix") if k in group)
             nb, r, w = group[key].shape
             if key == "prefix":  # TI: the prefix pass, then one position per decoded token
-                w += evaluate.decode_steps(cfg.eval.max_decode_steps, group["target"].shape[-1])
+                w += scoring.decode_steps(cfg.eval.max_decode_steps, group["target"].shape[-1])
             out.append((float(nb * r * w), float(nb * r), int(w)))
     return out
 

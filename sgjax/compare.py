@@ -130,10 +130,10 @@ def format_table(result: dict[str, dict]) -> str:
 
 def plot(rec_a: list[dict], rec_b: list[dict], out_dir: Path, labels=("A", "B")) -> list[Path]:
     """compare.png/.pdf: per metric, each run's mean curve over seeds with its min-max band."""
-    from sgjax import report
+    from sgjax.report import figures
 
     rec = [rec_a, rec_b]
-    fig, axes = report.new_figure(len(METRICS))
+    fig, axes = figures.new_figure(len(METRICS))
     for ax, key in zip(axes, METRICS):
         for records, label, color, style in zip(rec, labels, ("tab:blue", "tab:orange"), ("-", "--")):
             c = curves(records, key)
@@ -146,7 +146,7 @@ def plot(rec_a: list[dict], rec_b: list[dict], out_dir: Path, labels=("A", "B"))
         if ax.lines:  # a metric neither run logged stays an empty panel
             ax.legend(fontsize=8)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return report.save(fig, out_dir, "compare")
+    return figures.save(fig, out_dir, "compare")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -134,7 +134,7 @@ def check_positions(cfg: Config, splits: dict) -> None:
     if cfg.train.eval_every > 0:
         lengths += [s.lengths_N for name, s in splits.items() if name != "train"]
     longest = max((int(n.max(initial=0)) for n in lengths), default=0)
-    # SOS, EOS; TI decodes up to 3 tokens past the longest target (evaluate.decode_steps), 2 more than its EOS
+    # SOS, EOS; TI decodes up to 3 tokens past the longest target (scoring.decode_steps), 2 more than its EOS
     need = longest + 2 + (2 if cfg.task == "tense" and cfg.train.eval_every > 0 else 0)
     if need > cfg.model.max_len:
         raise ConfigError(f"model.max_len {cfg.model.max_len} is shorter than the {need} positions the data needs "

@@ -92,7 +92,7 @@ def test_table_numbers(sweep_report):
     assert row2[3] == "1/3" and row2[4] == "0/10"
     assert "seed 62 non-finite from step 400" in md
     assert "- question: 4 layers" in md
-    assert report.layers(1) == "1 layer"  # the best-depth list and non-finite lines use it
+    assert report.stats.layers(1) == "1 layer"  # the best-depth list and non-finite lines use it
 
 
 def test_tree_table_and_gaps(sweep_report):
@@ -100,7 +100,7 @@ def test_tree_table_and_gaps(sweep_report):
     md = path.read_text()
     tscore4 = np.mean([0.3 + 0.4 + 0.01 * (s % 3) for s in SEEDS])
     assert f"| question | 4 | 600 | {tscore4:.3f} | – | – | 0.700 | – |" in md  # paper has no 4-layer QF tree projection
-    g = report.mean_curve_gaps(report.load_run(sweep_report[0] / "question_L4", "question", 4).evals)
+    g = report.stats.mean_curve_gaps(report.runs.load_run(sweep_report[0] / "question_L4", "question", 4).evals)
     assert g["es_step"] == ES_STEP
     assert math.isclose(g["gap_end"], 1.0 - np.mean(FINALS[4]), abs_tol=1e-9)
     # ours, the same rule on the paper's own mean curve (QF 6 layers: ES at 9k, Δ 50.8), and the paper's label
@@ -122,19 +122,19 @@ def stats(depth, n_grok, mean_final, n=3):
 
 
 def test_best_depth_rule():
-    assert report.best_depth([stats(2, 1, 0.9), stats(4, 2, 0.5)]) == 4  # most grokking seeds wins
-    assert report.best_depth([stats(2, 2, 0.7), stats(4, 2, 0.8), stats(6, 1, 0.99)]) == 4  # tie -> higher mean final
-    assert report.best_depth([stats(6, 2, 0.8), stats(2, 2, 0.8)]) == 2  # full tie -> fewer layers
-    assert report.best_depth([stats(2, 0, None, n=0)]) is None
-    assert report.best_depth([stats(2, 3, 0.8, n=10), stats(4, 2, 0.7, n=3)]) == 4  # a share: 2/3 beats 3/10
+    assert report.stats.best_depth([stats(2, 1, 0.9), stats(4, 2, 0.5)]) == 4  # most grokking seeds wins
+    assert report.stats.best_depth([stats(2, 2, 0.7), stats(4, 2, 0.8), stats(6, 1, 0.99)]) == 4  # tie -> higher mean final
+    assert report.stats.best_depth([stats(6, 2, 0.8), stats(2, 2, 0.8)]) == 2  # full tie -> fewer layers
+    assert report.stats.best_depth([stats(2, 0, None, n=0)]) is None
+    assert report.stats.best_depth([stats(2, 3, 0.8, n=10), stats(4, 2, 0.7, n=3)]) == 4  # a share: 2/3 beats 3/10
 
 
 def test_fig3b_takes_the_deepest_grokking_depth_and_mixed_horizons_are_flagged(tmp_path):
     """SPEC §5.5 (TI 2/4/6): the deepest depth plotted is the largest with a grokking seed, not the largest."""
     root = make_sweep(tmp_path / "sw", finals={2: (0.1, 0.1, 0.1), 4: (0.9, 0.9, 0.2), 6: (0.85, 0.1, 0.1),
                                                 8: (0.1, 0.1, 0.1)})
-    runs = report.discover_runs(root)
-    assert [r.depth for r in report.pick_depths(runs, 4)] == [2, 4, 6]
+    runs = report.runs.discover_runs(root)
+    assert [r.depth for r in report.stats.pick_depths(runs, 4)] == [2, 4, 6]
     assert "last evaluated at different steps" not in report.write_report(root).read_text()
     make_run(root / "question_L10", "question", 10, (0.1, 0.1, 0.1), steps=300)  # stopped early
     md = report.write_report(root).read_text()
@@ -142,9 +142,9 @@ def test_fig3b_takes_the_deepest_grokking_depth_and_mixed_horizons_are_flagged(t
 
 
 def test_seed_summary_rules():
-    e = report.Series(np.array([1, 2, 3, 4, 5, 6]), np.array([0.5, 0.9, 0.9, 0.9, 0.9, 1.0]),
+    e = report.runs.Series(np.array([1, 2, 3, 4, 5, 6]), np.array([0.5, 0.9, 0.9, 0.9, 0.9, 1.0]),
                       np.array([0.1, 0.85, 0.7, 0.9, 0.95, 0.82]))
-    s = report.seed_summary(e)
+    s = report.runs.seed_summary(e)
     assert s["final_gen"] == 0.82 and s["max_gen"] == 0.95 and s["step_of_max_gen"] == 5
     assert s["first_step_gen_ge_80"] == 2 and s["step_gen_stays_ge_80"] == 4
     assert s["es_step_first_max_val"] == 6 and s["es_step_patience3"] == 2  # patience stops after 3 flat evals
@@ -222,10 +222,10 @@ def test_paper_numbers():
 def test_tree_text():
     words = "the dog near the cat barked".split()
     tree = (((0, 1), (2, (3, 4))), 5)
-    assert report.bracketed(tree, words) == "(((the dog) (near (the cat))) barked)"
-    lines = report.tree_text(tree, words).splitlines()
+    assert report.trees.bracketed(tree, words) == "(((the dog) (near (the cat))) barked)"
+    lines = report.trees.tree_text(tree, words).splitlines()
     assert lines[0] == "┐" and lines[-1] == "└── barked" and len(lines) == 2 * len(words) - 1
-    assert report.tree_text(0, ["word"]) == "word"
+    assert report.trees.tree_text(0, ["word"]) == "word"
 
 
 def test_curve_lines_start_drops_early_steps(tmp_path):
@@ -233,9 +233,9 @@ def test_curve_lines_start_drops_early_steps(tmp_path):
     from matplotlib.figure import Figure
 
     make_run(tmp_path / "question_L2", "question", 2, FINALS[2])
-    run = report.load_run(tmp_path / "question_L2", "question", 2)
+    run = report.runs.load_run(tmp_path / "question_L2", "question", 2)
     ax = Figure().subplots()
-    assert report.curve_lines(ax, [run], report.TSCORE_KEYS, {2: "k"}, start=400) == "tscore"
+    assert report.figures.curve_lines(ax, [run], report.stats.TSCORE_KEYS, {2: "k"}, start=400) == "tscore"
     assert list(ax.lines[0].get_xdata()) == [400, 600]  # probed at 200, 400, 600
 
 
@@ -247,11 +247,11 @@ def test_fig3b_as_the_original_prefers_the_decoder_constant_and_the_sparsity_bug
     probe = tmp_path / "question_L2" / "probe.jsonl"
     recs = [dict(json.loads(l), weight_norm_dec_perL=90.0, sparsity_bug=-60.0) for l in probe.read_text().splitlines()]
     write_jsonl(probe, recs)
-    run = report.load_run(tmp_path / "question_L2", "question", 2)
+    run = report.runs.load_run(tmp_path / "question_L2", "question", 2)
     used = {}
     for as_original in (False, True):
-        for keys, title, _ in report.fig3b_panels(as_original):
-            used[(as_original, title)] = report.curve_lines(Figure().subplots(), [run], keys, {2: "k"})
+        for keys, title, _ in report.figures.fig3b_panels(as_original):
+            used[(as_original, title)] = report.figures.curve_lines(Figure().subplots(), [run], keys, {2: "k"})
     assert used[(False, "weight norm")] == "weight_norm_perL" and used[(False, "attention sparsity")] == "sparsity"
     assert used[(True, "weight norm")] == "weight_norm_dec_perL" and used[(True, "attention sparsity")] == "sparsity_bug"
     assert cli.main(["report", str(tmp_path), "--as-original"]) == 0
@@ -263,5 +263,5 @@ def test_a_run_without_task_and_depth_is_left_out_with_a_warning(tmp_path):
     odd.mkdir()
     (odd / "metrics.jsonl").write_text(json.dumps({"step": 100, "seed": 42, "train_loss": 1.0}) + "\n")
     with pytest.warns(UserWarning, match="copy_of_a_run left out of the report"):
-        runs = report.discover_runs(tmp_path / "sw")
+        runs = report.runs.discover_runs(tmp_path / "sw")
     assert [(r.task, r.depth) for r in runs] == [("question", 2), ("question", 4)]

@@ -1,0 +1,82 @@
+"""`sgjax report SWEEP_DIR`: the paper's figures and tables from a sweep, beside the paper's numbers.
+
+    write_report(sweep_dir, out=None) -> SWEEP_DIR/report/report.md  (figures as PNG and PDF beside it)
+
+A sweep directory holds one run directory per (task, depth), named `<task>_L<depth>` (sgjax.sweep);
+a single run directory works too. Rules (docs/report.md): a seed "groks" when its final gen ≥ 0.8
+(D17); early stopping is the first checkpoint where val reaches its maximum (D18, patience-3 and
+first val ≥ 0.99 also tabulated); the best depth has the most grokking seeds, ties broken by the
+higher mean final gen, then the smaller depth.
+
+    runs     reading the sweep's run directories
+    stats    per-depth aggregates, curves, the best depth
+    figures  the figures (matplotlib, Agg canvas)
+    tables   report.md's tables and notes
+    trees    trees as text
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sgjax.errors import UserError
+from sgjax.report.figures import fig2, fig3a, fig3b, fig4, per_seed_figure, train_loss_figure
+from sgjax.report.runs import Run, discover_runs, load_run
+from sgjax.report.stats import best_depth, best_of, depth_stats
+from sgjax.report.tables import markdown
+from sgjax.report.trees import bracketed, tree_text
+
+__all__ = ["Run", "add_arguments", "best_depth", "bracketed", "depth_stats", "discover_runs", "load_run", "run", "tree_text",
+           "write_report"]
+
+
+def write_report(sweep_dir, out=None, *, as_original: bool = False) -> Path:
+    """Write figures (PNG + PDF) and report.md into `out` (default SWEEP_DIR/report/); returns report.md's path.
+
+    `as_original`: Fig 3b as the paper drew it, where the probe recorded it (`fig3b_panels`).
+    """
+    sweep_dir = Path(sweep_dir)
+    runs = discover_runs(sweep_dir)
+    if not runs:
+        raise UserError(f"{sweep_dir} holds no run directories (<task>_L<depth>/ with config.json or metrics.jsonl)")
+    if not any(r.metrics or r.probe for r in runs):
+        raise UserError(f"nothing to plot in {sweep_dir}: its runs have no metrics.jsonl or probe.jsonl records yet")
+    out_dir = Path(out) if out is not None else sweep_dir / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tasks: dict[str, list[Run]] = {}
+    for r in runs:
+        tasks.setdefault(r.task, []).append(r)
+    stats = [depth_stats(r) for r in runs]
+    best = {t: best_depth([s for s in stats if s["task"] == t]) for t in tasks}
+    best_runs = best_of(runs, best)
+    figures = {
+        "Fig 2: structural grokking at the best depth": fig2(best_runs, out_dir) if best_runs else [],
+        "Fig 3a: inverted U": fig3a({t: [s for s in stats if s["task"] == t] for t in tasks if t in best_runs}, out_dir)
+        if best_runs else [],
+        "Fig 3b: weight norm, sparsity, tscore": fig3b(tasks, best, out_dir, as_original),
+        "Fig 4: tparseval": fig4(tasks, best, out_dir),
+    }
+    figures.update({f"Per-seed generalization: {t}": per_seed_figure(t, rs, out_dir) for t, rs in tasks.items()})
+    figures["Training loss"] = train_loss_figure(tasks, out_dir)
+    path = out_dir / "report.md"
+    path.write_text(markdown(sweep_dir, runs, stats, best, figures))
+    (out_dir / "report.json").write_text(json.dumps({"best_depth": best, "depths": stats}, indent=2, default=str))
+    return path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """CLI: `sgjax report SWEEP_DIR [--out DIR]`."""
+    p.add_argument("sweep_dir", help="a sweep directory (or a single run directory)")
+    p.add_argument("--out", help="where to write the report (default: SWEEP_DIR/report)")
+    p.add_argument("--as-original", action="store_true",
+                   help="Fig 3b as the paper drew it: weight norm with the unused decoder's constant (D6) and, where the "
+                        "probe ran with --sparsity-bug, the original's attention sparsity (D8)")
+
+
+def run(args) -> int:
+    """Write the report and print where it is."""
+    path = write_report(args.sweep_dir, args.out, as_original=args.as_original)
+    print(f"report: {path}")
+    return 0

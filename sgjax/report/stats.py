@@ -1,0 +1,137 @@
+"""What the report derives from runs: per-depth aggregates, mean curves and their gaps, probe curves, the best
+depth (D17, D18; docs/report.md)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from sgjax import summarize
+from sgjax.report.runs import Run, Series, as_float
+
+# probe.jsonl keys, first present wins (sgjax.probe.run; docs/probe.md)
+WEIGHT_NORM_KEYS = ("weight_norm_perL", "weight_norm_per_layer", "weight_norm_dec_perL", "weight_norm")
+SPARSITY_KEYS = ("sparsity",)
+TSCORE_KEYS = ("tscore",)
+TSCORE_SAMPLED_KEYS = ("tscore_sampled",)  # the original's one-random-split baseline (D20)
+TPARSEVAL_KEYS = ("tparseval",)
+RB_KEYS = ("tparseval_rb",)
+
+
+def layers(depth: int) -> str:
+    """'1 layer', '6 layers'."""
+    return f"{depth} layer" + ("s" if depth != 1 else "")
+
+
+def groks(summary: dict) -> bool:
+    """D17: final gen >= 0.8."""
+    return summary.get("final_gen") is not None and summary["final_gen"] >= summarize.GROK
+
+
+def _nanmean(xs) -> float | None:
+    """Mean of the non-None, non-NaN values (None if there are none)."""
+    v = [float(x) for x in xs if x is not None and not math.isnan(float(x))]
+    return float(np.mean(v)) if v else None
+
+
+def mean_curve(evals: dict[int, Series]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean val, mean gen) over seeds on the union of their eval steps (NaN-aware)."""
+    steps = np.array(sorted({int(s) for e in evals.values() for s in e.steps}), dtype=np.int64)
+    val = np.full((len(evals), len(steps)), np.nan)
+    gen = np.full_like(val, np.nan)
+    for k, e in enumerate(evals.values()):
+        idx = np.searchsorted(steps, e.steps)
+        val[k, idx], gen[k, idx] = e.val, e.gen
+    with warnings.catch_warnings():  # all-NaN steps (a seed without that eval) give NaN quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return steps, np.nanmean(val, 0), np.nanmean(gen, 0)
+
+
+def mean_curve_gaps(evals: dict[int, Series]) -> dict | None:
+    """Fig 2's marks on the mean curve: ES = first max of mean val; gaps val − gen there and at the end."""
+    if not evals:
+        return None
+    return curve_gaps(*mean_curve(evals))
+
+
+def curve_gaps(steps, val, gen) -> dict | None:
+    """ES = the first maximum of the val curve; the gaps val − gen there and at the last step."""
+    steps, val, gen = np.asarray(steps), np.asarray(val, float), np.asarray(gen, float)
+    i = summarize.first_max_index(val)
+    if i is None:
+        return None
+    return {"es_step": int(steps[i]), "es_val": float(val[i]), "es_gen": float(gen[i]), "gap_es": float(val[i] - gen[i]),
+            "end_step": int(steps[-1]), "end_val": float(val[-1]), "end_gen": float(gen[-1]), "gap_end": float(val[-1] - gen[-1])}
+
+
+def probe_curve(records: list[dict], keys) -> tuple[str, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(key, steps, mean, std over seeds) of the first of `keys` present with numbers in probe records."""
+    for key in keys:
+        by_step: dict[int, list[float]] = {}
+        for r in records:
+            v = as_float(r.get(key))
+            if not math.isnan(v):
+                by_step.setdefault(int(r["step"]), []).append(v)
+        if by_step:
+            steps = np.array(sorted(by_step))
+            return key, steps, np.array([np.mean(by_step[s]) for s in steps]), np.array([np.std(by_step[s]) for s in steps])
+    return None
+
+
+def last_probe_mean(records: list[dict], keys) -> float | None:
+    """Seed mean of a probe quantity at the last probed step."""
+    c = probe_curve(records, keys)
+    return None if c is None else float(c[2][-1])
+
+
+def depth_stats(run: Run) -> dict:
+    """One table row: seeds, grokking count, mean final/max/ES gen, last step, probe values at the last step."""
+    s = list(run.summaries.values())
+    col = lambda k: [x.get(k) for x in s]  # noqa: E731
+    last = last_probe_step(run.probe)
+    return {
+        "task": run.task, "depth": run.depth, "n_seeds": len(run.seeds), "n_eval_seeds": len(s),
+        "n_grok": sum(groks(x) for x in s), "mean_final_gen": _nanmean(col("final_gen")),
+        "mean_max_gen": _nanmean(col("max_gen")), "mean_es_gen": _nanmean(col("es_gen_at_first_max_val")),
+        "mean_es_gen_patience3": _nanmean(col("es_gen_patience3")), "mean_gen_at_val_ge_99": _nanmean(col("gen_at_first_val_ge_99")),
+        "last_eval_step": max((x["last_step"] for x in s if x["last_step"] is not None), default=None),
+        "tscore": last_probe_mean(run.probe, TSCORE_KEYS),
+        "tscore_sampled": last_probe_mean(run.probe, TSCORE_SAMPLED_KEYS), "tparseval": last_probe_mean(run.probe, TPARSEVAL_KEYS),
+        "probe_step": last, "nonfinite": dict(run.nonfinite),
+    }
+
+
+def last_probe_step(records: list[dict]) -> int | None:
+    """The last probed step."""
+    return max((int(r["step"]) for r in records), default=None)
+
+
+def best_depth(stats: list[dict]) -> int | None:
+    """The depth with the largest share of seeds final gen ≥ 0.8; ties -> higher mean final gen, then the smaller depth.
+
+    A share, not a count, so a depth with fewer seeds evaluated is not ranked down for it.
+    """
+    rows = [r for r in stats if r["n_eval_seeds"] > 0]
+    if not rows:
+        return None
+    key = lambda r: (r["n_grok"] / r["n_eval_seeds"], r["mean_final_gen"] if r["mean_final_gen"] is not None else -1.0,  # noqa: E731
+                     -r["depth"])
+    return max(rows, key=key)["depth"]
+
+
+def best_of(runs: list[Run], best: dict[str, int | None]) -> dict[str, Run]:
+    """{task: the run at its best depth} for tasks that have one."""
+    return {r.task: r for r in runs if best.get(r.task) == r.depth}
+
+
+def pick_depths(runs: list[Run], best: int | None) -> list[Run]:
+    """The shallowest, best and deepest grokking runs (distinct), as the paper picks (SPEC §5.5: TI 2/4/6).
+
+    Deepest = the largest depth with at least one seed final gen ≥ 0.8; the largest depth if none groks.
+    """
+    by_depth = {r.depth: r for r in runs}
+    grokking = [r.depth for r in runs if any(groks(x) for x in r.summaries.values())]
+    chosen = {min(by_depth), max(grokking or by_depth)} | ({best} if best in by_depth else set())
+    return [by_depth[d] for d in sorted(chosen)]

@@ -1,0 +1,158 @@
+"""report.md: the sweep's tables beside the paper's numbers, its notes, and the figures' links."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from sgjax.report.runs import Run
+from sgjax.report.stats import best_of, curve_gaps, layers, mean_curve_gaps
+
+
+def fmt(x, digits: int = 3) -> str:
+    """A number for a table cell ('–' for missing)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def paper_cells(task: str, depth: int) -> dict:
+    """The paper's values for one table row (Fig 3a count, log aggregates, tree projections at 300k)."""
+    from sgjax import paper
+
+    agg = paper.aggregate(task, depth) or {}
+    tp = paper.tree_projection(task, depth) or {}
+    f3 = paper.fig3a_counts(task).get(depth)
+    return {
+        "fig3a": None if f3 is None else f"{f3}/10",
+        "logs": None if not agg else f"{agg['n_final_gen_ge_0p8']}/{agg['n_seeds']}",
+        "final": agg.get("mean_final_gen"), "max": agg.get("mean_max_gen"), "es": agg.get("mean_gen_at_es_first_max_val"),
+        "tscore": tp.get("tscore_mean"), "tparseval": tp.get("tparseval_mean"),
+    }
+
+
+ACC_HEADER = ("| task | layers | last eval step | seeds final gen ≥ 0.8 | paper Fig 3a | paper logs | mean final gen | paper "
+              "| mean max gen | paper | mean ES gen | paper | ES gen (patience 3) | gen at first val ≥ 0.99 |")
+
+
+def accuracy_table(stats: list[dict], best: dict[str, int | None]) -> list[str]:
+    """Markdown rows: this sweep's accuracy numbers per task/depth beside the paper's."""
+    lines = [ACC_HEADER, "|" + "---|" * ACC_HEADER.count(" | ") + "---|"]
+    for r in stats:
+        p = paper_cells(r["task"], r["depth"])
+        star = " **(best)**" if best.get(r["task"]) == r["depth"] else ""
+        lines.append(
+            f"| {r['task']} | {r['depth']}{star} | {fmt(r['last_eval_step'])} | {r['n_grok']}/{r['n_eval_seeds']} | {fmt(p['fig3a'])} "
+            f"| {fmt(p['logs'])} | {fmt(r['mean_final_gen'])} | {fmt(p['final'])} | {fmt(r['mean_max_gen'])} | {fmt(p['max'])} "
+            f"| {fmt(r['mean_es_gen'])} | {fmt(p['es'])} | {fmt(r['mean_es_gen_patience3'])} | {fmt(r['mean_gen_at_val_ge_99'])} |")
+    return lines
+
+
+def tree_table(stats: list[dict]) -> list[str]:
+    """Markdown rows: tscore and tparseval at the last probed step beside the paper's at 300k."""
+    lines = ["| task | layers | probed step | tscore | tscore (sampled baseline) | paper (300k; Dyck 400k) | tparseval "
+             "| paper (300k; Dyck 400k) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in stats:
+        p = paper_cells(r["task"], r["depth"])
+        lines.append(f"| {r['task']} | {r['depth']} | {fmt(r['probe_step'])} | {fmt(r['tscore'])} | {fmt(r['tscore_sampled'])} | {fmt(p['tscore'])} "
+                     f"| {fmt(r['tparseval'])} | {fmt(p['tparseval'])} |")
+    return lines
+
+
+def gap_table(best_runs: dict[str, Run]) -> list[str]:
+    """Markdown rows: Fig 2's early-stopping point and gaps on the mean curve, beside the paper's Δ labels."""
+    from sgjax import paper
+
+    lines = ["| task | layers | ES step | mean gen at ES | Δ at ES (pts) | paper's curve, this rule: Δ at ES (step) "
+             "| paper's label Δ at ES | end step | mean gen at end | Δ at end (pts) | paper's curve Δ at end | paper's label Δ at end |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    pct = lambda x: None if x is None else 100 * x  # noqa: E731
+    for task, run in best_runs.items():
+        g = mean_curve_gaps(run.evals) or {}
+        pg = paper.fig2_gaps(task) or {}
+        c = paper.fig2_curve(task)
+        pc = (curve_gaps(c["step"], c["val"], c["gen"]) if c else None) or {}  # the same rule on the paper's own seeds
+        lines.append(f"| {task} | {run.depth} | {fmt(g.get('es_step'))} | {fmt(g.get('es_gen'))} | {fmt(pct(g.get('gap_es')), 1)} "
+                     f"| {fmt(pct(pc.get('gap_es')), 1)} ({fmt(pc.get('es_step'))}) | {fmt(pg.get('gap_es_pct'))} "
+                     f"| {fmt(g.get('end_step'))} | {fmt(g.get('end_gen'))} | {fmt(pct(g.get('gap_end')), 1)} "
+                     f"| {fmt(pct(pc.get('gap_end')), 1)} | {fmt(pg.get('gap_end_pct'))} |")
+    return lines
+
+
+def seed_table(runs: list[Run]) -> list[str]:
+    """Markdown rows: every seed's summary (D17/D18 variants)."""
+    lines = ["| task | layers | seed | final gen | max gen (@step) | first ≥0.8 | stays ≥0.8 from | ES gen (@step) "
+             "| ES patience-3 gen | gen at first val ≥0.99 | non-finite from |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        for seed, s in run.summaries.items():
+            lines.append(
+                f"| {run.task} | {run.depth} | {seed} | {fmt(s['final_gen'])} | {fmt(s['max_gen'])} ({fmt(s['step_of_max_gen'])}) "
+                f"| {fmt(s['first_step_gen_ge_80'])} | {fmt(s['step_gen_stays_ge_80'])} | {fmt(s['es_gen_at_first_max_val'])} "
+                f"({fmt(s['es_step_first_max_val'])}) | {fmt(s['es_gen_patience3'])} | {fmt(s['gen_at_first_val_ge_99'])} "
+                f"| {fmt(run.nonfinite.get(seed))} |")
+    return lines
+
+
+def nonfinite_lines(runs: list[Run]) -> list[str]:
+    """Which seeds went non-finite (frozen by the trainer), per run."""
+    bad = [(r, s, step) for r in runs for s, step in sorted(r.nonfinite.items())]
+    if not bad:
+        return ["No seed went non-finite."]
+    return [f"- {r.task} {layers(r.depth)}: seed {s} non-finite from step {step:,}" for r, s, step in bad]
+
+
+def horizon_lines(stats: list[dict]) -> list[str]:
+    """A warning for a task whose depths were last evaluated at different steps: their grokking counts do not compare."""
+    out = []
+    for task in dict.fromkeys(r["task"] for r in stats):
+        ends = {r["depth"]: r["last_eval_step"] for r in stats if r["task"] == task and r["last_eval_step"] is not None}
+        if len(set(ends.values())) > 1:
+            out.append(f"**Note:** {task}'s depths were last evaluated at different steps "
+                       f"({', '.join(f'{layers(d)}: {s}' for d, s in sorted(ends.items()))}); a seed groks by its final "
+                       "accuracy, so the best depth and Fig 3a compare runs at different points of training.")
+    return out + ([""] if out else [])
+
+
+def mixed_lr_lines(runs: list[Run]) -> list[str]:
+    """A warning for runs whose members trained at several learning rates: the report averages them as seeds."""
+    from sgjax.summarize import member_lrs
+
+    mixed = [(r, sorted(set(member_lrs(r.path).values()))) for r in runs]
+    mixed = [(r, lrs) for r, lrs in mixed if len(lrs) > 1]
+    return [f"**Note:** {r.task} {layers(r.depth)} trained its members at {len(lrs)} learning rates "
+            f"({', '.join(f'{lr:g}' for lr in lrs)}); this report averages them as if they were seeds. Each lr's own "
+            f"numbers: `summary.json` → `aggregate_by_lr` (sgjax summarize)." for r, lrs in mixed] + ([""] if mixed else [])
+
+
+def markdown(sweep_dir: Path, runs: list[Run], stats: list[dict], best: dict, figures: dict[str, list[Path]]) -> str:
+    """The whole report.md."""
+    best_runs = best_of(runs, best)
+    out = [f"# Structural grokking report: `{sweep_dir.name}`", ""]
+    manifest = sweep_dir / "sweep.json"
+    if manifest.exists():
+        m = json.loads(manifest.read_text())
+        out += ["Sweep: " + ", ".join(f"{k} `{', '.join(map(str, v)) if isinstance(v, list) else v}`" for k, v in m.items()), ""]
+    out += ["Rules (docs/report.md): a seed groks when its **final** generalization accuracy is ≥ 0.8 (D17); ES = early "
+            "stopping at the first checkpoint where in-domain (val) accuracy reaches its maximum (D18); the best depth has the "
+            "largest share of grokking seeds (ties: higher mean final gen, then fewer layers). Paper values: 10 paper seeds at 300k steps "
+            "(Dyck 400k); Fig 3a counts read from the figure, 'paper logs' from the original repo's logs (SPEC §6).", ""]
+    out += mixed_lr_lines(runs) + horizon_lines(stats)
+    out += ["## Best depth", ""] + [f"- {t}: {layers(d)}" if d is not None else f"- {t}: no evaluations" for t, d in best.items()]
+    out += ["", "## Accuracy (this sweep beside the paper)", ""] + accuracy_table(stats, best)
+    out += ["", "## Early stopping vs extended training (Fig 2, mean curve at the best depth)", ""] + gap_table(best_runs)
+    out += ["", "## Tree projections at the last probed step", "",
+            "tscore uses the probe's baseline (by default the exact mean over random splits, D20); the paper's used one "
+            "sampled split per node, as the 'sampled baseline' column. tparseval includes the root span (D23).", ""]
+    out += tree_table(stats)
+    out += ["", "## Non-finite seeds", ""] + nonfinite_lines(runs)
+    out += ["", "## Figures", ""]
+    for name, paths in figures.items():
+        if paths:
+            png = next(p for p in paths if p.suffix == ".png")
+            out += [f"### {name}", "", f"![{name}]({png.name})", "", "Files: " + ", ".join(f"`{p.name}`" for p in paths), ""]
+        else:
+            out += [f"### {name}", "", "_Not drawn: nothing to plot (no evaluations or no probe.jsonl)._", ""]
+    out += ["## Per-seed summary", "", "<details><summary>every seed</summary>", ""] + seed_table(runs) + ["", "</details>", ""]
+    return "\n".join(out)
