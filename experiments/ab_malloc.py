@@ -40,7 +40,8 @@ def main() -> None:
                 os.environ["SGJAX_MALLOC"] = malloc
                 r = bench.measure_isolated({**base, "steps_per_call": k, "calls": math.ceil(args.steps / k), "round": rnd})
                 row = {"round": rnd, "K": k, "malloc": malloc, "s_per_step": r["per_call_s"] / k,
-                       "faults_per_call": r["page_faults_per_call"], "widths": r["widths"], "malloc_tuned": r.get("malloc_tuned")}
+                       "faults_per_call": r["page_faults_per_call"], "widths": r["widths"], "malloc_tuned": r.get("malloc_tuned"),
+                       "call_s": r["call_s"], "call_faults": r.get("call_faults"), "peak_rss_bytes": r.get("peak_rss_bytes")}
                 rows.append(row)
                 print(f"round {rnd} K={k:3d} {malloc:7s} {row['s_per_step']:.3f} s/step  {row['faults_per_call']:>8.0f} faults/call", flush=True)
     summary = {}

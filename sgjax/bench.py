@@ -194,7 +194,8 @@ def run_sgjax(p: dict) -> dict:
             step += p["steps_per_call"]
         state = pop.state()
         out = {"compile_s": compile_s[0], "compile_total_s": sum(compile_s), "compiles": len(compile_s), "call_s": times,
-               "page_faults_per_call": statistics.median(faults), "final_loss": float(jnp.mean(engine.join_population(ms)["loss"][:, -1]))}
+               "page_faults_per_call": statistics.median(faults), "call_faults": faults,
+               "final_loss": float(jnp.mean(engine.join_population(ms)["loss"][:, -1]))}
         if p["eval"]:
             out.update(time_eval(cfg, state["params"]))
     out.update(peak_memory(dev))
@@ -248,7 +249,8 @@ def run_peer(p: dict) -> dict:
         if c >= p["warmup"]:
             times.append(time.perf_counter() - t0)
             faults.append(minor_faults() - f0)
-    out = {"call_s": times, "page_faults_per_call": statistics.median(faults), "final_loss": float(np.mean(losses)), "compile_s": None,
+    out = {"call_s": times, "page_faults_per_call": statistics.median(faults), "call_faults": faults,
+           "final_loss": float(np.mean(losses)), "compile_s": None,
            "torch_threads": torch.get_num_threads(), "device": f"{device}:torch {torch.__version__}",
            "layout": "rows", "widths": [width] * len(times), "peer_padding": p.get("peer_padding", "batch")}
     out.update(peak_memory())
@@ -257,14 +259,25 @@ def run_peer(p: dict) -> dict:
     return out
 
 
+def typical_call_s(call_s: list[float], widths: list) -> float:
+    """A steady call's seconds: each width's median call, averaged over the calls (so weighted by how often it runs).
+
+    A median, so a stray slow call (a process growing its heap mid-run, docs/performance.md) does not
+    count; per width, because widths cost differently and one median would pick one of them. Calls
+    of widths seen once (packed Dyck) count as they are: their mean.
+    """
+    by_width: dict[str, list[float]] = {}
+    for t, w in zip(call_s, widths):
+        by_width.setdefault(json.dumps(w), []).append(t)
+    return sum(len(ts) * statistics.median(ts) for ts in by_width.values()) / len(call_s)
+
+
 def measure(p: dict) -> dict:
     """One measurement, in this process; adds throughput, FLOP/s and the load average around it."""
     load0 = os.getloadavg()[0]
     raw = run_sgjax(p) if p["kind"] == "sgjax" else run_peer(p)
-    # one width: the median call, robust to a stray slow one; widths that vary (packed Dyck, member groups)
-    # cost differently, and the median would pick one of them: the mean is the run's throughput
     one_width = len({json.dumps(w) for w in raw["widths"]}) <= 1
-    per_call = (statistics.median if one_width else statistics.mean)(raw["call_s"])
+    per_call = typical_call_s(raw["call_s"], raw["widths"])
     rate = p["population"] * raw.get("steps_per_call", p["steps_per_call"]) / per_call
     cfg = bench_config(p["task"], p["depth"], 1, 1, p["precision"], p["overrides"])
     m = cfg.model
@@ -274,7 +287,7 @@ def measure(p: dict) -> dict:
     flops_C = [step_flops(w) if len(sizes) == 1 else sum(n * step_flops(wg) for n, wg in zip(sizes, w)) / sum(sizes)
                for w in raw["widths"]]
     flops = statistics.mean(flops_C)  # per seed-step, averaged over the timed calls' widths (and members' groups)
-    res = {**p, **raw, "seed_steps_per_s": rate, "per_call_s": per_call, "call_statistic": "median" if one_width else "mean",
+    res = {**p, **raw, "seed_steps_per_s": rate, "per_call_s": per_call, "call_statistic": "median" if one_width else "median per width",
            "flops_per_seed_step": flops, "achieved_flops": flops * rate,
            "loadavg_1m_before": load0, "loadavg_1m_after": os.getloadavg()[0]}
     peak = device_peak(raw["device"], p["precision"])

@@ -5,7 +5,9 @@ and frees them at the end. glibc serves big blocks with mmap and returns them wi
 call touches fresh pages: 261k page faults per one-step call on a 2-core VM, which made that step
 1.06-1.20x slower (experiments/results/ab_malloc_cpu_s10.json; within noise at 5 steps per call).
 One arena with no mmap and no trimming keeps those pages mapped; the next call reuses them.
-The cost: the process's resident memory stays at its peak. `SGJAX_MALLOC=default` opts out.
+The cost: the process's resident memory stays at its peak, and until the heap holds every width's
+temporaries, a freed block too small or cut into makes it grow by a block (seconds per GB on a VM
+slow to hand out fresh memory; docs/performance.md). `SGJAX_MALLOC=default` opts out.
 """
 
 from __future__ import annotations

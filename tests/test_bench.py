@@ -216,6 +216,15 @@ def test_sgjax_measurement_runs_each_call_at_the_loops_width():
     assert r["seed_steps_per_s"] > 0 and r["page_faults_per_call"] >= 0
 
 
+def test_a_steady_call_is_each_widths_median_weighted_by_its_calls():
+    """One stray slow call (a heap grown mid-run) does not count; widths that cost differently all do."""
+    assert bench.typical_call_s([8.0, 15.0, 8.2, 7.9], [224] * 4) == pytest.approx(8.1)  # one width: the median
+    calls = [8.0, 9.0, 15.0, 8.2, 9.2, 7.8, 9.1]
+    widths = [224, 240, 224, 224, 240, 224, 240]  # 4 calls at 224 (median 8.1), 3 at 240 (median 9.1)
+    assert bench.typical_call_s(calls, widths) == pytest.approx((4 * 8.1 + 3 * 9.1) / 7)
+    assert bench.typical_call_s([1.0, 2.0, 6.0], [[40], [56], [64]]) == pytest.approx(3.0)  # every width once: the mean
+
+
 def test_packed_measurement_runs_one_step_per_call_as_the_loop():
     """Dyck's packed batches: the loop calls one step at a time, so the bench times the same steps that way."""
     p = {"kind": "sgjax", "task": "dyck", "depth": 1, "population": 2, "precision": "highest", "seq_len": 37,
