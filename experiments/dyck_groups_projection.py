@@ -42,10 +42,7 @@ def measured_flops(path: Path, population: int) -> float | None:
 
 def dyck_hours(groups: int, group_by: str, flops_per_s: float) -> float:
     """Hours of Dyck training in the paper sweep (10 seeds x 400k steps at each depth) at this FLOP/s."""
-    steps = projection.SWEEP["dyck"][0]
-    total = sum(projection.SWEEP_SEEDS * steps * projection.sweep_flops_per_seed_step("dyck", d, groups, group_by)
-                for d in projection.SWEEP_DEPTHS)
-    return total / flops_per_s / 3600
+    return projection.sweep_train_flops("dyck", groups, group_by) / flops_per_s / 3600
 
 
 def main() -> None:

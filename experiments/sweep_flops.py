@@ -31,6 +31,11 @@ def forward_flops(depth: int, m, positions: float, rows: float, width: int) -> f
     return flops.train_flops_per_step(depth, m.d_model, m.d_ff, m.vocab_size, positions, rows, width) / 3.0
 
 
+def mean_call_length(layout: str, calls) -> float:
+    """The calls' mean packed length ((width, calls) pairs of projection.sweep_calls; unpadded widths carry their row)."""
+    return sum(n * (w if layout == "packed" else w[0]) for w, n in calls) / sum(n for _, n in calls)
+
+
 def eval_shapes(cfg) -> list[tuple[float, float, int]]:
     """(positions, rows, width) of every evaluation group of one member, as the evaluator pads them."""
     splits = data.load_splits(cfg.task)
@@ -52,8 +57,7 @@ def task_flops(task: str) -> dict:
     cfg = dataclasses.replace(config.preset("paper", task, 6), seeds=config.PAPER_SEEDS[: projection.SWEEP_SEEDS])
     layout, calls, _ = projection.sweep_calls(task)
     shapes = eval_shapes(cfg)
-    mean_width = sum(n * (w if layout == "packed" else w[0]) for w, n in calls) / sum(n for _, n in calls)
-    out = {"layout": layout, "steps": steps, "eval_every": cadence, "mean_call_length": mean_width}
+    out = {"layout": layout, "steps": steps, "eval_every": cadence, "mean_call_length": mean_call_length(layout, calls)}
     for depth in projection.SWEEP_DEPTHS:
         m = dataclasses.replace(cfg.model, n_layers=depth)
         per_step = projection.sweep_flops_per_seed_step(task, depth)
@@ -91,13 +95,10 @@ def member_groups(task: str, arms=("1", "2", "2:length", "5", "5:length", "10"))
         g, _, by = spec.partition(":")
         g, by = int(g), by or "seed"
         layout, calls, _ = projection.sweep_calls(task, g, by)
-        n = sum(c for _, c in calls)
-        per_step = {d: projection.sweep_flops_per_seed_step(task, d, g, by) for d in projection.SWEEP_DEPTHS}
         out[spec] = {"members_per_program": projection.SWEEP_SEEDS // g, "group_by": by, "programs": len(calls),
-                     "mean_width": sum(c * (w if layout == "packed" else w[0]) for w, c in calls) / n,
-                     "gflop_per_seed_step_L6": per_step[6] / 1e9,
-                     "train_pflop_10_seeds_5_depths": sum(projection.SWEEP_SEEDS * projection.SWEEP[task][0] * f
-                                                          for f in per_step.values()) / 1e15}
+                     "mean_width": mean_call_length(layout, calls),
+                     "gflop_per_seed_step_L6": projection.sweep_flops_per_seed_step(task, 6, g, by) / 1e9,
+                     "train_pflop_10_seeds_5_depths": projection.sweep_train_flops(task, g, by) / 1e15}
     return out
 
 

@@ -89,6 +89,11 @@ def sweep_flops_per_seed_step(task: str, depth: int, groups: int = 1, group_by: 
     return flops / sum(n for _, n in calls)
 
 
+def sweep_train_flops(task: str, groups: int = 1, group_by: str = "seed") -> float:
+    """FLOPs of training `task` in the paper sweep: its seeds x steps at each of its depths (in member `groups`)."""
+    return sum(SWEEP_SEEDS * SWEEP[task][0] * sweep_flops_per_seed_step(task, d, groups, group_by) for d in SWEEP_DEPTHS)
+
+
 def fill(table: dict, task: str, depth: int, per_step: bool) -> tuple[float | None, str]:
     """A value for (task, depth): measured; else fitted as a + b*depth over the task's depths; else from one depth."""
     if (task, depth) in table:
