@@ -15,6 +15,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 # The reference CSVs' dataset names -> sgjax task names.
 TASKS = {"question_formation": "question", "tense_inflection": "tense", "dyck_20_10": "dyck"}
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "sgjax" / "resources" / "paper_results.json"
@@ -103,6 +105,26 @@ def tree_curves(rows: list[dict]) -> dict:
     return dict(out)
 
 
+def quantiles(xs: list[float]) -> dict:
+    """min, quartiles (numpy's linear rule), max of a sample, rounded."""
+    q = np.quantile(np.asarray(xs, dtype=float), [0, 0.25, 0.5, 0.75, 1])
+    return dict(zip(("min", "q25", "median", "q75", "max"), (round(float(v), 5) for v in q)))
+
+
+def seed_spread(rows: list[dict]) -> dict:
+    """{task: {depth: {step[], n_seeds[], val{min,q25,median,q75,max}[], gen{...}[]}}}: every logged seed, per checkpoint."""
+    acc: dict = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        acc[(TASKS[r["dataset"]], int(r["depth"]))][int(r["step"])].append(
+            (float(r["indomain_val_acc"]), float(r["generalization_acc"])))
+    out: dict = defaultdict(dict)
+    for (task, depth), by_step in sorted(acc.items()):
+        steps = sorted(by_step)
+        cols = lambda i: [quantiles([pair[i] for pair in by_step[s]]) for s in steps]  # noqa: E731
+        out[task][str(depth)] = {"step": steps, "n_seeds": [len(by_step[s]) for s in steps], "val": cols(0), "gen": cols(1)}
+    return dict(out)
+
+
 def build(ref: Path) -> dict:
     """Everything the report needs, from the reference CSV directory."""
     agg = [typed(r) for r in read_csv(ref / "aggregate_summary.csv")]
@@ -117,6 +139,7 @@ def build(ref: Path) -> dict:
         "aggregate": agg,
         "per_seed": [typed(r) for r in read_csv(ref / "per_seed_summary.csv")],
         "tree_projection_summary": [typed(r) for r in read_csv(ref / "tree_projection_summary.csv")],
+        "seed_spread": seed_spread(read_csv(ref / "accuracy_curves_per_checkpoint.csv")),
         "tree_projection_curves": tree_curves(read_csv(ref / "tree_projection_scores_per_checkpoint.csv")),
         "right_branching": [typed(r) for r in read_csv(ref / "right_branching_baselines.csv")],
     }

@@ -55,6 +55,15 @@ def tree_projection_curve(task: str, depth: int) -> dict | None:
     return load()["tree_projection_curves"].get(task, {}).get(str(depth))
 
 
+def seed_spread(task: str, depth: int) -> dict | None:
+    """Every logged seed's accuracies per checkpoint: {step[], n_seeds[], val[], gen[]}, each entry {min, q25, median, q75, max}.
+
+    From the original repo's logs at the paper's plotted depth (QF 6, TI 4: 20 seeds each; Dyck 6: 6-10 seeds a
+    checkpoint), so a run of a few seeds can be placed among the paper's seeds step by step.
+    """
+    return load()["seed_spread"].get(task, {}).get(str(depth))
+
+
 def right_branching(task: str, split: str = RB_SPLIT_PREFIX) -> float | None:
     """tparseval of right-branching trees against gold on `split` sentences (train = Fig 4's line)."""
     for r in load()["right_branching"]:

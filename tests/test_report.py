@@ -219,6 +219,39 @@ def test_paper_numbers():
     assert paper.fig2_gaps("tense")["gap_es_pct"] == 50
 
 
+def test_paper_seed_spread():
+    spread = paper.seed_spread("question", 6)
+    assert spread["step"][:3] == [3000, 6000, 9000] and spread["n_seeds"][0] == 20
+    for key in ("val", "gen"):
+        for q in spread[key]:
+            assert 0 <= q["min"] <= q["q25"] <= q["median"] <= q["q75"] <= q["max"] <= 1
+    assert spread["gen"][1]["median"] < spread["gen"][0]["median"] < spread["gen"][2]["median"]  # QF's dip at 6k
+    assert paper.seed_spread("tense", 4)["n_seeds"][0] == 20 and paper.seed_spread("dyck", 6) is not None
+    assert paper.seed_spread("question", 2) is None
+
+
+def test_a_run_at_the_papers_depth_is_placed_among_its_seeds(tmp_path):
+    run_dir = tmp_path / "question_L6"
+    make_run(run_dir, "question", 6, (0.9, 0.1), seeds=(42, 52), steps=6000, probe=False)
+    rows = report.stats.against_paper_seeds(report.load_run(run_dir, "question", 6))
+    assert [r["step"] for r in rows] == [3000, 6000]  # the paper's checkpoints this run also evaluated
+    spread = paper.seed_spread("question", 6)
+    for r, i in zip(rows, (0, 1)):
+        p = spread["gen"][i]
+        ours = {s: gen_curve(r["step"], f, 6000) for s, f in ((42, 0.9), (52, 0.1))}
+        assert r["gen"]["seeds"] == pytest.approx(ours) and r["gen"]["paper"] == p
+        assert r["gen"]["inside"] == sum(p["min"] <= a <= p["max"] for a in ours.values())
+        assert r["val"]["inside"] == (2 if spread["val"][i]["max"] >= 1.0 else 0)  # val is 1.0 from step 200
+    assert rows[0]["gen"]["inside"] == 1  # 0.26 is among the paper's seeds at 3k, 0.06 below them all
+    md = report.write_report(run_dir).read_text()
+    assert "- question 6 layers: at 2 shared checkpoints (3000–6000)" in md and "(seeds like the paper's: about 3.6 and 3.6)" in md
+    assert (run_dir / "report" / "per_seed_question.png").stat().st_size > 1000
+    other = tmp_path / "question_L2"
+    make_run(other, "question", 2, (0.9,), seeds=(42,), steps=600, probe=False)
+    assert report.stats.against_paper_seeds(report.load_run(other, "question", 2)) == []
+    assert "No run is at a depth the paper logged" in report.write_report(other).read_text()
+
+
 def test_tree_text():
     words = "the dog near the cat barked".split()
     tree = (((0, 1), (2, (3, 4))), 5)

@@ -17,13 +17,13 @@ TASK_TITLES = {"question": "Question formation", "tense": "Tense inflection", "d
 FORMATS = ("png", "pdf")
 
 
-def new_figure(n_panels: int, *, rows: int = 1, panel=(5.2, 3.8)):
-    """A Figure on the Agg canvas with a rows x ceil(n/rows) grid of axes (flattened list)."""
+def new_figure(n_panels: int, *, rows: int = 1, panel=(5.2, 3.8), legend_width: float = 0.0):
+    """A Figure on the Agg canvas with a rows x ceil(n/rows) grid of axes (flattened list), plus room for a legend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     cols = max(1, math.ceil(n_panels / rows))
-    fig = Figure(figsize=(panel[0] * cols, panel[1] * rows), layout="constrained")
+    fig = Figure(figsize=(panel[0] * cols + legend_width, panel[1] * rows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
     for ax in axes[n_panels:]:
@@ -245,16 +245,35 @@ def fig4(tasks: dict[str, list[Run]], best: dict[str, int | None], out_dir: Path
     return save(fig, out_dir, "fig4_tparseval")
 
 
+def paper_band(ax, run: Run) -> None:
+    """The paper's logged seeds' generalization behind a run's: range and middle half, up to the run's last eval."""
+    from sgjax import paper
+
+    spread = paper.seed_spread(run.task, run.depth)
+    last = max((int(e.steps[-1]) for e in run.evals.values() if len(e.steps)), default=0)
+    if spread is None:
+        return
+    keep = [i for i, s in enumerate(spread["step"]) if s <= last * 1.05]
+    if len(keep) < 2:
+        return
+    steps = np.array(spread["step"])[keep]
+    q = {k: 100 * np.array([spread["gen"][i][k] for i in keep]) for k in ("min", "q25", "q75", "max")}
+    n = max(spread["n_seeds"][i] for i in keep)
+    ax.fill_between(steps, q["min"], q["max"], color="gray", alpha=0.15, lw=0, label=f"paper, {n} seeds: range")
+    ax.fill_between(steps, q["q25"], q["q75"], color="gray", alpha=0.3, lw=0, label=f"paper, {n} seeds: middle half")
+
+
 def per_seed_figure(task: str, runs: list[Run], out_dir: Path) -> list[Path]:
     """Generalization accuracy of every seed, one panel per depth; [] if no evaluations."""
     runs = [r for r in runs if r.evals]
     if not runs:
         return []
-    fig, axes = new_figure(len(runs), rows=math.ceil(len(runs) / 3), panel=(4.6, 3.4))
+    fig, axes = new_figure(len(runs), rows=math.ceil(len(runs) / 3), panel=(4.6, 3.4), legend_width=2.4)
     from matplotlib import colormaps
 
     cmap = colormaps["tab10"]
     for ax, run in zip(axes, runs):
+        paper_band(ax, run)
         for k, (seed, e) in enumerate(run.evals.items()):
             bad = seed in run.nonfinite
             ax.plot(e.steps, 100 * e.gen, color=cmap(k % 10), lw=1.1, alpha=0.85, ls=":" if bad else "-",
@@ -265,9 +284,9 @@ def per_seed_figure(task: str, runs: list[Run], out_dir: Path) -> list[Path]:
         ax.set(title=f"{layers(run.depth)}: {run_stats_line(run)}", xlabel="training step", ylabel="gen accuracy (%)", ylim=(-3, 103))
         _kilo(ax)
         ax.grid(alpha=0.3)
-    handles = {h.get_label(): h for ax in axes for h in ax.get_lines() if not h.get_label().startswith("_")}
-    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8)
-    fig.suptitle(f"{TASK_TITLES.get(task, task)}: generalization accuracy per seed (dashed: 80%)", fontsize=12)
+    handles = {h.get_label(): h for ax in axes for h in [*ax.get_lines(), *ax.collections] if not h.get_label().startswith("_")}
+    fig.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=8)
+    fig.suptitle(f"{TASK_TITLES.get(task, task)}:\ngeneralization accuracy per seed (dashed: 80%)", fontsize=12)
     return save(fig, out_dir, f"per_seed_{task}")
 
 

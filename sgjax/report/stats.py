@@ -135,3 +135,32 @@ def pick_depths(runs: list[Run], best: int | None) -> list[Run]:
     grokking = [r.depth for r in runs if any(groks(x) for x in r.summaries.values())]
     chosen = {min(by_depth), max(grokking or by_depth)} | ({best} if best in by_depth else set())
     return [by_depth[d] for d in sorted(chosen)]
+
+
+def accuracy_at(e: Series, key: str, step: int) -> float:
+    """A seed's "val" or "gen" accuracy at `step` (NaN where it was not evaluated)."""
+    hit = getattr(e, key)[e.steps == step]
+    return float(hit[0]) if hit.size else math.nan
+
+
+def against_paper_seeds(run: Run) -> list[dict]:
+    """Per checkpoint the run shares with the paper's logs: the paper's seed spread and this run's seeds, for val and gen.
+
+    Each row: step, n_paper, and for "val" and "gen": the paper's {min, median, max}, this run's {seed: acc} and
+    how many of them lie within the paper's [min, max]. [] where the paper logged no seeds at this depth.
+    """
+    from sgjax import paper
+
+    spread = paper.seed_spread(run.task, run.depth)
+    if spread is None:
+        return []
+    rows = []
+    for i, step in enumerate(spread["step"]):
+        row = {"step": step, "n_paper": spread["n_seeds"][i]}
+        for key in ("val", "gen"):
+            ours = {seed: a for seed, e in run.evals.items() if not math.isnan(a := accuracy_at(e, key, step))}
+            p = spread[key][i]
+            row[key] = {"paper": p, "seeds": ours, "inside": sum(p["min"] <= a <= p["max"] for a in ours.values())}
+        if row["val"]["seeds"] or row["gen"]["seeds"]:
+            rows.append(row)
+    return rows
