@@ -120,8 +120,9 @@ def seed_spread(rows: list[dict]) -> dict:
     out: dict = defaultdict(dict)
     for (task, depth), by_step in sorted(acc.items()):
         steps = sorted(by_step)
-        cols = lambda i: [quantiles([pair[i] for pair in by_step[s]]) for s in steps]  # noqa: E731
-        out[task][str(depth)] = {"step": steps, "n_seeds": [len(by_step[s]) for s in steps], "val": cols(0), "gen": cols(1)}
+        out[task][str(depth)] = {"step": steps, "n_seeds": [len(by_step[s]) for s in steps]}
+        for i, key in enumerate(("val", "gen")):
+            out[task][str(depth)][key] = [quantiles([pair[i] for pair in by_step[s]]) for s in steps]
     return dict(out)
 
 
