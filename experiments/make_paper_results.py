@@ -111,18 +111,21 @@ def quantiles(xs: list[float]) -> dict:
     return dict(zip(("min", "q25", "median", "q75", "max"), (round(float(v), 5) for v in q)))
 
 
-def seed_spread(rows: list[dict]) -> dict:
-    """{task: {depth: {step[], n_seeds[], val{min,q25,median,q75,max}[], gen{...}[]}}}: every logged seed, per checkpoint."""
+def seed_spread(rows: list[dict], columns: dict[str, str], skip=("dyck_20_10",)) -> dict:
+    """{task: {depth: {step[], n_seeds[], <key>{min,q25,median,q75,max}[] ...}}}: every logged seed, per checkpoint.
+
+    `columns` maps the keys written to the CSV columns read; datasets in `skip` are left out.
+    """
     acc: dict = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        acc[(TASKS[r["dataset"]], int(r["depth"]))][int(r["step"])].append(
-            (float(r["indomain_val_acc"]), float(r["generalization_acc"])))
+        if r["dataset"] not in skip:
+            acc[(TASKS[r["dataset"]], int(r["depth"]))][int(r["step"])].append([float(r[c]) for c in columns.values()])
     out: dict = defaultdict(dict)
     for (task, depth), by_step in sorted(acc.items()):
         steps = sorted(by_step)
         out[task][str(depth)] = {"step": steps, "n_seeds": [len(by_step[s]) for s in steps]}
-        for i, key in enumerate(("val", "gen")):
-            out[task][str(depth)][key] = [quantiles([pair[i] for pair in by_step[s]]) for s in steps]
+        for i, key in enumerate(columns):
+            out[task][str(depth)][key] = [quantiles([seed[i] for seed in by_step[s]]) for s in steps]
     return dict(out)
 
 
@@ -140,7 +143,11 @@ def build(ref: Path) -> dict:
         "aggregate": agg,
         "per_seed": [typed(r) for r in read_csv(ref / "per_seed_summary.csv")],
         "tree_projection_summary": [typed(r) for r in read_csv(ref / "tree_projection_summary.csv")],
-        "seed_spread": seed_spread(read_csv(ref / "accuracy_curves_per_checkpoint.csv")),
+        "seed_spread": seed_spread(read_csv(ref / "accuracy_curves_per_checkpoint.csv"),
+                                   {"val": "indomain_val_acc", "gen": "generalization_acc"}, skip=()),
+        # Dyck's tree scores are left out as from tree_projection_curves: sparse checkpoints, no parses.
+        "probe_seed_spread": seed_spread(read_csv(ref / "tree_projection_scores_per_checkpoint.csv"),
+                                         {"tscore": "tscore", "tparseval": "tparseval"}),
         "tree_projection_curves": tree_curves(read_csv(ref / "tree_projection_scores_per_checkpoint.csv")),
         "right_branching": [typed(r) for r in read_csv(ref / "right_branching_baselines.csv")],
     }

@@ -64,6 +64,15 @@ def seed_spread(task: str, depth: int) -> dict | None:
     return load()["seed_spread"].get(task, {}).get(str(depth))
 
 
+def probe_seed_spread(task: str, depth: int) -> dict | None:
+    """Every logged seed's tree projections per checkpoint: {step[], n_seeds[], tscore[], tparseval[]} as seed_spread's.
+
+    From the original repo's tree-projection logs (QF and TI at depths 2, 4/6 and 6/10: 10 seeds each); Dyck's are
+    too sparse to compare step by step.
+    """
+    return load()["probe_seed_spread"].get(task, {}).get(str(depth))
+
+
 def right_branching(task: str, split: str = RB_SPLIT_PREFIX) -> float | None:
     """tparseval of right-branching trees against gold on `split` sentences (train = Fig 4's line)."""
     for r in load()["right_branching"]:

@@ -228,6 +228,10 @@ def test_paper_seed_spread():
     assert spread["gen"][1]["median"] < spread["gen"][0]["median"] < spread["gen"][2]["median"]  # QF's dip at 6k
     assert paper.seed_spread("tense", 4)["n_seeds"][0] == 20 and paper.seed_spread("dyck", 6) is not None
     assert paper.seed_spread("question", 2) is None
+    probe = paper.probe_seed_spread("question", 6)
+    assert probe["step"][0] == 3000 and probe["n_seeds"][0] == 10
+    assert all(0 <= q["min"] <= q["median"] <= q["max"] <= 1 for q in probe["tparseval"])
+    assert paper.probe_seed_spread("tense", 4) is not None and paper.probe_seed_spread("dyck", 6) is None
 
 
 def test_a_run_at_the_papers_depth_is_placed_among_its_seeds(tmp_path):
@@ -250,6 +254,23 @@ def test_a_run_at_the_papers_depth_is_placed_among_its_seeds(tmp_path):
     make_run(other, "question", 2, (0.9,), seeds=(42,), steps=600, probe=False)
     assert report.stats.against_paper_seeds(report.load_run(other, "question", 2)) == []
     assert "No run is at a depth the paper logged" in report.write_report(other).read_text()
+
+
+def test_a_runs_tree_projections_are_placed_among_the_papers_seeds(tmp_path):
+    run_dir = tmp_path / "question_L6"
+    make_run(run_dir, "question", 6, (0.9, 0.1), seeds=(42, 52), steps=6000, evals=False)
+    rows = report.stats.probe_against_paper_seeds(report.load_run(run_dir, "question", 6))
+    assert [r["step"] for r in rows] == [3000, 6000]  # probed every 200 steps: the paper's checkpoints among them
+    spread = paper.probe_seed_spread("question", 6)
+    for r, i in zip(rows, (0, 1)):
+        t = r["step"] / 6000  # make_run's synthetic probe values
+        ours = {"tscore": {s: 0.3 + 0.6 * t + 0.01 * (s % 3) for s in (42, 52)}, "tparseval": {s: 0.4 + 0.3 * t for s in (42, 52)}}
+        for key, vals in ours.items():
+            p = spread[key][i]
+            assert r[key]["seeds"] == pytest.approx(vals) and r[key]["paper"] == p
+            assert r[key]["inside"] == sum(p["min"] <= v <= p["max"] for v in vals.values())
+    md = report.write_report(run_dir).read_text()
+    assert "- question 6 layers: at 2 shared checkpoints (3000–6000), " in md and " tscore and " in md
 
 
 def test_tree_text():

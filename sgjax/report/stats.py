@@ -143,24 +143,43 @@ def accuracy_at(e: Series, key: str, step: int) -> float:
     return float(hit[0]) if hit.size else math.nan
 
 
-def against_paper_seeds(run: Run) -> list[dict]:
-    """Per checkpoint the run shares with the paper's logs: the paper's seed spread and this run's seeds, for val and gen.
+def place_among(spread: dict, values: dict[str, dict[int, dict[int, float]]]) -> list[dict]:
+    """Per checkpoint of the paper's `spread` where a run has values: the paper's quantiles, the run's {seed: value}
+    and how many lie within the paper's [min, max], for each key of `values` ({key: {step: {seed: value}}})."""
+    rows = []
+    for i, step in enumerate(spread["step"]):
+        row = {"step": step, "n_paper": spread["n_seeds"][i]}
+        for key, by_step in values.items():
+            ours, p = by_step.get(step, {}), spread[key][i]
+            row[key] = {"paper": p, "seeds": ours, "inside": sum(p["min"] <= v <= p["max"] for v in ours.values())}
+        if any(row[key]["seeds"] for key in values):
+            rows.append(row)
+    return rows
 
-    Each row: step, n_paper, and for "val" and "gen": the paper's {min, median, max}, this run's {seed: acc} and
-    how many of them lie within the paper's [min, max]. [] where the paper logged no seeds at this depth.
-    """
+
+def against_paper_seeds(run: Run) -> list[dict]:
+    """place_among for val and gen: the run's evaluations among the paper's logged seeds ([] at a depth it did not log)."""
     from sgjax import paper
 
     spread = paper.seed_spread(run.task, run.depth)
     if spread is None:
         return []
-    rows = []
-    for i, step in enumerate(spread["step"]):
-        row = {"step": step, "n_paper": spread["n_seeds"][i]}
-        for key in ("val", "gen"):
-            ours = {seed: a for seed, e in run.evals.items() if not math.isnan(a := accuracy_at(e, key, step))}
-            p = spread[key][i]
-            row[key] = {"paper": p, "seeds": ours, "inside": sum(p["min"] <= a <= p["max"] for a in ours.values())}
-        if row["val"]["seeds"] or row["gen"]["seeds"]:
-            rows.append(row)
-    return rows
+    values = {key: {int(step): {seed: a for seed, e in run.evals.items() if not math.isnan(a := accuracy_at(e, key, step))}
+                    for step in spread["step"]} for key in ("val", "gen")}
+    return place_among(spread, values)
+
+
+def probe_against_paper_seeds(run: Run) -> list[dict]:
+    """place_among for tscore and tparseval: the run's probe records among the paper's logged seeds."""
+    from sgjax import paper
+
+    spread = paper.probe_seed_spread(run.task, run.depth)
+    if spread is None:
+        return []
+    values: dict[str, dict[int, dict[int, float]]] = {"tscore": {}, "tparseval": {}}
+    for r in run.probe:
+        for key in values:
+            v = as_float(r.get(key))
+            if not math.isnan(v):
+                values[key].setdefault(int(r["step"]), {})[int(r["seed"])] = v
+    return place_among(spread, values)

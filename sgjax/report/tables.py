@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from sgjax.report.runs import Run
-from sgjax.report.stats import against_paper_seeds, best_of, curve_gaps, layers, mean_curve_gaps
+from sgjax.report.stats import against_paper_seeds, best_of, curve_gaps, layers, mean_curve_gaps, probe_against_paper_seeds
 
 
 def fmt(x, digits: int = 3) -> str:
@@ -95,34 +95,39 @@ def seed_table(runs: list[Run]) -> list[str]:
     return lines
 
 
+def placement_lines(run: Run, rows: list[dict], keys: tuple[str, str], labels: tuple[str, str], digits: int = 3) -> list[str]:
+    """One run's place among the paper's seeds (place_among's rows): a count per key beside the count expected of
+    seeds like the paper's, then the checkpoints as a table (the paper's median [min–max] beside this run's seeds)."""
+    # A seed like the paper's n falls within their range with probability (n - 1) / (n + 1): the expected count.
+    count = lambda key: (sum(r[key]["inside"] for r in rows), sum(len(r[key]["seeds"]) for r in rows),  # noqa: E731
+                         sum(len(r[key]["seeds"]) * (r["n_paper"] - 1) / (r["n_paper"] + 1) for r in rows))
+    (ai, an, ae), (bi, bn, be) = count(keys[0]), count(keys[1])
+    out = [f"- {run.task} {layers(run.depth)}: at {len(rows)} shared checkpoint{'s' * (len(rows) != 1)} "
+           f"({fmt(rows[0]['step'])}–{fmt(rows[-1]['step'])}), {ai}/{an} {labels[0]} and {bi}/{bn} {labels[1]} values lie "
+           f"within the range of the paper's {max(r['n_paper'] for r in rows)} logged seeds (seeds like the paper's: "
+           f"about {ae:.1f} and {be:.1f}).", "",
+           "<details><summary>checkpoint by checkpoint</summary>", "",
+           f"| step | paper seeds | paper {labels[0]} median [min–max] | {labels[0]}, this run's seeds "
+           f"| paper {labels[1]} median [min–max] | {labels[1]}, this run's seeds |", "|---|---|---|---|---|---|"]
+    cell = lambda p: f"{fmt(p['median'], digits)} [{fmt(p['min'], digits)}–{fmt(p['max'], digits)}]"  # noqa: E731
+    seeds = lambda d: ", ".join(fmt(v, digits) for _, v in sorted(d.items())) or "–"  # noqa: E731
+    for r in rows:
+        a, b = r[keys[0]], r[keys[1]]
+        out.append(f"| {fmt(r['step'])} | {r['n_paper']} | {cell(a['paper'])} | {seeds(a['seeds'])} | {cell(b['paper'])} "
+                   f"| {seeds(b['seeds'])} |")
+    return out + ["", "</details>", ""]
+
+
 def paper_seeds_lines(runs: list[Run]) -> list[str]:
-    """Per run at a depth the paper logged: how many of its (seed, checkpoint) accuracies lie within the paper's seed
-    range, then the checkpoints as a table (the paper's median [min–max] beside this run's seeds)."""
+    """Every run at a depth the paper logged per seed: its accuracies, then its tree projections, among the paper's seeds."""
     out = []
     for run in runs:
-        rows = against_paper_seeds(run)
-        if not rows:
-            continue
-        # A seed like the paper's n falls within their range with probability (n - 1) / (n + 1): the expected count.
-        count = lambda key: (sum(r[key]["inside"] for r in rows), sum(len(r[key]["seeds"]) for r in rows),  # noqa: E731
-                             sum(len(r[key]["seeds"]) * (r["n_paper"] - 1) / (r["n_paper"] + 1) for r in rows))
-        (vi, vn, ve), (gi, gn, ge) = count("val"), count("gen")
-        out += [f"- {run.task} {layers(run.depth)}: at {len(rows)} shared checkpoint{'s' * (len(rows) != 1)} "
-                f"({fmt(rows[0]['step'])}–{fmt(rows[-1]['step'])}), {gi}/{gn} gen and {vi}/{vn} val accuracies lie within "
-                f"the range of the paper's {max(r['n_paper'] for r in rows)} logged seeds (seeds like the paper's: about "
-                f"{ge:.1f} and {ve:.1f}).", "",
-                "<details><summary>checkpoint by checkpoint</summary>", "",
-                "| step | paper seeds | paper val median [min–max] | val, this run's seeds | paper gen median [min–max] "
-                "| gen, this run's seeds | gen inside |", "|---|---|---|---|---|---|---|"]
-        cell = lambda p: f"{fmt(p['median'])} [{fmt(p['min'])}–{fmt(p['max'])}]"  # noqa: E731
-        seeds = lambda d: ", ".join(fmt(a) for _, a in sorted(d.items()))  # noqa: E731
-        for r in rows:
-            v, g = r["val"], r["gen"]
-            out.append(f"| {fmt(r['step'])} | {r['n_paper']} | {cell(v['paper'])} | {seeds(v['seeds'])} | {cell(g['paper'])} "
-                       f"| {seeds(g['seeds'])} | {g['inside']}/{len(g['seeds'])} |")
-        out += ["", "</details>", ""]
-    return out or ["No run is at a depth the paper logged per seed (QF 6, TI 4, Dyck 6 layers), or none shares its "
-                   "checkpoint steps.", ""]
+        if rows := against_paper_seeds(run):
+            out += placement_lines(run, rows, ("gen", "val"), ("gen", "val"))
+        if rows := probe_against_paper_seeds(run):
+            out += placement_lines(run, rows, ("tscore", "tparseval"), ("tscore", "tparseval"))
+    return out or ["No run is at a depth the paper logged per seed (accuracies: QF 6, TI 4, Dyck 6 layers; tree "
+                   "projections: QF 2/6/10, TI 2/4/6), or none shares its checkpoint steps.", ""]
 
 
 def nonfinite_lines(runs: list[Run]) -> list[str]:
@@ -178,8 +183,9 @@ def markdown(sweep_dir: Path, runs: list[Run], stats: list[dict], best: dict, fi
     out += tree_table(stats)
     out += ["", "## Against the paper's seeds, checkpoint by checkpoint", "",
             "The original repo's logs hold every seed's accuracies at each checkpoint of the paper's plotted depth "
-            "(QF 6 and TI 4 layers: 20 seeds; Dyck 6: 6–10 a checkpoint). Where this sweep evaluated at the same steps, "
-            "its seeds are placed among them. A seed that behaves like the paper's n seeds falls within their range "
+            "(QF 6 and TI 4 layers: 20 seeds; Dyck 6: 6–10 a checkpoint), and its tree projections (QF and TI, three "
+            "depths each: 10 seeds). Where this sweep evaluated or probed at the same steps, its seeds are placed among "
+            "them. tscore here is the probe's (D20's exact baseline, the same expectation as the paper's sampled one). A seed that behaves like the paper's n seeds falls within their range "
             "with probability (n − 1)/(n + 1), 90% for 20; the expected counts are given beside the observed ones.", ""]
     out += paper_seeds_lines(runs)
     out += ["## Non-finite seeds", ""] + nonfinite_lines(runs)
