@@ -132,6 +132,7 @@ def seed_spread(rows: list[dict], columns: dict[str, str], skip=("dyck_20_10",))
 def build(ref: Path) -> dict:
     """Everything the report needs, from the reference CSV directory."""
     agg = [typed(r) for r in read_csv(ref / "aggregate_summary.csv")]
+    trees = read_csv(ref / "tree_projection_scores_per_checkpoint.csv")
     depths = {r["task"]: r["depth"] for r in agg}
     return {
         "about": "Numbers of Murty et al. 2023 (ACL), extracted from the paper's figures and the original repo's "
@@ -146,9 +147,8 @@ def build(ref: Path) -> dict:
         "seed_spread": seed_spread(read_csv(ref / "accuracy_curves_per_checkpoint.csv"),
                                    {"val": "indomain_val_acc", "gen": "generalization_acc"}, skip=()),
         # Dyck's tree scores are left out as from tree_projection_curves: sparse checkpoints, no parses.
-        "probe_seed_spread": seed_spread(read_csv(ref / "tree_projection_scores_per_checkpoint.csv"),
-                                         {"tscore": "tscore", "tparseval": "tparseval"}),
-        "tree_projection_curves": tree_curves(read_csv(ref / "tree_projection_scores_per_checkpoint.csv")),
+        "probe_seed_spread": seed_spread(trees, {"tscore": "tscore", "tparseval": "tparseval"}),
+        "tree_projection_curves": tree_curves(trees),
         "right_branching": [typed(r) for r in read_csv(ref / "right_branching_baselines.csv")],
     }
 

@@ -250,9 +250,9 @@ def paper_band(ax, run: Run) -> None:
     from sgjax import paper
 
     spread = paper.seed_spread(run.task, run.depth)
-    last = max((int(e.steps[-1]) for e in run.evals.values() if len(e.steps)), default=0)
     if spread is None:
         return
+    last = max((int(e.steps[-1]) for e in run.evals.values() if len(e.steps)), default=0)
     keep = [i for i, s in enumerate(spread["step"]) if s <= last * 1.05]
     if len(keep) < 2:
         return

@@ -137,15 +137,20 @@ def pick_depths(runs: list[Run], best: int | None) -> list[Run]:
     return [by_depth[d] for d in sorted(chosen)]
 
 
-def accuracy_at(e: Series, key: str, step: int) -> float:
-    """A seed's "val" or "gen" accuracy at `step` (NaN where it was not evaluated)."""
-    hit = getattr(e, key)[e.steps == step]
-    return float(hit[0]) if hit.size else math.nan
+def seed_values(records: list[dict], fields: dict[str, str]) -> dict[str, dict[int, dict[int, float]]]:
+    """{name: {step: {seed: value}}} of each record field ({name: field}); missing and non-numeric values left out."""
+    out: dict[str, dict[int, dict[int, float]]] = {name: {} for name in fields}
+    for r in records:
+        for name, field in fields.items():
+            v = as_float(r.get(field))
+            if not math.isnan(v):
+                out[name].setdefault(int(r["step"]), {})[int(r["seed"])] = v
+    return out
 
 
 def place_among(spread: dict, values: dict[str, dict[int, dict[int, float]]]) -> list[dict]:
     """Per checkpoint of the paper's `spread` where a run has values: the paper's quantiles, the run's {seed: value}
-    and how many lie within the paper's [min, max], for each key of `values` ({key: {step: {seed: value}}})."""
+    and how many lie within the paper's [min, max], for each key of `values` (seed_values' form)."""
     rows = []
     for i, step in enumerate(spread["step"]):
         row = {"step": step, "n_paper": spread["n_seeds"][i]}
@@ -162,11 +167,7 @@ def against_paper_seeds(run: Run) -> list[dict]:
     from sgjax import paper
 
     spread = paper.seed_spread(run.task, run.depth)
-    if spread is None:
-        return []
-    values = {key: {int(step): {seed: a for seed, e in run.evals.items() if not math.isnan(a := accuracy_at(e, key, step))}
-                    for step in spread["step"]} for key in ("val", "gen")}
-    return place_among(spread, values)
+    return [] if spread is None else place_among(spread, seed_values(run.metrics, {"val": "val_acc", "gen": "gen_acc"}))
 
 
 def probe_against_paper_seeds(run: Run) -> list[dict]:
@@ -174,12 +175,4 @@ def probe_against_paper_seeds(run: Run) -> list[dict]:
     from sgjax import paper
 
     spread = paper.probe_seed_spread(run.task, run.depth)
-    if spread is None:
-        return []
-    values: dict[str, dict[int, dict[int, float]]] = {"tscore": {}, "tparseval": {}}
-    for r in run.probe:
-        for key in values:
-            v = as_float(r.get(key))
-            if not math.isnan(v):
-                values[key].setdefault(int(r["step"]), {})[int(r["seed"])] = v
-    return place_among(spread, values)
+    return [] if spread is None else place_among(spread, seed_values(run.probe, {"tscore": "tscore", "tparseval": "tparseval"}))

@@ -95,26 +95,25 @@ def seed_table(runs: list[Run]) -> list[str]:
     return lines
 
 
-def placement_lines(run: Run, rows: list[dict], keys: tuple[str, str], labels: tuple[str, str], digits: int = 3) -> list[str]:
+def placement_lines(run: Run, rows: list[dict], keys: tuple[str, str]) -> list[str]:
     """One run's place among the paper's seeds (place_among's rows): a count per key beside the count expected of
     seeds like the paper's, then the checkpoints as a table (the paper's median [min–max] beside this run's seeds)."""
     # A seed like the paper's n falls within their range with probability (n - 1) / (n + 1): the expected count.
     count = lambda key: (sum(r[key]["inside"] for r in rows), sum(len(r[key]["seeds"]) for r in rows),  # noqa: E731
                          sum(len(r[key]["seeds"]) * (r["n_paper"] - 1) / (r["n_paper"] + 1) for r in rows))
-    (ai, an, ae), (bi, bn, be) = count(keys[0]), count(keys[1])
+    (a, b), ((ai, an, ae), (bi, bn, be)) = keys, (count(keys[0]), count(keys[1]))
     out = [f"- {run.task} {layers(run.depth)}: at {len(rows)} shared checkpoint{'s' * (len(rows) != 1)} "
-           f"({fmt(rows[0]['step'])}–{fmt(rows[-1]['step'])}), {ai}/{an} {labels[0]} and {bi}/{bn} {labels[1]} values lie "
+           f"({fmt(rows[0]['step'])}–{fmt(rows[-1]['step'])}), {ai}/{an} {a} and {bi}/{bn} {b} values lie "
            f"within the range of the paper's {max(r['n_paper'] for r in rows)} logged seeds (seeds like the paper's: "
            f"about {ae:.1f} and {be:.1f}).", "",
            "<details><summary>checkpoint by checkpoint</summary>", "",
-           f"| step | paper seeds | paper {labels[0]} median [min–max] | {labels[0]}, this run's seeds "
-           f"| paper {labels[1]} median [min–max] | {labels[1]}, this run's seeds |", "|---|---|---|---|---|---|"]
-    cell = lambda p: f"{fmt(p['median'], digits)} [{fmt(p['min'], digits)}–{fmt(p['max'], digits)}]"  # noqa: E731
-    seeds = lambda d: ", ".join(fmt(v, digits) for _, v in sorted(d.items())) or "–"  # noqa: E731
+           f"| step | paper seeds | paper {a} median [min–max] | {a}, this run's seeds "
+           f"| paper {b} median [min–max] | {b}, this run's seeds |", "|---|---|---|---|---|---|"]
+    cell = lambda p: f"{fmt(p['median'])} [{fmt(p['min'])}–{fmt(p['max'])}]"  # noqa: E731
+    seeds = lambda d: ", ".join(fmt(v) for _, v in sorted(d.items())) or "–"  # noqa: E731
     for r in rows:
-        a, b = r[keys[0]], r[keys[1]]
-        out.append(f"| {fmt(r['step'])} | {r['n_paper']} | {cell(a['paper'])} | {seeds(a['seeds'])} | {cell(b['paper'])} "
-                   f"| {seeds(b['seeds'])} |")
+        out.append(f"| {fmt(r['step'])} | {r['n_paper']} | {cell(r[a]['paper'])} | {seeds(r[a]['seeds'])} "
+                   f"| {cell(r[b]['paper'])} | {seeds(r[b]['seeds'])} |")
     return out + ["", "</details>", ""]
 
 
@@ -123,9 +122,9 @@ def paper_seeds_lines(runs: list[Run]) -> list[str]:
     out = []
     for run in runs:
         if rows := against_paper_seeds(run):
-            out += placement_lines(run, rows, ("gen", "val"), ("gen", "val"))
+            out += placement_lines(run, rows, ("gen", "val"))
         if rows := probe_against_paper_seeds(run):
-            out += placement_lines(run, rows, ("tscore", "tparseval"), ("tscore", "tparseval"))
+            out += placement_lines(run, rows, ("tscore", "tparseval"))
     return out or ["No run is at a depth the paper logged per seed (accuracies: QF 6, TI 4, Dyck 6 layers; tree "
                    "projections: QF 2/6/10, TI 2/4/6), or none shares its checkpoint steps.", ""]
 
@@ -185,8 +184,9 @@ def markdown(sweep_dir: Path, runs: list[Run], stats: list[dict], best: dict, fi
             "The original repo's logs hold every seed's accuracies at each checkpoint of the paper's plotted depth "
             "(QF 6 and TI 4 layers: 20 seeds; Dyck 6: 6–10 a checkpoint), and its tree projections (QF and TI, three "
             "depths each: 10 seeds). Where this sweep evaluated or probed at the same steps, its seeds are placed among "
-            "them. tscore here is the probe's (D20's exact baseline, the same expectation as the paper's sampled one). A seed that behaves like the paper's n seeds falls within their range "
-            "with probability (n − 1)/(n + 1), 90% for 20; the expected counts are given beside the observed ones.", ""]
+            "them. tscore here is the probe's (D20's exact baseline, the same expectation as the paper's sampled one). "
+            "A seed that behaves like the paper's n seeds falls within their range with probability (n − 1)/(n + 1), "
+            "90% for 20; the expected counts are given beside the observed ones.", ""]
     out += paper_seeds_lines(runs)
     out += ["## Non-finite seeds", ""] + nonfinite_lines(runs)
     out += ["", "## Figures", ""]
