@@ -39,6 +39,10 @@
 #           adds train options, e.g. RUN_ARGS="--set eval.exact_match=false" for the original's
 #           evaluation alone (first-word accuracies: a pass over the prefixes only; its own run
 #           directory, run_qf_l6_args)
+#   ti      does TI train like the paper? 10 seeds at 4 layers, the paper's settings, TI_STEPS (default
+#           30,000) evaluated every 1,500 steps, cut at RUN_SECONDS and resumed by the next call; once
+#           finished, probed (1,000 sentences) and reported, placing ten seeds among the paper's (the
+#           README's "Does it train like the paper?" has two, on a CPU)
 #
 # With 30 minutes of device time, check + peer, scale and precision fit one session; depths and run
 # the next (each phase's files come back as it ends, so nothing is lost in between).
@@ -63,6 +67,7 @@ if [[ ${SMOKE:-0} == 1 ]]; then  # a CPU check of the script: tiny sizes, same c
   DEPTH=2 STEPS=4 CHUNK=2 DYCK_STEPS=2 DYCK_GROUP_SIZES=1 SIZES=1,2 SCALE=2,4 QSCALE=2,4 DEPTHS="1 3" EVAL="" RUN_STEPS=${RUN_STEPS:-40} PRESET=smoke
   FID_STEPS=40 QUICK_FID_STEPS=40 FID_ARGS="--num-seeds 2 --set train.eval_every=20"
   AB_ARMS="--arm default= --arm rejected=xla:xla_no_such_option=1"  # the CPU has no GPU options: check a rejected arm is reported
+  TI_DEPTH=2 TI_STEPS=40 TI_ARGS="--num-seeds 2 --set train.eval_every=20 --set train.ckpt_every=20"
 else
   DEPTH=6 STEPS=200 CHUNK=100 DYCK_STEPS=10 DYCK_GROUP_SIZES=1,2,5 SIZES=1,10 SCALE=10,20,40,80,160 QSCALE=10,40,160 DEPTHS="2 4 8 10" EVAL=--eval RUN_STEPS=${RUN_STEPS:-300000} PRESET=paper
   # The paper's model on experiments/emulated_precision.sh's "wide" schedule (warmup 200, lr 3e-4), so that
@@ -72,6 +77,7 @@ else
   FID_ARGS=${FID_ARGS:-"--num-seeds 8 --set data.val_size=500 --set data.gen_size=1000 --set train.warmup_steps=200
     --set train.lr=3e-4 --set train.decay_steps=20000 --set train.eval_every=500 --set data.layout=rows"}
   AB_ARMS="--arm default= --arm autotune0=xla:xla_gpu_autotune_level=0 --arm cublas=xla:xla_gpu_enable_triton_gemm=false"
+  TI_DEPTH=4 TI_STEPS=${TI_STEPS:-30000} TI_ARGS="--num-seeds 10 --set train.eval_every=1500 --set train.ckpt_every=3000"
 fi
 
 DEADLINE=""  # seconds since the script began (bash's SECONDS) after which no measurement runs; set by quick
@@ -239,7 +245,7 @@ timed_train() {  # timed_train LABEL DIR SECONDS WALL_MD ARGS...: sgjax train st
   local label=$1 dir=$2 secs=$3 wall=$4 t0 rc=0
   shift 4
   t0=$(date +%s)
-  timeout -s TERM "$secs" $SGJAX train --task question --preset "$PRESET" --depth "$DEPTH" "$@" \
+  timeout -s TERM "$secs" $SGJAX train --task "${TRAIN_TASK:-question}" --preset "$PRESET" --depth "$DEPTH" "$@" \
     --out "$dir" --no-progress || rc=$?
   $PY - "$dir" $(( $(date +%s) - t0 )) "$rc" "$label" <<'EOF' | tee -a "$wall"
 import pathlib, sys
@@ -280,6 +286,13 @@ phase_precision() {  # the same seeds at fp32 and TF32, then their curves compar
 phase_run() {  # resumable: the same command continues the run directory
   local dir="$RESULTS/run_qf_l$DEPTH${RUN_ARGS:+_args}"  # other options, other run: a resume must not mix them
   timed_train "run ${RUN_ARGS:-}" "$dir" "$RUN_SECONDS" "$RESULTS/run_wall.md" --num-seeds 10 --steps "$RUN_STEPS" ${RUN_ARGS:-}
+}
+
+phase_ti() {  # resumable like run; the probe and report once every step is trained
+  local dir="$RESULTS/ti_l$TI_DEPTH"
+  TRAIN_TASK=tense DEPTH=$TI_DEPTH timed_train ti "$dir" "$RUN_SECONDS" "$RESULTS/ti_wall.md" --steps "$TI_STEPS" $TI_ARGS
+  grep -q "\"step\": $TI_STEPS," "$dir/metrics.jsonl" 2>/dev/null || { echo "-- ti: not finished; rerun the phase to resume"; return 0; }
+  $SGJAX probe "$dir" --sample 1000 --quiet && $SGJAX report "$dir" || echo "!! ti probe/report failed (exit $?)"
 }
 
 for PHASE in "$@"; do

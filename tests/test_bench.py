@@ -170,7 +170,7 @@ def test_gpu_session_script_parses_and_has_every_phase():
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
     listed = re.findall(r"^#   (\w+)  +\S", text, flags=re.M)  # "#   name   description" lines
-    assert listed == ["quick", "check", "peer", "scale", "precision", "depths", "run"]
+    assert listed == ["quick", "check", "peer", "scale", "precision", "depths", "run", "ti"]
     assert all(f"phase_{p}() {{" in text for p in listed)
 
 
