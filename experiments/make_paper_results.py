@@ -15,8 +15,6 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 # The reference CSVs' dataset names -> sgjax task names.
 TASKS = {"question_formation": "question", "tense_inflection": "tense", "dyck_20_10": "dyck"}
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "sgjax" / "resources" / "paper_results.json"
@@ -105,27 +103,20 @@ def tree_curves(rows: list[dict]) -> dict:
     return dict(out)
 
 
-def quantiles(xs: list[float]) -> dict:
-    """min, quartiles (numpy's linear rule), max of a sample, rounded."""
-    q = np.quantile(np.asarray(xs, dtype=float), [0, 0.25, 0.5, 0.75, 1])
-    return dict(zip(("min", "q25", "median", "q75", "max"), (round(float(v), 5) for v in q)))
-
-
-def seed_spread(rows: list[dict], columns: dict[str, str], skip=("dyck_20_10",)) -> dict:
-    """{task: {depth: {step[], n_seeds[], <key>{min,q25,median,q75,max}[] ...}}}: every logged seed, per checkpoint.
-
-    `columns` maps the keys written to the CSV columns read; datasets in `skip` are left out.
-    """
-    acc: dict = defaultdict(lambda: defaultdict(list))
+def seed_curves(rows: list[dict], columns: dict[str, str], skip=("dyck_20_10",)) -> dict:
+    """{task: {depth: {step[], seed[], <key>[step][seed] ...}}}: every logged seed's value per checkpoint (None where
+    a seed has none). `columns` maps the keys written to the CSV columns read; datasets in `skip` are left out."""
+    acc: dict = defaultdict(dict)
     for r in rows:
         if r["dataset"] not in skip:
-            acc[(TASKS[r["dataset"]], int(r["depth"]))][int(r["step"])].append([float(r[c]) for c in columns.values()])
+            acc[(TASKS[r["dataset"]], int(r["depth"]))][(int(r["step"]), int(r["seed"]))] = [num(r[c]) for c in columns.values()]
     out: dict = defaultdict(dict)
-    for (task, depth), by_step in sorted(acc.items()):
-        steps = sorted(by_step)
-        out[task][str(depth)] = {"step": steps, "n_seeds": [len(by_step[s]) for s in steps]}
+    for (task, depth), cells in sorted(acc.items()):
+        steps, seeds = sorted({st for st, _ in cells}), sorted({sd for _, sd in cells})
+        curves = {"step": steps, "seed": seeds}
         for i, key in enumerate(columns):
-            out[task][str(depth)][key] = [quantiles([seed[i] for seed in by_step[s]]) for s in steps]
+            curves[key] = [[cells[(st, sd)][i] if (st, sd) in cells else None for sd in seeds] for st in steps]
+        out[task][str(depth)] = curves
     return dict(out)
 
 
@@ -144,10 +135,10 @@ def build(ref: Path) -> dict:
         "aggregate": agg,
         "per_seed": [typed(r) for r in read_csv(ref / "per_seed_summary.csv")],
         "tree_projection_summary": [typed(r) for r in read_csv(ref / "tree_projection_summary.csv")],
-        "seed_spread": seed_spread(read_csv(ref / "accuracy_curves_per_checkpoint.csv"),
+        "seed_curves": seed_curves(read_csv(ref / "accuracy_curves_per_checkpoint.csv"),
                                    {"val": "indomain_val_acc", "gen": "generalization_acc"}, skip=()),
         # Dyck's tree scores are left out as from tree_projection_curves: sparse checkpoints, no parses.
-        "probe_seed_spread": seed_spread(trees, {"tscore": "tscore", "tparseval": "tparseval"}),
+        "probe_seed_curves": seed_curves(trees, {"tscore": "tscore", "tparseval": "tparseval"}),
         "tree_projection_curves": tree_curves(trees),
         "right_branching": [typed(r) for r in read_csv(ref / "right_branching_baselines.csv")],
     }

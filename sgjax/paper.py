@@ -10,6 +10,8 @@ import functools
 import json
 from importlib import resources
 
+import numpy as np
+
 RESOURCE = "paper_results.json"
 RB_SPLIT_PREFIX = "train"  # the notebook's right-branching baseline (Fig 4's dashed line) used train sentences
 
@@ -55,22 +57,50 @@ def tree_projection_curve(task: str, depth: int) -> dict | None:
     return load()["tree_projection_curves"].get(task, {}).get(str(depth))
 
 
-def seed_spread(task: str, depth: int) -> dict | None:
-    """Every logged seed's accuracies per checkpoint: {step[], n_seeds[], val[], gen[]}, each entry {min, q25, median, q75, max}.
+def seed_curves(task: str, depth: int) -> dict | None:
+    """Every logged seed's accuracies per checkpoint: {step[], seed[], val[step][seed], gen[step][seed]} (None: not logged).
 
     From the original repo's logs at the paper's plotted depth (QF 6, TI 4: 20 seeds each; Dyck 6: 6-10 seeds a
     checkpoint), so a run of a few seeds can be placed among the paper's seeds step by step.
     """
-    return load()["seed_spread"].get(task, {}).get(str(depth))
+    return load()["seed_curves"].get(task, {}).get(str(depth))
 
 
-def probe_seed_spread(task: str, depth: int) -> dict | None:
-    """Every logged seed's tree projections per checkpoint: {step[], n_seeds[], tscore[], tparseval[]} as seed_spread's.
+def probe_seed_curves(task: str, depth: int) -> dict | None:
+    """Every logged seed's tree projections per checkpoint: {step[], seed[], tscore[step][seed], tparseval[step][seed]}.
 
     From the original repo's tree-projection logs (QF and TI at depths 2, 4/6 and 6/10: 10 seeds each); Dyck's are
     too sparse to compare step by step.
     """
-    return load()["probe_seed_spread"].get(task, {}).get(str(depth))
+    return load()["probe_seed_curves"].get(task, {}).get(str(depth))
+
+
+def quantiles(xs) -> dict:
+    """min, quartiles (numpy's linear rule), max of a sample, rounded to 5 digits."""
+    q = np.quantile(np.asarray(xs, dtype=float), [0, 0.25, 0.5, 0.75, 1])
+    return dict(zip(("min", "q25", "median", "q75", "max"), (round(float(v), 5) for v in q)))
+
+
+def spread(curves: dict | None) -> dict | None:
+    """{step[], n_seeds[], <key>{min,q25,median,q75,max}[]} of seed_curves' form: the seeds' quantiles per checkpoint."""
+    if curves is None:
+        return None
+    keys = [k for k in curves if k not in ("step", "seed")]
+    logged = {k: [[v for v in row if v is not None] for row in curves[k]] for k in keys}
+    out = {"step": list(curves["step"]), "n_seeds": [len(row) for row in logged[keys[0]]]}
+    return out | {k: [quantiles(row) for row in logged[k]] for k in keys}
+
+
+@functools.lru_cache(maxsize=16)
+def seed_spread(task: str, depth: int) -> dict | None:
+    """seed_curves' accuracies as quantiles per checkpoint: {step[], n_seeds[], val[], gen[]}, each {min, q25, median, q75, max}."""
+    return spread(seed_curves(task, depth))
+
+
+@functools.lru_cache(maxsize=16)
+def probe_seed_spread(task: str, depth: int) -> dict | None:
+    """probe_seed_curves' tscore and tparseval as quantiles per checkpoint, in seed_spread's form."""
+    return spread(probe_seed_curves(task, depth))
 
 
 def right_branching(task: str, split: str = RB_SPLIT_PREFIX) -> float | None:

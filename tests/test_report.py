@@ -234,6 +234,54 @@ def test_paper_seed_spread():
     assert paper.probe_seed_spread("tense", 4) is not None and paper.probe_seed_spread("dyck", 6) is None
 
 
+def test_paper_seed_curves_hold_every_logged_seed():
+    curves = paper.seed_curves("tense", 4)
+    assert curves["seed"][:2] == [42, 52] and len(curves["seed"]) == 20 and len(curves["gen"]) == len(curves["step"])
+    assert all(len(row) == 20 for row in curves["gen"])
+    # the packaged quantiles are these seeds' own
+    assert paper.seed_spread("tense", 4)["gen"][3] == paper.quantiles(curves["gen"][3])
+    dyck = paper.seed_curves("dyck", 6)
+    assert any(v is None for row in dyck["gen"] for v in row)  # Dyck's seeds were not all logged at every checkpoint
+    assert paper.seed_spread("dyck", 6)["n_seeds"] == [sum(v is not None for v in row) for row in dyck["gen"]]
+    assert len(paper.probe_seed_curves("question", 6)["seed"]) == 10 and paper.probe_seed_curves("dyck", 6) is None
+
+
+def test_percentile_among_counts_ties_half():
+    others = np.array([0.1, 0.5, 0.9])
+    assert report.stats.percentile_among(0.5, others) == pytest.approx(0.5)
+    assert report.stats.percentile_among(0.0, others) == 0.0 and report.stats.percentile_among(1.0, others) == 1.0
+    assert report.stats.percentile_among(0.7, others) == pytest.approx(2 / 3)
+
+
+def test_subset_means_enumerate_small_pools_and_sample_large_ones():
+    pct = np.array([0.0, 0.5, 1.0])
+    assert sorted(report.stats.subset_means(pct, 2)) == pytest.approx([0.25, 0.5, 0.75])
+    big = report.stats.subset_means(np.linspace(0, 1, 30), 10)  # C(30, 10) subsets: drawn
+    assert len(big) == report.stats.RANK_SUBSETS and 0.45 < big.mean() < 0.55
+
+
+def test_seed_ranks_by_hand():
+    curves = {"step": [3000, 6000, 9000], "seed": [1, 2, 3],
+              "gen": [[0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [0.1, None, None]]}
+    ours = {3000: {42: 0.0}, 6000: {42: 0.0}, 9000: {42: 0.5}, 12000: {42: 0.5}}
+    r = report.stats.seed_ranks(curves, "gen", ours)
+    assert r["steps"] == [3000, 6000]  # 9000 has one paper seed, 12000 none
+    assert r["run"] == {42: 0.0} and r["paper"] == pytest.approx([0.0, 0.5, 1.0])
+    # the pool's mean percentiles, each seed among the three others: 1/3, 2/3, 1 and this run's 0
+    assert r["p_low"] == pytest.approx(0.25) and r["p_high"] == 1.0
+    assert report.stats.seed_ranks(curves, "gen", {}) is None
+
+
+def test_seeds_below_every_paper_seed_rank_lowest_of_the_pool():
+    curves = paper.seed_curves("question", 6)
+    ours = {step: {42: -1.0, 52: -1.0} for step in curves["step"][:5]}
+    r = report.stats.seed_ranks(curves, "gen", ours)
+    assert r["run"] == {42: 0.0, 52: 0.0} and len(r["steps"]) == 5 and len(r["paper"]) == 20
+    assert r["p_low"] == pytest.approx(1 / math.comb(22, 2)) and r["p_high"] == 1.0  # the lowest pair of 22 seeds
+    middle = {step: {42: float(np.median(curves["gen"][i]))} for i, step in enumerate(curves["step"][:5])}
+    assert report.stats.seed_ranks(curves, "gen", middle)["run"][42] == pytest.approx(0.5, abs=0.06)
+
+
 def test_a_run_at_the_papers_depth_is_placed_among_its_seeds(tmp_path):
     run_dir = tmp_path / "question_L6"
     make_run(run_dir, "question", 6, (0.9, 0.1), seeds=(42, 52), steps=6000, probe=False)
@@ -249,6 +297,7 @@ def test_a_run_at_the_papers_depth_is_placed_among_its_seeds(tmp_path):
     assert rows[0]["gen"]["inside"] == 1  # 0.26 is among the paper's seeds at 3k, 0.06 below them all
     md = report.write_report(run_dir).read_text()
     assert "- question 6 layers: at 2 shared checkpoints (3000–6000)" in md and "(seeds like the paper's: about 3.6 and 3.6)" in md
+    assert "- question 6 layers, seed by seed:" in md and "| gen | 2 (3000–6000) | 42: " in md
     assert (run_dir / "report" / "per_seed_question.png").stat().st_size > 1000
     other = tmp_path / "question_L2"
     make_run(other, "question", 2, (0.9,), seeds=(42,), steps=600, probe=False)

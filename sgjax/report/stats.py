@@ -3,6 +3,7 @@ depth (D17, D18; docs/report.md)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -160,6 +161,78 @@ def place_among(spread: dict, values: dict[str, dict[int, dict[int, float]]]) ->
         if any(row[key]["seeds"] for key in values):
             rows.append(row)
     return rows
+
+
+RANK_SUBSETS = 20_000  # the paper's m-seed subsets drawn when there are more than this; else all of them
+
+
+def percentile_among(v: float, others_N: np.ndarray) -> float:
+    """Fraction of `others_N` below v, ties counted half: 0 below them all, 1 above them all."""
+    return float((np.sum(others_N < v) + 0.5 * np.sum(others_N == v)) / len(others_N))
+
+
+def subset_means(pct_N: np.ndarray, m: int) -> np.ndarray:
+    """Mean of every m-subset of pct_N (a fixed random draw of RANK_SUBSETS of them when there are more)."""
+    n = len(pct_N)
+    if math.comb(n, m) <= RANK_SUBSETS:
+        return np.array([pct_N[list(c)].mean() for c in itertools.combinations(range(n), m)])
+    pick_XxM = np.argsort(np.random.default_rng(0).random((RANK_SUBSETS, n)), axis=1)[:, :m]
+    return pct_N[pick_XxM].mean(axis=1)
+
+
+def mean_percentiles(values_SxN: np.ndarray, among_SxM: np.ndarray | None = None) -> list[float]:
+    """Each column's percentile among `among_SxM`'s columns, averaged over the rows where both have values (NaN: none).
+
+    Without `among_SxM`, each column of `values_SxN` is placed among its other columns (a seed among the other seeds).
+    """
+    out = []
+    for j in range(values_SxN.shape[1]):
+        others_SxM = np.delete(values_SxN, j, axis=1) if among_SxM is None else among_SxM
+        pct = [percentile_among(v, o[~np.isnan(o)]) for v, o in zip(values_SxN[:, j], others_SxM)
+               if not np.isnan(v) and np.any(~np.isnan(o))]
+        out.append(float(np.mean(pct)) if pct else math.nan)
+    return out
+
+
+def seed_ranks(curves: dict, key: str, ours: dict[int, dict[int, float]]) -> dict | None:
+    """Each run seed's mean percentile among the paper's seeds for `key` ({step: {seed: value}}, seed_values' form).
+
+    Over the checkpoints where every run seed and at least two paper seeds have a value. Beside it, each paper seed's
+    own mean percentile among the other paper seeds (where a seed like the paper's falls). A mean over checkpoints
+    ranks whole seeds, so a seed that runs low at every checkpoint counts once, not at each. `p_low` / `p_high`: a
+    permutation test; every seed of the pool (the paper's and the run's) gets its mean percentile among all the
+    others, and these are the shares of the pool's subsets of the run's size whose mean is as low / as high as the
+    run's seeds' (exact for seeds exchangeable with the paper's; the run's own subset is one of them).
+    """
+    run_seeds = sorted({s for by_seed in ours.values() for s in by_seed})
+    rows = [(i, step) for i, step in enumerate(curves["step"])
+            if all(s in ours.get(step, {}) for s in run_seeds) and sum(v is not None for v in curves[key][i]) >= 2]
+    if not run_seeds or not rows:
+        return None
+    paper_SxN = np.array([[np.nan if v is None else v for v in curves[key][i]] for i, _ in rows], dtype=float)
+    run_SxM = np.array([[ours[step][s] for s in run_seeds] for _, step in rows], dtype=float)
+    pool_SxP = np.concatenate([paper_SxN, run_SxM], axis=1)
+    pooled_P = np.array(mean_percentiles(pool_SxP))
+    m, run_mean = len(run_seeds), float(pooled_P[-len(run_seeds):].mean())
+    means_X = subset_means(pooled_P[~np.isnan(pooled_P)], m)
+    paper_N = [p for p in mean_percentiles(paper_SxN) if not math.isnan(p)]
+    return {"steps": [step for _, step in rows], "run": dict(zip(run_seeds, mean_percentiles(run_SxM, paper_SxN))),
+            "paper": paper_N, "p_low": float(np.mean(means_X <= run_mean + 1e-12)),
+            "p_high": float(np.mean(means_X >= run_mean - 1e-12))}
+
+
+def ranks_among_paper_seeds(run: Run) -> dict[str, dict]:
+    """seed_ranks of the run's gen, val, tscore and tparseval among the paper's logged seeds (those it has)."""
+    from sgjax import paper
+
+    out = {}
+    for curves, records, fields in ((paper.seed_curves(run.task, run.depth), run.metrics, {"gen": "gen_acc", "val": "val_acc"}),
+                                    (paper.probe_seed_curves(run.task, run.depth), run.probe, {"tscore": "tscore", "tparseval": "tparseval"})):
+        if curves is not None:
+            for key, by_step in seed_values(records, fields).items():
+                if (ranks := seed_ranks(curves, key, by_step)) is not None:
+                    out[key] = ranks
+    return out
 
 
 def against_paper_seeds(run: Run) -> list[dict]:

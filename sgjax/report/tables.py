@@ -6,8 +6,11 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 from sgjax.report.runs import Run
-from sgjax.report.stats import against_paper_seeds, best_of, curve_gaps, layers, mean_curve_gaps, probe_against_paper_seeds
+from sgjax.report.stats import (against_paper_seeds, best_of, curve_gaps, layers, mean_curve_gaps, probe_against_paper_seeds,
+                                ranks_among_paper_seeds)
 
 
 def fmt(x, digits: int = 3) -> str:
@@ -117,6 +120,25 @@ def placement_lines(run: Run, rows: list[dict], keys: tuple[str, str]) -> list[s
     return out + ["", "</details>", ""]
 
 
+def rank_lines(run: Run, ranks: dict[str, dict]) -> list[str]:
+    """One run's seeds ranked among the paper's (ranks_among_paper_seeds): a table, a row per quantity."""
+    pct = lambda x: "–" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+    out = [f"- {run.task} {layers(run.depth)}, seed by seed: each seed's percentile among the paper's seeds (0 below "
+           "them all, 1 above them all), averaged over the shared checkpoints, beside the paper's own seeds' (each "
+           "among the others). As low / as high: the share of subsets of as many seeds, drawn from the paper's and "
+           "this run's together, whose mean percentile (each seed among all the others) is as low / as high as this "
+           "run's seeds' (a permutation test: small where this run's seeds are unlike the paper's).", "",
+           "| | checkpoints | this run's seeds | paper seeds median [min–max] | this run's mean | as low | as high |",
+           "|---|---|---|---|---|---|---|"]
+    for key, r in ranks.items():
+        paper_pct = np.array(r["paper"])
+        seeds = ", ".join(f"{s}: {fmt(v, 2)}" for s, v in sorted(r["run"].items()))
+        out.append(f"| {key} | {len(r['steps'])} ({fmt(r['steps'][0])}–{fmt(r['steps'][-1])}) | {seeds} "
+                   f"| {fmt(float(np.median(paper_pct)), 2)} [{fmt(paper_pct.min(), 2)}–{fmt(paper_pct.max(), 2)}] "
+                   f"| {fmt(float(np.mean(list(r['run'].values()))), 2)} | {pct(r['p_low'])} | {pct(r['p_high'])} |")
+    return out + [""]
+
+
 def paper_seeds_lines(runs: list[Run]) -> list[str]:
     """Every run at a depth the paper logged per seed: its accuracies, then its tree projections, among the paper's seeds."""
     out = []
@@ -125,6 +147,8 @@ def paper_seeds_lines(runs: list[Run]) -> list[str]:
             out += placement_lines(run, rows, ("gen", "val"))
         if rows := probe_against_paper_seeds(run):
             out += placement_lines(run, rows, ("tscore", "tparseval"))
+        if ranks := ranks_among_paper_seeds(run):
+            out += rank_lines(run, ranks)
     return out or ["No run is at a depth the paper logged per seed (accuracies: QF 6, TI 4, Dyck 6 layers; tree "
                    "projections: QF 2/6/10, TI 2/4/6), or none shares its checkpoint steps.", ""]
 
