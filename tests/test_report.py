@@ -192,6 +192,60 @@ def test_two_runs_of_one_depth_are_refused(tmp_path):
         report.write_report(tmp_path)
 
 
+def smoke_config(seeds, **train) -> str:
+    """config.json of a QF 2-layer smoke run with these seeds and train fields."""
+    import dataclasses
+
+    from sgjax import config
+
+    cfg = config.preset("smoke", "question", 2)
+    return dataclasses.replace(cfg, seeds=tuple(seeds), train=dataclasses.replace(cfg.train, **train)).to_json()
+
+
+def test_runs_of_one_experiment_with_other_seeds_are_pooled(tmp_path, capsys):
+    """Seeds trained in two runs (the first two, then two more) report as one run of four; the note says which from which."""
+    a, b = tmp_path / "a" / "question_L2", tmp_path / "b" / "question_L2"
+    make_run(a, "question", 2, (0.9, 0.2), seeds=(42, 52))
+    make_run(b, "question", 2, (0.85, 0.1), seeds=(62, 72))
+    a.joinpath("config.json").write_text(smoke_config((42, 52)))
+    b.joinpath("config.json").write_text(smoke_config((62, 72), chunk_steps=7, member_groups=2))  # speed only: poolable
+    (run,) = report.discover_runs(tmp_path / "a", tmp_path / "b")
+    assert run.seeds == [42, 52, 62, 72] and run.paths == (a, b) and sorted(run.evals) == [42, 52, 62, 72]
+    assert len(run.probe) == 2 * len(report.load_run(a, "question", 2).probe)
+    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "both")]) == 0
+    md = (tmp_path / "both" / "report.md").read_text()
+    assert f"**Pooled:** question 2 layers pools 4 seeds from 2 runs of one experiment: `{a}` (42, 52); `{b}` (62, 72)." in md
+    assert table_row(md, "question", "2 **(best)**")[3] == "2/4"  # 0.9 and 0.85 grok, 0.2 and 0.1 do not
+    with pytest.raises(UserError, match="needs --out"):
+        report.write_report([tmp_path / "a", tmp_path / "b"])
+    c = tmp_path / "c" / "question_L2"  # a third run that repeats a seed of the second
+    make_run(c, "question", 2, (0.5, 0.5), seeds=(72, 82), probe=False)
+    c.joinpath("config.json").write_text(smoke_config((72, 82)))
+    with pytest.raises(UserError, match=f"{b} and {c} are both question at depth 2, but not one experiment with other seeds "
+                                        r"\(seed 72 in both\)"):
+        report.discover_runs(tmp_path / "a", tmp_path / "b", tmp_path / "c")
+
+
+def test_runs_of_one_depth_but_another_experiment_are_refused(tmp_path):
+    """Two runs that differ in what a seed computes (here the learning rate) are named with the difference, not pooled."""
+    make_run(tmp_path / "question_L2", "question", 2, (0.9, 0.2), seeds=(42, 52), probe=False)
+    make_run(tmp_path / "more", "question", 2, (0.9, 0.2), seeds=(62, 72), probe=False)
+    (tmp_path / "question_L2" / "config.json").write_text(smoke_config((42, 52)))
+    (tmp_path / "more" / "config.json").write_text(smoke_config((62, 72), lr=3e-4))
+    with pytest.raises(UserError, match=r"both question at depth 2, but not one experiment .*train.lr 0.0003 vs 0.001\)"):
+        report.write_report(tmp_path)
+    (tmp_path / "more" / "config.json").write_text(smoke_config((62, 72)))
+    assert report.discover_runs(tmp_path)[0].seeds == [42, 52, 62, 72]
+    from sgjax.probe.run import OPTIONS_FILE
+
+    assert report.runs.PROBE_OPTIONS == OPTIONS_FILE
+    (tmp_path / "more" / "probe_options.json").write_text(json.dumps({"sample": 1000}))
+    assert report.discover_runs(tmp_path)[0].seeds == [42, 52, 62, 72]  # one probed, one not: nothing to compare
+    (tmp_path / "question_L2" / "probe_options.json").write_text(json.dumps({"sample": 10000}))
+    with pytest.raises(UserError, match=r"probe.sample 1000 vs 10000"):
+        report.write_report(tmp_path)
+
+
 def test_a_run_of_several_learning_rates_is_flagged(tmp_path):
     """Members at several lrs are averaged like seeds in the figures: report.md says so and where each lr's numbers are."""
     make_run(tmp_path / "question_L2", "question", 2, (0.9, 0.2), seeds=(42, 1042), probe=False)

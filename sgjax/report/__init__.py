@@ -1,6 +1,7 @@
 """`sgjax report SWEEP_DIR`: the paper's figures and tables from a sweep, beside the paper's numbers.
 
     write_report(sweep_dir, out=None) -> SWEEP_DIR/report/report.md  (figures as PNG and PDF beside it)
+    write_report([dir_a, dir_b], out)   -> one report of both, runs of one experiment with other seeds pooled
 
 A sweep directory holds one run directory per (task, depth), named `<task>_L<depth>` (sgjax.sweep);
 a single run directory works too. Rules (docs/report.md): a seed "groks" when its final gen ≥ 0.8
@@ -23,27 +24,32 @@ from pathlib import Path
 
 from sgjax.errors import UserError
 from sgjax.report.figures import fig2, fig3a, fig3b, fig4, per_seed_figure, train_loss_figure
-from sgjax.report.runs import Run, discover_runs, load_run
+from sgjax.report.runs import Run, discover_runs, load_run, load_runs
 from sgjax.report.stats import best_depth, best_of, depth_stats
 from sgjax.report.tables import markdown
 from sgjax.report.trees import bracketed, tree_text
 
-__all__ = ["Run", "add_arguments", "best_depth", "bracketed", "depth_stats", "discover_runs", "load_run", "run", "tree_text",
+__all__ = ["Run", "add_arguments", "best_depth", "bracketed", "depth_stats", "discover_runs", "load_run", "load_runs", "run", "tree_text",
            "write_report"]
 
 
 def write_report(sweep_dir, out=None, *, as_original: bool = False) -> Path:
     """Write figures (PNG + PDF) and report.md into `out` (default SWEEP_DIR/report/); returns report.md's path.
 
-    `as_original`: Fig 3b as the paper drew it, where the probe recorded it (`fig3b_panels`).
+    `sweep_dir`: a sweep or run directory, or a list of them (then `out` is needed); runs of one (task, depth) that
+    are one experiment with other seeds are pooled. `as_original`: Fig 3b as the paper drew it, where the probe
+    recorded it (`fig3b_panels`).
     """
-    sweep_dir = Path(sweep_dir)
-    runs = discover_runs(sweep_dir)
+    sources = [Path(d) for d in sweep_dir] if isinstance(sweep_dir, (list, tuple)) else [Path(sweep_dir)]
+    if out is None and len(sources) > 1:
+        raise UserError("a report of several directories needs --out: its own folder, not one of theirs")
+    runs = discover_runs(*sources)
+    where = " + ".join(map(str, sources))
     if not runs:
-        raise UserError(f"{sweep_dir} holds no run directories (<task>_L<depth>/ with config.json or metrics.jsonl)")
+        raise UserError(f"{where} holds no run directories (<task>_L<depth>/ with config.json or metrics.jsonl)")
     if not any(r.metrics or r.probe for r in runs):
-        raise UserError(f"nothing to plot in {sweep_dir}: its runs have no metrics.jsonl or probe.jsonl records yet")
-    out_dir = Path(out) if out is not None else sweep_dir / "report"
+        raise UserError(f"nothing to plot in {where}: its runs have no metrics.jsonl or probe.jsonl records yet")
+    out_dir = Path(out) if out is not None else sources[0] / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks: dict[str, list[Run]] = {}
     for r in runs:
@@ -61,15 +67,16 @@ def write_report(sweep_dir, out=None, *, as_original: bool = False) -> Path:
     figures.update({f"Per-seed generalization: {t}": per_seed_figure(t, rs, out_dir) for t, rs in tasks.items()})
     figures["Training loss"] = train_loss_figure(tasks, out_dir)
     path = out_dir / "report.md"
-    path.write_text(markdown(sweep_dir, runs, stats, best, figures))
+    path.write_text(markdown(sources, runs, stats, best, figures))
     (out_dir / "report.json").write_text(json.dumps({"best_depth": best, "depths": stats}, indent=2, default=str))
     return path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """CLI: `sgjax report SWEEP_DIR [--out DIR]`."""
-    p.add_argument("sweep_dir", help="a sweep directory (or a single run directory)")
-    p.add_argument("--out", help="where to write the report (default: SWEEP_DIR/report)")
+    """CLI: `sgjax report SWEEP_DIR [SWEEP_DIR ...] [--out DIR]`."""
+    p.add_argument("sweep_dir", nargs="+", help="a sweep directory (or a single run directory); several are reported together, "
+                   "runs of one (task, depth) that differ only in their seeds pooled")
+    p.add_argument("--out", help="where to write the report (default: SWEEP_DIR/report; needed for several)")
     p.add_argument("--as-original", action="store_true",
                    help="Fig 3b as the paper drew it: weight norm with the unused decoder's constant (D6) and, where the "
                         "probe ran with --sparsity-bug, the original's attention sparsity (D8)")
@@ -77,6 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     """Write the report and print where it is."""
-    path = write_report(args.sweep_dir, args.out, as_original=args.as_original)
+    dirs = args.sweep_dir if len(args.sweep_dir) > 1 else args.sweep_dir[0]
+    path = write_report(dirs, args.out, as_original=args.as_original)
     print(f"report: {path}")
     return 0

@@ -1,4 +1,5 @@
-"""Reading a sweep: its run directories, each seed's evaluations, non-finite seeds (docs/report.md)."""
+"""Reading a sweep: its run directories (runs of one experiment with other seeds pooled), each seed's evaluations,
+non-finite seeds (docs/report.md)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
+from sgjax import config as config_lib
 from sgjax import jsonl, summarize
 from sgjax.errors import UserError
 
+PROBE_OPTIONS = "probe_options.json"  # sgjax.probe.run.OPTIONS_FILE, not imported: the report runs without jax
 RUN_NAME = re.compile(r"^(?P<task>.+)_L(?P<depth>\d+)$")
+# Config fields that may differ among runs whose seeds are pooled: who the members are, and how fast a run went or
+# what it kept, not what a seed computes.
+POOLABLE_FIELDS = frozenset({"seeds", "lrs", "train.chunk_steps", "train.member_groups", "train.group_by", "train.log_every",
+                             "train.ckpt_every", "train.keep_checkpoints", "train.tensorboard", "eval.batch_size",
+                             "eval.width_groups"})
 
 
 @dataclasses.dataclass
@@ -28,11 +36,11 @@ class Series:
 
 @dataclasses.dataclass
 class Run:
-    """One (task, depth) run directory and what the report derives from it."""
+    """One (task, depth): its run directories (one, or several runs of other seeds) and what the report derives from them."""
 
     task: str
     depth: int
-    path: Path
+    paths: tuple[Path, ...]
     metrics: list[dict]
     probe: list[dict]
     evals: dict[int, Series]
@@ -70,30 +78,86 @@ def is_run_dir(path: Path) -> bool:
 
 def load_run(path: Path, task: str, depth: int) -> Run:
     """Read metrics.jsonl and probe.jsonl of one run and derive per-seed summaries."""
-    metrics = read_jsonl(path / "metrics.jsonl")
+    return load_runs([path], task, depth)
+
+
+def load_runs(paths: list[Path], task: str, depth: int) -> Run:
+    """The records of one or more runs of (task, depth), as one Run of all their seeds."""
+    metrics = [r for p in paths for r in read_jsonl(Path(p) / "metrics.jsonl")]
     evals = eval_series(metrics)
-    return Run(task, depth, path, metrics, read_jsonl(path / "probe.jsonl"), evals,
-               {s: seed_summary(e) for s, e in evals.items()}, nonfinite_seeds(metrics))
+    return Run(task, depth, tuple(Path(p) for p in paths), metrics, [r for p in paths for r in read_jsonl(Path(p) / "probe.jsonl")],
+               evals, {s: seed_summary(e) for s, e in evals.items()}, nonfinite_seeds(metrics))
 
 
-def discover_runs(sweep_dir: Path) -> list[Run]:
-    """Every run of a sweep (or the directory itself if it is one run), sorted by task then depth."""
+def experiment(path: Path) -> dict:
+    """A run's config.json as {section.field: value}, less the POOLABLE_FIELDS; {} without a readable one."""
+    try:
+        d = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    try:
+        d = config_lib.from_dict(d).to_dict()  # as it trained: the fields saved before an option filled in
+    except (TypeError, ValueError, config_lib.ConfigError):
+        pass  # a partial config (written by hand): compared as it is
+    if not isinstance(d, dict):
+        return {}
+    flat = {f"{k}.{f}": v for k, sub in d.items() if isinstance(sub, dict) for f, v in sub.items()}
+    flat |= {k: v for k, v in d.items() if not isinstance(v, dict)}
+    return {k: v for k, v in flat.items() if k not in POOLABLE_FIELDS}
+
+
+def probe_options(path: Path) -> dict:
+    """The options a run's probe.jsonl was made with, as {probe.option: value}; {} before it was probed."""
+    try:
+        return {f"probe.{k}": v for k, v in json.loads((path / PROBE_OPTIONS).read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def check_poolable(runs: list[Run]) -> None:
+    """Raise unless runs of one (task, depth) are one experiment with other seeds: configs equal but for POOLABLE_FIELDS,
+    and probes (where both were probed) made with the same options."""
+    first, seen = runs[0], {s: runs[0].paths[0] for s in runs[0].seeds}
+    for other in runs[1:]:
+        shared = sorted(set(seen) & set(other.seeds))
+        a, b = (seen[shared[0]] if shared else first.paths[0]), other.paths[0]
+        why = [f"seed {', '.join(map(str, shared))} in both"] if shared else []
+        seen |= {s: b for s in other.seeds}
+        ea, eb = experiment(a), experiment(b)
+        if (pa := probe_options(a)) and (pb := probe_options(b)):  # probes of both: made alike
+            ea, eb = ea | pa, eb | pb
+        why += [f"{k} {ea.get(k)!r} vs {eb.get(k)!r}" for k in sorted(set(ea) | set(eb)) if ea.get(k) != eb.get(k)]
+        if why:
+            raise UserError(f"{a} and {b} are both {first.task} at depth {first.depth}, but not one experiment with other "
+                            f"seeds ({'; '.join(why[:4])}{'; ...' if len(why) > 4 else ''}): a report pools runs of one (task, "
+                            "depth) only then. Report them apart, or move one out of the sweep directory")
+
+
+def run_dirs(sweep_dir: Path) -> list[Path]:
+    """The run directories of a sweep, or the directory itself if it is one run."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise UserError(f"{sweep_dir} is not a directory")
-    candidates = [sweep_dir] if is_run_dir(sweep_dir) else sorted(p for p in sweep_dir.iterdir() if is_run_dir(p))
-    found: dict[tuple[str, int], Path] = {}
-    for p in candidates:
+    return [sweep_dir] if is_run_dir(sweep_dir) else sorted(p for p in sweep_dir.iterdir() if is_run_dir(p))
+
+
+def discover_runs(*sweep_dirs: Path) -> list[Run]:
+    """Every run of the sweeps (or run directories), sorted by task then depth; runs of one (task, depth) that are one
+    experiment with other seeds (check_poolable) become one Run of all their seeds."""
+    found: dict[tuple[str, int], list[Path]] = {}
+    for p in (p for d in sweep_dirs for p in run_dirs(d)):
         ident = run_identity(p)
-        if ident in found:  # the figures average one run per (task, depth): two would be mixed or one dropped
-            raise UserError(f"{found[ident]} and {p} are both {ident[0]} at depth {ident[1]}: a report takes one run "
-                            "per (task, depth); move one of them out of the sweep directory")
         if ident is not None:
-            found[ident] = p
+            found.setdefault(ident, []).append(p)
         else:  # a run this report cannot place: say so rather than leave it out silently
             warnings.warn(f"{p} left out of the report: no task and depth (a readable config.json, or a name "
                           "<task>_L<depth>)", stacklevel=2)
-    return sorted((load_run(p, *ident) for ident, p in found.items()), key=lambda r: (r.task, r.depth))
+    out = []
+    for ident, paths in found.items():
+        if len(paths) > 1:
+            check_poolable([load_run(p, *ident) for p in paths])
+        out.append(load_runs(paths, *ident))
+    return sorted(out, key=lambda r: (r.task, r.depth))
 
 
 def as_float(x) -> float:

@@ -177,26 +177,38 @@ def mixed_lr_lines(runs: list[Run]) -> list[str]:
     """A warning for runs whose members trained at several learning rates: the report averages them as seeds."""
     from sgjax.summarize import member_lrs
 
-    mixed = [(r, sorted(set(member_lrs(r.path).values()))) for r in runs]
+    mixed = [(r, sorted({lr for p in r.paths for lr in member_lrs(p).values()})) for r in runs]
     mixed = [(r, lrs) for r, lrs in mixed if len(lrs) > 1]
     return [f"**Note:** {r.task} {layers(r.depth)} trained its members at {len(lrs)} learning rates "
             f"({', '.join(f'{lr:g}' for lr in lrs)}); this report averages them as if they were seeds. Each lr's own "
             f"numbers: `summary.json` → `aggregate_by_lr` (sgjax summarize)." for r, lrs in mixed] + ([""] if mixed else [])
 
 
-def markdown(sweep_dir: Path, runs: list[Run], stats: list[dict], best: dict, figures: dict[str, list[Path]]) -> str:
-    """The whole report.md."""
+def pooled_lines(runs: list[Run]) -> list[str]:
+    """A note for each (task, depth) whose seeds come from several runs, and which seeds from which."""
+    from sgjax.report.runs import load_run
+
+    out = []
+    for r in (r for r in runs if len(r.paths) > 1):
+        seeds = {p: load_run(p, r.task, r.depth).seeds for p in r.paths}
+        out.append(f"**Pooled:** {r.task} {layers(r.depth)} pools {len(r.seeds)} seeds from {len(r.paths)} runs of one "
+                   "experiment: " + "; ".join(f"`{p}` ({', '.join(map(str, s))})" for p, s in seeds.items()) + ".")
+    return out + ([""] if out else [])
+
+
+def markdown(sources: list[Path], runs: list[Run], stats: list[dict], best: dict, figures: dict[str, list[Path]]) -> str:
+    """The whole report.md of the sweeps (or run directories) in `sources`."""
     best_runs = best_of(runs, best)
-    out = [f"# Structural grokking report: `{sweep_dir.name}`", ""]
-    manifest = sweep_dir / "sweep.json"
-    if manifest.exists():
-        m = json.loads(manifest.read_text())
-        out += ["Sweep: " + ", ".join(f"{k} `{', '.join(map(str, v)) if isinstance(v, list) else v}`" for k, v in m.items()), ""]
+    out = [f"# Structural grokking report: {' + '.join(f'`{d.name}`' for d in sources)}", ""]
+    for manifest in (d / "sweep.json" for d in sources):
+        if manifest.exists():
+            m = json.loads(manifest.read_text())
+            out += ["Sweep: " + ", ".join(f"{k} `{', '.join(map(str, v)) if isinstance(v, list) else v}`" for k, v in m.items()), ""]
     out += ["Rules (docs/report.md): a seed groks when its **final** generalization accuracy is ≥ 0.8 (D17); ES = early "
             "stopping at the first checkpoint where in-domain (val) accuracy reaches its maximum (D18); the best depth has the "
             "largest share of grokking seeds (ties: higher mean final gen, then fewer layers). Paper values: 10 paper seeds at 300k steps "
             "(Dyck 400k); Fig 3a counts read from the figure, 'paper logs' from the original repo's logs (SPEC §6).", ""]
-    out += mixed_lr_lines(runs) + horizon_lines(stats)
+    out += pooled_lines(runs) + mixed_lr_lines(runs) + horizon_lines(stats)
     out += ["## Best depth", ""] + [f"- {t}: {layers(d)}" if d is not None else f"- {t}: no evaluations" for t, d in best.items()]
     out += ["", "## Accuracy (this sweep beside the paper)", ""] + accuracy_table(stats, best)
     out += ["", "## Early stopping vs extended training (Fig 2, mean curve at the best depth)", ""] + gap_table(best_runs)
