@@ -240,6 +240,8 @@ class Evaluator:
         return self._device | {(p.key, "sample"): self._sample(p, step) for p in self.parts.values() if p.sample}
 
     def __call__(self, params_S, step: int = 0) -> dict[str, np.ndarray]:
+        # host arrays (checkpoint.load_params gives numpy) onto the default device; device arrays stay where they are
+        params_S = jax.tree_util.tree_map(lambda x: x if isinstance(x, jax.Array) else jax.device_put(x), params_S)
         s = jax.tree_util.tree_leaves(params_S)[0].shape[0]
         sums = {}
         if self.parts:

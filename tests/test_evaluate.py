@@ -48,6 +48,10 @@ def test_qf_evaluator_vmapped_equals_alone():
     assert set(no_decode) == set(both) - {"val_exact_match", "gen_exact_match"}
     for k in no_decode:
         np.testing.assert_array_equal(no_decode[k], both[k])
+    # host arrays, as checkpoint.load_params gives them, score the same on a fresh evaluator
+    host = E.make_evaluator(cfg, EvalConfig(batch_size=3), "question", vocab, splits)(jax.device_get(params), 0)
+    for k in both:
+        np.testing.assert_array_equal(host[k], both[k])
     aux_K = [vocab.index[a] for a in scoring.AUXILIARIES]
     for i in range(2):
         alone = ev(twice(params, i), 0)
