@@ -29,8 +29,8 @@ from sgjax.report.stats import best_depth, best_of, depth_stats
 from sgjax.report.tables import markdown
 from sgjax.report.trees import bracketed, tree_text
 
-__all__ = ["Run", "add_arguments", "best_depth", "bracketed", "depth_stats", "discover_runs", "load_run", "load_runs", "run", "tree_text",
-           "write_report"]
+__all__ = ["Run", "add_arguments", "best_depth", "bracketed", "depth_stats", "discover_runs", "load_run", "load_runs", "run",
+           "tree_text", "write_report"]
 
 
 def write_report(sweep_dir, out=None, *, as_original: bool = False) -> Path:
@@ -84,7 +84,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     """Write the report and print where it is."""
-    dirs = args.sweep_dir if len(args.sweep_dir) > 1 else args.sweep_dir[0]
-    path = write_report(dirs, args.out, as_original=args.as_original)
+    path = write_report(args.sweep_dir, args.out, as_original=args.as_original)
     print(f"report: {path}")
     return 0

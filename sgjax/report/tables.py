@@ -122,7 +122,6 @@ def placement_lines(run: Run, rows: list[dict], keys: tuple[str, str]) -> list[s
 
 def rank_lines(run: Run, ranks: dict[str, dict]) -> list[str]:
     """One run's seeds ranked among the paper's (ranks_among_paper_seeds): a table, a row per quantity."""
-    pct = lambda x: "–" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     out = [f"- {run.task} {layers(run.depth)}, seed by seed: each seed's percentile among the paper's seeds (0 below "
            "them all, 1 above them all), averaged over the shared checkpoints, beside the paper's own seeds' (each "
            "among the others). As low / as high: the share of subsets of as many seeds, drawn from the paper's and "
@@ -135,7 +134,7 @@ def rank_lines(run: Run, ranks: dict[str, dict]) -> list[str]:
         seeds = ", ".join(f"{s}: {fmt(v, 2)}" for s, v in sorted(r["run"].items()))
         out.append(f"| {key} | {len(r['steps'])} ({fmt(r['steps'][0])}–{fmt(r['steps'][-1])}) | {seeds} "
                    f"| {fmt(float(np.median(paper_pct)), 2)} [{fmt(paper_pct.min(), 2)}–{fmt(paper_pct.max(), 2)}] "
-                   f"| {fmt(float(np.mean(list(r['run'].values()))), 2)} | {pct(r['p_low'])} | {pct(r['p_high'])} |")
+                   f"| {fmt(float(np.mean(list(r['run'].values()))), 2)} | {100 * r['p_low']:.1f}% | {100 * r['p_high']:.1f}% |")
     return out + [""]
 
 
