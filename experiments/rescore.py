@@ -13,7 +13,6 @@ file would?" is answered by the same weights on both.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -141,6 +141,15 @@ def saved_before(section: str, task: str | None) -> dict[str, Any]:
     return {k: v for k, (v, tasks) in fields.items() if tasks is None or task in tasks}
 
 
+def flat_items(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1}} -> {"train.lr": 1}."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else k
+        out.update(flat_items(v, key) if isinstance(v, dict) else {key: v})
+    return out
+
+
 def from_dict(d: dict[str, Any]) -> Config:
     """Inverse of Config.to_dict (lists become tuples)."""
     subs = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig}

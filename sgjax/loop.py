@@ -15,20 +15,11 @@ from tqdm.auto import tqdm
 
 from sgjax import batching, engine, jsonl
 from sgjax.checkpoint import RunCheckpoints, saved_probe_steps, saved_state_step
-from sgjax.config import Config, ConfigError, concrete_layout, from_dict, validate
+from sgjax.config import Config, ConfigError, concrete_layout, flat_items, from_dict, validate
 from sgjax.errors import CheckpointError, UserError
 
 # Fields that may change when a run is resumed: extending a run is the point of resuming.
 RESUMABLE_CHANGES = {"train.steps", "train.tensorboard"}
-
-
-def flat_items(d: dict, prefix: str = "") -> dict[str, Any]:
-    """{"train": {"lr": 1}} -> {"train.lr": 1}."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else k
-        out.update(flat_items(v, key) if isinstance(v, dict) else {key: v})
-    return out
 
 
 def config_diff(old: dict, new: dict) -> list[str]:

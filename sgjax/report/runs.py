@@ -101,9 +101,7 @@ def experiment(path: Path) -> dict:
         pass  # a partial config (written by hand): compared as it is
     if not isinstance(d, dict):
         return {}
-    flat = {f"{k}.{f}": v for k, sub in d.items() if isinstance(sub, dict) for f, v in sub.items()}
-    flat |= {k: v for k, v in d.items() if not isinstance(v, dict)}
-    return {k: v for k, v in flat.items() if k not in POOLABLE_FIELDS}
+    return {k: v for k, v in config_lib.flat_items(d).items() if k not in POOLABLE_FIELDS}
 
 
 def probe_options(path: Path) -> dict:
