@@ -24,13 +24,13 @@ from pathlib import Path
 
 from sgjax.errors import UserError
 from sgjax.report.figures import fig2, fig3a, fig3b, fig4, per_seed_figure, train_loss_figure
-from sgjax.report.runs import Run, discover_runs, load_run, load_runs
+from sgjax.report.runs import Run, discover_runs, load_run
 from sgjax.report.stats import best_depth, best_of, depth_stats
 from sgjax.report.tables import markdown
 from sgjax.report.trees import bracketed, tree_text
 
-__all__ = ["Run", "add_arguments", "best_depth", "bracketed", "depth_stats", "discover_runs", "load_run", "load_runs", "run",
-           "tree_text", "write_report"]
+__all__ = ["Run", "add_arguments", "best_depth", "bracketed", "depth_stats", "discover_runs", "load_run", "run", "tree_text",
+           "write_report"]
 
 
 def write_report(sweep_dir, out=None, *, as_original: bool = False) -> Path:

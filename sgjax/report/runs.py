@@ -46,6 +46,7 @@ class Run:
     evals: dict[int, Series]
     summaries: dict[int, dict]
     nonfinite: dict[int, int]
+    parts: tuple[Run, ...] = ()  # the one-directory Runs this one pools (none for a single run directory)
 
     @property
     def seeds(self) -> list[int]:
@@ -78,15 +79,24 @@ def is_run_dir(path: Path) -> bool:
 
 def load_run(path: Path, task: str, depth: int) -> Run:
     """Read metrics.jsonl and probe.jsonl of one run and derive per-seed summaries."""
-    return load_runs([path], task, depth)
-
-
-def load_runs(paths: list[Path], task: str, depth: int) -> Run:
-    """The records of one or more runs of (task, depth), as one Run of all their seeds."""
-    metrics = [r for p in paths for r in read_jsonl(Path(p) / "metrics.jsonl")]
+    metrics = read_jsonl(path / "metrics.jsonl")
     evals = eval_series(metrics)
-    return Run(task, depth, tuple(Path(p) for p in paths), metrics, [r for p in paths for r in read_jsonl(Path(p) / "probe.jsonl")],
-               evals, {s: seed_summary(e) for s, e in evals.items()}, nonfinite_seeds(metrics))
+    return Run(task, depth, (path,), metrics, read_jsonl(path / "probe.jsonl"), evals,
+               {s: seed_summary(e) for s, e in evals.items()}, nonfinite_seeds(metrics))
+
+
+def pool(runs: list[Run]) -> Run:
+    """Runs of one (task, depth) with disjoint seeds (check_poolable) as one Run of all their seeds; one run as it is."""
+    if len(runs) == 1:
+        return runs[0]
+    return Run(runs[0].task, runs[0].depth, tuple(p for r in runs for p in r.paths), [x for r in runs for x in r.metrics],
+               [x for r in runs for x in r.probe], by_seed([r.evals for r in runs]), by_seed([r.summaries for r in runs]),
+               by_seed([r.nonfinite for r in runs]), tuple(runs))
+
+
+def by_seed(maps: list[dict]) -> dict:
+    """{seed: value} maps of disjoint seeds as one, in seed order."""
+    return dict(sorted((kv for m in maps for kv in m.items()), key=lambda kv: kv[0]))
 
 
 def experiment(path: Path) -> dict:
@@ -152,9 +162,9 @@ def discover_runs(*sweep_dirs: Path) -> list[Run]:
                           "<task>_L<depth>)", stacklevel=2)
     out = []
     for ident, paths in found.items():
-        if len(paths) > 1:
-            check_poolable([load_run(p, *ident) for p in paths])
-        out.append(load_runs(paths, *ident))
+        runs = [load_run(p, *ident) for p in paths]
+        check_poolable(runs)
+        out.append(pool(runs))
     return sorted(out, key=lambda r: (r.task, r.depth))
 
 

@@ -185,13 +185,10 @@ def mixed_lr_lines(runs: list[Run]) -> list[str]:
 
 def pooled_lines(runs: list[Run]) -> list[str]:
     """A note for each (task, depth) whose seeds come from several runs, and which seeds from which."""
-    from sgjax.report.runs import load_run
-
     out = []
-    for r in (r for r in runs if len(r.paths) > 1):
-        seeds = {p: load_run(p, r.task, r.depth).seeds for p in r.paths}
-        out.append(f"**Pooled:** {r.task} {layers(r.depth)} pools {len(r.seeds)} seeds from {len(r.paths)} runs of one "
-                   "experiment: " + "; ".join(f"`{p}` ({', '.join(map(str, s))})" for p, s in seeds.items()) + ".")
+    for r in (r for r in runs if r.parts):
+        out.append(f"**Pooled:** {r.task} {layers(r.depth)} pools {len(r.seeds)} seeds from {len(r.parts)} runs of one "
+                   "experiment: " + "; ".join(f"`{p.paths[0]}` ({', '.join(map(str, p.seeds))})" for p in r.parts) + ".")
     return out + ([""] if out else [])
 
 
