@@ -251,11 +251,11 @@ def test_member_groups_run_each_group_at_its_own_width():
     """train.member_groups in the bench: each group's calls at its own width, FLOPs averaged over members."""
     tiny = ["model.d_model=32", "model.n_heads=2", "model.d_ff=64"]
     p = {"kind": "sgjax", "task": "dyck", "depth": 1, "population": 3, "precision": "highest", "seq_len": 37,
-         "overrides": [*tiny, "train.member_groups=2"], "eval": False, "warmup": 1, "steps_per_call": 4, "calls": 1}
+         "overrides": [*tiny, "train.member_groups=2"], "eval": False, "warmup": 1, "steps_per_call": 2, "calls": 1}
     r = bench.measure(p)
     cfg = bench.bench_config("dyck", 1, 3, 1, "highest", tiny)
-    whole = bench.group_plans(cfg, bench.bench_data(cfg), {**p, "steps_per_call": 1, "calls": 4})[0][2][1:]
-    assert r["group_sizes"] == [2, 1] and len(r["widths"]) == 4
+    whole = bench.group_plans(cfg, bench.bench_data(cfg), {**p, "steps_per_call": 1, "calls": 2})[0][2][1:]
+    assert r["group_sizes"] == [2, 1] and len(r["widths"]) == 2
     assert all(max(ws) == w for ws, w in zip(r["widths"], whole))  # the widest group's width is the population's
     assert any(min(ws) < max(ws) for ws in r["widths"])  # and the other group ran shorter
     f = lambda w: flops.train_flops_per_step(1, 32, 64, 43, w, 1, w)  # noqa: E731

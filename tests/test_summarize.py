@@ -129,3 +129,16 @@ def test_cli(tmp_path, capsys):
     assert "question L6" in out and "final gen" in out and "0.880" in out
     assert cli.main(["summarize", str(tmp_path / "nope")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_dyck_records_logged_before_the_d10_rename_read_in_todays_keys(tmp_path):
+    """An older Dyck run logged distance-≥10 as gen_acc and all closings as gen_acc_all: read as gen_acc_far / gen_acc."""
+    old = {"step": 10000, "seed": 42, "member": 0, "val_acc": 0.98, "val_acc_far": 0.89, "gen_acc_all": 0.84, "gen_acc": 0.43}
+    new = {"step": 20000, "seed": 42, "member": 0, "val_acc": 0.99, "val_acc_far": 0.95, "gen_acc": 0.93, "gen_acc_far": 0.61}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(old) + "\n" + json.dumps(new) + "\n")
+    (tmp_path / "config.json").write_text(json.dumps({"task": "dyck", "model": {"n_layers": 6}}))
+    a, b = S.read_metrics(tmp_path / "metrics.jsonl")
+    assert (a["gen_acc"], a["gen_acc_far"], "gen_acc_all" in a) == (0.84, 0.43, False)
+    assert b == new  # a resumed run's newer records are left as they are
+    (row,) = S.summarize_run(tmp_path)
+    assert (row["final_gen"], row["max_gen"]) == (0.93, 0.93)

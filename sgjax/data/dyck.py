@@ -227,7 +227,7 @@ def block_profiles(tokens: list[str]) -> list[tuple[int, ...]]:
 
 
 def closing_positions(tokens: list[str]) -> list[tuple[int, int]]:
-    """(i, opener index) for every closing bracket i; i - opener >= 10 is the paper's gen filter (D10)."""
+    """(i, opener index) for every closing bracket i; i - opener >= 10 is App. A's filter (D10)."""
     stack, out = [], []
     for i, t in enumerate(tokens):
         if t.startswith("("):
