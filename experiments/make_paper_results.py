@@ -137,8 +137,9 @@ def build(ref: Path) -> dict:
         "tree_projection_summary": [typed(r) for r in read_csv(ref / "tree_projection_summary.csv")],
         "seed_curves": seed_curves(read_csv(ref / "accuracy_curves_per_checkpoint.csv"),
                                    {"val": "indomain_val_acc", "gen": "generalization_acc"}, skip=()),
-        # Dyck's tree scores are left out as from tree_projection_curves: sparse checkpoints, no parses.
-        "probe_seed_curves": seed_curves(trees, {"tscore": "tscore", "tparseval": "tparseval"}),
+        # Dyck has no parses: its seeds' tscore alone (checkpoints sparser than QF/TI's, 2-10 seeds each).
+        "probe_seed_curves": seed_curves(trees, {"tscore": "tscore", "tparseval": "tparseval"})
+        | seed_curves([r for r in trees if r["dataset"] == "dyck_20_10"], {"tscore": "tscore"}, skip=()),
         "tree_projection_curves": tree_curves(trees),
         "right_branching": [typed(r) for r in read_csv(ref / "right_branching_baselines.csv")],
     }

@@ -69,8 +69,8 @@ def seed_curves(task: str, depth: int) -> dict | None:
 def probe_seed_curves(task: str, depth: int) -> dict | None:
     """Every logged seed's tree projections per checkpoint: {step[], seed[], tscore[step][seed], tparseval[step][seed]}.
 
-    From the original repo's tree-projection logs (QF and TI at depths 2, 4/6 and 6/10: 10 seeds each); Dyck's are
-    too sparse to compare step by step.
+    From the original repo's tree-projection logs (QF and TI at depths 2, 4/6 and 6/10: 10 seeds each; Dyck at 2, 4, 6
+    and 12: tscore only, no tparseval key, at 10k and every 50k, 2-10 seeds a checkpoint).
     """
     return load()["probe_seed_curves"].get(task, {}).get(str(depth))
 

@@ -1,5 +1,6 @@
 """Probe: weight norms, attention sparsity, and probe_run end to end on a tiny fake run directory."""
 
+import dataclasses
 import json
 import math
 
@@ -158,3 +159,121 @@ def test_probe_checkpoint_for_notebooks(run_dir):
 
 def _leaves(t):
     return [t] if isinstance(t, int) else [x for c in t for x in _leaves(c)]
+
+
+def test_batches_shrink_and_widen_for_long_strings():
+    from sgjax.data import vocab_for
+
+    vocab = vocab_for("dyck")
+    rng = np.random.default_rng(0)
+    lengths = [6, 10, 40, 55, 90, 130, 260, 400, 700] + list(rng.integers(4, 60, size=60))
+    sents = [["(a", "a)"] * (n // 2) for n in lengths]
+    batches = R.make_batches(sents, vocab, batch_size=32)
+    seen = sorted(int(i) for b in batches for i in b.index if i >= 0)
+    assert seen == list(range(len(sents)))  # every string once
+    for b in batches:
+        rows, t = b.tokens_BxT.shape
+        assert t % 8 == 0 and t >= b.lengths_B.max() + 1 and t <= 1.125 * (b.lengths_B.max() + 1) + 8
+        assert rows == R.batch_rows(t, 32) and (rows == 1 or rows * t * t <= R.BATCH_POSITIONS)
+    short = [b for b in batches if b.tokens_BxT.shape[1] <= 64]
+    assert all(b.tokens_BxT.shape[0] == 32 for b in short)  # short strings batch as before
+    assert [b.tokens_BxT.shape for b in batches if b.lengths_B.max() >= 400] == [(1, 416), (1, 704)]
+
+
+def test_batch_plan_bounds_memory_and_keeps_short_batches_whole():
+    cfg = C.ModelConfig(vocab_size=43, n_layers=6, d_model=512, n_heads=8, d_ff=2048)
+    assert R.batch_plan(cfg, 10, 32, 56) == (None, False)  # the default Dyck probe: one vmapped program
+    chunk, one_by_one = R.batch_plan(cfg, 10, 1, 704)
+    assert one_by_one and 1 <= chunk < 352
+    assert chunk * cfg.n_heads * 706**2 <= R.ATTENTION_SCORES
+
+
+def test_members_one_by_one_equal_vmapped(params):
+    params_S = jax.tree_util.tree_map(lambda *x: jnp.stack(x), params, M.init_params(CFG, jax.random.PRNGKey(1)))
+    tokens = jnp.asarray([[SOS, 3, 4, 5, 6, 0, 0, 0], [SOS, 7, 8, 9, 10, 11, 12, 13]], jnp.int32)
+    together = R.population_batch(CFG, False, params_S, tokens)
+    in_turn = R.population_batch(CFG, False, params_S, tokens, 2, True)
+    for k in together:
+        np.testing.assert_allclose(np.asarray(in_turn[k]), np.asarray(together[k]), atol=2e-5, equal_nan=True)
+
+
+@pytest.fixture(scope="module")
+def dyck_run(tmp_path_factory):
+    """A fake Dyck run: one checkpoint of one tiny member."""
+    from sgjax import checkpoint
+
+    root = tmp_path_factory.mktemp("probe_dyck")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SGJAX_CACHE", str(root / "cache"))
+    model = C.ModelConfig(vocab_size=43, n_layers=1, d_model=16, n_heads=2, d_ff=32, dropout=0.0)
+    cfg = C.Config(task="dyck", preset="smoke", seeds=(42,), model=model,
+                   data=C.DataConfig(train_size=2000, val_size=50, gen_size=50, seed=0))
+    d = root / "run"
+    d.mkdir()
+    (d / "config.json").write_text(cfg.to_json())
+    ck = checkpoint.RunCheckpoints(d)
+    params_S = jax.jit(jax.vmap(lambda k: M.init_params(model, k)))(jax.random.split(jax.random.PRNGKey(0), 1))
+    ck.save_params(10, params_S, {"step": 10, "seeds": [42]})
+    ck.wait()
+    ck.close()
+    yield d
+    mp.undo()
+
+
+def test_dyck_probe_samples_the_chosen_split(dyck_run, capsys):
+    from sgjax import checkpoint
+
+    cfg = checkpoint.load_config(dyck_run)
+    splits = R.load_probe_splits(cfg)
+    val = R.sample_sentences(cfg, 500, splits=splits, dyck_split="val", dyck_max_tokens=50)
+    assert val and all(len(w) < 50 for w in val) and {" ".join(w) for w in val} <= set(splits["val"].lines)
+    train = R.sample_sentences(cfg, 40, splits=splits)  # the default: the original's, training strings
+    assert len(train) == 40 and {" ".join(w) for w in train} <= set(splits["train"].lines)
+    longest = max(len(l.split()) for l in splits["train"].lines)
+    assert longest >= R.SPARSITY_MAX_TOKENS  # the split has strings the sparsity leaves out
+    assert max(len(w) for w in R.sample_sentences(cfg, 2000, splits=splits)) == longest  # no cap by default
+    short = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, max_train_len=30))
+    assert max(len(w) for w in R.sample_sentences(short, 2000, splits=splits)) <= 30  # what the run trained on
+    with pytest.raises(UserError, match="unknown Dyck split 'gen'"):
+        R.sample_sentences(cfg, 10, splits=splits, dyck_split="gen")
+    # the original's sample: train strings of every length; sparsity reads those under 200 tokens
+    cap = 260
+    path = R.probe_run(dyck_run, sample=6, sample_seed=5, dyck_split="train", dyck_max_tokens=cap, progress=False)
+    (rec,) = [json.loads(l) for l in path.read_text().splitlines()]
+    sample = R.sample_sentences(cfg, 6, 5, splits=splits, dyck_split="train", dyck_max_tokens=cap)
+    n_short = sum(len(w) < R.SPARSITY_MAX_TOKENS for w in sample)
+    assert 0 < n_short < 6 and max(len(w) for w in sample) < cap  # this seed's sample has one long string
+    assert rec["n_sentences"] == 6 and rec["n_sentences_sparsity"] == n_short and rec["tparseval"] is None
+    assert np.isfinite(rec["tscore"]) and rec["sparsity"] < 0
+    assert json.loads((dyck_run / R.OPTIONS_FILE).read_text())["dyck_split"] == "train"
+    assert cli.main(["probe", str(dyck_run), "--quiet"]) == 2  # other options than the file's records
+    assert "dyck_max_tokens: 260 -> None" in capsys.readouterr().err
+
+
+def test_probe_cli_defaults_are_the_options_defaults():
+    import argparse
+
+    from sgjax.probe import cli as probe_cli
+
+    p = argparse.ArgumentParser()
+    probe_cli.add_arguments(p)
+    args = p.parse_args(["run"])
+    opts = R.ProbeOptions()
+    assert (args.dyck_split, args.dyck_max_tokens, args.batch_size) == (opts.dyck_split, opts.dyck_max_tokens, opts.batch_size)
+    assert p.parse_args(["run", "--dyck-max-tokens", "none"]).dyck_max_tokens is None
+    with pytest.raises(SystemExit):
+        p.parse_args(["run", "--dyck-max-tokens", "0"])
+
+
+def test_options_files_from_before_a_new_option_still_match(tmp_path):
+    before = R.ProbeOptions(dyck_split="val", dyck_max_tokens=50)  # the defaults until dyck_split existed
+    old = R.result_options(before, "dyck")
+    del old["dyck_split"]
+    (tmp_path / R.OPTIONS_FILE).write_text(json.dumps(old))
+    R.check_options(tmp_path, R.result_options(before, "dyck"), has_records=True)  # read as val: it matches
+    with pytest.raises(UserError, match="dyck_split: 'val' -> 'train'"):
+        R.check_options(tmp_path, R.result_options(R.ProbeOptions(), "dyck"), has_records=True)
+    # QF/TI: the Dyck options change nothing, so a file made with other ones still matches today's defaults
+    (tmp_path / R.OPTIONS_FILE).write_text(json.dumps(R.result_options(before, "dyck") | {"sample": 10_000}))
+    R.check_options(tmp_path, R.result_options(R.ProbeOptions(), "question"), has_records=True)
+    assert "dyck_split" not in R.result_options(R.ProbeOptions(), "tense")

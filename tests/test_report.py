@@ -285,7 +285,10 @@ def test_paper_seed_spread():
     probe = paper.probe_seed_spread("question", 6)
     assert probe["step"][0] == 3000 and probe["n_seeds"][0] == 10
     assert all(0 <= q["min"] <= q["median"] <= q["max"] <= 1 for q in probe["tparseval"])
-    assert paper.probe_seed_spread("tense", 4) is not None and paper.probe_seed_spread("dyck", 6) is None
+    assert paper.probe_seed_spread("tense", 4) is not None
+    dyck = paper.probe_seed_spread("dyck", 6)  # tscore only: Dyck has no parses
+    assert set(dyck) == {"step", "n_seeds", "tscore"} and dyck["step"][0] == 10_000 and dyck["n_seeds"][0] == 10
+    assert 1.7 < dyck["tscore"][0]["min"] < dyck["tscore"][0]["max"] < 2.4  # SPEC §6.3: Dyck's tscores are 1-4
 
 
 def test_paper_seed_curves_hold_every_logged_seed():
@@ -297,7 +300,7 @@ def test_paper_seed_curves_hold_every_logged_seed():
     dyck = paper.seed_curves("dyck", 6)
     assert any(v is None for row in dyck["gen"] for v in row)  # Dyck's seeds were not all logged at every checkpoint
     assert paper.seed_spread("dyck", 6)["n_seeds"] == [sum(v is not None for v in row) for row in dyck["gen"]]
-    assert len(paper.probe_seed_curves("question", 6)["seed"]) == 10 and paper.probe_seed_curves("dyck", 6) is None
+    assert len(paper.probe_seed_curves("question", 6)["seed"]) == 10 and "tparseval" not in paper.probe_seed_curves("dyck", 6)
 
 
 def test_percentile_among_counts_ties_half():
@@ -374,6 +377,19 @@ def test_a_runs_tree_projections_are_placed_among_the_papers_seeds(tmp_path):
             assert r[key]["inside"] == sum(p["min"] <= v <= p["max"] for v in vals.values())
     md = report.write_report(run_dir).read_text()
     assert "- question 6 layers: at 2 shared checkpoints (3000–6000), " in md and " tscore and " in md
+
+
+def test_a_dyck_runs_tscore_is_placed_among_the_papers_seeds(tmp_path):
+    run_dir = tmp_path / "dyck_L6"
+    make_run(run_dir, "dyck", 6, (0.9,), seeds=(42,), steps=10_000, evals=False, probe=False)
+    # probed at 10k with a tscore like the paper's seeds' there (1.77-2.31); Dyck has no parses
+    write_jsonl(run_dir / "probe.jsonl", [{"step": 10_000, "seed": 42, "tscore": 2.1, "tparseval": None, "sparsity": -30.0}])
+    rows = report.stats.probe_against_paper_seeds(report.load_run(run_dir, "dyck", 6))
+    assert [r["step"] for r in rows] == [10_000] and set(rows[0]) == {"step", "n_paper", "tscore"}
+    assert rows[0]["tscore"]["inside"] == 1 and rows[0]["n_paper"] == 10
+    md = report.write_report(run_dir).read_text()
+    assert "- dyck 6 layers: at 1 shared checkpoint (10000–10000), 1/1 tscore value lies within the range" in md
+    assert "| step | paper seeds | paper tscore median [min–max] | tscore, this run's seeds |" in md
 
 
 def test_tree_text():

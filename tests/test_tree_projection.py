@@ -142,3 +142,28 @@ def test_gold_vs_gold_f1_and_right_branching():
     rb = parses.right_branching(len(words))
     f1 = parses.parse_f1([rb], [gold])
     assert 0 < f1 < 1
+
+
+def test_row_chunks_give_the_same_charts():
+    # a long sentence's restricted rows run a few at a time (lax.map); the chart must not change
+    p = params()
+    whole = np.asarray(fast(CFG, p, jnp.asarray(TOKENS)))
+    chunked = jax.jit(TP.charts_fast, static_argnums=(0, 4, 5))
+    for rows in (1, 3):
+        np.testing.assert_allclose(np.asarray(chunked(CFG, p, jnp.asarray(TOKENS), None, True, rows)), whole,
+                                   atol=2e-6, equal_nan=True)
+
+
+def test_long_sentence_decodes_without_recursion_or_n3_table():
+    # a right-branching chart of 1,500 words: deeper than Python's stack, and 27 GB as an (a, b, k) table
+    n = 1500
+    c = np.triu(np.full((n, n), 0.1)) + np.tril(np.full((n, n), np.nan), -1)
+    c[np.arange(n), np.arange(n)] = 1.0
+    c[:, n - 1] = 1.0  # spans (a, n-1) are constituents
+    trees, exp, smp = TP.decode(c[None], [n])
+    _, nodes = TP.build_tree(lambda a, b: TP.greedy_split(c, a, b), n)
+    assert nodes == [(a, n - 1, a) for a in range(n - 1)]
+    # at node (a, n-1) the best split scores 1 + 1 and the others 0.1 + 1: gain 0.9 (1 - 1/(n-1-a))
+    want = sum(0.9 * (1 - 1 / (n - 1 - a)) for a in range(n - 1))
+    assert exp[0] == pytest.approx(want, rel=1e-9) and 0 <= smp[0] <= 0.9 * (n - 2) + 1e-9
+    assert trees[0][0] == 0 and trees[0][1][0] == 1

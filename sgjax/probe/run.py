@@ -29,7 +29,11 @@ from sgjax.probe import norms, sparsity as SP, tree_projection as TP
 PROBE_FILE = "probe.jsonl"
 OPTIONS_FILE = "probe_options.json"  # the options probe.jsonl's records were made with
 DEFAULT_SAMPLE = {"question": 10_000, "tense": 10_000, "dyck": 500}
-DYCK_MAX_TOKENS = 50  # D24: Dyck spans are n², so only val strings shorter than this are probed
+DYCK_SPLIT, DYCK_MAX_TOKENS = "train", None  # D24: the original's Dyck sample, training strings of any length
+SPARSITY_MAX_TOKENS = 200  # the original's attention sparsity reads Dyck strings shorter than this
+BATCH_POSITIONS = 2**17  # B·T² of a batch: the chart's B×T×T×D tensors stay near 256 MB (d 512, fp32)
+MEMBER_POSITIONS = 2**20  # S·B·T² above this: seeds run one after another, not vmapped together
+ATTENTION_SCORES = 2**28  # scores of restricted rows held at once (1 GB fp32); more: rows in chunks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +45,9 @@ class ProbeOptions:
     exact_tree: bool = False  # exact DP tree instead of the original's greedy top-down (D19)
     sampled_baseline: bool = False  # `tscore` = the original's one-random-split baseline (D20)
     sparsity_bug: bool = False  # also report sparsity with the original's D8 bug
-    batch_size: int = 32  # sentences per jitted call (× start positions × seeds)
-    dyck_max_tokens: int = DYCK_MAX_TOKENS
+    batch_size: int = 32  # sentences per jitted call (× start positions × seeds), fewer when long
+    dyck_split: str = DYCK_SPLIT  # the Dyck split sampled: "train" as the original (D24), or "val", "test"
+    dyck_max_tokens: int | None = DYCK_MAX_TOKENS  # Dyck strings shorter than this; None: all, as the original
     matmul_precision: str = "highest"  # fp32 on GPUs too: charts are cosines near 1
 
 
@@ -50,13 +55,18 @@ class ProbeOptions:
 
 
 def sample_sentences(cfg: Config, sample: int | None = None, sample_seed: int = 42, *, splits=None,
-                     dyck_max_tokens: int = DYCK_MAX_TOKENS) -> list[list[str]]:
-    """The run's fixed probe sample (D21): QF quest declaratives, TI declaratives, short Dyck val strings (D24)."""
+                     dyck_split: str = DYCK_SPLIT, dyck_max_tokens: int | None = DYCK_MAX_TOKENS) -> list[list[str]]:
+    """The run's fixed probe sample (D21): QF quest declaratives, TI declaratives, Dyck strings of a split (D24)."""
     from sgjax.data.parses import strip_sentence
 
     splits = splits if splits is not None else load_probe_splits(cfg)
     if cfg.task == "dyck":
-        sents = [l.split() for l in splits["val"].lines if 0 < len(l.split()) < dyck_max_tokens]
+        if dyck_split not in splits:
+            raise UserError(f"unknown Dyck split {dyck_split!r} for the probe; choose one of {sorted(splits)}")
+        cap = math.inf if dyck_max_tokens is None else dyck_max_tokens
+        if dyck_split == "train" and cfg.data.max_train_len is not None:  # only strings the run trained on
+            cap = min(cap, cfg.data.max_train_len + 1)
+        sents = [l.split() for l in splits[dyck_split].lines if 0 < len(l.split()) < cap]
     else:
         lines = splits["train"].lines
         if cfg.task == "question":  # only quest lines, as the original
@@ -99,17 +109,37 @@ class Batch:
     index: np.ndarray  # positions in the sample; -1 for filler rows
 
 
-def make_batches(sentences, vocab, batch_size: int) -> list[Batch]:
-    """Length-sorted batches padded to a multiple of 8 tokens (few compiled shapes); filler rows copy row 0."""
+def padded_width(n_tokens: int) -> int:
+    """A multiple of 8 tokens; of T/8 or less above 127, so long strings share few compiled widths (≤ 12.5% padding)."""
+    step = max(8, 2 ** (int(n_tokens).bit_length() - 4))
+    return step * math.ceil(n_tokens / step)
+
+
+def batch_rows(t: int, batch_size: int, max_positions: int = BATCH_POSITIONS) -> int:
+    """Sentences per batch at width t: `batch_size`, fewer when B·t² would pass `max_positions`."""
+    return max(1, min(batch_size, max_positions // (t * t)))
+
+
+def make_batches(sentences, vocab, batch_size: int, max_positions: int = BATCH_POSITIONS) -> list[Batch]:
+    """Length-sorted batches padded to `padded_width` (few compiled shapes); filler rows copy row 0.
+
+    A batch of width T holds `batch_rows(T)` rows: `batch_size` for short strings, fewer for long
+    ones (the chart's tensors grow as B·T²), one for a string of a few hundred tokens.
+    """
     ids = [vocab.encode(w) for w in sentences]
     order = np.argsort([len(x) for x in ids], kind="stable")
-    out = []
-    for lo in range(0, len(order), batch_size):
-        idx = order[lo : lo + batch_size]
-        t = 8 * math.ceil((max(len(ids[i]) for i in idx) + 1) / 8)
-        tok = np.zeros((batch_size, t), np.int32)
-        index = np.full(batch_size, -1)
-        for r in range(batch_size):
+    out, lo = [], 0
+    while lo < len(order):
+        hi = lo + 1  # the longest string so far sets the width, and the width the rows
+        while hi < len(order) and hi - lo < batch_rows(padded_width(len(ids[order[hi]]) + 1), batch_size, max_positions):
+            hi += 1
+        idx = order[lo:hi]
+        lo = hi
+        t = padded_width(max(len(ids[i]) for i in idx) + 1)
+        rows = batch_rows(t, batch_size, max_positions)
+        tok = np.zeros((rows, t), np.int32)
+        index = np.full(rows, -1)
+        for r in range(rows):
             i = idx[r] if r < len(idx) else idx[0]
             tok[r, 0] = vocab.sos
             tok[r, 1 : len(ids[i]) + 1] = ids[i]
@@ -121,10 +151,10 @@ def make_batches(sentences, vocab, batch_size: int) -> list[Batch]:
 # ---------------------------------------------------------------- one jitted program per batch shape
 
 
-def member_batch(cfg: ModelConfig, bug: bool, params, tokens_BxT) -> dict[str, jax.Array]:
+def member_batch(cfg: ModelConfig, bug: bool, params, tokens_BxT, row_chunk: int | None = None) -> dict[str, jax.Array]:
     """Chart and attention-entropy sums of one member on one batch."""
     _, internals = M.forward(cfg, params, tokens_BxT, return_internals=True)
-    out = {"chart_BxNxN": TP.charts_fast(cfg, params, tokens_BxT, internals["hidden_LxBxTxD"][-1])}
+    out = {"chart_BxNxN": TP.charts_fast(cfg, params, tokens_BxT, internals["hidden_LxBxTxD"][-1], row_chunk=row_chunk)}
     out.update(SP.sentence_entropies(internals["attn_LxBxHxTxT"], tokens_BxT))
     if bug:
         ent = SP.sentence_entropies(SP.embedding_attention(cfg, params, tokens_BxT), tokens_BxT)
@@ -132,13 +162,26 @@ def member_batch(cfg: ModelConfig, bug: bool, params, tokens_BxT) -> dict[str, j
     return out
 
 
-_member_batch_jit = jax.jit(member_batch, static_argnums=(0, 1))
+_member_batch_jit = jax.jit(member_batch, static_argnums=(0, 1, 4))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def population_batch(cfg: ModelConfig, bug: bool, params_S, tokens_BxT) -> dict[str, jax.Array]:
-    """`member_batch` vmapped over the population axis S (one program for all seeds)."""
-    return jax.vmap(lambda p: member_batch(cfg, bug, p, tokens_BxT))(params_S)
+@functools.partial(jax.jit, static_argnums=(0, 1, 4, 5))
+def population_batch(cfg: ModelConfig, bug: bool, params_S, tokens_BxT, row_chunk: int | None = None,
+                     one_by_one: bool = False) -> dict[str, jax.Array]:
+    """`member_batch` over the population axis S in one program: vmapped, or `one_by_one` (lax.map) when large."""
+    fn = lambda p: member_batch(cfg, bug, p, tokens_BxT, row_chunk)
+    return jax.lax.map(fn, params_S) if one_by_one else jax.vmap(fn)(params_S)
+
+
+def batch_plan(cfg: ModelConfig, n_members: int, b: int, t: int) -> tuple[int | None, bool]:
+    """(row_chunk, one_by_one) bounding a batch's memory: seeds in turn past MEMBER_POSITIONS, rows in chunks past ATTENTION_SCORES."""
+    one_by_one = n_members * b * t * t > MEMBER_POSITIONS
+    rows, width = TP.packed_layout(t)[0].shape  # packed rows, and their width t + 2
+    per_row = (1 if one_by_one else n_members) * b * cfg.n_heads * width * width
+    most = max(1, ATTENTION_SCORES // per_row)
+    if most >= rows:
+        return None, one_by_one
+    return -(-rows // -(-rows // most)), one_by_one  # equal chunks: 208 rows, at most 192 -> 2 of 104
 
 
 # ---------------------------------------------------------------- one checkpoint
@@ -151,6 +194,9 @@ def probe_population(cfg: Config, params_S, seeds, batches, gold, opts: ProbeOpt
 
     n_members = len(seeds)
     n_sent = int(sum((b.index >= 0).sum() for b in batches))
+    # the original's sparsity reads only the Dyck strings under 200 tokens (SPEC §5)
+    sparse_cap = SPARSITY_MAX_TOKENS if cfg.task == "dyck" else math.inf
+    n_sparse = int(sum(((b.index >= 0) & (b.lengths_B < sparse_cap)).sum() for b in batches))
     acc = {k: np.zeros(n_members) for k in ("orig", "dist_sum", "dist_count", "bug_orig", "bug_dist_sum",
                                              "bug_dist_count", "tscore_expected", "tscore_sampled")}
     trees = [[None] * n_sent for _ in range(n_members)]
@@ -158,16 +204,18 @@ def probe_population(cfg: Config, params_S, seeds, batches, gold, opts: ProbeOpt
     params_S = jax.tree_util.tree_map(jnp.asarray, params_S)
     ent_keys = ("orig", "dist_sum", "dist_count") + (("bug_orig", "bug_dist_sum", "bug_dist_count") if opts.sparsity_bug else ())
     with jax.default_matmul_precision(opts.matmul_precision):
-        run = lambda b: population_batch(cfg.model, opts.sparsity_bug, params_S, jnp.asarray(b.tokens_BxT))
+        run = lambda b: population_batch(cfg.model, opts.sparsity_bug, params_S, jnp.asarray(b.tokens_BxT),
+                                         *batch_plan(cfg.model, n_members, *b.tokens_BxT.shape))
         pending = run(batches[0])
         for j, batch in enumerate(tqdm(batches, desc=f"step {step}", leave=False, disable=not progress)):
             out = jax.device_get(pending)
             if j + 1 < len(batches):  # dispatch the next batch before decoding this one on the host
                 pending = run(batches[j + 1])
             real = batch.index >= 0
+            sparse = real & (batch.lengths_B < sparse_cap)
             for m in range(n_members):
                 for k in ent_keys:
-                    acc[k][m] += float(out[f"{k}_B"][m][real].sum())
+                    acc[k][m] += float(out[f"{k}_B"][m][sparse].sum())
                 t, e, s = TP.decode(out["chart_BxNxN"][m][real], batch.lengths_B[real], exact=opts.exact_tree, rng=rngs[m])
                 acc["tscore_expected"][m] += e.sum()
                 acc["tscore_sampled"][m] += s.sum()
@@ -187,9 +235,10 @@ def probe_population(cfg: Config, params_S, seeds, batches, gold, opts: ProbeOpt
             rec["tparseval_noroot"] = parse_f1(trees[m], gold, include_root=False)
         else:
             rec["tparseval"] = rec["tparseval_noroot"] = None
-        rec.update(SP.sparsity_from_sums(acc["orig"][m], n_sent, acc["dist_sum"][m], acc["dist_count"][m]))
+        rec["n_sentences_sparsity"] = n_sparse
+        rec.update(SP.sparsity_from_sums(acc["orig"][m], n_sparse, acc["dist_sum"][m], acc["dist_count"][m]))
         if opts.sparsity_bug:
-            bug = SP.sparsity_from_sums(acc["bug_orig"][m], n_sent, acc["bug_dist_sum"][m], acc["bug_dist_count"][m])
+            bug = SP.sparsity_from_sums(acc["bug_orig"][m], n_sparse, acc["bug_dist_sum"][m], acc["bug_dist_count"][m])
             rec.update({"sparsity_bug": bug["sparsity"], "sparsity_bug_mean": bug["sparsity_mean"]})
         rec.update({k: float(v[m]) for k, v in wn.items()})
         records.append(rec)
@@ -215,18 +264,23 @@ def read_records(path: Path) -> list[dict]:
 
 
 def result_options(opts: ProbeOptions, task: str) -> dict:
-    """The options that change a record's numbers (not the batch size), the sample size resolved."""
+    """The options that change a record's numbers (not the batch size; Dyck's sample only for Dyck), the sample size resolved."""
     d = dataclasses.asdict(opts)
     del d["batch_size"]
+    if task != "dyck":
+        del d["dyck_split"], d["dyck_max_tokens"]
     d["sample"] = DEFAULT_SAMPLE[task] if opts.sample is None else int(opts.sample)
     return d
+
+
+OPTIONS_BEFORE = {"dyck_split": "val"}  # options added later: what files written before them were made with
 
 
 def check_options(run_dir: Path, wanted: dict, has_records: bool) -> None:
     """Refuse to add records made with other options to probe.jsonl; record the options of a new one."""
     path = run_dir / OPTIONS_FILE
     if path.exists():
-        old = json.loads(path.read_text())
+        old = {**OPTIONS_BEFORE, **json.loads(path.read_text())}
         diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in wanted.items() if old.get(k) != v]
         if diff and has_records:
             raise UserError(f"{run_dir / PROBE_FILE} was made with other probe options ({'; '.join(diff)}); "
@@ -305,7 +359,8 @@ def probe_run(run_dir, steps=None, sample: int | None = None, *, options: ProbeO
     if not todo:
         return path
     vocab = vocab_for(cfg.task)
-    sents = sample_sentences(cfg, opts.sample, opts.sample_seed, dyck_max_tokens=opts.dyck_max_tokens)
+    sents = sample_sentences(cfg, opts.sample, opts.sample_seed, dyck_split=opts.dyck_split,
+                             dyck_max_tokens=opts.dyck_max_tokens)
     if not sents:
         raise UserError(f"{run_dir}: the probe sample is empty (task {cfg.task})")
     batches = make_batches(sents, vocab, opts.batch_size)
@@ -340,7 +395,8 @@ def probe_checkpoint(cfg: Config, params, sentence_words, *, exact: bool = False
     vocab = vocab_for(cfg.task)
     tokens_1xT = jnp.asarray([[vocab.sos] + vocab.encode(words)], jnp.int32)
     params = jax.tree_util.tree_map(jnp.asarray, params)
-    out = jax.device_get(_member_batch_jit(cfg.model, False, params, tokens_1xT))
+    row_chunk, _ = batch_plan(cfg.model, 1, 1, tokens_1xT.shape[1])  # a long Dyck string: rows in chunks
+    out = jax.device_get(_member_batch_jit(cfg.model, False, params, tokens_1xT, row_chunk))
     chart = out["chart_BxNxN"][0]
     n = len(words)
     trees, e, s = TP.decode(chart[None], [n], exact=exact, rng=np.random.default_rng(seed))

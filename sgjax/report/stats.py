@@ -151,8 +151,9 @@ def seed_values(records: list[dict], fields: dict[str, str]) -> dict[str, dict[i
 
 def place_among(spread: dict, values: dict[str, dict[int, dict[int, float]]]) -> list[dict]:
     """Per checkpoint of the paper's `spread` where a run has values: the paper's quantiles, the run's {seed: value}
-    and how many lie within the paper's [min, max], for each key of `values` (seed_values' form)."""
+    and how many lie within the paper's [min, max], for each key of `values` (seed_values' form) the paper logged."""
     rows = []
+    values = {key: by_step for key, by_step in values.items() if key in spread}  # Dyck: tscore, no tparseval
     for i, step in enumerate(spread["step"]):
         row = {"step": step, "n_paper": spread["n_seeds"][i]}
         for key, by_step in values.items():
@@ -230,7 +231,7 @@ def ranks_among_paper_seeds(run: Run) -> dict[str, dict]:
                                     (paper.probe_seed_curves(run.task, run.depth), run.probe, {"tscore": "tscore", "tparseval": "tparseval"})):
         if curves is not None:
             for key, by_step in seed_values(records, fields).items():
-                if (ranks := seed_ranks(curves, key, by_step)) is not None:
+                if key in curves and (ranks := seed_ranks(curves, key, by_step)) is not None:  # Dyck: no tparseval
                     out[key] = ranks
     return out
 

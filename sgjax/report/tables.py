@@ -98,25 +98,28 @@ def seed_table(runs: list[Run]) -> list[str]:
     return lines
 
 
-def placement_lines(run: Run, rows: list[dict], keys: tuple[str, str]) -> list[str]:
+def placement_lines(run: Run, rows: list[dict], keys: tuple[str, ...]) -> list[str]:
     """One run's place among the paper's seeds (place_among's rows): a count per key beside the count expected of
     seeds like the paper's, then the checkpoints as a table (the paper's median [min–max] beside this run's seeds)."""
+    keys = tuple(k for k in keys if k in rows[0])  # the quantities the paper logged (Dyck: no tparseval)
     # A seed like the paper's n falls within their range with probability (n - 1) / (n + 1): the expected count.
     count = lambda key: (sum(r[key]["inside"] for r in rows), sum(len(r[key]["seeds"]) for r in rows),  # noqa: E731
                          sum(len(r[key]["seeds"]) * (r["n_paper"] - 1) / (r["n_paper"] + 1) for r in rows))
-    (a, b), ((ai, an, ae), (bi, bn, be)) = keys, (count(keys[0]), count(keys[1]))
+    counts = [count(k) for k in keys]
+    within = " and ".join(f"{i}/{n} {k}" for k, (i, n, _) in zip(keys, counts))
+    expected = " and ".join(f"{e:.1f}" for _, _, e in counts)
+    values = "value lies" if len(keys) == 1 and counts[0][1] == 1 else "values lie"
     out = [f"- {run.task} {layers(run.depth)}: at {len(rows)} shared checkpoint{'s' * (len(rows) != 1)} "
-           f"({fmt(rows[0]['step'])}–{fmt(rows[-1]['step'])}), {ai}/{an} {a} and {bi}/{bn} {b} values lie "
-           f"within the range of the paper's {max(r['n_paper'] for r in rows)} logged seeds (seeds like the paper's: "
-           f"about {ae:.1f} and {be:.1f}).", "",
+           f"({fmt(rows[0]['step'])}–{fmt(rows[-1]['step'])}), {within} {values} within the range of the paper's "
+           f"{max(r['n_paper'] for r in rows)} logged seeds (seeds like the paper's: about {expected}).", "",
            "<details><summary>checkpoint by checkpoint</summary>", "",
-           f"| step | paper seeds | paper {a} median [min–max] | {a}, this run's seeds "
-           f"| paper {b} median [min–max] | {b}, this run's seeds |", "|---|---|---|---|---|---|"]
+           "| step | paper seeds | " + " | ".join(f"paper {k} median [min–max] | {k}, this run's seeds" for k in keys) + " |",
+           "|---|---|" + "---|---|" * len(keys)]
     cell = lambda p: f"{fmt(p['median'])} [{fmt(p['min'])}–{fmt(p['max'])}]"  # noqa: E731
     seeds = lambda d: ", ".join(fmt(v) for _, v in sorted(d.items())) or "–"  # noqa: E731
     for r in rows:
-        out.append(f"| {fmt(r['step'])} | {r['n_paper']} | {cell(r[a]['paper'])} | {seeds(r[a]['seeds'])} "
-                   f"| {cell(r[b]['paper'])} | {seeds(r[b]['seeds'])} |")
+        out.append(f"| {fmt(r['step'])} | {r['n_paper']} | "
+                   + " | ".join(f"{cell(r[k]['paper'])} | {seeds(r[k]['seeds'])}" for k in keys) + " |")
     return out + ["", "</details>", ""]
 
 
@@ -149,7 +152,7 @@ def paper_seeds_lines(runs: list[Run]) -> list[str]:
         if ranks := ranks_among_paper_seeds(run):
             out += rank_lines(run, ranks)
     return out or ["No run is at a depth the paper logged per seed (accuracies: QF 6, TI 4, Dyck 6 layers; tree "
-                   "projections: QF 2/6/10, TI 2/4/6), or none shares its checkpoint steps.", ""]
+                   "projections: QF 2/6/10, TI 2/4/6, Dyck 2/4/6/12), or none shares its checkpoint steps.", ""]
 
 
 def nonfinite_lines(runs: list[Run]) -> list[str]:
@@ -215,7 +218,8 @@ def markdown(sources: list[Path], runs: list[Run], stats: list[dict], best: dict
     out += ["", "## Against the paper's seeds, checkpoint by checkpoint", "",
             "The original repo's logs hold every seed's accuracies at each checkpoint of the paper's plotted depth "
             "(QF 6 and TI 4 layers: 20 seeds; Dyck 6: 6–10 a checkpoint), and its tree projections (QF and TI, three "
-            "depths each: 10 seeds). Where this sweep evaluated or probed at the same steps, its seeds are placed among "
+            "depths each: 10 seeds; Dyck's tscore at 2, 4, 6 and 12 layers: 2–10 seeds a checkpoint, comparable when "
+            "probed on the original's sample, training strings of every length, D24). Where this sweep evaluated or probed at the same steps, its seeds are placed among "
             "them. tscore here is the probe's (D20's exact baseline, the same expectation as the paper's sampled one). "
             "A seed that behaves like the paper's n seeds falls within their range with probability (n − 1)/(n + 1), "
             "90% for 20; the expected counts are given beside the observed ones.", ""]

@@ -1,0 +1,92 @@
+"""Dyck tscore string by string: how it grows with length, and what a 500-string draw of the split gives.
+
+    .venv/bin/python experiments/dyck_tscore_lengths.py RUN_DIR --step 10000 [--max-tokens 400] [--out FILE.json]
+
+Dyck's tscore is a sum over a string's nodes (SPEC §5.3), so the probe sample's lengths set its scale (D24).
+This probes one member (the run's first seed) on a 500-string draw of the training split, as `sgjax probe` draws
+it, keeping the strings under --max-tokens, and records every string's score. From those it estimates the gain
+per node in length bins, the tscore an average draw of the whole split would have (strings past the longest
+bin at the last bin's gain), the spread of 500-string draws, and the prediction for the probe's own draw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sgjax import checkpoint
+from sgjax.data import vocab_for
+from sgjax.probe import run as R, tree_projection as TP
+
+BINS = [4, 10, 20, 50, 100, 200, 400]  # per-node gain per bin [lo, hi) of string lengths
+
+
+def per_string(run_dir: str, step: int, max_tokens: int, sample: int) -> list[dict]:
+    """{n, tscore, tscore_sampled} of every sampled training string under max_tokens (first seed)."""
+    cfg = checkpoint.load_config(run_dir)
+    sents = R.sample_sentences(cfg, sample, 42)  # the probe's default draw: training strings of every length
+    keep = [w for w in sents if len(w) < max_tokens]
+    seeds, params_S = checkpoint.load_params(run_dir, step)
+    params = jax.tree_util.tree_map(lambda x: jnp.asarray(x[0]), params_S)
+    out = []
+    with jax.default_matmul_precision("highest"):
+        for b in R.make_batches(keep, vocab_for(cfg.task), 32):
+            row_chunk, _ = R.batch_plan(cfg.model, 1, *b.tokens_BxT.shape)
+            o = jax.device_get(R._member_batch_jit(cfg.model, False, params, jnp.asarray(b.tokens_BxT), row_chunk))
+            real = b.index >= 0
+            _, e, s = TP.decode(o["chart_BxNxN"][real], b.lengths_B[real], rng=np.random.default_rng(0))
+            out += [{"n": int(n), "tscore": float(x), "tscore_sampled": float(y)} for n, x, y in zip(b.lengths_B[real], e, s)]
+    return out
+
+
+def analyse(records: list[dict], split_lengths: np.ndarray, draw_lengths: np.ndarray, sample: int) -> dict:
+    """Per-node gains by length bin; expected tscore of a draw of the split, its spread, and of the probe's draw."""
+    n = np.array([r["n"] for r in records])
+    e = np.array([r["tscore"] for r in records])
+    gains = {}
+    for lo, hi in zip(BINS[:-1], BINS[1:]):
+        k = (n >= lo) & (n < hi)
+        gains[f"{lo}-{hi - 1}"] = round(float(e[k].sum() / (n[k] - 1).sum()), 4) if k.any() else None
+    rates = [g for g in gains.values() if g is not None]
+    gain_of = lambda m: rates[min(int(np.searchsorted(BINS, m, side="right")) - 1, len(rates) - 1)]  # noqa: E731
+    score = np.array([gain_of(max(m, BINS[0])) * (m - 1) for m in range(int(split_lengths.max()) + 1)])
+    rng = np.random.default_rng(0)
+    draws = np.array([score[rng.choice(split_lengths, sample, replace=False)].mean() for _ in range(2000)])
+    return {
+        "gain_per_node": gains,
+        "measured_mean_under_max_tokens": round(float(e.mean()), 4), "strings": len(records),
+        "expected_over_draws": round(float(draws.mean()), 3), "draws_sd": round(float(draws.std()), 3),
+        "draws_p10_p90": [round(float(x), 3) for x in np.percentile(draws, [10, 90])],
+        "predicted_for_the_probe_draw": round(float(score[draw_lengths].mean()), 3),
+        "split_mean_length": round(float(split_lengths.mean()), 1), "draw_mean_length": round(float(draw_lengths.mean()), 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--step", type=int, required=True)
+    ap.add_argument("--max-tokens", type=int, default=400, help="probe strings under this (the longest cost minutes)")
+    ap.add_argument("--sample", type=int, default=500)
+    ap.add_argument("--out", help="write records and analysis here as JSON")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    records = per_string(args.run_dir, args.step, args.max_tokens, args.sample)
+    cfg = checkpoint.load_config(args.run_dir)
+    split_lengths = np.array([len(l.split()) for l in R.load_probe_splits(cfg)["train"].lines])
+    draw_lengths = np.array([len(w) for w in R.sample_sentences(cfg, args.sample, 42)])
+    result = {"run_dir": args.run_dir, "step": args.step, "max_tokens": args.max_tokens, "seconds": round(time.perf_counter() - t0),
+              **analyse(records, split_lengths, draw_lengths, args.sample), "records": records}
+    print(json.dumps({k: v for k, v in result.items() if k != "records"}, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main()
