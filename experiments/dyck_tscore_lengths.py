@@ -26,10 +26,9 @@ from sgjax.probe import run as R, tree_projection as TP
 BINS = [4, 10, 20, 50, 100, 200, 400]  # per-node gain per bin [lo, hi) of string lengths
 
 
-def per_string(run_dir: str, step: int, max_tokens: int, sample: int) -> list[dict]:
-    """{n, tscore, tscore_sampled} of every sampled training string under max_tokens (first seed)."""
+def per_string(run_dir: str, step: int, sents: list[list[str]], max_tokens: int) -> list[dict]:
+    """{n, tscore, tscore_sampled} of every string of `sents` under max_tokens (the run's first seed)."""
     cfg = checkpoint.load_config(run_dir)
-    sents = R.sample_sentences(cfg, sample, 42)  # the probe's default draw: training strings of every length
     keep = [w for w in sents if len(w) < max_tokens]
     seeds, params_S = checkpoint.load_params(run_dir, step)
     params = jax.tree_util.tree_map(lambda x: jnp.asarray(x[0]), params_S)
@@ -76,10 +75,12 @@ def main() -> None:
     ap.add_argument("--out", help="write records and analysis here as JSON")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    records = per_string(args.run_dir, args.step, args.max_tokens, args.sample)
     cfg = checkpoint.load_config(args.run_dir)
-    split_lengths = np.array([len(l.split()) for l in R.load_probe_splits(cfg)["train"].lines])
-    draw_lengths = np.array([len(w) for w in R.sample_sentences(cfg, args.sample, 42)])
+    splits = R.load_probe_splits(cfg)
+    sents = R.sample_sentences(cfg, args.sample, 42, splits=splits)  # the probe's default draw: every length
+    records = per_string(args.run_dir, args.step, sents, args.max_tokens)
+    split_lengths = np.array([len(l.split()) for l in splits["train"].lines])
+    draw_lengths = np.array([len(w) for w in sents])
     result = {"run_dir": args.run_dir, "step": args.step, "max_tokens": args.max_tokens, "seconds": round(time.perf_counter() - t0),
               **analyse(records, split_lengths, draw_lengths, args.sample), "records": records}
     print(json.dumps({k: v for k, v in result.items() if k != "records"}, indent=1))

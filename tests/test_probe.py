@@ -79,27 +79,32 @@ def test_bug_attention_is_real_in_layer_one_only(params):
 # ---------------------------------------------------------------- end to end
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A fake run: config.json + two probe checkpoints of two tiny members (no training)."""
+def fake_run(root, cfg: C.Config, steps):
+    """A run dir under root: config.json + a checkpoint of freshly initialized members at each step (no training)."""
     from sgjax import checkpoint
 
+    d = root / "run"
+    d.mkdir()
+    (d / "config.json").write_text(cfg.to_json())
+    ck = checkpoint.RunCheckpoints(d)
+    init = jax.jit(jax.vmap(lambda k: M.init_params(cfg.model, k)))
+    for step in steps:
+        params_S = init(jax.random.split(jax.random.PRNGKey(step), len(cfg.seeds)))
+        ck.save_params(step, params_S, {"step": step, "seeds": list(cfg.seeds)})
+    ck.wait()
+    ck.close()
+    return d
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A fake QF run: two probe checkpoints of two tiny members."""
     root = tmp_path_factory.mktemp("probe")
     mp = pytest.MonkeyPatch()
     mp.setenv("SGJAX_CACHE", str(root / "cache"))  # generated data stays in the test's tmp dir
     cfg = C.Config(task="question", preset="smoke", seeds=(42, 52), model=CFG,
                    data=C.DataConfig(train_size=300, val_size=10, gen_size=10, seed=0))
-    d = root / "run"
-    d.mkdir()
-    (d / "config.json").write_text(cfg.to_json())
-    ck = checkpoint.RunCheckpoints(d)
-    init = jax.jit(jax.vmap(lambda k: M.init_params(CFG, k)))
-    for step in (10, 20):
-        params_S = init(jax.random.split(jax.random.PRNGKey(step), 2))
-        ck.save_params(step, params_S, {"step": step, "seeds": [42, 52]})
-    ck.wait()
-    ck.close()
-    yield d
+    yield fake_run(root, cfg, (10, 20))
     mp.undo()
 
 
@@ -200,23 +205,13 @@ def test_members_one_by_one_equal_vmapped(params):
 @pytest.fixture(scope="module")
 def dyck_run(tmp_path_factory):
     """A fake Dyck run: one checkpoint of one tiny member."""
-    from sgjax import checkpoint
-
     root = tmp_path_factory.mktemp("probe_dyck")
     mp = pytest.MonkeyPatch()
     mp.setenv("SGJAX_CACHE", str(root / "cache"))
     model = C.ModelConfig(vocab_size=43, n_layers=1, d_model=16, n_heads=2, d_ff=32, dropout=0.0)
     cfg = C.Config(task="dyck", preset="smoke", seeds=(42,), model=model,
                    data=C.DataConfig(train_size=2000, val_size=50, gen_size=50, seed=0))
-    d = root / "run"
-    d.mkdir()
-    (d / "config.json").write_text(cfg.to_json())
-    ck = checkpoint.RunCheckpoints(d)
-    params_S = jax.jit(jax.vmap(lambda k: M.init_params(model, k)))(jax.random.split(jax.random.PRNGKey(0), 1))
-    ck.save_params(10, params_S, {"step": 10, "seeds": [42]})
-    ck.wait()
-    ck.close()
-    yield d
+    yield fake_run(root, cfg, (10,))
     mp.undo()
 
 

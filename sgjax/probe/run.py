@@ -196,7 +196,7 @@ def probe_population(cfg: Config, params_S, seeds, batches, gold, opts: ProbeOpt
     n_sent = int(sum((b.index >= 0).sum() for b in batches))
     # the original's sparsity reads only the Dyck strings under 200 tokens (SPEC §5)
     sparse_cap = SPARSITY_MAX_TOKENS if cfg.task == "dyck" else math.inf
-    n_sparse = int(sum(((b.index >= 0) & (b.lengths_B < sparse_cap)).sum() for b in batches))
+    n_sparse = 0
     acc = {k: np.zeros(n_members) for k in ("orig", "dist_sum", "dist_count", "bug_orig", "bug_dist_sum",
                                              "bug_dist_count", "tscore_expected", "tscore_sampled")}
     trees = [[None] * n_sent for _ in range(n_members)]
@@ -213,6 +213,7 @@ def probe_population(cfg: Config, params_S, seeds, batches, gold, opts: ProbeOpt
                 pending = run(batches[j + 1])
             real = batch.index >= 0
             sparse = real & (batch.lengths_B < sparse_cap)
+            n_sparse += int(sparse.sum())
             for m in range(n_members):
                 for k in ent_keys:
                     acc[k][m] += float(out[f"{k}_B"][m][sparse].sum())

@@ -122,7 +122,8 @@ def packed_chart(cfg: ModelConfig, params, tokens_BxT, cum_BxTxD, row_chunk: int
     chunk = r if row_chunk is None else max(1, min(int(row_chunk), r))
     n_chunks = -(-r // chunk)
     pad = lambda x, v: np.pad(x, [(0, n_chunks * chunk - r)] + [(0, 0)] * (x.ndim - 1), constant_values=v)  # noqa: E731
-    layout = (pad(src_RxW, -1), pad(seg_RxW, -1), pad(np.maximum(src_RxW, 0), 0), pad(start_RxJ, 0), pad(col_RxJxT, 0))
+    start_RxJ = pad(start_RxJ, 0)
+    layout = (pad(src_RxW, -1), pad(seg_RxW, -1), pad(np.maximum(src_RxW, 0), 0), start_RxJ, pad(col_RxJxT, 0))
     # behind a barrier, XLA does not fold the position-encoding gather into a constant of R·W·D floats
     layout = jax.lax.optimization_barrier(tuple(jnp.asarray(x) for x in layout))
     rows = lambda xs: packed_chart_rows(cfg, params, tokens_BxT, cum_BxTxD, *xs)  # noqa: E731
@@ -133,7 +134,7 @@ def packed_chart(cfg: ModelConfig, params, tokens_BxT, cum_BxTxD, row_chunk: int
         c_NxBxCxJxT = jax.lax.map(rows, tuple(split(x) for x in layout))
         c_BxRxJxT = jnp.moveaxis(c_NxBxCxJxT, 0, 1).reshape(b, n_chunks * chunk, 2, t)
     # row r's run j holds start a: its chart row is a-1; empty runs (a = 0) go out of bounds and are dropped
-    row_K = np.where(pad(start_RxJ, 0) > 0, pad(start_RxJ, 0) - 1, t - 1).reshape(-1)
+    row_K = np.where(start_RxJ > 0, start_RxJ - 1, t - 1).reshape(-1)
     c_BxAxT = jnp.full((b, t - 1, t), jnp.nan, c_BxRxJxT.dtype)
     return c_BxAxT.at[:, row_K].set(c_BxRxJxT.reshape(b, -1, t), mode="drop")
 

@@ -219,8 +219,8 @@ def markdown(sources: list[Path], runs: list[Run], stats: list[dict], best: dict
             "The original repo's logs hold every seed's accuracies at each checkpoint of the paper's plotted depth "
             "(QF 6 and TI 4 layers: 20 seeds; Dyck 6: 6–10 a checkpoint), and its tree projections (QF and TI, three "
             "depths each: 10 seeds; Dyck's tscore at 2, 4, 6 and 12 layers: 2–10 seeds a checkpoint, comparable when "
-            "probed on the original's sample, training strings of every length, D24). Where this sweep evaluated or probed at the same steps, its seeds are placed among "
-            "them. tscore here is the probe's (D20's exact baseline, the same expectation as the paper's sampled one). "
+            "probed on the original's sample, training strings of every length, D24). Where this sweep evaluated or "
+            "probed at the same steps, its seeds are placed among them. tscore here is the probe's (D20's exact baseline, the same expectation as the paper's sampled one). "
             "A seed that behaves like the paper's n seeds falls within their range with probability (n − 1)/(n + 1), "
             "90% for 20; the expected counts are given beside the observed ones.", ""]
     out += paper_seeds_lines(runs)
