@@ -1,12 +1,16 @@
 """Dyck tscore string by string: how it grows with length, and what a 500-string draw of the split gives.
 
     .venv/bin/python experiments/dyck_tscore_lengths.py RUN_DIR --step 10000 [--max-tokens 400] [--out FILE.json]
+    .venv/bin/python experiments/dyck_tscore_lengths.py RUN_DIR --step 10000 --records FILE.json   # analyse again, no probing
 
 Dyck's tscore is a sum over a string's nodes (SPEC §5.3), so the probe sample's lengths set its scale (D24).
 This probes one member (the run's first seed) on a 500-string draw of the training split, as `sgjax probe` draws
 it, keeping the strings under --max-tokens, and records every string's score. From those it estimates the gain
 per node in length bins, the tscore an average draw of the whole split would have (strings past the longest
-bin at the last bin's gain), the spread of 500-string draws, and the prediction for the probe's own draw.
+bin at the last bin's gain), the spread of 500-string draws, and the prediction for the probe's own draw and for a
+larger one (`--larger-sample`, which `sgjax probe --sample N` checks); beside them, the spread of the paper's seeds
+at the same step, depth by depth. Independent 500-string draws would spread every depth's seeds at least as widely
+as the draws alone; seeds that all shared one draw need not.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgjax import checkpoint
+from sgjax import checkpoint, paper
 from sgjax.data import vocab_for
 from sgjax.probe import run as R, tree_projection as TP
 
@@ -66,23 +70,65 @@ def analyse(records: list[dict], split_lengths: np.ndarray, draw_lengths: np.nda
     }
 
 
+def paper_seeds(step: int, draw_cv: float) -> dict:
+    """{depth: {n, mean, sd, draws_sd, p_own_draws}}: the paper's Dyck tscores at `step`, seed to seed.
+
+    draws_sd: the sd one 500-string draw alone would give that depth's mean (draw_cv × mean, the coefficient of
+    variation measured here); p_own_draws: how often n seeds, each on its own draw, spread as little as the paper's
+    (simulated, draw noise only; seeds differing as models would spread them more, so it is an upper bound).
+    """
+    out, rng = {}, np.random.default_rng(0)
+    for depth in paper.depths("dyck"):
+        curves = paper.probe_seed_curves("dyck", depth)
+        if curves is None or step not in curves["step"]:
+            continue
+        x = np.array([v for v in curves["tscore"][curves["step"].index(step)] if v is not None])
+        if len(x) > 1:
+            sd, draws_sd = float(x.std(ddof=1)), draw_cv * float(x.mean())
+            sims = rng.normal(0.0, draws_sd, (100_000, len(x))).std(axis=1, ddof=1)
+            out[str(depth)] = {"n": len(x), "mean": round(float(x.mean()), 3), "sd": round(sd, 3),
+                               "draws_sd": round(draws_sd, 3), "p_own_draws": round(float((sims <= sd).mean()), 4)}
+    return out
+
+
+def fisher_p(ps: list[float]) -> float:
+    """Fisher's combined p of independent p-values: P(chi2 with 2k dof >= -2 sum ln p), closed form for even dof."""
+    half = -sum(np.log(max(p, 1e-12)) for p in ps)  # the statistic over 2
+    return float(np.exp(-half) * sum(half**i / np.prod(np.arange(1, i + 1)) for i in range(len(ps))))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir")
     ap.add_argument("--step", type=int, required=True)
     ap.add_argument("--max-tokens", type=int, default=400, help="probe strings under this (the longest cost minutes)")
     ap.add_argument("--sample", type=int, default=500)
+    ap.add_argument("--larger-sample", type=int, default=2000, help="also predict a draw of this many (`sgjax probe --sample N`)")
+    ap.add_argument("--records", help="take the per-string records of this earlier output instead of probing")
     ap.add_argument("--out", help="write records and analysis here as JSON")
     args = ap.parse_args()
     t0 = time.perf_counter()
     cfg = checkpoint.load_config(args.run_dir)
     splits = R.load_probe_splits(cfg)
     sents = R.sample_sentences(cfg, args.sample, 42, splits=splits)  # the probe's default draw: every length
-    records = per_string(args.run_dir, args.step, sents, args.max_tokens)
+    if args.records:  # the probing time stays the earlier run's
+        with open(args.records) as f:
+            earlier = json.load(f)
+        records, seconds = earlier["records"], earlier["seconds"]
+    else:
+        records = per_string(args.run_dir, args.step, sents, args.max_tokens)
+        seconds = round(time.perf_counter() - t0)
     split_lengths = np.array([len(l.split()) for l in splits["train"].lines])
     draw_lengths = np.array([len(w) for w in sents])
-    result = {"run_dir": args.run_dir, "step": args.step, "max_tokens": args.max_tokens, "seconds": round(time.perf_counter() - t0),
+    result = {"run_dir": args.run_dir, "step": args.step, "max_tokens": args.max_tokens, "seconds": seconds,
               **analyse(records, split_lengths, draw_lengths, args.sample), "records": records}
+    larger = R.sample_sentences(cfg, args.larger_sample, 42, splits=splits)
+    prediction = analyse(records, split_lengths, np.array([len(w) for w in larger]), args.larger_sample)
+    result[f"draw_of_{args.larger_sample}"] = {k: prediction[k] for k in (
+        "expected_over_draws", "draws_sd", "draws_p10_p90", "predicted_for_the_probe_draw", "draw_mean_length")}
+    seeds = paper_seeds(args.step, result["draws_sd"] / result["expected_over_draws"])
+    result["paper_seeds_at_step"] = seeds
+    result["p_own_draws_all_depths"] = round(fisher_p([d["p_own_draws"] for d in seeds.values()]), 4)
     print(json.dumps({k: v for k, v in result.items() if k != "records"}, indent=1))
     if args.out:
         with open(args.out, "w") as f:

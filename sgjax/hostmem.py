@@ -8,6 +8,8 @@ One arena with no mmap and no trimming keeps those pages mapped; the next call r
 The cost: the process's resident memory stays at its peak, and until the heap holds every width's
 temporaries, a freed block too small or cut into makes it grow by a block (seconds per GB on a VM
 slow to hand out fresh memory; docs/performance.md). `SGJAX_MALLOC=default` opts out.
+Work whose programs each run once on large buffers (the probe's long Dyck strings) gains nothing from
+the kept pages and hands them back between programs (`release_freed_memory`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,25 @@ def accelerator_plugin() -> bool:
     return any(importlib.util.find_spec(name) is not None for name in ("jax_plugins", "libtpu"))
 
 
+def _libc():
+    """glibc's handle, or None (macOS, musl: nothing to tune)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018 (glibc has both)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def release_freed_memory() -> bool:
+    """Hand the heap's free pages back to the OS now (glibc's malloc_trim); True if any were released."""
+    libc = _libc()
+    if libc is None:
+        return False
+    libc.malloc_trim.argtypes, libc.malloc_trim.restype = (ctypes.c_size_t,), ctypes.c_int
+    return libc.malloc_trim(0) == 1
+
+
 def keep_freed_memory() -> bool:
     """On glibc, for a CPU-only JAX: one malloc arena, no mmap, no trimming; True if applied.
 
@@ -39,11 +60,10 @@ def keep_freed_memory() -> bool:
     """
     if os.environ.get("SGJAX_MALLOC", "").lower() == "default" or accelerator_plugin():
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+    libc = _libc()
+    if libc is None:
         return False
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, INT_MAX))
     return all(mallopt(param, value) == 1 for param, value in settings)

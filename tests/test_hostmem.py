@@ -29,6 +29,27 @@ for _ in range(6):
 print(json.dumps({"applied": applied, "faults": sum(faults[1:])}))
 """
 
+# Under the tuned malloc, free a 128 MB buffer below one still in use (so the heap cannot shrink from its top)
+# and report how much resident memory release_freed_memory hands back.
+RELEASE = """
+import ctypes, json, resource
+from sgjax import hostmem
+assert hostmem.keep_freed_memory()
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+n = 128 << 20
+low = libc.malloc(n)
+ctypes.memset(low, 1, n)
+top = libc.malloc(1 << 20)
+ctypes.memset(top, 1, 1 << 20)
+libc.free(low)
+held = rss()
+released = hostmem.release_freed_memory()
+print(json.dumps({"released": released, "handed_back_mb": (held - rss()) / 2**20}))
+"""
+
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or "libc.so" not in (ctypes.util.find_library("c") or ""),
                            reason="malloc tuning is glibc-only")
 
@@ -48,6 +69,14 @@ def test_tuned_malloc_reuses_freed_pages():
     # the tuned process maps them once, in the first (uncounted) round
     assert default["faults"] >= 5 * 32
     assert tuned["faults"] * 10 <= default["faults"]
+
+
+@glibc
+def test_release_hands_back_freed_pages_held_by_the_tuned_heap():
+    out = subprocess.run([sys.executable, "-c", RELEASE], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if k != "SGJAX_MALLOC"} | {"JAX_PLATFORMS": "cpu"})
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["released"] and result["handed_back_mb"] > 100  # the 128 MB freed below the heap's top
 
 
 @glibc

@@ -215,8 +215,12 @@ def dyck_run(tmp_path_factory):
     mp.undo()
 
 
-def test_dyck_probe_samples_the_chosen_split(dyck_run, capsys):
+def test_dyck_probe_samples_the_chosen_split(dyck_run, capsys, monkeypatch):
     from sgjax import checkpoint
+    from sgjax.data import vocab_for
+
+    released = []
+    monkeypatch.setattr(R.hostmem, "release_freed_memory", lambda: released.append(1) or True)
 
     cfg = checkpoint.load_config(dyck_run)
     splits = R.load_probe_splits(cfg)
@@ -238,6 +242,8 @@ def test_dyck_probe_samples_the_chosen_split(dyck_run, capsys):
     sample = R.sample_sentences(cfg, 6, 5, splits=splits, dyck_split="train", dyck_max_tokens=cap)
     n_short = sum(len(w) < R.SPARSITY_MAX_TOKENS for w in sample)
     assert 0 < n_short < 6 and max(len(w) for w in sample) < cap  # this seed's sample has one long string
+    wide = sum(b.tokens_BxT.shape[1] >= R.RELEASE_WIDTH for b in R.make_batches(sample, vocab_for("dyck"), 32))
+    assert len(released) == wide >= 1  # each long batch hands its freed host memory back
     assert rec["n_sentences"] == 6 and rec["n_sentences_sparsity"] == n_short and rec["tparseval"] is None
     assert np.isfinite(rec["tscore"]) and rec["sparsity"] < 0
     assert json.loads((dyck_run / R.OPTIONS_FILE).read_text())["dyck_split"] == "train"

@@ -377,6 +377,7 @@ def test_a_runs_tree_projections_are_placed_among_the_papers_seeds(tmp_path):
             assert r[key]["inside"] == sum(p["min"] <= v <= p["max"] for v in vals.values())
     md = report.write_report(run_dir).read_text()
     assert "- question 6 layers: at 2 shared checkpoints (3000–6000), " in md and " tscore and " in md
+    assert report.tables.DYCK_DRAW_NOTE[0] not in md  # QF/TI: 10,000 short sentences a sample, no draw note
 
 
 def test_a_dyck_runs_tscore_is_placed_among_the_papers_seeds(tmp_path):
@@ -390,6 +391,7 @@ def test_a_dyck_runs_tscore_is_placed_among_the_papers_seeds(tmp_path):
     md = report.write_report(run_dir).read_text()
     assert "- dyck 6 layers: at 1 shared checkpoint (10000–10000), 1/1 tscore value lies within the range" in md
     assert "| step | paper seeds | paper tscore median [min–max] | tscore, this run's seeds |" in md
+    assert report.tables.DYCK_DRAW_NOTE[0] in md  # the sample's lengths move Dyck's tscore: said beside it
 
 
 def test_tree_text():

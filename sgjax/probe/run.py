@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from sgjax import jsonl, model as M
+from sgjax import hostmem, jsonl, model as M
 from sgjax.config import Config, ModelConfig
 from sgjax.errors import UserError
 from sgjax.probe import norms, sparsity as SP, tree_projection as TP
@@ -34,6 +34,7 @@ SPARSITY_MAX_TOKENS = 200  # the original's attention sparsity reads Dyck string
 BATCH_POSITIONS = 2**17  # B·T² of a batch: the chart's B×T×T×D tensors stay near 256 MB (d 512, fp32)
 MEMBER_POSITIONS = 2**20  # S·B·T² above this: seeds run one after another, not vmapped together
 ATTENTION_SCORES = 2**28  # scores of restricted rows held at once (1 GB fp32); more: rows in chunks
+RELEASE_WIDTH = 128  # batches this wide hand their freed host memory back (long Dyck strings: each width runs once)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +210,8 @@ def probe_population(cfg: Config, params_S, seeds, batches, gold, opts: ProbeOpt
         pending = run(batches[0])
         for j, batch in enumerate(tqdm(batches, desc=f"step {step}", leave=False, disable=not progress)):
             out = jax.device_get(pending)
+            if batch.tokens_BxT.shape[1] >= RELEASE_WIDTH:  # else the heap keeps every long width's temporaries
+                hostmem.release_freed_memory()
             if j + 1 < len(batches):  # dispatch the next batch before decoding this one on the host
                 pending = run(batches[j + 1])
             real = batch.index >= 0

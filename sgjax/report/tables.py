@@ -141,6 +141,15 @@ def rank_lines(run: Run, ranks: dict[str, dict]) -> list[str]:
     return out + [""]
 
 
+# Dyck's tscore sums over a string's nodes, so it moves with the probe sample's lengths (docs/probe.md, D24).
+DYCK_DRAW_NOTE = [
+    "  Dyck's tscore is a sum over a string's nodes, so the probe sample's lengths move it: another draw of 500 "
+    "training strings moves a run's tscores by about 8% of their value (sd, on seed 42 at 10k). The paper's seeds "
+    "most likely shared one draw at 10k (their own after it), and this run's seeds share another. Compare a Dyck "
+    "tscore's place among the paper's seeds with that in mind; a larger `--sample` pins this run's side "
+    "(docs/probe.md).", ""]
+
+
 def paper_seeds_lines(runs: list[Run]) -> list[str]:
     """Every run at a depth the paper logged per seed: its accuracies, then its tree projections, among the paper's seeds."""
     out = []
@@ -148,7 +157,7 @@ def paper_seeds_lines(runs: list[Run]) -> list[str]:
         if rows := against_paper_seeds(run):
             out += placement_lines(run, rows, ("gen", "val"))
         if rows := probe_against_paper_seeds(run):
-            out += placement_lines(run, rows, ("tscore", "tparseval"))
+            out += placement_lines(run, rows, ("tscore", "tparseval")) + (DYCK_DRAW_NOTE if run.task == "dyck" else [])
         if ranks := ranks_among_paper_seeds(run):
             out += rank_lines(run, ranks)
     return out or ["No run is at a depth the paper logged per seed (accuracies: QF 6, TI 4, Dyck 6 layers; tree "
