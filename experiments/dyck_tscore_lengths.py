@@ -47,6 +47,22 @@ def per_string(run_dir: str, step: int, sents: list[list[str]], max_tokens: int)
     return out
 
 
+def score_by_length(gains: dict, longest: int) -> np.ndarray:
+    """score_M: a string of m tokens' expected tscore, (m - 1) × its bin's gain per node (past the last bin: the last)."""
+    rates = [g for g in gains.values() if g is not None]
+    gain_of = lambda m: rates[min(int(np.searchsorted(BINS, m, side="right")) - 1, len(rates) - 1)]  # noqa: E731
+    return np.array([gain_of(max(m, BINS[0])) * (m - 1) for m in range(longest + 1)])
+
+
+def ratio_over_draws(gains: dict, other_gains: dict, split_lengths: np.ndarray, sample: int) -> dict:
+    """This checkpoint's tscore over another's on the same draws of `sample` strings: how far the draw moves it."""
+    mine, other = (score_by_length(g, int(split_lengths.max())) for g in (gains, other_gains))
+    rng = np.random.default_rng(0)
+    r = np.array([mine[d].mean() / other[d].mean() for d in (rng.choice(split_lengths, sample, replace=False) for _ in range(4000))])
+    return {"mean": round(float(r.mean()), 3), "sd": round(float(r.std()), 3), "min": round(float(r.min()), 3),
+            "p1_p10_p90_p99": [round(float(x), 3) for x in np.percentile(r, [1, 10, 90, 99])]}
+
+
 def analyse(records: list[dict], split_lengths: np.ndarray, draw_lengths: np.ndarray, sample: int) -> dict:
     """Per-node gains by length bin; expected tscore of a draw of the split, its spread, and of the probe's draw."""
     n = np.array([r["n"] for r in records])
@@ -55,9 +71,7 @@ def analyse(records: list[dict], split_lengths: np.ndarray, draw_lengths: np.nda
     for lo, hi in zip(BINS[:-1], BINS[1:]):
         k = (n >= lo) & (n < hi)
         gains[f"{lo}-{hi - 1}"] = round(float(e[k].sum() / (n[k] - 1).sum()), 4) if k.any() else None
-    rates = [g for g in gains.values() if g is not None]
-    gain_of = lambda m: rates[min(int(np.searchsorted(BINS, m, side="right")) - 1, len(rates) - 1)]  # noqa: E731
-    score = np.array([gain_of(max(m, BINS[0])) * (m - 1) for m in range(int(split_lengths.max()) + 1)])
+    score = score_by_length(gains, int(split_lengths.max()))
     rng = np.random.default_rng(0)
     draws = np.array([score[rng.choice(split_lengths, sample, replace=False)].mean() for _ in range(2000)])
     return {
@@ -105,6 +119,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=500)
     ap.add_argument("--larger-sample", type=int, default=2000, help="also predict a draw of this many (`sgjax probe --sample N`)")
     ap.add_argument("--records", help="take the per-string records of this earlier output instead of probing")
+    ap.add_argument("--against", help="another checkpoint's output of this script: the ratio of tscores on the same draws")
     ap.add_argument("--out", help="write records and analysis here as JSON")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -126,6 +141,12 @@ def main() -> None:
     prediction = analyse(records, split_lengths, np.array([len(w) for w in larger]), args.larger_sample)
     result[f"draw_of_{args.larger_sample}"] = {k: prediction[k] for k in (
         "expected_over_draws", "draws_sd", "draws_p10_p90", "predicted_for_the_probe_draw", "draw_mean_length")}
+    if args.against:
+        with open(args.against) as f:
+            other = json.load(f)
+        result["against"] = {"run_dir": other["run_dir"], "step": other["step"],
+                             "ratio_over_draws": ratio_over_draws(result["gain_per_node"], other["gain_per_node"],
+                                                                  split_lengths, args.sample)}
     seeds = paper_seeds(args.step, result["draws_sd"] / result["expected_over_draws"])
     result["paper_seeds_at_step"] = seeds
     result["p_own_draws_all_depths"] = round(fisher_p([d["p_own_draws"] for d in seeds.values()]), 4)
