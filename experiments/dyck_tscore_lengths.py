@@ -47,6 +47,17 @@ def per_string(run_dir: str, step: int, sents: list[list[str]], max_tokens: int)
     return out
 
 
+def gains_by_length(records: list[dict]) -> dict:
+    """{bin: gain per node}: the records' summed tscore over their summed nodes, bin by bin of string length."""
+    n = np.array([r["n"] for r in records])
+    e = np.array([r["tscore"] for r in records])
+    gains = {}
+    for lo, hi in zip(BINS[:-1], BINS[1:]):
+        k = (n >= lo) & (n < hi)
+        gains[f"{lo}-{hi - 1}"] = round(float(e[k].sum() / (n[k] - 1).sum()), 4) if k.any() else None
+    return gains
+
+
 def score_by_length(gains: dict, longest: int) -> np.ndarray:
     """score_M: a string of m tokens' expected tscore, (m - 1) × its bin's gain per node (past the last bin: the last)."""
     rates = [g for g in gains.values() if g is not None]
@@ -54,34 +65,24 @@ def score_by_length(gains: dict, longest: int) -> np.ndarray:
     return np.array([gain_of(max(m, BINS[0])) * (m - 1) for m in range(longest + 1)])
 
 
-def ratio_over_draws(gains: dict, other_gains: dict, split_lengths: np.ndarray, sample: int) -> dict:
-    """This checkpoint's tscore over another's on the same draws of `sample` strings: how far the draw moves it."""
-    mine, other = (score_by_length(g, int(split_lengths.max())) for g in (gains, other_gains))
+def draw_prediction(score: np.ndarray, split_lengths: np.ndarray, draw_lengths: np.ndarray, sample: int) -> dict:
+    """Expected tscore of a `sample`-string draw of the split, its spread, and the prediction for one draw."""
+    rng = np.random.default_rng(0)
+    draws = np.array([score[rng.choice(split_lengths, sample, replace=False)].mean() for _ in range(2000)])
+    return {
+        "expected_over_draws": round(float(draws.mean()), 3), "draws_sd": round(float(draws.std()), 3),
+        "draws_p10_p90": [round(float(x), 3) for x in np.percentile(draws, [10, 90])],
+        "predicted_for_the_probe_draw": round(float(score[draw_lengths].mean()), 3),
+        "draw_mean_length": round(float(draw_lengths.mean()), 1),
+    }
+
+
+def ratio_over_draws(mine: np.ndarray, other: np.ndarray, split_lengths: np.ndarray, sample: int) -> dict:
+    """One checkpoint's tscore over another's (score_by_length each) on the same draws: how far the draw moves it."""
     rng = np.random.default_rng(0)
     r = np.array([mine[d].mean() / other[d].mean() for d in (rng.choice(split_lengths, sample, replace=False) for _ in range(4000))])
     return {"mean": round(float(r.mean()), 3), "sd": round(float(r.std()), 3), "min": round(float(r.min()), 3),
             "p1_p10_p90_p99": [round(float(x), 3) for x in np.percentile(r, [1, 10, 90, 99])]}
-
-
-def analyse(records: list[dict], split_lengths: np.ndarray, draw_lengths: np.ndarray, sample: int) -> dict:
-    """Per-node gains by length bin; expected tscore of a draw of the split, its spread, and of the probe's draw."""
-    n = np.array([r["n"] for r in records])
-    e = np.array([r["tscore"] for r in records])
-    gains = {}
-    for lo, hi in zip(BINS[:-1], BINS[1:]):
-        k = (n >= lo) & (n < hi)
-        gains[f"{lo}-{hi - 1}"] = round(float(e[k].sum() / (n[k] - 1).sum()), 4) if k.any() else None
-    score = score_by_length(gains, int(split_lengths.max()))
-    rng = np.random.default_rng(0)
-    draws = np.array([score[rng.choice(split_lengths, sample, replace=False)].mean() for _ in range(2000)])
-    return {
-        "gain_per_node": gains,
-        "measured_mean_under_max_tokens": round(float(e.mean()), 4), "strings": len(records),
-        "expected_over_draws": round(float(draws.mean()), 3), "draws_sd": round(float(draws.std()), 3),
-        "draws_p10_p90": [round(float(x), 3) for x in np.percentile(draws, [10, 90])],
-        "predicted_for_the_probe_draw": round(float(score[draw_lengths].mean()), 3),
-        "split_mean_length": round(float(split_lengths.mean()), 1), "draw_mean_length": round(float(draw_lengths.mean()), 1),
-    }
 
 
 def paper_seeds(step: int, draw_cv: float) -> dict:
@@ -134,19 +135,21 @@ def main() -> None:
         records = per_string(args.run_dir, args.step, sents, args.max_tokens)
         seconds = round(time.perf_counter() - t0)
     split_lengths = np.array([len(l.split()) for l in splits["train"].lines])
-    draw_lengths = np.array([len(w) for w in sents])
+    lengths_of = lambda draw: np.array([len(w) for w in draw])  # noqa: E731
+    gains = gains_by_length(records)
+    score = score_by_length(gains, int(split_lengths.max()))
     result = {"run_dir": args.run_dir, "step": args.step, "max_tokens": args.max_tokens, "seconds": seconds,
-              **analyse(records, split_lengths, draw_lengths, args.sample), "records": records}
+              "gain_per_node": gains, "measured_mean_under_max_tokens": round(float(np.mean([r["tscore"] for r in records])), 4),
+              "strings": len(records), **draw_prediction(score, split_lengths, lengths_of(sents), args.sample),
+              "split_mean_length": round(float(split_lengths.mean()), 1), "records": records}
     larger = R.sample_sentences(cfg, args.larger_sample, 42, splits=splits)
-    prediction = analyse(records, split_lengths, np.array([len(w) for w in larger]), args.larger_sample)
-    result[f"draw_of_{args.larger_sample}"] = {k: prediction[k] for k in (
-        "expected_over_draws", "draws_sd", "draws_p10_p90", "predicted_for_the_probe_draw", "draw_mean_length")}
+    result[f"draw_of_{args.larger_sample}"] = draw_prediction(score, split_lengths, lengths_of(larger), args.larger_sample)
     if args.against:
         with open(args.against) as f:
             other = json.load(f)
+        other_score = score_by_length(other["gain_per_node"], int(split_lengths.max()))
         result["against"] = {"run_dir": other["run_dir"], "step": other["step"],
-                             "ratio_over_draws": ratio_over_draws(result["gain_per_node"], other["gain_per_node"],
-                                                                  split_lengths, args.sample)}
+                             "ratio_over_draws": ratio_over_draws(score, other_score, split_lengths, args.sample)}
     seeds = paper_seeds(args.step, result["draws_sd"] / result["expected_over_draws"])
     result["paper_seeds_at_step"] = seeds
     result["p_own_draws_all_depths"] = round(fisher_p([d["p_own_draws"] for d in seeds.values()]), 4)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -34,11 +35,13 @@ def accelerator_plugin() -> bool:
     return any(importlib.util.find_spec(name) is not None for name in ("jax_plugins", "libtpu"))
 
 
+@functools.cache
 def _libc():
-    """glibc's handle, or None (macOS, musl: nothing to tune)."""
+    """glibc's handle with mallopt and malloc_trim typed, or None (macOS, musl: nothing to tune); loaded once."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt, libc.malloc_trim  # noqa: B018 (glibc has both)
+        libc.mallopt.argtypes, libc.mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = (ctypes.c_size_t,), ctypes.c_int
     except (OSError, AttributeError):
         return None
     return libc
@@ -47,10 +50,7 @@ def _libc():
 def release_freed_memory() -> bool:
     """Hand the heap's free pages back to the OS now (glibc's malloc_trim); True if any were released."""
     libc = _libc()
-    if libc is None:
-        return False
-    libc.malloc_trim.argtypes, libc.malloc_trim.restype = (ctypes.c_size_t,), ctypes.c_int
-    return libc.malloc_trim(0) == 1
+    return libc is not None and libc.malloc_trim(0) == 1
 
 
 def keep_freed_memory() -> bool:
@@ -63,7 +63,5 @@ def keep_freed_memory() -> bool:
     libc = _libc()
     if libc is None:
         return False
-    mallopt = libc.mallopt
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, INT_MAX))
-    return all(mallopt(param, value) == 1 for param, value in settings)
+    return all(libc.mallopt(param, value) == 1 for param, value in settings)
