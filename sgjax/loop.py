@@ -334,6 +334,10 @@ def run(
             state = engine.init_population(cfg, mesh)
         write_config(cfg, run_dir)
         ckpts.drop_params_after(step)
+        if step and is_probe_step(step, tc) and not ckpts.has_params(step):
+            # The state committed but its probe checkpoint, written in the background beside it, did not: write it again.
+            with saving_errors(ckpts, step):
+                ckpts.save_params(step, engine.host_params(state["params"]), meta(cfg, step, engine.to_host(state["frozen"])))
         truncate_metrics(log.path, step)
         population = engine.Population(cfg, tdata, state, mesh)  # member groups, each call at its own width
         del state
@@ -352,7 +356,7 @@ def run(
                 bar.update(nxt - bar.n)
                 is_log = step % tc.log_every == 0 or step == end
                 is_eval = evaluator is not None and (step % tc.eval_every == 0 or step == tc.steps)
-                is_ckpt = step % tc.ckpt_every == 0 or step == tc.steps
+                is_ckpt = is_probe_step(step, tc)
                 if is_log or is_eval:
                     host = engine.to_host(pending)  # one gather for every chunk's metrics
                     train_m = {k: np.concatenate([m[k] for m in host], axis=1) for k in host[0]}
@@ -391,6 +395,11 @@ def run(
     return run_dir
 
 
+def is_probe_step(step: int, tc) -> bool:
+    """Whether the loop saves a probe checkpoint at `step`: every ckpt_every steps and at the end."""
+    return step % tc.ckpt_every == 0 or step == tc.steps
+
+
 def save_state_if_newer(cfg: Config, ckpts: RunCheckpoints, step: int, state) -> None:
     """Save the full state at `step` unless it is already the latest saved (end of run, interruption)."""
     if ckpts.latest_state_step() != step:
@@ -404,8 +413,9 @@ def saving_errors(ckpts: RunCheckpoints, step: int):
     try:
         yield
     except OSError as e:
+        # A probe checkpoint is written in the background: its failure surfaces at the next save or at the end.
         raise CheckpointError(
-            f"saving the checkpoint at step {step} failed ({e}); the latest complete state is at step "
+            f"saving a checkpoint failed by step {step} ({e}); the latest complete state is at step "
             f"{ckpts.latest_state_step()}: free space and rerun the same command to resume from it"
         ) from e
 

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -24,24 +25,87 @@ def test_sigterm_and_sigkill_then_resume_is_bitwise_identical(tmp_path):
 
 
 def test_disk_full_stops_cleanly_and_keeps_previous_checkpoint(tmp_path, toy_corpus, monkeypatch):
+    """Step 20's probe checkpoint fails in the background; the run stops with one error, and a rerun recovers it."""
     cfg = tiny_config(steps=30)
-    real_save = checkpoint.MembersNpzHandler.save
+    real_write = checkpoint.write_members
 
-    def full_disk(self, directory, args):
+    def full_disk(directory, params_S, seeds):
         # step 20's directory (20/ or Orbax's 20.orbax-checkpoint-tmp/), not a "20" elsewhere in the path (pytest-20/)
         if str(directory).startswith(str(tmp_path / "r" / "checkpoints" / "20")):
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(self, directory, args)
+        return real_write(directory, params_S, seeds)
 
-    monkeypatch.setattr(checkpoint.MembersNpzHandler, "save", full_disk)
+    monkeypatch.setattr(checkpoint, "write_members", full_disk)
     with pytest.raises(CheckpointError, match="No space left on device"):
         loop.run(cfg, tmp_path / "r", progress=False, evaluator=None)
     assert checkpoint.list_steps(tmp_path / "r") == [10]
     checkpoint.load_params(tmp_path / "r", 10)
-    # Space is back: the same command resumes from the intact state and finishes.
-    monkeypatch.setattr(checkpoint.MembersNpzHandler, "save", real_save)
+    # Space is back: the same command resumes from the intact state, writes step 20's probe checkpoint again and finishes.
+    monkeypatch.setattr(checkpoint, "write_members", real_write)
     loop.run(cfg, tmp_path / "r", progress=False, evaluator=None)
     assert checkpoint.list_steps(tmp_path / "r") == [10, 20, 30]
+    loop.run(cfg, tmp_path / "ref", progress=False, evaluator=None)  # the same run, never interrupted
+    for step in (20, 30):
+        (_, got), (_, want) = checkpoint.load_params(tmp_path / "r", step), checkpoint.load_params(tmp_path / "ref", step)
+        got, want = checkpoint.flatten(got), checkpoint.flatten(want)
+        assert got.keys() == want.keys()
+        for k, v in want.items():
+            np.testing.assert_array_equal(got[k], v, err_msg=f"step {step} {k}")
+
+
+def test_probe_checkpoint_is_written_while_training_goes_on(tmp_path, monkeypatch):
+    """save_params returns before its files are written (a paper checkpoint is 0.76 GB); wait() sees them committed."""
+    import threading
+
+    release = threading.Event()
+    real_write = checkpoint.write_members
+
+    def slow_write(directory, params_S, seeds):
+        release.wait(timeout=30)
+        return real_write(directory, params_S, seeds)
+
+    monkeypatch.setattr(checkpoint, "write_members", slow_write)
+    ckpts = checkpoint.RunCheckpoints(tmp_path)
+    base = np.arange(18, dtype=np.float32).reshape(3, 3, 2)
+    params_S = {"embed": base[:2]}  # a view, as a CPU device buffer's numpy form is
+    try:
+        ckpts.save_params(10, params_S, {"step": 10, "seeds": [42, 52]})
+        assert not release.is_set() and checkpoint.saved_probe_steps(tmp_path) == []  # returned with the write pending
+        base += 100  # training reuses (donates) the buffer a view shows: the checkpoint keeps what was passed
+        release.set()
+        ckpts.wait()
+    finally:
+        release.set()
+        ckpts.close()
+    assert checkpoint.saved_probe_steps(tmp_path) == [10]
+    np.testing.assert_array_equal(checkpoint.read_npz(tmp_path / "checkpoints" / "10" / "params" / "seed_52.npz")["embed"],
+                                  np.arange(6, 12, dtype=np.float32).reshape(3, 2))
+
+
+def test_a_state_saved_between_probe_checkpoints_waits_for_the_last(tmp_path, monkeypatch):
+    """An interruption's state (step 15) commits only after step 10's probe checkpoint: a resume from it lacks none."""
+    import threading
+
+    release = threading.Event()
+    real_write = checkpoint.write_members
+
+    def slow_write(directory, params_S, seeds):
+        release.wait(timeout=30)
+        return real_write(directory, params_S, seeds)
+
+    monkeypatch.setattr(checkpoint, "write_members", slow_write)
+    ckpts = checkpoint.RunCheckpoints(tmp_path)
+    params_S = {"embed": np.ones((2, 3, 2), np.float32)}
+    try:
+        ckpts.save_params(10, params_S, {"step": 10, "seeds": [42, 52]})
+        ckpts.save_state(10, {"params": params_S}, {"step": 10, "seeds": [42, 52]})  # the loop's pair: no wait
+        assert checkpoint.saved_probe_steps(tmp_path) == []
+        threading.Timer(0.5, release.set).start()
+        ckpts.save_state(15, {"params": params_S}, {"step": 15, "seeds": [42, 52]})
+        assert checkpoint.saved_probe_steps(tmp_path) == [10]
+    finally:
+        release.set()
+        ckpts.close()
 
 
 def _cli_error(capsys, argv) -> str:

@@ -122,9 +122,9 @@ def _read_cache(task: str, path: Path) -> dict[str, Split] | None:
     if not path.exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with path.open("rb") as f, np.load(f, allow_pickle=False) as z:  # our handle: closed even when np.load fails
             return {s: _from_arrays(task, s, z) for s in SPLITS[task]}
-    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError, zipfile.BadZipFile):
+    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError, zipfile.BadZipFile, TypeError):  # TypeError: a bare .npy
         return None
 
 
