@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -69,7 +70,8 @@ def main() -> None:
     out = {
         "command": "python experiments/bench_checkpoint_save.py " + " ".join(
             f"--{k} {v}" for k, v in vars(args).items() if v is not None and k != "out"),
-        "machine": f"{platform.processor() or platform.machine()}, {jax.devices()[0].platform}",
+        "host": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "device": jax.devices()[0].device_kind,
         "task": args.task, "depth": args.depth, "population": args.seeds,
         "probe_checkpoint_mb": params_bytes / 1e6,
         "rounds": rows,

@@ -186,6 +186,8 @@ phase_quick() {  # the headline of every phase in one call, most important first
   bench "quick_scale_qf_l${DEPTH}_highest" $q1 --depth "$DEPTH" --seeds "${QSCALE##*,}" --peer none
   # would a compile-ahead pool help here? two programs in turn, two in threads (1.3x on the 2-core CPU)
   experiment "quick_parallel_compile_qf_l$DEPTH" parallel_compile.py --depth "$DEPTH" --seeds "$s10" --chunk "$CHUNK"
+  # how long a checkpoint step holds the loop on this host (0.24 s on the 2-core CPU; 100 of them in a QF run)
+  experiment "quick_checkpoint_save_qf_l$DEPTH" bench_checkpoint_save.py --depth "$DEPTH" --seeds "$s10" --rounds 3
   project quick_
   # Dyck's hours for each grouping of its seeds, from the program sizes measured above (CPU arithmetic, seconds)
   $PY experiments/dyck_groups_projection.py --results "$RESULTS" --depth "$DEPTH" \
