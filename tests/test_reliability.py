@@ -3,6 +3,7 @@
 import errno
 import json
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -53,59 +54,48 @@ def test_disk_full_stops_cleanly_and_keeps_previous_checkpoint(tmp_path, toy_cor
             np.testing.assert_array_equal(got[k], v, err_msg=f"step {step} {k}")
 
 
-def test_probe_checkpoint_is_written_while_training_goes_on(tmp_path, monkeypatch):
-    """save_params returns before its files are written (a paper checkpoint is 0.76 GB); wait() sees them committed."""
-    import threading
-
+@pytest.fixture
+def held_writes(tmp_path, monkeypatch):
+    """(RunCheckpoints in tmp_path, an Event): probe checkpoint files are written only once the event is set."""
     release = threading.Event()
     real_write = checkpoint.write_members
 
-    def slow_write(directory, params_S, seeds):
+    def held_write(directory, params_S, seeds):
         release.wait(timeout=30)
         return real_write(directory, params_S, seeds)
 
-    monkeypatch.setattr(checkpoint, "write_members", slow_write)
+    monkeypatch.setattr(checkpoint, "write_members", held_write)
     ckpts = checkpoint.RunCheckpoints(tmp_path)
+    yield ckpts, release
+    release.set()
+    ckpts.close()
+
+
+def test_probe_checkpoint_is_written_while_training_goes_on(tmp_path, held_writes):
+    """save_params returns before its files are written (a paper checkpoint is 0.76 GB); wait() sees them committed."""
+    ckpts, release = held_writes
     base = np.arange(18, dtype=np.float32).reshape(3, 3, 2)
     params_S = {"embed": base[:2]}  # a view, as a CPU device buffer's numpy form is
-    try:
-        ckpts.save_params(10, params_S, {"step": 10, "seeds": [42, 52]})
-        assert not release.is_set() and checkpoint.saved_probe_steps(tmp_path) == []  # returned with the write pending
-        base += 100  # training reuses (donates) the buffer a view shows: the checkpoint keeps what was passed
-        release.set()
-        ckpts.wait()
-    finally:
-        release.set()
-        ckpts.close()
+    ckpts.save_params(10, params_S, {"step": 10, "seeds": [42, 52]})
+    assert not release.is_set() and checkpoint.saved_probe_steps(tmp_path) == []  # returned with the write pending
+    base += 100  # training reuses (donates) the buffer a view shows: the checkpoint keeps what was passed
+    release.set()
+    ckpts.wait()
     assert checkpoint.saved_probe_steps(tmp_path) == [10]
     np.testing.assert_array_equal(checkpoint.read_npz(tmp_path / "checkpoints" / "10" / "params" / "seed_52.npz")["embed"],
                                   np.arange(6, 12, dtype=np.float32).reshape(3, 2))
 
 
-def test_a_state_saved_between_probe_checkpoints_waits_for_the_last(tmp_path, monkeypatch):
+def test_a_state_saved_between_probe_checkpoints_waits_for_the_last(tmp_path, held_writes):
     """An interruption's state (step 15) commits only after step 10's probe checkpoint: a resume from it lacks none."""
-    import threading
-
-    release = threading.Event()
-    real_write = checkpoint.write_members
-
-    def slow_write(directory, params_S, seeds):
-        release.wait(timeout=30)
-        return real_write(directory, params_S, seeds)
-
-    monkeypatch.setattr(checkpoint, "write_members", slow_write)
-    ckpts = checkpoint.RunCheckpoints(tmp_path)
+    ckpts, release = held_writes
     params_S = {"embed": np.ones((2, 3, 2), np.float32)}
-    try:
-        ckpts.save_params(10, params_S, {"step": 10, "seeds": [42, 52]})
-        ckpts.save_state(10, {"params": params_S}, {"step": 10, "seeds": [42, 52]})  # the loop's pair: no wait
-        assert checkpoint.saved_probe_steps(tmp_path) == []
-        threading.Timer(0.5, release.set).start()
-        ckpts.save_state(15, {"params": params_S}, {"step": 15, "seeds": [42, 52]})
-        assert checkpoint.saved_probe_steps(tmp_path) == [10]
-    finally:
-        release.set()
-        ckpts.close()
+    ckpts.save_params(10, params_S, {"step": 10, "seeds": [42, 52]})
+    ckpts.save_state(10, {"params": params_S}, {"step": 10, "seeds": [42, 52]})  # the loop's pair: no wait
+    assert checkpoint.saved_probe_steps(tmp_path) == []
+    threading.Timer(0.5, release.set).start()
+    ckpts.save_state(15, {"params": params_S}, {"step": 15, "seeds": [42, 52]})
+    assert checkpoint.saved_probe_steps(tmp_path) == [10]
 
 
 def _cli_error(capsys, argv) -> str:
