@@ -74,6 +74,8 @@ def check(ref: Path, out: Path) -> list[str]:
     final = checkpoint.list_steps(ref)[-1]
     if final not in steps:
         return [f"no final checkpoint at step {final}"]
+    if steps != checkpoint.list_steps(ref):  # probe checkpoints are written in the background: none may go missing
+        problems.append(f"probe checkpoints at {len(steps)} steps, the reference {len(checkpoint.list_steps(ref))}")
     for s in steps:
         try:
             checkpoint.load_params(out, s)

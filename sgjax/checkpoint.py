@@ -139,7 +139,6 @@ class RunCheckpoints:
 
     run_dir: Path
     keep_all: bool = True
-    params_step: int | None = None  # the step of the newest probe checkpoint handed to Orbax
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
@@ -151,7 +150,6 @@ class RunCheckpoints:
         args = ocp.args.Composite(params=MembersSave(params_S, tuple(meta["seeds"])), meta=ocp.args.JsonSave(meta))
         self._one_save_at_a_time(self.state)
         self.params.save(step, args=args)
-        self.params_step = step
 
     def save_state(self, step: int, state_S, meta: dict) -> None:
         """Resume checkpoint: the full training state (async; the previous one is kept until it commits).
@@ -160,7 +158,7 @@ class RunCheckpoints:
         can lose at most the one at its own step, which it writes again from the state.
         """
         self._one_save_at_a_time(self.params)
-        if (self.params_step or 0) < step:  # an interruption's state, between probe checkpoints
+        if (self.params.latest_step() or 0) < step:  # an interruption's state, after the last probe checkpoint (in flight or not)
             self.params.wait_until_finished()
         self.state.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_S), meta=ocp.args.JsonSave(meta)))
 

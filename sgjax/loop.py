@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from sgjax import batching, engine, jsonl
 from sgjax.checkpoint import RunCheckpoints, saved_probe_steps, saved_state_step
-from sgjax.config import Config, ConfigError, concrete_layout, flat_items, from_dict, validate
+from sgjax.config import Config, ConfigError, TrainConfig, concrete_layout, flat_items, from_dict, validate
 from sgjax.errors import CheckpointError, UserError
 
 # Fields that may change when a run is resumed: extending a run is the point of resuming.
@@ -337,7 +337,7 @@ def run(
         if step and is_probe_step(step, tc) and not ckpts.has_params(step):
             # The state committed but its probe checkpoint, written in the background beside it, did not: write it again.
             with saving_errors(ckpts, step):
-                ckpts.save_params(step, engine.host_params(state["params"]), meta(cfg, step, engine.to_host(state["frozen"])))
+                save_probe_checkpoint(cfg, ckpts, step, state, engine.to_host(state["frozen"]))
         truncate_metrics(log.path, step)
         population = engine.Population(cfg, tdata, state, mesh)  # member groups, each call at its own width
         del state
@@ -373,7 +373,7 @@ def run(
                     state = population.state()
                     frozen_S = engine.to_host(state["frozen"])
                     with saving_errors(ckpts, step):
-                        ckpts.save_params(step, engine.host_params(state["params"]), meta(cfg, step, frozen_S))
+                        save_probe_checkpoint(cfg, ckpts, step, state, frozen_S)
                         ckpts.save_state(step, state, meta(cfg, step, frozen_S))
                     del state  # the groups' buffers are donated to their next calls
                 if stop["stop"]:
@@ -395,9 +395,14 @@ def run(
     return run_dir
 
 
-def is_probe_step(step: int, tc) -> bool:
+def is_probe_step(step: int, tc: TrainConfig) -> bool:
     """Whether the loop saves a probe checkpoint at `step`: every ckpt_every steps and at the end."""
     return step % tc.ckpt_every == 0 or step == tc.steps
+
+
+def save_probe_checkpoint(cfg: Config, ckpts: RunCheckpoints, step: int, state, frozen_S) -> None:
+    """Every member's parameters at `step`, gathered to the host in the checkpoint form (written in the background)."""
+    ckpts.save_params(step, engine.host_params(state["params"]), meta(cfg, step, frozen_S))
 
 
 def save_state_if_newer(cfg: Config, ckpts: RunCheckpoints, step: int, state) -> None:
