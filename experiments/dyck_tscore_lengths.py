@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgjax import checkpoint, paper
+from sgjax import checkpoint, loop, paper
 from sgjax.data import vocab_for
 from sgjax.probe import run as R, tree_projection as TP
 
@@ -125,7 +125,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     cfg = checkpoint.load_config(args.run_dir)
-    splits = R.load_probe_splits(cfg)
+    splits = loop.load_data(cfg)
     sents = R.sample_sentences(cfg, args.sample, 42, splits=splits)  # the probe's default draw: every length
     if args.records:  # the probing time stays the earlier run's
         with open(args.records) as f:

@@ -45,6 +45,9 @@ class DataConfig:
     val_size: int | None = None  # None: the paper's (1k QF/TI, 20k Dyck)
     gen_size: int | None = None  # None: the paper's (10k QF/TI, 20k Dyck)
     seed: int = 0  # data generation seed (the split is a function of it)
+    # QF/TI: "train_first" draws as McCoy did (train first, held-out splits from what it left);
+    # "heldout_first" is the data sgjax generated before (held-out splits first; docs/data.md).
+    generation: str = "train_first"
     train_file: str | None = None  # original-format files replace generated splits
     val_file: str | None = None
     gen_file: str | None = None
@@ -126,11 +129,12 @@ class Config:
 
 
 # Fields added after runs were saved, with what those runs did: the layer scan, per-element masks,
-# TI scored on the whole output, one TI subsample for every member. A field maps to the tasks it
+# QF/TI data drawn held-out first, TI scored on the whole output, one TI subsample for every member. A field maps to the tasks it
 # changed, or None for every task: an old QF or Dyck run never read tense_drop_last, so it takes
 # today's default and resumes as it was.
 SAVED_BEFORE_OPTION = {
     "model": {"scan_layers": (True, None), "dropout_draw": ("per_element", None)},
+    "data": {"generation": ("heldout_first", ("question", "tense"))},
     "eval": {"tense_drop_last": (False, ("tense",)), "tense_sample_per_member": (False, ("tense",))},
 }
 
@@ -173,6 +177,7 @@ def from_dict(d: dict[str, Any]) -> Config:
 
 
 PRESETS = ("paper", "quick", "smoke")
+GENERATIONS = ("train_first", "heldout_first")  # sgjax.data.qf_ti.GENERATIONS, without importing numpy
 LAYOUTS = ("rows", "packed", "unpadded")
 VOCAB_SIZES = {"question": 71, "tense": 101, "dyck": 43}  # |V| + 2, as the original (SPEC §1.5)
 
@@ -290,6 +295,7 @@ def validate(cfg: Config) -> Config:
         (t.matmul_precision in ("highest", "float32", "tensorfloat32", "bfloat16", "default"), "train.matmul_precision must be highest|tensorfloat32|bfloat16|default"),
         (all(s is None or s > 0 for s in (d.train_size, d.val_size, d.gen_size)), "data sizes must be > 0"),
         (d.layout in ("auto",) + LAYOUTS, "data.layout must be auto|rows|packed|unpadded"),
+        (d.generation in GENERATIONS, f"data.generation must be {'|'.join(GENERATIONS)}"),
         (t.group_by in ("seed", "length"), "train.group_by must be seed|length"),
         (t.member_groups == 1 or d.layout != "rows",  # rows are all one width: G calls would gain nothing
          "train.member_groups > 1 needs data.layout packed, unpadded or auto (rows are all one width)"),

@@ -195,6 +195,7 @@ def load_data(cfg: Config) -> dict:
         cfg.task,
         sizes={k: v for k, v in sizes.items() if v is not None},
         seed=cfg.data.seed,
+        generation=cfg.data.generation,
         files={k: v for k, v in files.items() if v is not None},
     )
 

@@ -52,18 +52,34 @@ def agree_recent(past):
     return out
 
 
+def input_of(line):
+    return line.split("\t")[0]
+
+
+def sentence_of(line):
+    return input_of(line).rsplit(" ", 2)[0]
+
+
+def assert_unique_and_disjoint(splits, key):
+    keys = {}
+    for s, lines in splits.items():
+        keys[s] = {key(line) for line in lines}
+        assert len(keys[s]) == len(lines), s  # unique within a split
+    names = list(keys)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not keys[a] & keys[b], (a, b)
+
+
 def test_sizes_uniqueness_and_no_leak(qf, ti):
     for splits in (qf, ti):
         assert {s: len(v) for s, v in splits.items()} == SIZES
-        inputs = {}
-        for s, lines in splits.items():
-            assert len(set(lines)) == len(lines)
-            inputs[s] = {line.split("\t")[0].rsplit(" ", 1)[0] for line in lines}
-            assert len(inputs[s]) == len(lines)  # inputs unique within a split
-        names = list(inputs)
-        for i, a in enumerate(names):
-            for b in names[i + 1 :]:
-                assert not inputs[a] & inputs[b], (a, b)
+        assert_unique_and_disjoint(splits, input_of)  # McCoy's files repeat a sentence with the other marker
+
+
+def test_heldout_first_uses_each_sentence_once():
+    for task in ("question", "tense"):
+        assert_unique_and_disjoint(qf_ti.generate_splits(task, SIZES, seed=0, generation="heldout_first"), sentence_of)
 
 
 def test_qf_filter_train_val_test(qf):
@@ -124,10 +140,51 @@ def test_deterministic_and_seeded():
     assert all(a[s] != c[s] for s in a)
 
 
-def test_held_out_splits_do_not_depend_on_train_size():
-    small = qf_ti.generate_splits("tense", {"train": 10, "val": 50, "test": 50, "gen": 50}, seed=1)
-    big = qf_ti.generate_splits("tense", {"train": 2000, "val": 50, "test": 50, "gen": 50}, seed=1)
+def test_heldout_first_held_out_splits_do_not_depend_on_train_size():
+    small = qf_ti.generate_splits("tense", {"train": 10, "val": 50, "test": 50, "gen": 50}, seed=1,
+                                  generation="heldout_first")
+    big = qf_ti.generate_splits("tense", {"train": 2000, "val": 50, "test": 50, "gen": 50}, seed=1,
+                                generation="heldout_first")
     assert all(small[s] == big[s] for s in ("val", "test", "gen"))
+
+
+def test_train_first_draws_train_then_val_then_test_from_one_stream():
+    sizes = {"train": 300, "val": 50, "test": 50, "gen": 50}
+    one = qf_ti.generate_splits("question", sizes, seed=1)
+    longer = qf_ti.generate_splits("question", {**sizes, "train": 350}, seed=1)
+    assert longer["train"][:300] == one["train"]
+    assert longer["train"][300:] == one["val"]  # val takes up where train stopped
+    assert one["test"] != longer["test"]
+
+
+def test_gen_is_the_same_in_both_generations():
+    for task in ("question", "tense"):
+        a = qf_ti.generate_splits(task, SIZES, seed=2)
+        b = qf_ti.generate_splits(task, SIZES, seed=2, generation="heldout_first")
+        assert a["gen"] == b["gen"]
+
+
+def short_share(lines, n_words):
+    return sum(len(input_of(l).split(" ")) - 2 == n_words for l in lines) / len(lines)
+
+
+def test_train_first_uses_up_the_short_sentences():
+    """QF's 4-word sentences (D N AUX V) are 5,616 inputs: train holds most, val/test what is left."""
+    # independent of the package: the mix's 4-word share of declaratives is bare subject x intransitive
+    # verb (0.5164 x 0.2229); RC-subject declaratives (0.2791) pass the filter half the time
+    start = 0.5164 * 0.2229 / (1 - 0.2791 / 2)
+    splits = qf_ti.generate_splits("question", seed=0)
+    assert abs(short_share(splits["train"][:2000], 4) - start) < 0.025
+    # a fresh pool would keep the start's share; 100k lines leave under a tenth of the pool
+    assert short_share(splits["train"][-5000:], 4) < 0.03
+    assert short_share(splits["val"], 4) < 0.025 and short_share(splits["test"], 4) < 0.02
+    old = qf_ti.generate_splits("question", {"train": 2000}, seed=0, generation="heldout_first")
+    assert short_share(old["train"], 4) < 0.02  # the data before: fitted to the depleted files
+
+
+def test_unknown_generation():
+    with pytest.raises(UserError, match="train_first or heldout_first"):
+        qf_ti.generate_splits("question", SIZES, 0, generation="mccoy")
 
 
 def test_vocab_order_and_ids():
@@ -171,3 +228,24 @@ def test_unknown_task_and_split():
         qf_ti.generate_splits("dyck", {}, 0)
     with pytest.raises(UserError, match="valid splits"):
         qf_ti.generate_splits("question", {"dev": 3}, 0)
+
+
+def test_runs_saved_before_the_generation_option_keep_their_data():
+    from sgjax import config
+
+    for task, want in (("question", "heldout_first"), ("tense", "heldout_first"), ("dyck", "train_first")):
+        d = config.preset("smoke", task).to_dict()
+        del d["data"]["generation"]
+        assert config.from_dict(d).data.generation == want, task
+    assert config.preset("paper", "question").data.generation == "train_first"
+    with pytest.raises(config.ConfigError, match="data.generation"):
+        config.validate(config.override(config.preset("smoke", "question"), ["data.generation=mccoy"]))
+
+
+def test_cache_files_are_kept_apart_by_generation(tmp_path):
+    sizes = {"train": 50, "val": 20, "test": 20, "gen": 20}
+    a = data.load_splits("question", sizes=sizes, cache_dir=tmp_path)
+    b = data.load_splits("question", sizes=sizes, cache_dir=tmp_path, generation="heldout_first")
+    assert a["train"].lines != b["train"].lines
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    assert data.load_splits("question", sizes=sizes, cache_dir=tmp_path)["train"].lines == a["train"].lines

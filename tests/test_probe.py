@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import cli, config as C, model as M
+from sgjax import cli, config as C, loop, model as M
 from sgjax.errors import UserError
 from sgjax.probe import norms, sparsity as SP
 from sgjax.probe import run as R
@@ -223,7 +223,7 @@ def test_dyck_probe_samples_the_chosen_split(dyck_run, capsys, monkeypatch):
     monkeypatch.setattr(R.hostmem, "release_freed_memory", lambda: released.append(1) or True)
 
     cfg = checkpoint.load_config(dyck_run)
-    splits = R.load_probe_splits(cfg)
+    splits = loop.load_data(cfg)
     val = R.sample_sentences(cfg, 500, splits=splits, dyck_split="val", dyck_max_tokens=50)
     assert val and all(len(w) < 50 for w in val) and {" ".join(w) for w in val} <= set(splits["val"].lines)
     train = R.sample_sentences(cfg, 40, splits=splits)  # the default: the original's, training strings
@@ -278,3 +278,61 @@ def test_options_files_from_before_a_new_option_still_match(tmp_path):
     (tmp_path / R.OPTIONS_FILE).write_text(json.dumps(R.result_options(before, "dyck") | {"sample": 10_000}))
     R.check_options(tmp_path, R.result_options(R.ProbeOptions(), "question"), has_records=True)
     assert "dyck_split" not in R.result_options(R.ProbeOptions(), "tense")
+
+
+def spans(tree) -> set:
+    """(first, last) word of every constituent of two or more words, the root included."""
+    out = set()
+
+    def walk(t):
+        if isinstance(t, int):
+            return t, t
+        (a, _), (_, b) = walk(t[0]), walk(t[1])
+        out.add((a, b))
+        return a, b
+
+    walk(tree)
+    return out
+
+
+def span_f1(pred, gold, root: bool) -> float:
+    """Micro-averaged span F1, written here from its definition."""
+    hit = n_pred = n_gold = 0
+    for p, g in zip(pred, gold):
+        ps, gs = spans(p), spans(g)
+        if not root:
+            whole = max(gs, key=lambda s: s[1] - s[0])
+            ps, gs = ps - {whole}, gs - {whole}
+        hit, n_pred, n_gold = hit + len(ps & gs), n_pred + len(ps), n_gold + len(gs)
+    prec, rec = hit / n_pred, hit / n_gold
+    return 2 * prec * rec / (prec + rec)
+
+
+def _rb(a: int, n: int):
+    """The right-branching tree over words a..n-1."""
+    return a if a == n - 1 else (a, _rb(a + 1, n))
+
+
+def test_probe_scores_each_tree_against_its_own_gold_parse(params, monkeypatch):
+    """Trees decoded right-branching (whatever the chart) must meet their own sentences' parses, root included."""
+    sentences = [s.split() for s in ("my raven that doesn't sleep does change", "the newt does swim",
+                                     "some ravens near the yak don't admire my zebra", "the yaks do admire her newt",
+                                     "our quails who don't amuse the newt do read")]
+    gold = R.gold_trees("question", sentences)
+    assert len({str(g) for g in gold}) == len(gold)  # every parse differs: a pairing slip shows
+
+    def rb_decode(chart, lengths, exact=False, rng=None):
+        n = len(lengths)
+        return [_rb(0, int(k)) for k in lengths], np.zeros(n), np.zeros(n)
+
+    monkeypatch.setattr(R.TP, "decode", rb_decode)
+    from sgjax.data import vocab_for
+
+    batches = R.make_batches(sentences, vocab_for("question"), batch_size=2)  # length-sorted: indices map back
+    cfg = C.Config(task="question", seeds=(42,), model=CFG)
+    params_S = jax.tree_util.tree_map(lambda x: x[None], params)
+    rec, = R.probe_population(cfg, params_S, (42,), batches, gold, R.ProbeOptions())
+    rb = [_rb(0, len(s)) for s in sentences]
+    assert rec["tparseval"] == pytest.approx(span_f1(rb, gold, root=True))
+    assert rec["tparseval_noroot"] == pytest.approx(span_f1(rb, gold, root=False))
+    assert rec["tparseval"] > rec["tparseval_noroot"] + 0.05

@@ -1,10 +1,11 @@
 """The data API: fixed vocabularies, generated (or original-file) splits, and an on-disk cache.
 
     vocab_for(task) -> Vocab
-    load_splits(task, *, sizes=None, seed=0, cache_dir=None, files=None) -> dict[str, Split]
+    load_splits(task, *, sizes=None, seed=0, generation="train_first", cache_dir=None, files=None)
+        -> dict[str, Split]
     load_split(task, split, **same) -> Split
 
-Generated splits are cached as one .npz per (task, seed, sizes) under $SGJAX_CACHE (default
+Generated splits are cached as one .npz per (task, generation, seed, sizes) under $SGJAX_CACHE (default
 ~/.cache/sgjax), so a sweep generates once; the write is atomic and a corrupt file is regenerated.
 """
 
@@ -31,7 +32,7 @@ DEFAULT_SIZES = {
     "tense": {"train": 100_000, "val": 1_000, "test": 10_000, "gen": 10_000},
     "dyck": {"train": 200_000, "val": 20_000, "test": 20_000},
 }
-CACHE_VERSION = 1  # bump when generation changes: old cache files are then never read
+CACHE_VERSION = 2  # bump when generation changes: old cache files are then never read
 
 
 def check_task(task: str) -> None:
@@ -74,8 +75,9 @@ def resolve_sizes(task: str, sizes: dict | None) -> dict[str, int]:
     return out
 
 
-def generate(task: str, sizes: dict | None = None, seed: int = 0) -> dict[str, list[str]]:
-    """Generate every split's lines (no cache)."""
+def generate(task: str, sizes: dict | None = None, seed: int = 0,
+             generation: str = "train_first") -> dict[str, list[str]]:
+    """Generate every split's lines (no cache); `generation` applies to QF/TI (Dyck has one)."""
     sizes = resolve_sizes(task, sizes)
     if task == "dyck":
         from sgjax.data import dyck
@@ -85,7 +87,7 @@ def generate(task: str, sizes: dict | None = None, seed: int = 0) -> dict[str, l
         return {s: [l[:-4] if l.endswith(" END") else l for l in out[s]] for s in SPLITS[task]}
     from sgjax.data import qf_ti
 
-    return qf_ti.generate_splits(task, sizes, seed)
+    return qf_ti.generate_splits(task, sizes, seed, generation=generation)
 
 
 def default_cache_dir() -> Path:
@@ -93,10 +95,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SGJAX_CACHE") or Path.home() / ".cache" / "sgjax")
 
 
-def cache_path(task: str, sizes: dict[str, int], seed: int, cache_dir=None) -> Path:
-    """One file per (task, seed, all sizes, generator version)."""
+def cache_path(task: str, sizes: dict[str, int], seed: int, cache_dir=None,
+               generation: str = "train_first") -> Path:
+    """One file per (task, generation, seed, all sizes, generator version)."""
     key = "_".join(f"{s}{sizes[s]}" for s in SPLITS[task])
-    return Path(cache_dir or default_cache_dir()) / f"{task}_seed{seed}_{key}_v{CACHE_VERSION}.npz"
+    name = task if task == "dyck" else f"{task}_{generation}"
+    return Path(cache_dir or default_cache_dir()) / f"{name}_seed{seed}_{key}_v{CACHE_VERSION}.npz"
 
 
 def _to_arrays(split: Split) -> dict[str, np.ndarray]:
@@ -134,8 +138,8 @@ def _write_cache(path: Path, splits: dict[str, Split]) -> None:
     formats.atomic_write_bytes(path, buf.getvalue())
 
 
-def load_splits(task: str, *, sizes: dict | None = None, seed: int = 0, cache_dir=None,
-                files: dict | None = None, use_cache: bool = True) -> dict[str, Split]:
+def load_splits(task: str, *, sizes: dict | None = None, seed: int = 0, generation: str = "train_first",
+                cache_dir=None, files: dict | None = None, use_cache: bool = True) -> dict[str, Split]:
     """Every split of a task, tokenized; `files` ({split: path}, original format) replace generated ones."""
     check_task(task)
     files = {k: v for k, v in (files or {}).items() if v}
@@ -146,10 +150,10 @@ def load_splits(task: str, *, sizes: dict | None = None, seed: int = 0, cache_di
     out: dict[str, Split] = {}
     if set(files) != set(SPLITS[task]):
         sizes = resolve_sizes(task, sizes)
-        path = cache_path(task, sizes, seed, cache_dir)
+        path = cache_path(task, sizes, seed, cache_dir, generation)
         cached = _read_cache(task, path) if use_cache else None
         if cached is None:
-            lines = generate(task, sizes, seed)
+            lines = generate(task, sizes, seed, generation)
             cached = {s: encode_lines(task, s, lines[s], vocab) for s in SPLITS[task]}
             if use_cache:
                 _write_cache(path, cached)

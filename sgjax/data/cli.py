@@ -14,7 +14,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", required=True, choices=["train", "val", "test", "gen"])
     p.add_argument("--size", type=int, default=None, help="lines in this split (default: the paper's)")
     p.add_argument("--seed", type=int, default=0, help="data seed (the whole split set is a function of it)")
+    add_generation_argument(p)
     p.add_argument("--out", required=True, help="output file")
+
+
+def add_generation_argument(p: argparse.ArgumentParser) -> None:
+    """--generation, as the config's data.generation (QF/TI)."""
+    from sgjax.config import GENERATIONS
+
+    p.add_argument("--generation", choices=GENERATIONS, default=GENERATIONS[0],
+                   help="QF/TI: train_first (McCoy's process, the default) or heldout_first (sgjax's data "
+                        "before; docs/data.md)")
 
 
 def run(args) -> int:
@@ -23,9 +33,9 @@ def run(args) -> int:
     if args.split not in data.SPLITS[args.task]:
         raise UserError(f"{args.task} has no {args.split!r} split: use one of {', '.join(data.SPLITS[args.task])}")
     sizes = data.resolve_sizes(args.task, {args.split: args.size} if args.size is not None else {})
-    if args.task != "dyck" and args.split != "train":
-        sizes["train"] = 0  # QF/TI held-out splits do not depend on the train size
-    lines = data.generate(args.task, sizes, args.seed)[args.split]
+    if args.task != "dyck" and args.split != "train" and args.generation == "heldout_first":
+        sizes["train"] = 0  # there the held-out splits do not depend on the train size
+    lines = data.generate(args.task, sizes, args.seed, args.generation)[args.split]
     formats.write_lines(args.out, args.task, lines)
     print(f"wrote {len(lines)} {args.task} {args.split} lines to {args.out}")
     return 0

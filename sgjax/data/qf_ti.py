@@ -1,15 +1,22 @@
-"""Question formation (QF) and tense inflection (TI) datasets, generated from the grammars (SPEC §1.2-1.4).
+"""Question formation (QF) and tense inflection (TI) datasets, generated from the grammars.
 
-Pipeline per split: sample declaratives from the grammar (skeleton weights below), keep inputs unique
-across all splits, pick a marker with probability 1/2, and apply McCoy's withholding filter:
+Pipeline: sample declaratives from the grammar (skeleton weights below), pick a marker with
+probability 1/2, apply McCoy's withholding filter, and drop repeats across all splits:
 * QF: `quest` examples whose subject carries an RC are withheld from train/val/test; gen holds only
   such questions, with exactly two auxiliaries, the RC's auxiliary of the main clause's number and the
   other polarity (so move-first scores 0%; this is what every line of the original gen file shows).
 * TI: `PRESENT` examples where agree-with-the-most-recent-noun differs from agree-with-the-subject are
   withheld from train/val/test; gen holds only those.
 
-Held-out splits are drawn first (gen, test, val), each from its own stream, so they never depend on the
-train size; train is drawn last, rejecting any input already used.
+Two generations (`GENERATIONS`, the config's `data.generation`):
+* "train_first" (the default), McCoy's process: one stream fills train first, then val, then test, each
+  rejecting inputs (sentence and marker) already used, so the held-out splits come from what train
+  left (its few short sentence types are used up). The structure mix is `TRAIN_FIRST_MIX`, independent choices of the
+  subject's kind and of the main verb's object, fitted to McCoy's real QF train file.
+* "heldout_first", the data sgjax generated before: held-out splits first (gen, test, val), each from
+  its own stream, so they never depend on the train size; train last; each sentence used once; the
+  mix of `ORIGINAL_CELL_SHARES`, fitted to McCoy's held-out files.
+gen is the same in both: its own stream and weights, and no input it can hold is ever in the others.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from sgjax.errors import UserError
 SPLITS = ("train", "val", "test", "gen")
 DEFAULT_SIZES = {"train": 100_000, "val": 1_000, "test": 10_000, "gen": 10_000}
 MARKERS = {"question": ("decl", "quest"), "tense": ("PAST", "PRESENT")}
-_ORDER = ("gen", "test", "val", "train")  # held-out first: they must not depend on the train size
+GENERATIONS = ("train_first", "heldout_first")
 _TASK_ID = {"question": 1, "tense": 2}
 _SPLIT_ID = {"train": 0, "val": 1, "test": 2, "gen": 3}
 _CHUNK = 4096  # fixed draw size: a split's lines are a prefix-stable function of its stream
@@ -43,6 +50,8 @@ OBJ_KINDS = ("none",) + KINDS
 # The originals' structure mix is not the .gr file's PCFG (e.g. intransitive main verbs are ~13% of
 # QF sentences, not 50%), and the generation code is not public, so the mix over these cells is taken
 # from the files; within a cell, choices (numbers, words) follow the PCFG. `mix="pcfg"` ignores it.
+# The "heldout_first" generation's mix: those files were drawn after train had used up the short
+# sentences, so this table under-weights them (QF's 4-word cell: 0.5% here, about 14% in train).
 ORIGINAL_CELL_SHARES = {
     "question": {
         ("bare", "none"): 0.0053, ("bare", "bare"): 0.1296, ("bare", "pp"): 0.1367,
@@ -69,6 +78,32 @@ ORIGINAL_CELL_SHARES = {
         ("rc_trans", "rc_intr"): 0.0108, ("rc_trans", "rc_obj"): 0.0092, ("rc_trans", "rc_trans"): 0.0105,
     },
 }
+
+# The "train_first" generation's mix: the subject's kind, then the main verb's object ("none": an
+# intransitive main verb), chosen independently; within a cell the PCFG decides as above.
+# QF: fitted to the first 10,000 lines of McCoy's real question.train, its 4-word cell corrected for
+# the repeats train had already rejected there; the two choices are independent in that file (the
+# intransitive share is 0.20-0.23 under every subject kind). TI: McCoy's tense.train is not public, so
+# the same structure is fitted to the tense .dev+.test PAST lines, with the 3-word cell (depleted
+# there) set by that independence. experiments/data_fidelity/fit_mix.py computes both.
+TRAIN_FIRST_MIX = {
+    "question": {
+        "subject": {"bare": 0.5164, "pp": 0.2045, "rc_intr": 0.0672, "rc_obj": 0.1428, "rc_trans": 0.0691},
+        "object": {"none": 0.2229, "bare": 0.2349, "pp": 0.2312, "rc_intr": 0.1582, "rc_obj": 0.0713,
+                   "rc_trans": 0.0815},
+    },
+    "tense": {
+        "subject": {"bare": 0.3349, "pp": 0.3361, "rc_intr": 0.1071, "rc_obj": 0.1121, "rc_trans": 0.1098},
+        "object": {"none": 0.2553, "bare": 0.2480, "pp": 0.2407, "rc_intr": 0.0866, "rc_obj": 0.0839,
+                   "rc_trans": 0.0854},
+    },
+}
+
+
+def train_first_cells(task: str) -> dict[tuple[str, str], float]:
+    """TRAIN_FIRST_MIX as (subject kind, object kind) cell shares."""
+    mix = TRAIN_FIRST_MIX[task]
+    return {(s, o): ps * po for s, ps in mix["subject"].items() for o, po in mix["object"].items()}
 
 
 # --- skeleton features ---------------------------------------------------------------------------
@@ -149,6 +184,9 @@ def features(task: str) -> dict[str, np.ndarray]:
     return out
 
 
+MIXES = {"train_first": train_first_cells, "original": ORIGINAL_CELL_SHARES.__getitem__}
+
+
 @functools.cache
 def skeleton_weights(task: str, split: str, mix: str = "original") -> np.ndarray:
     """Sampling weights over the task's skeletons for a split (before the per-example filter)."""
@@ -159,15 +197,15 @@ def skeleton_weights(task: str, split: str, mix: str = "original") -> np.ndarray
         # with the inner subject's number fixed to the main one
         p_K = p_K * f["gen_ok_K"] * np.where(f["subj_K"] == KINDS.index("rc_obj"), 2.0, 1.0)
         return p_K / p_K.sum()
-    if mix == "original":
+    if mix in MIXES:
         cell_K = f["subj_K"] * len(OBJ_KINDS) + f["obj_K"]
         pcfg_cell = np.bincount(cell_K, weights=p_K, minlength=len(KINDS) * len(OBJ_KINDS))
         share = np.zeros_like(pcfg_cell)
-        for (s, o), v in ORIGINAL_CELL_SHARES[task].items():
+        for (s, o), v in MIXES[mix](task).items():
             share[KINDS.index(s) * len(OBJ_KINDS) + OBJ_KINDS.index(o)] = v
         p_K = p_K / pcfg_cell[cell_K] * share[cell_K]
     elif mix != "pcfg":
-        raise UserError(f"unknown mix {mix!r}: use 'original' or 'pcfg'")
+        raise UserError(f"unknown mix {mix!r}: use {', '.join(MIXES)} or 'pcfg'")
     if task == "tense" and split == "gen":
         p_K = p_K * f["mismatch_K"]
     return p_K / p_K.sum()
@@ -248,24 +286,57 @@ def check_task(task: str) -> None:
 
 
 def generate_splits(task: str, sizes: dict[str, int] | None = None, seed: int = 0, *,
-                    mix: str = "original") -> dict[str, list[str]]:
-    """Lines `input . MARKER<TAB>output` per split; inputs unique within and disjoint across splits."""
+                    generation: str = "train_first", mix: str | None = None) -> dict[str, list[str]]:
+    """Lines `input . MARKER<TAB>output` per split; inputs unique within and disjoint across splits.
+
+    `mix` replaces the generation's structure mix for train/val/test ("pcfg": the raw grammar).
+    """
     check_task(task)
+    if generation not in GENERATIONS:
+        raise UserError(f"unknown generation {generation!r}: use {' or '.join(GENERATIONS)}")
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
     bad = set(sizes) - set(SPLITS)
     if bad:
         raise UserError(f"unknown split(s) {sorted(bad)}: valid splits are {', '.join(SPLITS)}")
     seen: set[str] = set()
-    out: dict[str, list[str]] = {}
-    for split in _ORDER:
-        lines: list[str] = []
-        if sizes[split] > 0:
-            for inp, line in _examples(task, split, _stream(task, split, seed), mix):
-                if inp in seen:
-                    continue
-                seen.add(inp)
-                lines.append(line)
-                if len(lines) == sizes[split]:
-                    break
-        out[split] = lines
+    # gen draws from its own stream with the same weights in both generations; no other split can
+    # hold its inputs (they are withheld there), so its lines are the same in both.
+    gen = _examples(task, "gen", _stream(task, "gen", seed), "original")
+    if generation == "train_first":
+        # McCoy's process: one stream, train first, then val and test from what it left. A line is
+        # a repeat when its whole input (sentence and marker) is: McCoy's files hold a sentence
+        # with both markers, within and across splits.
+        shared = _examples(task, "train", _stream(task, "train", seed), mix or "train_first")
+        order = [("train", shared), ("val", shared), ("test", shared), ("gen", gen)]
+        key = _whole_input
+    else:
+        # held-out splits first, each from its own stream; a repeat is a repeated sentence
+        order = [("gen", gen)] + [(s, _examples(task, s, _stream(task, s, seed), mix or "original"))
+                                  for s in ("test", "val", "train")]
+        key = _sentence
+    out = {split: _take(examples, sizes[split], seen, key) for split, examples in order}
     return {s: out[s] for s in SPLITS}
+
+
+def _sentence(sentence: str, line: str) -> str:
+    return sentence
+
+
+def _whole_input(sentence: str, line: str) -> str:
+    return line.split("\t", 1)[0]
+
+
+def _take(examples, n: int, seen: set[str], key) -> list[str]:
+    """The next n lines of `examples` whose key(sentence, line) is not in `seen` (which gains it)."""
+    lines: list[str] = []
+    if n <= 0:
+        return lines
+    for sentence, line in examples:
+        k = key(sentence, line)
+        if k in seen:
+            continue
+        seen.add(k)
+        lines.append(line)
+        if len(lines) == n:
+            break
+    return lines

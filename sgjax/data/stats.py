@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 
 from sgjax.data import formats, parses, qf_ti
+from sgjax.data.cli import add_generation_argument
 from sgjax.data import grammar as G
 
 
@@ -100,17 +101,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--original", required=True, help="a file in the original format to compare with")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=None, help="generated lines (default: the paper's size)")
+    add_generation_argument(p)
 
 
 def run(args) -> int:
-    """Generate the split (held-out splits do not depend on the train size: train=0 is skipped)."""
+    """Generate the split (heldout_first skips train: its held-out splits do not depend on it)."""
     sizes = dict(qf_ti.DEFAULT_SIZES)
-    if args.split != "train":
+    if args.split != "train" and args.generation == "heldout_first":
         sizes["train"] = 0
     if args.size is not None:
         sizes[args.split] = args.size
-    generated = qf_ti.generate_splits(args.task, sizes, args.seed)[args.split]
+    generated = qf_ti.generate_splits(args.task, sizes, args.seed, generation=args.generation)[args.split]
     original = formats.read_lines(args.original, args.task)
-    print(f"# {args.task} {args.split}: generated (seed {args.seed}) vs {args.original}")
+    print(f"# {args.task} {args.split}: generated ({args.generation}, seed {args.seed}) vs {args.original}")
     print(table(summarize(args.task, generated), summarize(args.task, original)))
     return 0

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from sgjax import hostmem, jsonl, model as M
+from sgjax import hostmem, jsonl, loop, model as M
 from sgjax.config import Config, ModelConfig
 from sgjax.errors import UserError
 from sgjax.probe import norms, sparsity as SP, tree_projection as TP
@@ -60,7 +60,7 @@ def sample_sentences(cfg: Config, sample: int | None = None, sample_seed: int = 
     """The run's fixed probe sample (D21): QF quest declaratives, TI declaratives, Dyck strings of a split (D24)."""
     from sgjax.data.parses import strip_sentence
 
-    splits = splits if splits is not None else load_probe_splits(cfg)
+    splits = splits if splits is not None else loop.load_data(cfg)
     if cfg.task == "dyck":
         if dyck_split not in splits:
             raise UserError(f"unknown Dyck split {dyck_split!r} for the probe; choose one of {sorted(splits)}")
@@ -79,17 +79,6 @@ def sample_sentences(cfg: Config, sample: int | None = None, sample_seed: int = 
         idx = np.sort(np.random.default_rng(sample_seed).choice(len(sents), n, replace=False))
         sents = [sents[i] for i in idx]
     return sents
-
-
-def load_probe_splits(cfg: Config) -> dict:
-    """The run's splits, loaded exactly as training did (sizes, data seed, original files)."""
-    from sgjax import data
-
-    gen = "test" if cfg.task == "dyck" else "gen"
-    sizes = {"train": cfg.data.train_size, "val": cfg.data.val_size, gen: cfg.data.gen_size}
-    files = {"train": cfg.data.train_file, "val": cfg.data.val_file, gen: cfg.data.gen_file}
-    return data.load_splits(cfg.task, sizes={k: v for k, v in sizes.items() if v is not None}, seed=cfg.data.seed,
-                            files={k: v for k, v in files.items() if v is not None})
 
 
 def gold_trees(task: str, sentences) -> list | None:
