@@ -353,3 +353,49 @@ def test_width_groups_give_the_same_scores():
             np.testing.assert_allclose(b[k], a[k], err_msg=f"{task} {k}")
 
 
+
+
+def biased(params_S, bias: dict[int, float]):
+    """The members with `bias` added to the output bias of those class ids: their argmaxes are known."""
+    out_b = params_S["out_b"]
+    for i, v in bias.items():
+        out_b = out_b.at[:, i].add(v)
+    return {**params_S, "out_b": out_b}
+
+
+def test_qf_restricted_and_unrestricted_argmax_differ_where_they_should():
+    """A model that always says 'the', and among the auxiliaries always 'does': the unrestricted argmax is
+    never an auxiliary (accuracy 0), the restricted one is right exactly on the lines whose answer is 'does'."""
+    vocab = words_vocab(QF_GEN, QF_VAL)
+    splits = {"val": encode_lines("question", "val", QF_VAL, vocab), "gen": encode_lines("question", "gen", QF_GEN, vocab)}
+    cfg, params = tiny_members(vocab.size)
+    params = biased(params, {vocab.index["the"]: 100.0, vocab.index["does"]: 50.0})
+    got = E.make_evaluator(cfg, EvalConfig(batch_size=3, exact_match=False), "question", vocab, splits)(params, 0)
+    answers = {"val": [input_output(l)[1][0] for l in QF_VAL if "quest" in l],
+               "gen": [input_output(l)[1][0] for l in QF_GEN]}
+    for name, first_words in answers.items():
+        np.testing.assert_array_equal(got[f"{name}_acc_unrestricted"], [0.0, 0.0])
+        np.testing.assert_allclose(got[f"{name}_acc"], [np.mean([w == "does" for w in first_words])] * 2)
+    assert 0 < got["gen_acc"][0] < 1
+
+
+def test_dyck_all_and_far_closings_differ_where_they_should():
+    """A model that always closes with 'a)': right on every 'a)' closing, so the all-closings and
+    far-closings (>= 10 tokens from the opener) accuracies follow from the strings alone."""
+    splits = {"val": encode_lines("dyck", "val", DYCK_LINES, DYCK_VOCAB), "test": encode_lines("dyck", "test", DYCK_LINES, DYCK_VOCAB)}
+    cfg, params = tiny_members(DYCK_VOCAB.size)
+    params = biased(params, {DYCK_VOCAB.index["a)"]: 100.0})
+    got = E.make_evaluator(cfg, EvalConfig(batch_size=2, dyck_max_prefixes=None), "dyck", DYCK_VOCAB, splits)(params, 0)
+    closings = []  # (token, distance) of every closing bracket, counted here by hand
+    for line in DYCK_LINES:
+        stack = []
+        for i, tok in enumerate(line.split()):
+            if tok.startswith("("):
+                stack.append(i)
+            else:
+                closings.append((tok, i - stack.pop()))
+    all_acc = np.mean([t == "a)" for t, _ in closings])
+    far_acc = np.mean([t == "a)" for t, d in closings if d >= 10])
+    assert all_acc != far_acc
+    for key, want in (("val_acc", all_acc), ("gen_acc", all_acc), ("val_acc_far", far_acc), ("gen_acc_far", far_acc)):
+        np.testing.assert_allclose(got[key], [want, want], err_msg=key)
