@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import signal
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -351,9 +352,8 @@ def run(
                 idx_SxKxB = batching.chunk_indices(cfg.seeds, step, nxt - step, tdata.n, tc.batch_size)
                 if tdata.layout == "packed":  # one step per call: see batching.PACKED_STEPS_PER_CALL
                     idx_SxKxB, nxt = idx_SxKxB[:, :batching.PACKED_STEPS_PER_CALL], step + batching.PACKED_STEPS_PER_CALL
-                with deferred_interrupt():  # every group's call of this step, or none: a saved state is one step's
-                    pending.append(population.step(idx_SxKxB, step))
-                    step = nxt
+                pending.append(population.step(idx_SxKxB, step))
+                step = nxt
                 bar.update(nxt - bar.n)
                 is_log = step % tc.log_every == 0 or step == end
                 is_eval = evaluator is not None and (step % tc.eval_every == 0 or step == tc.steps)
@@ -377,12 +377,13 @@ def run(
                         save_probe_checkpoint(cfg, ckpts, step, state, frozen_S)
                         ckpts.save_state(step, state, meta(cfg, step, frozen_S))
                     del state  # the groups' buffers are donated to their next calls
-                if stop["stop"]:
+                if stop["stop"] and not pending:  # every step's records are written: a state here loses nothing
                     raise KeyboardInterrupt
             save_state_if_newer(cfg, ckpts, step, population.state())
         except KeyboardInterrupt:
-            save_state_if_newer(cfg, ckpts, step, population.state())
-            ckpts.wait()
+            if stop["stop"] and not stop["abort"]:
+                save_state_if_newer(cfg, ckpts, step, population.state())
+            ckpts.wait()  # an abort saves nothing new: the run resumes from its last state and redoes the rest
             raise
         finally:
             bar.close()
@@ -426,38 +427,31 @@ def saving_errors(ckpts: RunCheckpoints, step: int):
         ) from e
 
 
-@contextlib.contextmanager
-def deferred_interrupt():
-    """Ctrl-C (SIGINT) inside the block takes effect at its end: calls are dispatched asynchronously, so it is short."""
-    caught = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    except ValueError:  # not the main thread: nothing to defer
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
-
-
 def install_stop_handler() -> dict:
-    """SIGTERM (preemption) sets a flag the loop checks between chunks: save, then stop."""
-    flag = {"stop": False, "previous": None}
+    """SIGTERM (preemption) and a first Ctrl-C set a flag the loop acts on at the next logged step, once its records
+    and checkpoint are written: save, then stop. A second Ctrl-C aborts at once and saves nothing, so no saved
+    state ever outruns the records."""
+    flag = {"stop": False, "abort": False, "previous": {}}
 
-    def handler(signum, frame):
+    def stop(signum, frame):
         flag["stop"] = True
 
-    try:
-        flag["previous"] = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. a notebook worker): no handler
-        pass
+    def interrupt(signum, frame):
+        if flag["stop"]:
+            flag["abort"] = True
+            raise KeyboardInterrupt
+        flag["stop"] = True
+        print("\nsgjax: stopping after this step (Ctrl-C again to abort; the run then resumes from its last "
+              "checkpoint)", file=sys.stderr, flush=True)
+
+    for sig, handler in ((signal.SIGTERM, stop), (signal.SIGINT, interrupt)):
+        try:
+            flag["previous"][sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (e.g. a notebook worker): no handler
+            pass
     return flag
 
 
 def restore_stop_handler(flag: dict) -> None:
-    if flag["previous"] is not None:
-        signal.signal(signal.SIGTERM, flag["previous"])
-
+    for sig, previous in flag["previous"].items():
+        signal.signal(sig, previous)

@@ -6,6 +6,7 @@ import sys
 import threading
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -170,6 +171,38 @@ def test_override_the_state_cannot_take_leaves_the_run_as_it_was(tmp_path, toy_c
     loop.run(tiny_config(steps=20, lr=5e-4), run, override=True, progress=False, evaluator=None)  # an lr it can take
     assert json.loads((run / "config.json").read_text())["train"]["lr"] == 5e-4
     assert checkpoint.list_steps(run)[-1] == 20
+
+
+@pytest.mark.parametrize("log_every, presses", [(10, 1), (5, 2)])
+def test_ctrl_c_keeps_every_record(tmp_path, toy_corpus, monkeypatch, log_every, presses):
+    """Ctrl-C while a step's calls run: the run stops at the next logged step with its records written (twice:
+    at once, saving nothing), and the rerun's metrics and parameters equal an uninterrupted run's."""
+    import os
+    import signal
+
+    from sgjax import engine
+
+    cfg = tiny_config(steps=20, log_every=log_every)
+    loop.run(cfg, tmp_path / "full", progress=False, evaluator=None)
+    real_step = engine.Population.step
+
+    def step(self, idx, at):
+        out = real_step(self, idx, at)
+        if at == 5:  # the call for steps 5-9 is dispatched; its records are not yet written
+            for _ in range(presses):
+                os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(engine.Population, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(cfg, tmp_path / "cut", progress=False, evaluator=None)
+    monkeypatch.setattr(engine.Population, "step", real_step)
+    assert checkpoint.saved_state_step(tmp_path / "cut") == (10 if presses == 1 else None)
+    loop.run(cfg, tmp_path / "cut", progress=False, evaluator=None)
+    read = lambda run: (run / "metrics.jsonl").read_text()  # noqa: E731
+    assert read(tmp_path / "cut") == read(tmp_path / "full")
+    for a, b in zip(*(jax.tree_util.tree_leaves(checkpoint.load_params(tmp_path / r, 20)[1]) for r in ("full", "cut"))):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_truncated_metrics_line_is_dropped_on_resume(tmp_path, toy_corpus):
