@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 from sgjax.errors import UserError
 
 TASKS = ("question", "tense", "dyck")
 PAPER_SEEDS = tuple(range(42, 133, 10))  # 42, 52, ..., 132
+SEED_LIMIT = 2**31  # seeds are int32 on the device
 
 
 class ConfigError(UserError):
@@ -259,11 +261,14 @@ def _parse(raw: str, current, type_str, path: str):
                 raise ValueError(raw)
             return raw.lower() in ("true", "1")
         if isinstance(current, int) or t.startswith("int"):
-            return int(float(raw)) if "e" in raw.lower() else int(raw)
+            value = float(raw) if "e" in raw.lower() else int(raw)
+            if not math.isfinite(value) or value != int(value):
+                raise ValueError(raw)
+            return int(value)
         if isinstance(current, float) or t.startswith("float"):
             return float(raw)
         return raw
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ConfigError(f"bad value {raw!r} for {path} (expected {t})") from None
 
 
@@ -274,6 +279,8 @@ def validate(cfg: Config) -> Config:
         (cfg.task in TASKS, f"task {cfg.task!r} is not one of {', '.join(TASKS)}"),
         (len(cfg.seeds) > 0, "seeds: at least one seed is needed"),
         (len(set(cfg.seeds)) == len(cfg.seeds), "seeds: each seed may appear once"),
+        (all(0 <= s < SEED_LIMIT for s in cfg.seeds), f"seeds must be integers in [0, 2^31), got {list(cfg.seeds)}"),
+        (0 <= d.seed < 2**32, f"data.seed must be in [0, 2^32), got {d.seed}"),
         (cfg.lrs is None or len(cfg.lrs) == len(cfg.seeds), "lrs: one learning rate per seed is needed"),
         # `0 < x < inf` is False for nan too: a non-finite lr makes every member non-finite at once.
         (cfg.lrs is None or all(0 < lr < float("inf") for lr in cfg.lrs), "lrs: learning rates must be finite and > 0"),

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from sgjax import batching, engine, jsonl
+from sgjax import batching, engine, jsonl, plan, runlock
 from sgjax.checkpoint import RunCheckpoints, saved_probe_steps, saved_state_step
 from sgjax.config import Config, ConfigError, TrainConfig, concrete_layout, flat_items, from_dict, validate
 from sgjax.errors import CheckpointError, UserError
@@ -306,13 +306,23 @@ def run(
 
     `stop_at` ends the loop early at that step (saving state), as an interruption would: for tests.
     """
-    from sgjax import data
-
     validate(cfg)
     cfg = concrete_layout(cfg)  # the run dir records the layout, so a later default cannot change it silently
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # one training process per run directory (process 0 of a multi-host run writes for all)
+    with runlock.hold(run_dir, "train") if is_writer() else contextlib.nullcontext():
+        return run_locked(cfg, run_dir, override=override, progress=progress, devices=devices, evaluator=evaluator,
+                     stop_at=stop_at)
+
+
+def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, devices, evaluator, stop_at) -> Path:
+    """`run` once the run directory is this process's."""
+    from sgjax import data
+
     prepare_run_dir(cfg, run_dir, override)
     check_resumable(cfg, run_dir)
+    plan.check_fits(cfg, on_cpu=jax.default_backend() == "cpu")
     tc = cfg.train
     splits = load_data(cfg)
     check_positions(cfg, splits)

@@ -93,6 +93,10 @@ def run_sweep(
     hosts every process trains (the population spans them all), and then process 0 alone probes,
     summarizes and reports, so the other processes never wait on it inside a collective.
     """
+    if probe:  # a bad probe option is refused now, not after hours of training
+        from sgjax.probe.run import ProbeOptions, validate_options
+
+        validate_options(ProbeOptions(sample=probe_sample))
     sweep_dir = Path(out)
     first = next(iter(configs.values()))
     manifest = {"tasks": list(tasks), "depths": list(depths), "seeds": list(first.seeds), "preset": first.preset}

@@ -68,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--override", action="store_true", help="continue a run even though its config changed")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config and the planned work (steps, evaluations, checkpoints, disk), "
+                        "then stop")
 
 
 def run(args) -> int:
@@ -78,6 +81,12 @@ def run(args) -> int:
     cfg = config_from_args(args, depth)
     if args.tensorboard:
         cfg = C.override(cfg, ["train.tensorboard=true"])
+    if args.dry_run:
+        from sgjax import plan
+
+        print(cfg.to_json())
+        print(plan.describe(cfg))
+        return 0
     run_dir = loop.run(cfg, args.out, override=args.override, progress=not args.no_progress)
     print(f"run directory: {run_dir}")
     return 0

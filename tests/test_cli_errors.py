@@ -124,3 +124,36 @@ def test_os_error_line_keeps_the_file_and_a_plain_message():
     assert cli.error_line(FileExistsError(17, "File exists", "/x/out")) == "/x/out: File exists"
     assert cli.error_line(OSError(18, "Invalid cross-device link", "/a", None, "/b")) == "/a -> /b: Invalid cross-device link"
     assert cli.error_line(FileNotFoundError("run.json does not exist")) == "run.json does not exist"
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--set", "train.steps=1e400"], "bad value '1e400' for train.steps"),
+    (["--set", "train.steps=2.5"], "bad value '2.5' for train.steps"),
+    (["--seeds=-1,52"], "seeds must be integers in [0, 2^31)"),
+    (["--seeds", str(2**31)], "seeds must be integers in [0, 2^31)"),
+    (["--set", "data.seed=-1"], "data.seed must be in [0, 2^32)"),
+    (["--set", "data.val_size=1e12"], "more than this machine's"),
+])
+def test_numbers_out_of_range_are_refused_before_any_work(tmp_path, capsys, extra, words):
+    out = tmp_path / "r"
+    assert words in one_line_error(capsys, [*TRAIN, *extra, "--out", str(out)])
+    assert not (out / "metrics.jsonl").exists()
+
+
+def test_probe_options_out_of_range_are_refused(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert cli.main([*TRAIN, "--steps", "2", "--set", "train.ckpt_every=2", "--out", str(run)]) == 0
+    assert "--sample-seed must be in [0, 2^32)" in one_line_error(capsys, ["probe", str(run), "--sample-seed", "-1"])
+    assert "--sample must be > 0" in one_line_error(capsys, ["probe", str(run), "--sample", "0"])
+    # a sweep checks its probe options before it trains
+    err = one_line_error(capsys, ["sweep", "--task", "question", "--preset", "smoke", "--depths", "1", "--steps", "2",
+                                  "--probe-sample", "0", "--out", str(tmp_path / "s"), "--no-progress"])
+    assert "--sample must be > 0" in err and not (tmp_path / "s").exists()
+
+
+def test_dry_run_prints_the_config_and_plan_and_trains_nothing(tmp_path, capsys):
+    assert cli.main([*TRAIN, "--dry-run", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert json.JSONDecoder().raw_decode(out)[0]["train"]["steps"] == 4
+    assert "4 steps of batch 8; 0 evaluations, 1 probe checkpoints" in out
+    assert not (tmp_path / "r").exists()

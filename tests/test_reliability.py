@@ -243,3 +243,32 @@ def test_readers_survive_random_lines(tmp_path, lines):
         assert str(path) in str(e) and ":" in str(e)
     else:
         assert len(out) == len(lines)
+
+
+def test_a_second_writer_is_refused_and_a_dead_holders_lock_is_not(tmp_path, toy_corpus):
+    """Two `train` processes on one run directory: the second is refused with one line naming the holder;
+    once the holder is gone (killed: its lock file stays behind), the run proceeds."""
+    import subprocess
+    import textwrap
+
+    run = tmp_path / "r"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from sgjax import runlock
+        with runlock.hold(Path({str(run)!r}), "train"):
+            print("held", flush=True)
+            time.sleep(600)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=rf"in use by another `sgjax train` \(pid {holder.pid} on "):
+            loop.run(tiny_config(steps=10), run, progress=False, evaluator=None)
+        assert not (run / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (run / ".train.lock").exists()  # stale: the file outlives its holder, the lock does not
+    loop.run(tiny_config(steps=10), run, progress=False, evaluator=None)
+    assert checkpoint.list_steps(run) == [10]

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from sgjax import hostmem, jsonl, loop, model as M
+from sgjax import hostmem, jsonl, loop, model as M, runlock
 from sgjax.config import Config, ModelConfig
 from sgjax.errors import UserError
 from sgjax.probe import norms, sparsity as SP, tree_projection as TP
@@ -50,6 +50,22 @@ class ProbeOptions:
     dyck_split: str = DYCK_SPLIT  # the Dyck split sampled: "train" as the original (D24), or "val", "test"
     dyck_max_tokens: int | None = DYCK_MAX_TOKENS  # Dyck strings shorter than this; None: all, as the original
     matmul_precision: str = "highest"  # fp32 on GPUs too: charts are cosines near 1
+
+
+def validate_options(opts: ProbeOptions) -> ProbeOptions:
+    """Refuse options the probe cannot run with, naming the option (before any work)."""
+    checks = [
+        (opts.sample is None or opts.sample > 0, f"--sample must be > 0, got {opts.sample}"),
+        (0 <= opts.sample_seed < 2**32, f"--sample-seed must be in [0, 2^32), got {opts.sample_seed}"),
+        (opts.batch_size > 0, f"--batch-size must be > 0, got {opts.batch_size}"),
+        (opts.dyck_split in ("train", "val", "test"), f"--dyck-split must be train, val or test, got {opts.dyck_split!r}"),
+        (opts.dyck_max_tokens is None or opts.dyck_max_tokens > 0,
+         f"--dyck-max-tokens must be > 0 or none, got {opts.dyck_max_tokens}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    return opts
 
 
 # ---------------------------------------------------------------- the sample
@@ -333,11 +349,20 @@ def probe_run(run_dir, steps=None, sample: int | None = None, *, options: ProbeO
     `kwargs` are ProbeOptions fields (exact_tree=True, ...). Raises UserError if there is no checkpoint.
     """
     from sgjax import checkpoint
-    from sgjax.data import vocab_for
 
     opts = dataclasses.replace(options or ProbeOptions(), **kwargs, **({} if sample is None else {"sample": sample}))
+    validate_options(opts)
     run_dir = Path(run_dir)
     cfg = checkpoint.load_config(run_dir)
+    with runlock.hold(run_dir, "probe"):  # one probe appends to a run's probe.jsonl at a time
+        return probe_steps(cfg, run_dir, steps, opts, progress)
+
+
+def probe_steps(cfg: Config, run_dir: Path, steps, opts: ProbeOptions, progress: bool) -> Path:
+    """`probe_run` once the run's probe file is this process's."""
+    from sgjax import checkpoint
+    from sgjax.data import vocab_for
+
     available = checkpoint.list_steps(run_dir)
     if not available:
         raise UserError(f"{run_dir} has no checkpoints to probe (train with train.ckpt_every > 0 first)")
