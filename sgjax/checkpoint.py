@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
@@ -128,6 +129,22 @@ class MembersRestore(ocp.args.CheckpointArgs):
     seeds: tuple[int, ...] | None = None
 
 
+@jax.jit
+def fingerprints(state_S) -> jax.Array:
+    """uint32 [S]: a checksum of each member's whole state, computed where the state lives.
+
+    Every leaf's bits are summed with odd weights (2i + 1), mod 2^32: one flipped bit always changes
+    its member's sum (2^k times an odd number is never 0 mod 2^32). Orbax's OCDBT data has no checksum.
+    """
+    total = 0
+    for j, leaf in enumerate(jax.tree_util.tree_leaves(state_S)):
+        x = leaf.reshape(leaf.shape[0], -1)
+        bits = jax.lax.bitcast_convert_type(x, jnp.uint32) if x.dtype.itemsize == 4 else x.astype(jnp.uint32)
+        weights = 2 * jnp.arange(bits.shape[1], dtype=jnp.uint32) + 1
+        total = total + jnp.sum(bits * weights, axis=1, dtype=jnp.uint32) * jnp.uint32(2 * j + 1)
+    return total
+
+
 def _manager(directory: Path, max_to_keep: int | None, items: tuple[str, ...]) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True)
     return ocp.CheckpointManager(epath.Path(directory).absolute(), options=options, item_names=items)
@@ -143,7 +160,8 @@ class RunCheckpoints:
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
         self.params = _manager(self.run_dir / "checkpoints", None if self.keep_all else 1, ("params", "meta"))
-        self.state = _manager(self.run_dir / "state", 1, ("state", "meta"))
+        # two states: if the latest fails its checksums, the one before is there to resume from
+        self.state = _manager(self.run_dir / "state", 2, ("state", "meta"))
 
     def save_params(self, step: int, params_S, meta: dict) -> None:
         """Probe checkpoint: every member's params at `step` (host arrays, written in the background)."""
@@ -160,6 +178,7 @@ class RunCheckpoints:
         self._one_save_at_a_time(self.params)
         if (self.params.latest_step() or 0) < step:  # an interruption's state, after the last probe checkpoint (in flight or not)
             self.params.wait_until_finished()
+        meta = {**meta, "fingerprints": [int(f) for f in jax.device_get(fingerprints(state_S))]}
         self.state.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_S), meta=ocp.args.JsonSave(meta)))
 
     @staticmethod
@@ -194,8 +213,28 @@ class RunCheckpoints:
                 args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state_S), meta=ocp.args.JsonRestore()),
             )
         except Exception as e:  # orbax raises many types for a truncated/corrupt directory
-            raise CheckpointError(f"cannot restore {self.run_dir / 'state' / str(step)}: {e}") from e
+            raise CheckpointError(f"cannot restore {self.run_dir / 'state' / str(step)}: {short_reason(e)}; "
+                                  f"{self.last_good_state(step, abstract_state_S)}") from e
+        bad = corrupt_members(out.state, dict(out.meta))
+        if bad:
+            raise CheckpointError(
+                f"the training state at step {step} is corrupt: {', '.join(f'seed {s}' for s in bad)} failed "
+                f"{'its' if len(bad) == 1 else 'their'} checksum; {self.last_good_state(step, abstract_state_S)}")
         return out.state, dict(out.meta)
+
+    def last_good_state(self, bad_step: int, abstract_state_S) -> str:
+        """Where to go from a corrupt state: the newest earlier state that passes its checksums."""
+        state_dir = self.run_dir / "state"
+        for s in sorted((s for s in self.state.all_steps() if s < bad_step), reverse=True):
+            try:
+                out = self.state.restore(s, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state_S), meta=ocp.args.JsonRestore()))
+            except Exception:
+                continue
+            if not corrupt_members(out.state, dict(out.meta)):
+                return (f"the last good state is at step {s}: delete {state_dir / str(bad_step)} and rerun to resume "
+                        f"from it")
+        return f"no earlier state is kept: move {self.run_dir} aside and start the run again"
 
     def wait(self) -> None:
         """Block until background writes have committed."""
@@ -205,6 +244,22 @@ class RunCheckpoints:
     def close(self) -> None:
         self.params.close()
         self.state.close()
+
+
+def short_reason(e: BaseException, most: int = 240) -> str:
+    """The gist of a storage error: its first line, without TensorStore's spec dump, at most `most` characters."""
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0].split(" [tensorstore_spec")[0]
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def corrupt_members(state_S, meta: dict) -> list:
+    """Seeds whose restored state does not match the checksums saved with it (none saved: none checked)."""
+    saved = meta.get("fingerprints")
+    if saved is None:  # a state saved before checksums existed
+        return []
+    now = [int(f) for f in jax.device_get(fingerprints(state_S))]
+    seeds = meta.get("seeds") or list(range(len(now)))
+    return [seed for seed, a, b in zip(seeds, now, saved) if a != b]
 
 
 def saved_state_step(run_dir) -> int | None:

@@ -36,6 +36,27 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def quiet_background_writers() -> None:
+    """Keep Orbax's background failures off the terminal: the run reports them once, as one line.
+
+    A failed background write (disk full) makes Orbax log each failing thread, and TensorStore's
+    callbacks, finding their event loop closed, report it as an unraisable exception each: hundreds
+    of lines around the one that says what happened.
+    """
+    import logging
+
+    for name in ("absl", "asyncio"):  # Orbax's thread reports; futures whose failure was reported already
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        value = unraisable.exc_value
+        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def error_line(e: BaseException) -> str:
     """One line for a user error or a failed file operation; an OSError keeps the file it names."""
     if isinstance(e, OSError) and e.strerror and e.filename is not None:
@@ -69,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("train", "sweep", "probe", "bench"):
         hostmem.keep_freed_memory()  # before JAX starts its CPU threads
         enable_compilation_cache()
+        quiet_background_writers()
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
     except (UserError, OSError) as e:  # OSError: an --out that is a file, a data file that is a directory, ...

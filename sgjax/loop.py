@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sgjax import batching, engine, jsonl, plan, runlock
-from sgjax.checkpoint import RunCheckpoints, saved_probe_steps, saved_state_step
+from sgjax.checkpoint import RunCheckpoints, saved_probe_steps, saved_state_step, short_reason
 from sgjax.config import Config, ConfigError, TrainConfig, concrete_layout, flat_items, from_dict, validate
 from sgjax.errors import CheckpointError, UserError
 
@@ -429,12 +429,12 @@ def saving_errors(ckpts: RunCheckpoints, step: int):
     """Turn a failed write (disk full, permissions) into one clear error; older checkpoints stay valid."""
     try:
         yield
-    except OSError as e:
+    except (OSError, ValueError) as e:  # TensorStore's write failures reach Orbax's callers as ValueError
         # A probe checkpoint is written in the background: its failure surfaces at the next save or at the end.
-        raise CheckpointError(
-            f"saving a checkpoint failed by step {step} ({e}); the latest complete state is at step "
-            f"{ckpts.latest_state_step()}: free space and rerun the same command to resume from it"
-        ) from e
+        saved = saved_state_step(ckpts.run_dir)  # what is on disk: the managers' own lists count failed saves
+        where = (f"the latest complete state is at step {saved}: free space and rerun the same command to resume "
+                 "from it") if saved is not None else "no complete state is saved yet: free space and rerun the same command"
+        raise CheckpointError(f"saving a checkpoint failed by step {step} ({short_reason(e)}); {where}") from e
 
 
 def install_stop_handler() -> dict:

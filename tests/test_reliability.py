@@ -272,3 +272,63 @@ def test_a_second_writer_is_refused_and_a_dead_holders_lock_is_not(tmp_path, toy
     assert (run / ".train.lock").exists()  # stale: the file outlives its holder, the lock does not
     loop.run(tiny_config(steps=10), run, progress=False, evaluator=None)
     assert checkpoint.list_steps(run) == [10]
+
+
+def flip_bits(step_dir: Path, bits: int = 2) -> Path:
+    """Flip `bits` bits in the middle of the largest data file of a saved state (OCDBT keeps no checksum)."""
+    data = max((p for p in (step_dir / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    raw = bytearray(data.read_bytes())
+    for k in range(bits):
+        raw[len(raw) // 2 + 7 * k] ^= 1 << (3 + k)
+    data.write_bytes(bytes(raw))
+    return data
+
+
+def test_a_corrupt_state_is_refused_naming_the_last_good_one(tmp_path, toy_corpus):
+    """Two flipped bits in the latest resume state: refused with one line naming its step and the state before;
+    resuming from that one ends bitwise equal to an uninterrupted run."""
+    run, full = tmp_path / "r", tmp_path / "full"
+    loop.run(tiny_config(steps=30), full, progress=False, evaluator=None)
+    loop.run(tiny_config(steps=20), run, progress=False, evaluator=None)
+    assert sorted(int(p.name) for p in (run / "state").iterdir() if p.name.isdigit()) == [10, 20]
+    flip_bits(run / "state" / "20")
+    with pytest.raises(CheckpointError) as e:
+        loop.run(tiny_config(steps=30), run, progress=False, evaluator=None)
+    message = str(e.value)
+    assert "state at step 20 is corrupt" in message and "last good state is at step 10" in message
+    assert len(message.splitlines()) == 1
+    import shutil
+
+    shutil.rmtree(run / "state" / "20")
+    loop.run(tiny_config(steps=30), run, progress=False, evaluator=None)
+    for a, b in zip(*(jax.tree_util.tree_leaves(checkpoint.load_params(r, 30)[1]) for r in (full, run))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_failed_background_write_is_one_line_with_the_step_on_disk(tmp_path, monkeypatch):
+    """Files capped at 300 kB (as a full disk): Orbax's state write fails in its threads, and the command
+    prints one line, naming what is on disk, and nothing else (no thread reports, no asyncio tracebacks)."""
+    import os
+    import resource
+    import signal
+    import subprocess
+
+    def capped():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the cap fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    from sgjax import config as C
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SGJAX_CACHE", str(cache))  # the data cache is written before the cap
+    loop.load_data(C.preset("smoke", "question"))
+    run = tmp_path / "r"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sgjax.cli", "train", "--task", "question", "--preset", "smoke", "--steps", "100",
+         "--set", "train.eval_every=0", "--out", str(run), "--no-progress"],
+        preexec_fn=capped, capture_output=True, text=True,
+        env={**os.environ, "SGJAX_NO_COMPILE_CACHE": "1"})
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert "saving a checkpoint failed by step 100" in lines[0] and "no complete state is saved yet" in lines[0]
