@@ -11,6 +11,7 @@ run_dir/
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from sgjax import config as config_lib
-from sgjax.errors import CheckpointError
+from sgjax import config as config_lib, jsonl
+from sgjax.errors import CheckpointError, UserError
 
 SEP = "/"  # joins nested dict keys in the npz files: "layers/q", "embed"
 
@@ -112,6 +113,10 @@ class MembersNpzHandler(ocp.handlers.AsyncCheckpointHandler):
         if not files:
             raise CheckpointError(f"corrupt checkpoint {directory}: its parameter files (seed_<seed>.npz) are missing")
         members = [read_npz(p) for p in files]
+        want = args.shapes if args is not None and args.shapes is not None else \
+            {k: v.shape for k, v in members[0].items()}  # without a config: every member as the first
+        for path, m in zip(files, members):
+            check_member(path, m, want)
         stacked = {k: np.stack([m[k] for m in members]) for k in members[0]}
         return {"seeds": seeds, "params": unflatten(stacked)}
 
@@ -127,6 +132,27 @@ class MembersSave(ocp.args.CheckpointArgs):
 @dataclasses.dataclass
 class MembersRestore(ocp.args.CheckpointArgs):
     seeds: tuple[int, ...] | None = None
+    shapes: dict | None = None  # {"layers/q": shape} a member's arrays must have (the run's model)
+
+
+def check_member(path: Path, arrays: dict[str, np.ndarray], want: dict[str, tuple]) -> None:
+    """Refuse a member file that lacks an array, has one too many, or one of another shape, naming file and array."""
+    missing, extra = sorted(set(want) - set(arrays)), sorted(set(arrays) - set(want))
+    wrong = [(k, arrays[k].shape, tuple(want[k])) for k in want if k in arrays and arrays[k].shape != tuple(want[k])]
+    if missing or extra or wrong:
+        what = (f"lacks {missing[0]!r}" if missing else f"has an array the model does not, {extra[0]!r}" if extra
+                else f"{wrong[0][0]!r} has shape {wrong[0][1]} where the run's model has {wrong[0][2]}")
+        raise CheckpointError(f"corrupt checkpoint {path}: it {what}: written by another model, or damaged")
+
+
+@functools.cache
+def param_shapes(m: config_lib.ModelConfig) -> dict[str, tuple]:
+    """{"layers/q": shape} of one member's parameters in the checkpoint form (stacked layers)."""
+    from sgjax import model
+
+    tree = jax.eval_shape(lambda: model.init_params(m, jax.random.key(0)))
+    return {SEP.join(str(getattr(k, "key", k)) for k in path): tuple(x.shape)
+            for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 @jax.jit
@@ -343,10 +369,17 @@ def _check_run_dir(run_dir) -> Path:
 def load_config(run_dir) -> config_lib.Config:
     """The Config a run was trained with."""
     run_dir = _check_run_dir(run_dir)
+    path = run_dir / "config.json"
     try:
-        return config_lib.from_dict(json.loads((run_dir / "config.json").read_text()))
-    except (json.JSONDecodeError, TypeError) as e:
-        raise CheckpointError(f"{run_dir / 'config.json'} is corrupt: {e}") from e
+        doc = jsonl.read_json(path, "the run's config")
+    except UserError as e:
+        raise CheckpointError(str(e)) from None
+    try:  # a field that is not the config's, or of another type (validate compares it)
+        return config_lib.validate(config_lib.from_dict(doc))
+    except (TypeError, ValueError, AttributeError) as e:
+        if isinstance(e, config_lib.ConfigError):
+            raise CheckpointError(f"{path} is corrupt: {e}") from None
+        raise CheckpointError(f"{path} is corrupt: a field is unknown or of the wrong type ({e})") from None
 
 
 def list_steps(run_dir) -> list[int]:
@@ -355,12 +388,13 @@ def list_steps(run_dir) -> list[int]:
 
 
 def load_params(run_dir, step: int, seeds=None) -> tuple[list[int], dict]:
-    """(seeds, params with a leading member axis, numpy) of a probe checkpoint; no JAX needed."""
+    """(seeds, params with a leading member axis, numpy arrays) of a probe checkpoint, checked against the run's model."""
     path = Path(run_dir) / "checkpoints" / str(step) / "params"
     if not path.is_dir():
         raise CheckpointError(f"no checkpoint at step {step} in {run_dir} (have {list_steps(run_dir)})")
+    shapes = param_shapes(load_config(run_dir).model)
     try:
-        out = MembersNpzHandler().restore(epath.Path(path), MembersRestore(None if seeds is None else tuple(seeds)))
+        out = MembersNpzHandler().restore(epath.Path(path), MembersRestore(None if seeds is None else tuple(seeds), shapes))
     except CheckpointError:
         raise
     except Exception as e:

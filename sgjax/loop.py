@@ -54,11 +54,9 @@ def saved_config_changes(cfg: Config, run_dir: Path) -> tuple[list[str], dict[st
     if not path.exists():
         return [], {}
     try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path} is corrupt ({e}); move it away to start a new run") from e
-    if not isinstance(saved, dict):
-        raise UserError(f"{path} is corrupt (a JSON {type(saved).__name__}, not a config); move it away to start a new run")
+        saved = jsonl.read_json(path, "the run's config")
+    except UserError as e:
+        raise UserError(f"{e}; move it away to start a new run") from None
     old = saved_config_dict(saved)
     diff = [d for d in config_diff(old, cfg.to_dict()) if d.split(":")[0] not in RESUMABLE_CHANGES]
     raw, filled = flat_items(saved), flat_items(old)
@@ -162,15 +160,12 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     if not path.exists() or not is_writer():
         return
     keep = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by a kill mid-write
-        if rec.get("step", math.inf) <= last_step:
-            keep.append(line)
+    for line in path.read_bytes().split(b"\n"):
+        rec = jsonl.parse_line(line)  # None: a line torn by a kill mid-write, or damaged
+        if rec is not None and rec["step"] <= last_step:
+            keep.append(line + b"\n")
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(l + "\n" for l in keep))
+    tmp.write_bytes(b"".join(keep))
     tmp.replace(path)
 
 

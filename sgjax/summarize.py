@@ -127,14 +127,27 @@ def _num(x) -> float:
         return math.nan
 
 
-def read_metrics(path: Path) -> list[dict]:
-    """Records of metrics.jsonl; a torn last line is skipped; a missing or empty file is a UserError."""
+def scan_metrics(path: Path) -> jsonl.Records:
+    """Records of metrics.jsonl and the lines skipped (torn or damaged); a missing or empty file is a UserError."""
     if not path.exists():
         raise UserError(f"{path} does not exist: is {path.parent} a run directory (sgjax train writes metrics.jsonl)?")
-    records = jsonl.read_records(path)
-    if not records:
+    scanned = jsonl.scan(path)
+    if not scanned.records:
         raise UserError(f"{path} has no metric records (is the run still starting?)")
-    return records
+    return scanned
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Records of metrics.jsonl (see scan_metrics)."""
+    return scan_metrics(path).records
+
+
+def skipped_note(path: Path, skipped: list[int]) -> str | None:
+    """What a reader should know about lines it did not count."""
+    if not skipped:
+        return None
+    lines = ", ".join(map(str, skipped[:5])) + (", …" if len(skipped) > 5 else "")
+    return f"skipped {len(skipped)} unreadable line{'s' if len(skipped) > 1 else ''} of {path.name} (line {lines})"
 
 
 def seed_rows(records: list[dict], task=None, depth=None, lrs: dict | None = None) -> list[dict]:
@@ -211,16 +224,16 @@ def _csv_value(v) -> str:
     return str(v)
 
 
-def summarize_run(run_dir) -> list[dict]:
-    """Per-seed rows of a run; also writes run_dir/summary.csv (rows) and summary.json (rows, aggregate, rules)."""
-    run_dir = Path(run_dir)
-    records = read_metrics(run_dir / "metrics.jsonl")
-    rows = seed_rows(records, *run_identity(run_dir), member_lrs(run_dir))
-    with open(run_dir / "summary.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        for r in rows:
-            w.writerow([_csv_value(r[c]) for c in COLUMNS])
+def summarize_run(run_dir, write: bool = True) -> list[dict]:
+    """Per-seed rows of a run; `write`: also run_dir/summary.csv (rows) and summary.json (rows, aggregate, rules)."""
+    return summary(Path(run_dir), write)["seeds"]
+
+
+def summary(run_dir: Path, write: bool) -> dict:
+    """summary.json's document (rows, aggregate, rules, skipped lines), written with summary.csv if asked."""
+    path = run_dir / "metrics.jsonl"
+    scanned = scan_metrics(path)
+    rows = seed_rows(scanned.records, *run_identity(run_dir), member_lrs(run_dir))
     rules = {"grok": f"final_gen >= {GROK} (D17)", "crossed_80": f"max_gen > {GROK}",
              "patience": f"stop after {PATIENCE} evals without a strict val improvement; gen at the best-val eval (D18 b)",
              "val_saturated": f"val >= {VAL_SATURATED} (D18 c)"}
@@ -228,8 +241,22 @@ def summarize_run(run_dir) -> list[dict]:
     split = by_lr(rows)
     if split:  # the overall aggregate mixes learning rates: each one's own as well
         doc["aggregate_by_lr"] = split
+    if scanned.skipped:
+        doc["skipped"] = skipped_note(path, scanned.skipped)
+    if write:
+        write_summary(run_dir, doc)
+    return doc
+
+
+def write_summary(run_dir: Path, doc: dict) -> None:
+    """summary.csv (the rows) and summary.json (the whole document)."""
+    rows = doc["seeds"]
+    with open(run_dir / "summary.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for r in rows:
+            w.writerow([_csv_value(r[c]) for c in COLUMNS])
     (run_dir / "summary.json").write_text(json.dumps(doc, indent=2))
-    return rows
 
 
 # ---------------------------------------------------------------- CLI
@@ -256,16 +283,19 @@ def format_table(rows: list[dict], agg: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run directory (holds metrics.jsonl)")
-    parser.add_argument("--json", action="store_true", help="print summary.json instead of the table")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
+    parser.add_argument("--write", action="store_true",
+                        help="also write summary.csv and summary.json into the run directory (sgjax sweep does)")
 
 
 def run(args) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a directory")
-    rows = summarize_run(run_dir)
+    doc = summary(run_dir, args.write)
+    rows = doc["seeds"]
     if args.json:
-        print((run_dir / "summary.json").read_text())
+        print(json.dumps(doc, indent=2))
     else:
         task, depth = rows[0]["task"], rows[0]["depth"]
         title = f"{task} L{depth}: " if task else ""
@@ -274,5 +304,8 @@ def run(args) -> int:
         for lr, agg in (by_lr(rows) or {}).items():
             mean = "-" if agg["mean_final_gen"] is None else f"{agg['mean_final_gen']:.3f}"  # none evaluated yet
             print(f"lr {lr}: {agg['n_seeds']} members, final gen mean {mean}, final >= 0.8: {agg['n_final_gen_ge_0p8']}")
-        print(f"wrote {run_dir / 'summary.csv'} and {run_dir / 'summary.json'}")
+        if doc.get("skipped"):
+            print(f"note: {doc['skipped']}: a kill mid-write, or a damaged file")
+        if args.write:
+            print(f"wrote {run_dir / 'summary.csv'} and {run_dir / 'summary.json'}")
     return 0

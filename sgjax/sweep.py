@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jax
 
-from sgjax import config as C
+from sgjax import config as C, jsonl
 from sgjax.errors import UserError
 from sgjax.train_cli import add_config_arguments, comma_list, config_from_args
 
@@ -37,9 +37,9 @@ def write_manifest(sweep_dir: Path, manifest: dict, override: bool) -> None:
     path = sweep_dir / "sweep.json"
     if path.exists() and not override:
         try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path} is corrupt ({e}); move it away, or rerun with --override to rewrite it") from e
+            old = jsonl.read_json(path, "the sweep's manifest")
+        except UserError as e:
+            raise UserError(f"{e}; move it away, or rerun with --override to rewrite it") from None
         if {k: old.get(k) for k in manifest} != manifest:
             raise UserError(f"{sweep_dir} holds a different sweep ({old}); use another --out, or --override")
     if jax.process_index() == 0:  # several hosts: one writes, whole (the others may be reading it)

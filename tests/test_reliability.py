@@ -332,3 +332,88 @@ def test_a_failed_background_write_is_one_line_with_the_step_on_disk(tmp_path, m
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr[-2000:]
     assert "saving a checkpoint failed by step 100" in lines[0] and "no complete state is saved yet" in lines[0]
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+                           max_leaves=12)
+
+
+def readers(run: Path) -> dict:
+    """Every reader of a file sgjax writes, as `name: (file it reads, call)`."""
+    from sgjax import summarize
+    from sgjax.probe import run as probe_run
+    from sgjax.report import runs as report_runs
+
+    return {
+        "metrics.jsonl": ("metrics.jsonl", lambda: summarize.summarize_run(run, write=False)),
+        "probe.jsonl": ("probe.jsonl", lambda: report_runs.discover_runs(run)),
+        "config.json (report)": ("config.json", lambda: report_runs.discover_runs(run)),
+        "config.json": ("config.json", lambda: checkpoint.load_config(run)),
+        "probe_options.json": ("probe_options.json", lambda: probe_run.check_options(run, {"sample": 3}, True)),
+        "sweep.json": ("sweep.json", lambda: __import__("sgjax.sweep").sweep.write_manifest(run, {"tasks": ["question"]}, False)),
+        "meta": ("checkpoints/10/meta/metadata", lambda: checkpoint.load_params(run, 10)),
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished tiny run: every file sgjax writes for it, to damage one at a time."""
+    from tests.conftest import patch_toy_corpus
+
+    mp = pytest.MonkeyPatch()
+    patch_toy_corpus(mp)
+    run = tmp_path_factory.mktemp("trained") / "question_L2"
+    loop.run(tiny_config(steps=10), run, progress=False, evaluator=None)
+    (run / "probe.jsonl").write_text(json.dumps({"step": 10, "seed": 42, "tscore": 0.1}) + "\n")
+    (run / "probe_options.json").write_text(json.dumps({"sample": 3}))
+    (run / "sweep.json").write_text(json.dumps({"tasks": ["question"]}))
+    yield run
+    mp.undo()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from(["metrics.jsonl", "probe.jsonl", "config.json", "config.json (report)", "probe_options.json",
+                              "sweep.json", "meta"]),
+       content=st.one_of(st.binary(max_size=80), JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+                         JSON_VALUES.map(lambda v: (json.dumps(v) + "\n").encode() * 2)))
+def test_every_reader_of_a_damaged_file_fails_in_one_line_or_reads_it(trained, tmp_path, which, content):
+    """Any bytes in any file sgjax reads: the reader returns, or raises the one-line UserError, never a traceback."""
+    import shutil
+
+    run = tmp_path / "question_L2"
+    if run.exists():
+        shutil.rmtree(run)
+    shutil.copytree(trained, run)
+    name, read = readers(run)[which]
+    (run / name).write_bytes(content)
+    try:
+        read()
+    except UserError as e:
+        assert len(str(e).splitlines()) == 1
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("missing", "lacks 'layers/q'"),
+    ("shape", "'embed' has shape (3, 3) where the run's model has"),
+    ("bytes", "not a complete .npz archive"),
+])
+def test_a_damaged_member_file_is_one_line_naming_file_and_array(trained, tmp_path, damage, words):
+    import shutil
+
+    run = tmp_path / "question_L2"
+    shutil.copytree(trained, run)
+    member = run / "checkpoints" / "10" / "params" / "seed_52.npz"
+    arrays = dict(np.load(member))
+    if damage == "missing":
+        del arrays["layers/q"]
+    elif damage == "shape":
+        arrays["embed"] = np.zeros((3, 3), np.float32)
+    with member.open("wb") as f:
+        if damage == "bytes":
+            f.write(b"PK\x03\x04 not really")
+        else:
+            np.savez(f, **arrays)
+    with pytest.raises(CheckpointError) as e:
+        checkpoint.load_params(run, 10)  # what the probe and the one-call API read
+    assert len(str(e.value).splitlines()) == 1 and str(member) in str(e.value) and words in str(e.value)

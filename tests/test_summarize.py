@@ -142,3 +142,15 @@ def test_dyck_records_logged_before_the_d10_rename_read_in_todays_keys(tmp_path)
     assert b == new  # a resumed run's newer records are left as they are
     (row,) = S.summarize_run(tmp_path)
     assert (row["final_gen"], row["max_gen"]) == (0.93, 0.93)
+
+
+def test_inspection_writes_nothing_unless_asked_and_flags_skipped_lines(tmp_path, capsys):
+    run = write_run(tmp_path)
+    with (run / "metrics.jsonl").open("ab") as f:  # damaged lines: a wrong type, bytes that are not UTF-8, a torn tail
+        f.write(b'{"step": "x", "seed": 42}\n{"step": 9, "seed": null}\n\xff\xfe\n{"step": 30000, "seed": 42, "val_ac')
+    assert cli.main(["summarize", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "note: skipped 4 unreadable lines of metrics.jsonl" in out
+    assert not (run / "summary.json").exists() and not (run / "summary.csv").exists()
+    assert cli.main(["summarize", str(run), "--write"]) == 0
+    assert json.loads((run / "summary.json").read_text())["skipped"].startswith("skipped 4 unreadable lines")

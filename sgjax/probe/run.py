@@ -289,7 +289,7 @@ def check_options(run_dir: Path, wanted: dict, has_records: bool) -> None:
     """Refuse to add records made with other options to probe.jsonl; record the options of a new one."""
     path = run_dir / OPTIONS_FILE
     if path.exists():
-        old = {**OPTIONS_BEFORE, **json.loads(path.read_text())}
+        old = {**OPTIONS_BEFORE, **jsonl.read_json(path, "the probe's options")}
         diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in wanted.items() if old.get(k) != v]
         if diff and has_records:
             raise UserError(f"{run_dir / PROBE_FILE} was made with other probe options ({'; '.join(diff)}); "

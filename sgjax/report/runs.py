@@ -4,7 +4,6 @@ non-finite seeds (docs/report.md)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import warnings
@@ -62,12 +61,12 @@ def read_jsonl(path: Path) -> list[dict]:
 def run_identity(path: Path) -> tuple[str, int] | None:
     """(task, depth) of a run directory from config.json, else from its `<task>_L<depth>` name."""
     cfg = path / "config.json"
-    if cfg.exists():
+    if cfg.exists():  # a damaged one is said so, not passed over
+        d = jsonl.read_json(cfg, "the run's config")
         try:
-            d = json.loads(cfg.read_text())
             return str(d["task"]), int(d["model"]["n_layers"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            pass
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{cfg} is corrupt: it names no task and depth (task, model.n_layers)") from None
     m = RUN_NAME.match(path.name)
     return (m["task"], int(m["depth"])) if m else None
 
@@ -102,8 +101,8 @@ def by_seed(maps: list[dict]) -> dict:
 def experiment(path: Path) -> dict:
     """A run's config.json as {section.field: value}, less the POOLABLE_FIELDS; {} without a readable one."""
     try:
-        d = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
+        d = jsonl.read_json(path / "config.json")
+    except (OSError, UserError):
         return {}
     try:
         d = config_lib.from_dict(d).to_dict()  # as it trained: the fields saved before an option filled in
@@ -117,8 +116,8 @@ def experiment(path: Path) -> dict:
 def probe_options(path: Path) -> dict:
     """The options a run's probe.jsonl was made with, as {probe.option: value}; {} before it was probed."""
     try:
-        return {f"probe.{k}": v for k, v in json.loads((path / PROBE_OPTIONS).read_text()).items()}
-    except (OSError, ValueError, AttributeError):
+        return {f"probe.{k}": v for k, v in jsonl.read_json(path / PROBE_OPTIONS).items()}
+    except (OSError, UserError):
         return {}
 
 

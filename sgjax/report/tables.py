@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from sgjax import jsonl
 from sgjax.report.runs import Run
 from sgjax.report.stats import (against_paper_seeds, best_of, curve_gaps, layers, mean_curve_gaps, probe_against_paper_seeds,
                                 ranks_among_paper_seeds)
@@ -210,7 +210,7 @@ def markdown(sources: list[Path], runs: list[Run], stats: list[dict], best: dict
     out = [f"# Structural grokking report: {' + '.join(f'`{d.name}`' for d in sources)}", ""]
     for manifest in (d / "sweep.json" for d in sources):
         if manifest.exists():
-            m = json.loads(manifest.read_text())
+            m = jsonl.read_json(manifest, "the sweep's manifest")
             out += ["Sweep: " + ", ".join(f"{k} `{', '.join(map(str, v)) if isinstance(v, list) else v}`" for k, v in m.items()), ""]
     out += ["Rules (docs/report.md): a seed groks when its **final** generalization accuracy is ≥ 0.8 (D17); ES = early "
             "stopping at the first checkpoint where in-domain (val) accuracy reaches its maximum (D18); the best depth has the "
