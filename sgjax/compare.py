@@ -24,6 +24,10 @@ from sgjax.errors import UserError
 METRICS = ("train_loss", "val_acc", "gen_acc")
 EXACT_SEEDS = 16  # up to 2^16 sign patterns are enumerated; more seeds are sampled
 ALPHA = 0.05  # the chance that two runs of one distribution are called different (split over two tests)
+# The fewest seeds with which a sign-flip test can reach p < ALPHA / 2 (its smallest p is 2 / 2^n):
+# with fewer, 'no significant difference' says nothing.
+MIN_SEEDS = next(n for n in range(1, 64) if 2 / 2**n < ALPHA / 2)
+SPREAD_GAP = 3.0  # a mean gap this many seed standard deviations wide is a difference whatever the test says
 
 
 def curves(records: list[dict], key: str) -> dict[int, dict[int, float]]:
@@ -84,14 +88,32 @@ def compare_metric(a_SxT: np.ndarray, b_SxT: np.ndarray, steps: list[int]) -> di
     }
 
 
-def within_noise(m: dict) -> bool:
-    """Neither the whole-curve gap nor the final gap is significant: each sign-flip p ≥ 0.025 (0.05 for the two).
+def verdict(m: dict) -> str:
+    """'yes' (B within A's seed noise), 'no', or 'too few seeds' to tell.
 
-    The per-seed averages make the curve test valid however a run's steps correlate (a step-by-step
-    count of gaps larger than the seed std is not: one seed's lucky start moves all its steps).
-    One seed has nothing to judge by: never within noise.
+    'no': a seed diverged (non-finite) in one run only; or the whole-curve or final gap is significant
+    (a sign-flip p < 0.025 each, 0.05 for the two; the per-seed averages keep the curve test valid
+    however a run's steps correlate); or a mean gap is wider than SPREAD_GAP seed standard deviations.
+    Otherwise 'yes' when there are MIN_SEEDS seeds or more, since with fewer the test cannot reject.
     """
-    return m["seeds"] > 1 and m["curve_p"] >= ALPHA / 2 and m["final_p"] >= ALPHA / 2
+    if m.get("diverged_a", []) != m.get("diverged_b", []):
+        return "no"
+    if m["curve_p"] < ALPHA / 2 or m["final_p"] < ALPHA / 2:
+        return "no"
+    wide = SPREAD_GAP * m["seed_std"]
+    if m["seed_std"] > 0 and max(abs(m["curve_gap"]), abs(m["final_gap"])) > wide:
+        return "no"
+    return "yes" if m["seeds"] >= MIN_SEEDS else "too few seeds"
+
+
+def within_noise(m: dict) -> bool:
+    """verdict(m) == 'yes'."""
+    return verdict(m) == "yes"
+
+
+def diverged(records: list[dict]) -> list[int]:
+    """Seeds a run logged as non-finite (frozen after a NaN or Inf)."""
+    return sorted({int(r["seed"]) for r in records if r.get("nonfinite")})
 
 
 def read_run(run_dir) -> list[dict]:
@@ -105,12 +127,15 @@ def compare_runs(run_a, run_b, metrics=METRICS) -> dict[str, dict]:
 
 
 def compare_records(rec_a: list[dict], rec_b: list[dict], metrics=METRICS) -> dict[str, dict]:
-    """compare_runs on metrics records already read."""
+    """compare_runs on metrics records already read; seeds that diverged in either run are left out of the
+    paired statistics and named in each metric's diverged_a / diverged_b."""
     out = {}
+    div_a, div_b = diverged(rec_a), diverged(rec_b)
+    keep = lambda c: {s: v for s, v in c.items() if s not in div_a and s not in div_b}  # noqa: E731
     for key in metrics:
-        seeds, steps, a_SxT, b_SxT = paired(curves(rec_a, key), curves(rec_b, key))
+        seeds, steps, a_SxT, b_SxT = paired(keep(curves(rec_a, key)), keep(curves(rec_b, key)))
         if seeds and steps:
-            out[key] = compare_metric(a_SxT, b_SxT, steps)
+            out[key] = {**compare_metric(a_SxT, b_SxT, steps), "diverged_a": div_a, "diverged_b": div_b}
     if not out:
         raise UserError("the two runs share no seed and step with a logged metric")
     return out
@@ -124,7 +149,15 @@ def format_table(result: dict[str, dict]) -> str:
     for key, m in result.items():
         lines.append(f"| {key} | {m['seeds']} | {m['steps']} (to {m['last_step']}) | {m['max_mean_gap']:+.4f} ({m['max_gap_step']}) "
                      f"| {m['seed_std']:.4f} | {m['curve_gap']:+.4f} ({m['curve_p']:.3f}) | {m['final_a']:.4f} | {m['final_b']:.4f} "
-                     f"| {m['final_gap']:+.4f} ({m['final_p']:.3f}) | {'yes' if within_noise(m) else 'no'} |")
+                     f"| {m['final_gap']:+.4f} ({m['final_p']:.3f}) | {verdict(m)} |")
+    first = next(iter(result.values()))
+    for side in ("a", "b"):
+        if first.get(f"diverged_{side}"):
+            lines.append(f"\nDiverged (non-finite) in {side.upper()}: seeds {', '.join(map(str, first[f'diverged_{side}']))} "
+                         "(left out of the paired statistics).")
+    if first["seeds"] < MIN_SEEDS:
+        lines.append(f"\nWith {first['seeds']} seeds the sign-flip test cannot reach p < {ALPHA / 2} (it needs "
+                     f"{MIN_SEEDS}): 'too few seeds' unless a gap is wider than {SPREAD_GAP:g} seed std.")
     return "\n".join(lines)
 
 

@@ -35,8 +35,9 @@ def is_writer() -> bool:
     return jax.process_index() == 0
 
 
-def prepare_run_dir(cfg: Config, run_dir: Path, override: bool) -> None:
-    """Create the run directory or check that its saved config matches (refuse a silent change).
+def prepare_run_dir(cfg: Config, run_dir: Path, override: bool) -> list[str]:
+    """Create the run directory or check that its saved config matches (refuse a silent change); returns the
+    changes --override makes.
 
     config.json is written later (`write_config`), once the saved state restored: an --override the
     state cannot take (another population or model shape) leaves the run's config as it was.
@@ -45,6 +46,14 @@ def prepare_run_dir(cfg: Config, run_dir: Path, override: bool) -> None:
     diff, legacy = saved_config_changes(cfg, run_dir)
     if diff and not override:
         raise UserError(changed_config_message(run_dir, diff, legacy))
+    return diff
+
+
+def record_config_changes(run_dir: Path, step: int, changes: list[str]) -> None:
+    """config_changes.jsonl: from which step an --override's settings trained (config.json holds the latest)."""
+    if changes and is_writer():
+        with (run_dir / "config_changes.jsonl").open("a") as f:
+            f.write(json.dumps({"from_step": step, "changes": changes}) + "\n")
 
 
 def saved_config_changes(cfg: Config, run_dir: Path) -> tuple[list[str], dict[str, Any]]:
@@ -315,7 +324,7 @@ def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, de
     """`run` once the run directory is this process's."""
     from sgjax import data
 
-    prepare_run_dir(cfg, run_dir, override)
+    changes = prepare_run_dir(cfg, run_dir, override)
     check_resumable(cfg, run_dir)
     plan.check_fits(cfg, on_cpu=jax.default_backend() == "cpu")
     tc = cfg.train
@@ -339,7 +348,10 @@ def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, de
             state, _ = ckpts.restore_state(step, engine.abstract_population(cfg, mesh), cfg.seeds)
         else:
             state = engine.init_population(cfg, mesh)
-        write_config(cfg, run_dir)
+        end = tc.steps if stop_at is None else min(stop_at, tc.steps)
+        if not changes or step < end:  # an override no step would train with leaves the run's record alone
+            write_config(cfg, run_dir)
+            record_config_changes(run_dir, step, changes)
         ckpts.drop_params_after(step)
         if step and is_probe_step(step, tc) and not ckpts.has_params(step):
             # The state committed but its probe checkpoint, written in the background beside it, did not: write it again.
@@ -348,7 +360,6 @@ def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, de
         truncate_metrics(log.path, step)
         population = engine.Population(cfg, tdata, state, mesh)  # member groups, each call at its own width
         del state
-        end = tc.steps if stop_at is None else min(stop_at, tc.steps)
         pending: list[dict] = []
         bar = tqdm(total=tc.steps, initial=step, disable=not progress, desc=f"{cfg.task} L{cfg.model.n_layers} S{cfg.population}", unit="step")
         try:

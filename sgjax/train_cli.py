@@ -52,7 +52,14 @@ def config_from_args(args, depth: int) -> C.Config:
         if args.cross:
             seeds, lrs = tuple(s for s in seeds for _ in lr_list), tuple(lr for _ in seeds for lr in lr_list)
             if len(set(seeds)) < len(seeds):  # a seed with two lrs is two members: give each its own seed
+                given = tuple(dict.fromkeys(seeds))
                 seeds = tuple(s + 1000 * (i % len(lr_list)) for i, s in enumerate(seeds))
+                clash = sorted({s for s in seeds if seeds.count(s) > 1})
+                if clash:
+                    raise C.ConfigError(
+                        f"--cross gives the j-th learning rate the seeds + 1000*j, and {clash[0]} is then two members' "
+                        f"(seeds {', '.join(map(str, given))}): use seeds less than 1000 apart, or --seeds and --lrs "
+                        "without --cross, one lr per seed")
         else:
             lrs = lr_list
     cfg = dataclasses.replace(cfg, seeds=seeds, lrs=lrs)

@@ -157,3 +157,17 @@ def test_dry_run_prints_the_config_and_plan_and_trains_nothing(tmp_path, capsys)
     assert json.JSONDecoder().raw_decode(out)[0]["train"]["steps"] == 4
     assert "4 steps of batch 8; 0 evaluations, 1 probe checkpoints" in out
     assert not (tmp_path / "r").exists()
+
+
+def test_cross_seed_renaming_that_collides_says_why(tmp_path, capsys):
+    err = one_line_error(capsys, [*TRAIN, "--seeds", "42,1042", "--lrs", "1e-3,1e-4", "--cross", "--out", str(tmp_path / "r")])
+    assert "--cross gives the j-th learning rate the seeds + 1000*j, and 1042 is then two members'" in err
+
+
+def test_report_names_a_corrupt_config(tmp_path, capsys):
+    run = tmp_path / "question_L2"
+    run.mkdir()
+    (run / "config.json").write_text("{broken")
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "seed": 42, "val_acc": 0.5, "gen_acc": 0.1}) + "\n")
+    err = one_line_error(capsys, ["report", str(tmp_path)])
+    assert f"{run / 'config.json'} is corrupt: not JSON" in err

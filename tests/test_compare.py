@@ -105,3 +105,30 @@ def test_errors(tmp_path, capsys):
     b = write_run(tmp_path / "b", curves_SxT(np.random.default_rng(0)), seeds=SEEDS[5:])
     with pytest.raises(UserError, match="share no seed"):
         C.compare_runs(a, b)
+
+
+def test_a_large_gap_between_few_seeds_is_a_difference_and_a_small_one_is_undecided(tmp_path):
+    """Two seeds: the sign-flip test cannot reject (its smallest p is 0.5), so a val gap of 0.37 is 'no' by the
+    seed spread, and a gap inside it is 'too few seeds', never 'yes'."""
+    m = curves_SxT(np.random.default_rng(3))
+    two = SEEDS[:2]
+    a = write_run(tmp_path / "a", m, seeds=two)
+    far = write_run(tmp_path / "far", dict(m, val_acc=m["val_acc"] - 0.37), seeds=two)
+    near = write_run(tmp_path / "near", dict(m, val_acc=m["val_acc"] + 0.001), seeds=two)
+    assert C.verdict(C.compare_runs(a, far)["val_acc"]) == "no"
+    assert C.verdict(C.compare_runs(a, near)["val_acc"]) == "too few seeds"
+    assert "cannot reach p < 0.025" in C.format_table(C.compare_runs(a, near))
+
+
+def test_a_seed_that_diverged_in_one_run_only_is_a_difference(tmp_path):
+    m = curves_SxT(np.random.default_rng(4))
+    a = write_run(tmp_path / "a", m)
+    b = write_run(tmp_path / "b", m)
+    recs = [json.loads(l) for l in (b / "metrics.jsonl").read_text().splitlines()]
+    for r in recs:
+        r["nonfinite"] = r["seed"] == 52 and r["step"] >= 3000
+    (b / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    result = C.compare_runs(a, b)
+    assert all(r["seeds"] == 9 and r["diverged_b"] == [52] for r in result.values())
+    assert all(C.verdict(r) == "no" for r in result.values())
+    assert "Diverged (non-finite) in B: seeds 52" in C.format_table(result)

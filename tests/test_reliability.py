@@ -417,3 +417,17 @@ def test_a_damaged_member_file_is_one_line_naming_file_and_array(trained, tmp_pa
     with pytest.raises(CheckpointError) as e:
         checkpoint.load_params(run, 10)  # what the probe and the one-call API read
     assert len(str(e.value).splitlines()) == 1 and str(member) in str(e.value) and words in str(e.value)
+
+
+def test_override_changes_are_recorded_by_the_step_they_train_from(tmp_path, toy_corpus):
+    """--override on a finished run trains nothing, so config.json keeps the settings its steps trained with;
+    extending it records from which step the new settings trained."""
+    run = tmp_path / "r"
+    loop.run(tiny_config(steps=10), run, progress=False, evaluator=None)
+    before = (run / "config.json").read_text()
+    loop.run(tiny_config(steps=10, lr=5e-4), run, override=True, progress=False, evaluator=None)
+    assert (run / "config.json").read_text() == before and not (run / "config_changes.jsonl").exists()
+    loop.run(tiny_config(steps=20, lr=5e-4), run, override=True, progress=False, evaluator=None)
+    (change,) = [json.loads(l) for l in (run / "config_changes.jsonl").read_text().splitlines()]
+    assert change == {"from_step": 10, "changes": ["train.lr: 0.001 -> 0.0005"]}
+    assert json.loads((run / "config.json").read_text())["train"]["lr"] == 5e-4
