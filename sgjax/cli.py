@@ -65,9 +65,17 @@ def error_line(e: BaseException) -> str:
     return str(e)
 
 
+def provenance_version() -> str:
+    """This installation's version ('unknown' from a bare checkout on PYTHONPATH)."""
+    from sgjax import provenance
+
+    return provenance.version("sgjax") or "unknown"
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """The `sgjax` parser, with the arguments of the subcommand that argv names."""
     parser = argparse.ArgumentParser(prog="sgjax", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sgjax {provenance_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     name = next((a for a in argv if not a.startswith("-")), None)
     for cmd, (module, help_) in COMMANDS.items():

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from sgjax import batching, engine, jsonl, plan, runlock
+from sgjax import batching, engine, jsonl, plan, provenance, runlock
 from sgjax.checkpoint import RunCheckpoints, saved_probe_steps, saved_state_step, short_reason
 from sgjax.config import Config, ConfigError, TrainConfig, concrete_layout, flat_items, from_dict, validate
 from sgjax.errors import CheckpointError, UserError
@@ -305,10 +305,12 @@ def run(
     devices=None,
     evaluator: Callable | None | str = "default",
     stop_at: int | None = None,
+    command: list[str] | None = None,
 ) -> Path:
     """Train (or resume) the population described by `cfg` in `run_dir`; returns run_dir.
 
     `stop_at` ends the loop early at that step (saving state), as an interruption would: for tests.
+    `command`: the command line that started this (recorded in provenance.jsonl; None from Python).
     """
     validate(cfg)
     cfg = concrete_layout(cfg)  # the run dir records the layout, so a later default cannot change it silently
@@ -317,10 +319,11 @@ def run(
     # one training process per run directory (process 0 of a multi-host run writes for all)
     with runlock.hold(run_dir, "train") if is_writer() else contextlib.nullcontext():
         return run_locked(cfg, run_dir, override=override, progress=progress, devices=devices, evaluator=evaluator,
-                     stop_at=stop_at)
+                          stop_at=stop_at, command=command)
 
 
-def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, devices, evaluator, stop_at) -> Path:
+def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, devices, evaluator, stop_at,
+               command=None) -> Path:
     """`run` once the run directory is this process's."""
     from sgjax import data
 
@@ -352,6 +355,8 @@ def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, de
         if not changes or step < end:  # an override no step would train with leaves the run's record alone
             write_config(cfg, run_dir)
             record_config_changes(run_dir, step, changes)
+        if is_writer() and step < end:
+            provenance.append(run_dir, command, from_step=step, to_step=end)
         ckpts.drop_params_after(step)
         if step and is_probe_step(step, tc) and not ckpts.has_params(step):
             # The state committed but its probe checkpoint, written in the background beside it, did not: write it again.

@@ -60,7 +60,7 @@ def device_groups(n_groups: int, devices=None) -> list[list]:
     return [devices[i * per : (i + 1) * per] for i in range(n_groups)]
 
 
-def train_one(cfg: C.Config, run_dir: Path, override: bool, progress: bool, devices=None) -> Path:
+def train_one(cfg: C.Config, run_dir: Path, override: bool, progress: bool, devices=None, command=None) -> Path:
     """Train one (task, depth) run unless it already finished."""
     from sgjax import loop
 
@@ -71,7 +71,7 @@ def train_one(cfg: C.Config, run_dir: Path, override: bool, progress: bool, devi
         if any(d.split(":")[0] not in legacy for d in diff) and not override:
             raise UserError(loop.changed_config_message(run_dir, diff, legacy))
         return run_dir
-    return loop.run(cfg, run_dir, override=override, progress=progress, devices=devices)
+    return loop.run(cfg, run_dir, override=override, progress=progress, devices=devices, command=command)
 
 
 def run_sweep(
@@ -86,6 +86,7 @@ def run_sweep(
     parallel_depths: bool = False,
     override: bool = False,
     progress: bool = True,
+    command: list[str] | None = None,
 ) -> Path:
     """Train every (task, depth), probe its checkpoints, summarize it, and write the report.
 
@@ -101,18 +102,22 @@ def run_sweep(
     first = next(iter(configs.values()))
     manifest = {"tasks": list(tasks), "depths": list(depths), "seeds": list(first.seeds), "preset": first.preset}
     write_manifest(sweep_dir, manifest, override)
+    if jax.process_index() == 0:
+        from sgjax import provenance
+
+        provenance.append(sweep_dir, command)
     one_host = jax.process_count() == 1
     for task in tasks:
         runs = [(configs[(task, d)], run_dir_for(sweep_dir, task, d)) for d in depths]
         if parallel_depths and len(runs) > 1:
             groups = device_groups(len(runs))
             with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
-                futures = [pool.submit(train_one, cfg, rd, override, False, g) for (cfg, rd), g in zip(runs, groups)]
+                futures = [pool.submit(train_one, cfg, rd, override, False, g, command) for (cfg, rd), g in zip(runs, groups)]
                 for f in futures:
                     f.result()
         else:
             for cfg, rd in runs:
-                train_one(cfg, rd, override, progress)
+                train_one(cfg, rd, override, progress, command=command)
         if one_host:
             analyse(runs, probe, probe_sample, progress)
     if jax.process_index() > 0:
@@ -177,6 +182,7 @@ def run(args) -> int:
         tasks, depths, configs, args.out,
         probe=not args.no_probe, probe_sample=args.probe_sample, report=not args.no_report,
         parallel_depths=args.parallel_depths, override=args.override, progress=not args.no_progress,
+        command=["sgjax", *getattr(args, "argv", ["sweep"])],
     )
     print(f"sweep directory: {out}" + ("" if args.no_report else f"\nreport: {out / 'report' / 'report.md'}"))
     return 0

@@ -94,6 +94,7 @@ def run(args) -> int:
         print(cfg.to_json())
         print(plan.describe(cfg))
         return 0
-    run_dir = loop.run(cfg, args.out, override=args.override, progress=not args.no_progress)
+    run_dir = loop.run(cfg, args.out, override=args.override, progress=not args.no_progress,
+                       command=["sgjax", *getattr(args, "argv", ["train"])])
     print(f"run directory: {run_dir}")
     return 0

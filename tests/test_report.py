@@ -85,9 +85,10 @@ def test_table_numbers(sweep_report):
     assert row4[2] == "600"  # last eval step
     assert row4[3] == "2/3"  # seeds with final gen >= 0.8
     assert row4[4] == "2/10"  # paper Fig 3a at 4 layers
-    assert row4[6] == f"{np.mean(FINALS[4]):.3f}"
-    assert row4[8] == f"{np.mean(FINALS[4]):.3f}"  # max gen is the final one on these monotone curves
-    assert row4[10] == f"{np.mean([gen_curve(ES_STEP, f) for f in FINALS[4]]):.3f}"  # ES at the first max val
+    assert row4[6] == "1.000"  # final val
+    assert row4[7] == f"{np.mean(FINALS[4]):.3f}"
+    assert row4[9] == f"{np.mean(FINALS[4]):.3f}"  # max gen is the final one on these monotone curves
+    assert row4[11] == f"{np.mean([gen_curve(ES_STEP, f) for f in FINALS[4]]):.3f}"  # ES at the first max val
     row2 = table_row(md, "question", "2")
     assert row2[3] == "1/3" and row2[4] == "0/10"
     assert "seed 62 non-finite from step 400" in md
@@ -109,7 +110,7 @@ def test_tree_table_and_gaps(sweep_report):
 
 def test_figures_exist(sweep_report):
     root, path = sweep_report
-    for name in ("fig2_grokking", "fig3a_inverted_u", "fig3b_probe", "fig4_tparseval", "per_seed_question", "train_loss"):
+    for name in ("fig2_grokking", "fig3a_share_by_depth", "fig3b_probe", "fig4_tparseval", "per_seed_question", "train_loss"):
         for ext in ("png", "pdf"):
             f = path.parent / f"{name}.{ext}"
             assert f.exists() and f.stat().st_size > 1000, f
@@ -121,11 +122,44 @@ def stats(depth, n_grok, mean_final, n=3):
     return {"depth": depth, "n_grok": n_grok, "mean_final_gen": mean_final, "n_eval_seeds": n}
 
 
+def test_no_best_depth_where_no_seed_groks(tmp_path):
+    """Every final gen below 0.8: no best depth is declared; Fig 2 shows the highest mean final gen and says so."""
+    root = make_sweep(tmp_path / "sw", finals={2: (0.30, 0.20, 0.10), 4: (0.60, 0.50, 0.40)})
+    md = report.write_report(root).read_text()
+    assert "**no depth groks**" in md and "Fig 2 shows 4 layers, the highest mean final gen (0.500)" in md
+    assert "(best)" not in md
+    assert json.loads((root / "report" / "report.json").read_text())["best_depth"] == {"question": None}
+    assert (root / "report" / "fig2_grokking.png").stat().st_size > 1000
+
+
+def test_tasks_in_the_papers_order_and_provenance(tmp_path):
+    root = tmp_path / "sw"
+    for task in ("dyck", "tense", "question"):
+        make_run(root / f"{task}_L2", task, 2, (0.9, 0.9, 0.9), probe=False)
+    (root / "question_L2" / "provenance.jsonl").write_text(json.dumps(
+        {"date": "2026-12-07T10:00:00", "command": ["sgjax", "train"], "versions": {"sgjax": "0.1.0", "jax": "0.10.2"},
+         "python": "3.11.7", "commit": "abc", "device": "1x cpu"}) + "\n")
+    md = report.write_report(root).read_text()
+    rows = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ") and "**(best)**" in line]
+    assert rows == ["question", "tense", "dyck"]
+    assert "- `question_L2`: 1 invocation, 2026-12-07T10:00:00" in md and "`sgjax train` on 1x cpu" in md
+    assert "- `dyck_L2`: no provenance.jsonl" in md
+
+
+def test_intervals_against_their_formulas():
+    lo, hi = report.stats.share_interval(0, 4)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 4))  # Clopper-Pearson upper bound for 0 of n
+    lo, hi = report.stats.mean_interval(np.array([[0.0], [1.0]]))
+    assert (lo[0] + hi[0]) / 2 == pytest.approx(0.5) and hi[0] - 0.5 == pytest.approx(12.7062 * 0.5, rel=1e-4)
+
+
 def test_best_depth_rule():
     assert report.stats.best_depth([stats(2, 1, 0.9), stats(4, 2, 0.5)]) == 4  # most grokking seeds wins
     assert report.stats.best_depth([stats(2, 2, 0.7), stats(4, 2, 0.8), stats(6, 1, 0.99)]) == 4  # tie -> higher mean final
     assert report.stats.best_depth([stats(6, 2, 0.8), stats(2, 2, 0.8)]) == 2  # full tie -> fewer layers
     assert report.stats.best_depth([stats(2, 0, None, n=0)]) is None
+    assert report.stats.best_depth([stats(2, 0, 0.3), stats(4, 0, 0.6)]) is None  # no tie-break among zeros
+    assert report.stats.shown_depth([stats(2, 0, 0.3), stats(4, 0, 0.6)]) == 4
     assert report.stats.best_depth([stats(2, 3, 0.8, n=10), stats(4, 2, 0.7, n=3)]) == 4  # a share: 2/3 beats 3/10
 
 

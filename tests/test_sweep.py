@@ -30,7 +30,7 @@ def test_sweep_end_to_end_and_resume(tmp_path):
         probes[task] = (run / "probe.jsonl").read_text().splitlines()
         assert sorted({json.loads(l)["step"] for l in probes[task]}) == [10, 20]
         assert all(json.loads(l)["tscore"] is not None for l in probes[task])
-    assert (out / "report" / "report.md").exists() and (out / "report" / "fig3a_inverted_u.png").exists()
+    assert (out / "report" / "report.md").exists() and (out / "report" / "fig3a_share_by_depth.png").exists()
     ckpt = sweep.run_dir_for(out, "question", 1) / "checkpoints" / "20" / "params" / "seed_42.npz"
     stamp = ckpt.stat().st_mtime_ns
     sweep.run_sweep(tasks, [1], _configs([1], tasks), out, probe_sample=8, progress=False)  # a rerun: nothing to redo

@@ -25,7 +25,7 @@ from pathlib import Path
 from sgjax.errors import UserError
 from sgjax.report.figures import fig2, fig3a, fig3b, fig4, per_seed_figure, train_loss_figure
 from sgjax.report.runs import Run, discover_runs, load_run
-from sgjax.report.stats import best_depth, best_of, depth_stats
+from sgjax.report.stats import best_depth, best_of, depth_stats, shown_depth
 from sgjax.report.tables import markdown
 from sgjax.report.trees import bracketed, tree_text
 
@@ -56,10 +56,12 @@ def write_report(sweep_dir, out=None, *, as_original: bool = False) -> Path:
         tasks.setdefault(r.task, []).append(r)
     stats = [depth_stats(r) for r in runs]
     best = {t: best_depth([s for s in stats if s["task"] == t]) for t in tasks}
-    best_runs = best_of(runs, best)
+    shown = {t: shown_depth([s for s in stats if s["task"] == t]) for t in tasks}
+    best_runs = best_of(runs, shown)
     figures = {
-        "Fig 2: structural grokking at the best depth": fig2(best_runs, out_dir) if best_runs else [],
-        "Fig 3a: inverted U": fig3a({t: [s for s in stats if s["task"] == t] for t in tasks if t in best_runs}, out_dir)
+        "Fig 2: mean accuracy over training (the best depth, else the highest mean final gen)":
+            fig2(best_runs, best, out_dir) if best_runs else [],
+        "Fig 3a: share of grokking seeds per depth": fig3a({t: [s for s in stats if s["task"] == t] for t in tasks if t in best_runs}, out_dir)
         if best_runs else [],
         "Fig 3b: weight norm, sparsity, tscore": fig3b(tasks, best, out_dir, as_original),
         "Fig 4: tparseval": fig4(tasks, best, out_dir),
@@ -67,7 +69,7 @@ def write_report(sweep_dir, out=None, *, as_original: bool = False) -> Path:
     figures.update({f"Per-seed generalization: {t}": per_seed_figure(t, rs, out_dir) for t, rs in tasks.items()})
     figures["Training loss"] = train_loss_figure(tasks, out_dir)
     path = out_dir / "report.md"
-    path.write_text(markdown(sources, runs, stats, best, figures))
+    path.write_text(markdown(sources, runs, stats, best, shown, figures))
     (out_dir / "report.json").write_text(json.dumps({"best_depth": best, "depths": stats}, indent=2, default=str))
     return path
 

@@ -10,8 +10,8 @@ import numpy as np
 from sgjax import summarize
 from sgjax.report.runs import Run
 from sgjax.report.stats import (RB_KEYS, SPARSITY_KEYS, TPARSEVAL_KEYS, TSCORE_KEYS, WEIGHT_NORM_KEYS, groks,
-                                last_probe_mean, last_probe_step, layers, mean_curve, mean_curve_gaps, pick_depths,
-                                probe_curve)
+                                last_probe_mean, last_probe_step, layers, mean_curve, mean_curve_gaps, mean_interval,
+                                pick_depths, probe_curve, seed_curves, share_interval)
 
 TASK_TITLES = {"question": "Question formation", "tense": "Tense inflection", "dyck": "Dyck-(20,10)"}
 FORMATS = ("png", "pdf")
@@ -73,11 +73,12 @@ def _gap_arrow(ax, x, lo, hi, label, color, side: str) -> None:
                 bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=color, alpha=0.85))
 
 
-def fig2_panel(ax, run: Run) -> None:
-    """Mean val/gen accuracy (%) vs steps at one depth, with the early-stopping point and both gaps."""
+def fig2_panel(ax, run: Run, is_best: bool) -> None:
+    """Mean val/gen accuracy (%) vs steps at one depth (95% intervals over seeds), the early-stopping point and both gaps."""
     from sgjax import paper
 
     steps, val, gen = mean_curve(run.evals)
+    _, val_SxT, gen_SxT = seed_curves(run.evals)
     m = _marker(len(steps))
     ref = paper.fig2_curve(run.task)
     if ref is not None:
@@ -89,31 +90,37 @@ def fig2_panel(ax, run: Run) -> None:
             ax.plot(ps[keep], 100 * np.array(ref["gen"])[keep], color="tab:orange", alpha=0.3, lw=1, ls="--", label=f"{lbl} generalization")
     ax.plot(steps, 100 * val, color="tab:blue", marker=m, ms=3, lw=2, label="in-domain (val)")
     ax.plot(steps, 100 * gen, color="tab:orange", marker=m, ms=3, lw=2, label="generalization (gen)")
+    for x_SxT, color in ((val_SxT, "tab:blue"), (gen_SxT, "tab:orange")):
+        lo, hi = mean_interval(x_SxT)
+        ax.fill_between(steps, 100 * np.clip(lo, 0, 1), 100 * np.clip(hi, 0, 1), color=color, alpha=0.15, lw=0)
     g = mean_curve_gaps(run.evals)
     if g is not None:
         ax.axvline(g["es_step"], color="gray", ls=":", lw=1.2, label=f"early stopping ({g['es_step']:,})")
         span = steps[-1] - steps[0] if len(steps) > 1 else 1
         if not math.isnan(g["gap_es"]):
-            _gap_arrow(ax, g["es_step"], 100 * g["es_gen"], 100 * g["es_val"], f"Δ={100 * g['gap_es']:.0f}% (ES)", "tab:red",
+            _gap_arrow(ax, g["es_step"], 100 * g["es_gen"], 100 * g["es_val"], f"Δ={100 * g['gap_es']:.0f} pts (ES)", "tab:red",
                        "right" if g["es_step"] - steps[0] < 0.6 * span else "left")
         if not math.isnan(g["gap_end"]) and g["end_step"] != g["es_step"]:
-            _gap_arrow(ax, g["end_step"], 100 * g["end_gen"], 100 * g["end_val"], f"Δ={100 * g['gap_end']:.0f}% (end)", "tab:purple", "left")
-    title = f"{TASK_TITLES.get(run.task, run.task)}: {layers(run.depth)}, {len(run.evals)} seed{'s' * (len(run.evals) != 1)}"
+            _gap_arrow(ax, g["end_step"], 100 * g["end_gen"], 100 * g["end_val"], f"Δ={100 * g['gap_end']:.0f} pts (end)", "tab:purple", "left")
+    n = sum(groks(s) for s in run.summaries.values())
+    which = f"{n}/{len(run.summaries)} seeds grok" if is_best else "no depth groks; highest mean final gen"
+    title = f"{TASK_TITLES.get(run.task, run.task)}, {layers(run.depth)}\n{which}"
     pg = paper.fig2_gaps(run.task)
     if pg is not None:
-        title += f"\npaper ({pg['depth']}L): Δ≈{pg['gap_es_pct']:g}% at early stopping, ≈{pg['gap_end_pct']:g}% at the end"
-    ax.set(title=title, xlabel="training step", ylabel="accuracy (%)", ylim=(-3, 103))
+        title += f"\npaper ({pg['depth']}L): Δ≈{pg['gap_es_pct']:g} pts at ES, ≈{pg['gap_end_pct']:g} at the end"
+    ax.set_title(title, fontsize=9.5)
+    ax.set(xlabel="training step", ylabel="accuracy (%)", ylim=(-3, 103))
     _kilo(ax)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
 
 
-def fig2(best: dict[str, Run], out_dir: Path) -> list[Path]:
-    """Fig 2: one panel per task at its best depth."""
-    fig, axes = new_figure(len(best), panel=(6.0, 4.4))
-    for ax, run in zip(axes, best.values()):
-        fig2_panel(ax, run)
-    fig.suptitle("Structural grokking: mean accuracy at the best depth", fontsize=12)
+def fig2(shown: dict[str, Run], best: dict[str, int | None], out_dir: Path) -> list[Path]:
+    """Fig 2: one panel per task, two a row, at its best depth (or, where no seed groks, its highest mean final gen)."""
+    fig, axes = new_figure(len(shown), rows=math.ceil(len(shown) / 2), panel=(5.0, 3.7))
+    for ax, (task, run) in zip(axes, shown.items()):
+        fig2_panel(ax, run, best.get(task) == run.depth)
+    fig.suptitle("Mean accuracy over training (bands: 95% intervals over seeds)", fontsize=11)
     return save(fig, out_dir, "fig2_grokking")
 
 
@@ -127,18 +134,22 @@ def fig3a_panel(ax, task: str, stats: list[dict]) -> None:
     x = np.arange(len(depths))
     w = 0.38 if ref else 0.6
     fr = [ours[d]["n_grok"] / ours[d]["n_eval_seeds"] if d in ours else 0 for d in depths]
-    bars = ax.bar(x - (w / 2 if ref else 0), fr, w, color="tab:green", label="this sweep")
-    for b, d in zip(bars, depths):
+    # an edge, so a share of 0 still shows where it stands, and the exact 95% interval of each share
+    bars = ax.bar(x - (w / 2 if ref else 0), fr, w, color="tab:green", edgecolor="darkgreen", lw=1.2, label="this sweep")
+    ci = [share_interval(ours[d]["n_grok"], ours[d]["n_eval_seeds"]) if d in ours else (0.0, 0.0) for d in depths]
+    centers = [b.get_x() + b.get_width() / 2 for b in bars]
+    ax.errorbar(centers, fr, yerr=[[f - lo for f, (lo, _) in zip(fr, ci)], [hi - f for f, (_, hi) in zip(fr, ci)]],
+                fmt="none", ecolor="black", elinewidth=1, capsize=3, label="95% interval")
+    for c, (_, hi), d in zip(centers, ci, depths):
         txt = f"{ours[d]['n_grok']}/{ours[d]['n_eval_seeds']}" if d in ours else "–"
-        ax.annotate(txt, (b.get_x() + b.get_width() / 2, b.get_height()), xytext=(0, 2), textcoords="offset points",
-                    ha="center", fontsize=8)
+        ax.annotate(txt, (c, hi), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
     if ref:
         pb = ax.bar(x + w / 2, [ref.get(d, 0) / 10 for d in depths], w, color="lightgray", edgecolor="gray", label="paper (Fig 3a)")
         for b, d in zip(pb, depths):
             ax.annotate(f"{ref[d]}/10" if d in ref else "–", (b.get_x() + b.get_width() / 2, b.get_height()), xytext=(0, 2),
                         textcoords="offset points", ha="center", fontsize=8, color="gray")
     ax.set_xticks(x, [str(d) for d in depths])
-    ax.set(title=TASK_TITLES.get(task, task), xlabel="layers", ylabel="fraction of seeds with final gen ≥ 80%", ylim=(0, 1.12))
+    ax.set(title=TASK_TITLES.get(task, task), xlabel="layers", ylabel="fraction of seeds with final gen ≥ 80%", ylim=(-0.02, 1.15))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
 
@@ -148,8 +159,8 @@ def fig3a(stats_by_task: dict[str, list[dict]], out_dir: Path) -> list[Path]:
     fig, axes = new_figure(len(stats_by_task), panel=(5.0, 3.8))
     for ax, (task, stats) in zip(axes, stats_by_task.items()):
         fig3a_panel(ax, task, stats)
-    fig.suptitle("Inverted U: which depths grok (final gen ≥ 80%, D17)", fontsize=12)
-    return save(fig, out_dir, "fig3a_inverted_u")
+    fig.suptitle("Share of seeds whose final gen is ≥ 80%, per depth", fontsize=12)
+    return save(fig, out_dir, "fig3a_share_by_depth")
 
 
 TSCORE_FROM = 50_000  # the paper plots tscore from 50k steps on (SPEC §5.5, st_idx)
@@ -241,7 +252,7 @@ def fig4(tasks: dict[str, list[Run]], best: dict[str, int | None], out_dir: Path
         _kilo(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle("Tree projections approach gold syntax (tparseval, seed mean ± std)", fontsize=12)
+    fig.suptitle("tparseval over training: tree projections against gold parses (seed mean ± std)", fontsize=12)
     return save(fig, out_dir, "fig4_tparseval")
 
 

@@ -164,7 +164,12 @@ def discover_runs(*sweep_dirs: Path) -> list[Run]:
         runs = [load_run(p, *ident) for p in paths]
         check_poolable(runs)
         out.append(pool(runs))
-    return sorted(out, key=lambda r: (r.task, r.depth))
+    return sorted(out, key=lambda r: (task_order(r.task), r.depth))
+
+
+def task_order(task: str) -> tuple[int, str]:
+    """The paper's order (QF, TI, Dyck), then any other task by name."""
+    return (config_lib.TASKS.index(task), "") if task in config_lib.TASKS else (len(config_lib.TASKS), task)
 
 
 def as_float(x) -> float:

@@ -37,17 +37,43 @@ def _nanmean(xs) -> float | None:
     return float(np.mean(v)) if v else None
 
 
-def mean_curve(evals: dict[int, Series]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, mean val, mean gen) over seeds on the union of their eval steps (NaN-aware)."""
+def seed_curves(evals: dict[int, Series]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, val_SxT, gen_SxT) on the union of the seeds' eval steps, NaN where a seed has no eval."""
     steps = np.array(sorted({int(s) for e in evals.values() for s in e.steps}), dtype=np.int64)
     val = np.full((len(evals), len(steps)), np.nan)
     gen = np.full_like(val, np.nan)
     for k, e in enumerate(evals.values()):
         idx = np.searchsorted(steps, e.steps)
         val[k, idx], gen[k, idx] = e.val, e.gen
+    return steps, val, gen
+
+
+def mean_curve(evals: dict[int, Series]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean val, mean gen) over seeds on the union of their eval steps (NaN-aware)."""
+    steps, val, gen = seed_curves(evals)
     with warnings.catch_warnings():  # all-NaN steps (a seed without that eval) give NaN quietly
         warnings.simplefilter("ignore", RuntimeWarning)
         return steps, np.nanmean(val, 0), np.nanmean(gen, 0)
+
+
+def mean_interval(x_SxT: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Student-t interval of the seed mean at each step (NaN where fewer than two seeds)."""
+    from scipy import stats
+
+    n = np.sum(~np.isnan(x_SxT), 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, sem = np.nanmean(x_SxT, 0), np.nanstd(x_SxT, 0, ddof=1) / np.sqrt(n)
+        half = np.where(n > 1, stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1)) * sem, np.nan)
+    return mean - half, mean + half
+
+
+def share_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson interval of a share k/n (exact)."""
+    from scipy import stats
+
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)
 
 
 def mean_curve_gaps(evals: dict[int, Series]) -> dict | None:
@@ -95,6 +121,7 @@ def depth_stats(run: Run) -> dict:
     return {
         "task": run.task, "depth": run.depth, "n_seeds": len(run.seeds), "n_eval_seeds": len(s),
         "n_grok": sum(groks(x) for x in s), "mean_final_gen": _nanmean(col("final_gen")),
+        "mean_final_val": _nanmean(col("final_val")),
         "mean_max_gen": _nanmean(col("max_gen")), "mean_es_gen": _nanmean(col("es_gen_at_first_max_val")),
         "mean_es_gen_patience3": _nanmean(col("es_gen_patience3")), "mean_gen_at_val_ge_99": _nanmean(col("gen_at_first_val_ge_99")),
         "last_eval_step": max((x["last_step"] for x in s if x["last_step"] is not None), default=None),
@@ -112,14 +139,24 @@ def last_probe_step(records: list[dict]) -> int | None:
 def best_depth(stats: list[dict]) -> int | None:
     """The depth with the largest share of seeds final gen ≥ 0.8; ties -> higher mean final gen, then the smaller depth.
 
-    A share, not a count, so a depth with fewer seeds evaluated is not ranked down for it.
+    A share, not a count, so a depth with fewer seeds evaluated is not ranked down for it. None when no seed
+    groks at any depth: a tie-break among zeros names no best depth.
     """
-    rows = [r for r in stats if r["n_eval_seeds"] > 0]
+    rows = [r for r in stats if r["n_eval_seeds"] > 0 and r["n_grok"] > 0]
     if not rows:
         return None
     key = lambda r: (r["n_grok"] / r["n_eval_seeds"], r["mean_final_gen"] if r["mean_final_gen"] is not None else -1.0,  # noqa: E731
                      -r["depth"])
     return max(rows, key=key)["depth"]
+
+
+def shown_depth(stats: list[dict]) -> int | None:
+    """The depth Fig 2 shows: the best one, else (no seed groks) the highest mean final gen; None without evaluations."""
+    best = best_depth(stats)
+    if best is not None:
+        return best
+    rows = [r for r in stats if r["n_eval_seeds"] > 0 and r["mean_final_gen"] is not None]
+    return max(rows, key=lambda r: (r["mean_final_gen"], -r["depth"]))["depth"] if rows else None
 
 
 def best_of(runs: list[Run], best: dict[str, int | None]) -> dict[str, Run]:

@@ -35,8 +35,9 @@ def paper_cells(task: str, depth: int) -> dict:
     }
 
 
-ACC_HEADER = ("| task | layers | last eval step | seeds final gen ≥ 0.8 | paper Fig 3a | paper logs | mean final gen | paper "
-              "| mean max gen | paper | mean ES gen | paper | ES gen (patience 3) | gen at first val ≥ 0.99 |")
+ACC_HEADER = ("| task | layers | last eval step | seeds final gen ≥ 0.8 | paper Fig 3a | paper logs | mean final val "
+              "| mean final gen | paper | mean max gen | paper | mean ES gen | paper | ES gen (patience 3) "
+              "| gen at first val ≥ 0.99 |")
 
 
 def accuracy_table(stats: list[dict], best: dict[str, int | None]) -> list[str]:
@@ -47,7 +48,8 @@ def accuracy_table(stats: list[dict], best: dict[str, int | None]) -> list[str]:
         star = " **(best)**" if best.get(r["task"]) == r["depth"] else ""
         lines.append(
             f"| {r['task']} | {r['depth']}{star} | {fmt(r['last_eval_step'])} | {r['n_grok']}/{r['n_eval_seeds']} | {fmt(p['fig3a'])} "
-            f"| {fmt(p['logs'])} | {fmt(r['mean_final_gen'])} | {fmt(p['final'])} | {fmt(r['mean_max_gen'])} | {fmt(p['max'])} "
+            f"| {fmt(p['logs'])} | {fmt(r['mean_final_val'])} | {fmt(r['mean_final_gen'])} | {fmt(p['final'])} "
+            f"| {fmt(r['mean_max_gen'])} | {fmt(p['max'])} "
             f"| {fmt(r['mean_es_gen'])} | {fmt(p['es'])} | {fmt(r['mean_es_gen_patience3'])} | {fmt(r['mean_gen_at_val_ge_99'])} |")
     return lines
 
@@ -204,9 +206,45 @@ def pooled_lines(runs: list[Run]) -> list[str]:
     return out + ([""] if out else [])
 
 
-def markdown(sources: list[Path], runs: list[Run], stats: list[dict], best: dict, figures: dict[str, list[Path]]) -> str:
+def best_depth_lines(stats: list[dict], best: dict, shown: dict) -> list[str]:
+    """Per task: the best depth and how many seeds grok there, or that no depth groks."""
+    out = []
+    for task, d in shown.items():
+        if d is None:
+            out.append(f"- {task}: no evaluations")
+            continue
+        row = next(r for r in stats if r["task"] == task and r["depth"] == d)
+        if best.get(task) is not None:
+            out.append(f"- {task}: {layers(d)} ({row['n_grok']}/{row['n_eval_seeds']} seeds' final gen ≥ 0.8)")
+        else:
+            out.append(f"- {task}: **no depth groks** (no seed's final gen ≥ 0.8); Fig 2 shows {layers(d)}, the highest mean "
+                       f"final gen ({fmt(row['mean_final_gen'])})")
+    return out
+
+
+def provenance_lines(runs: list[Run]) -> list[str]:
+    """Per run directory: when, by what command, on what device, with which versions and source commit."""
+    from sgjax import provenance
+
+    out = []
+    for path in (p for r in runs for p in r.paths):
+        recs = provenance.read(path)
+        if not recs:
+            out.append(f"- `{path.name}`: no provenance.jsonl (trained before runs recorded it)")
+            continue
+        first, last = recs[0], recs[-1]
+        v = last.get("versions") or {}
+        cmd = " ".join(last["command"]) if isinstance(last.get("command"), list) else "the Python API"
+        out.append(f"- `{path.name}`: {len(recs)} invocation{'s' * (len(recs) > 1)}, {first.get('date')} to "
+                   f"{last.get('date')}; last: `{cmd}` on {last.get('device')}, sgjax {v.get('sgjax')} (commit "
+                   f"{last.get('commit') or 'unknown'}), jax {v.get('jax')}, Python {last.get('python')}")
+    return out
+
+
+def markdown(sources: list[Path], runs: list[Run], stats: list[dict], best: dict, shown: dict,
+             figures: dict[str, list[Path]]) -> str:
     """The whole report.md of the sweeps (or run directories) in `sources`."""
-    best_runs = best_of(runs, best)
+    best_runs = best_of(runs, shown)
     out = [f"# Structural grokking report: {' + '.join(f'`{d.name}`' for d in sources)}", ""]
     for manifest in (d / "sweep.json" for d in sources):
         if manifest.exists():
@@ -214,12 +252,13 @@ def markdown(sources: list[Path], runs: list[Run], stats: list[dict], best: dict
             out += ["Sweep: " + ", ".join(f"{k} `{', '.join(map(str, v)) if isinstance(v, list) else v}`" for k, v in m.items()), ""]
     out += ["Rules (docs/report.md): a seed groks when its **final** generalization accuracy is ≥ 0.8 (D17); ES = early "
             "stopping at the first checkpoint where in-domain (val) accuracy reaches its maximum (D18); the best depth has the "
-            "largest share of grokking seeds (ties: higher mean final gen, then fewer layers). Paper values: 10 paper seeds at 300k steps "
-            "(Dyck 400k); Fig 3a counts read from the figure, 'paper logs' from the original repo's logs (SPEC §6).", ""]
+            "largest share of grokking seeds (ties: higher mean final gen, then fewer layers); where no seed groks there is "
+            "none. Paper values: 10 paper seeds at 300k steps (Dyck 400k); Fig 3a counts read from the figure, 'paper "
+            "logs' from the original repository's logs.", ""]
     out += pooled_lines(runs) + mixed_lr_lines(runs) + horizon_lines(stats)
-    out += ["## Best depth", ""] + [f"- {t}: {layers(d)}" if d is not None else f"- {t}: no evaluations" for t, d in best.items()]
+    out += ["## Best depth", ""] + best_depth_lines(stats, best, shown)
     out += ["", "## Accuracy (this sweep beside the paper)", ""] + accuracy_table(stats, best)
-    out += ["", "## Early stopping vs extended training (Fig 2, mean curve at the best depth)", ""] + gap_table(best_runs)
+    out += ["", "## Early stopping vs extended training (Fig 2's mean curves)", ""] + gap_table(best_runs)
     out += ["", "## Tree projections at the last probed step", "",
             "tscore uses the probe's baseline (by default the exact mean over random splits, D20); the paper's used one "
             "sampled split per node, as the 'sampled baseline' column. tparseval includes the root span (D23).", ""]
@@ -242,4 +281,5 @@ def markdown(sources: list[Path], runs: list[Run], stats: list[dict], best: dict
         else:
             out += [f"### {name}", "", "_Not drawn: nothing to plot (no evaluations or no probe.jsonl)._", ""]
     out += ["## Per-seed summary", "", "<details><summary>every seed</summary>", ""] + seed_table(runs) + ["", "</details>", ""]
+    out += ["## Provenance", ""] + provenance_lines(runs) + [""]
     return "\n".join(out)
