@@ -126,6 +126,7 @@ def _accept(tokens_BxT, nxt_B, pos_B, active_B, gen_len_B, eos_id: int, max_step
 
 def greedy_decode(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, *, max_steps: int, eos_id: int):
     """Greedy decoding with a K/V cache: (gen_BxM int32, gen_len_B int32); see the module docstring."""
+    params = jax.tree_util.tree_map(jnp.asarray, params)  # numpy parameters (checkpoint.load_params) index tracers
     prefix_BxW = jnp.asarray(prefix_BxW, jnp.int32)
     prefix_len_B = jnp.asarray(prefix_len_B, jnp.int32)
     b, w = prefix_BxW.shape

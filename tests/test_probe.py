@@ -336,3 +336,30 @@ def test_probe_scores_each_tree_against_its_own_gold_parse(params, monkeypatch):
     assert rec["tparseval"] == pytest.approx(span_f1(rb, gold, root=True))
     assert rec["tparseval_noroot"] == pytest.approx(span_f1(rb, gold, root=False))
     assert rec["tparseval"] > rec["tparseval_noroot"] + 0.05
+
+
+def test_one_call_api_on_a_run(run_dir):
+    """sgjax.metrics / evaluate_checkpoint / generate / tree on a run's numpy checkpoints (decoding crashed on them)."""
+    import sgjax
+    from sgjax import checkpoint, decode, evaluate
+    from sgjax.data import vocab_for
+
+    scores = sgjax.evaluate_checkpoint(run_dir, 10)
+    assert set(scores) == {42, 52} and {"val_acc", "gen_acc"} <= set(scores[42])
+    cfg = checkpoint.load_config(run_dir)
+    splits = loop.load_data(cfg)
+    seeds, params_S = checkpoint.load_params(run_dir, 10)
+    direct = evaluate.make_evaluator(cfg.model, cfg.eval, "question", vocab_for("question"),
+                                     {"val": splits["val"], "gen": splits["gen"]}, member_seeds=seeds)(params_S, 10)
+    assert scores[52]["gen_acc"] == pytest.approx(float(direct["gen_acc"][1]))
+    out = sgjax.generate(run_dir, 10, 42, "my newt does swim")
+    vocab = vocab_for("question")
+    prefix = [vocab.sos] + vocab.encode("my newt does swim . quest".split())
+    gen, n = decode.greedy_decode(cfg.model, jax.tree_util.tree_map(jnp.asarray, checkpoint.load_member(run_dir, 10, 42)),
+                                  np.asarray([prefix]), np.asarray([len(prefix)]), max_steps=50, eos_id=vocab.eos)
+    assert out == " ".join(vocab.words[int(t)] for t in np.asarray(gen)[0, : int(n[0])])
+    t = sgjax.tree(run_dir, 10, 42, "my newt does swim")
+    assert t["words"] == ["my", "newt", "does", "swim"] and sorted(_leaves(t["tree"])) == [0, 1, 2, 3]
+    assert R.probe_checkpoint(cfg, checkpoint.load_member(run_dir, 10, 42), "my newt does swim")["words"] == t["words"]
+    with pytest.raises(UserError):
+        sgjax.metrics(run_dir)  # a fake run without training has no metrics.jsonl: one line, not a traceback

@@ -405,11 +405,12 @@ def _torn(path: Path) -> bool:
 
 
 def probe_checkpoint(cfg: Config, params, sentence_words, *, exact: bool = False, seed: int = 0) -> dict:
-    """Everything about one sentence under one member's params: chart, trees, scores, sparsity."""
+    """Everything about one sentence (its words, or a string of them) under one member's params: chart, trees,
+    scores, sparsity."""
     from sgjax.data import vocab_for
     from sgjax.data.parses import parse, parse_f1
 
-    words = list(sentence_words)
+    words = sentence_words.split() if isinstance(sentence_words, str) else list(sentence_words)
     vocab = vocab_for(cfg.task)
     tokens_1xT = jnp.asarray([[vocab.sos] + vocab.encode(words)], jnp.int32)
     params = jax.tree_util.tree_map(jnp.asarray, params)
