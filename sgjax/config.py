@@ -84,7 +84,8 @@ class TrainConfig:
     ckpt_every: int = 3000  # probe checkpoints kept at this cadence
     keep_checkpoints: bool = True  # keep every probe checkpoint (False: latest only)
     matmul_precision: str = "highest"  # "highest" = true fp32; "tensorfloat32"/"bfloat16" are faster
-    tensorboard: bool = False
+    tensorboard: bool = False  # also TensorBoard event files, one directory per seed (RUN_DIR/tb/seed_<seed>)
+    wandb: str = "off"  # also Weights & Biases, one run per seed: "offline" (no network; `wandb sync` later) or "online"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,6 +305,7 @@ def validate(cfg: Config) -> Config:
         (d.layout in ("auto",) + LAYOUTS, "data.layout must be auto|rows|packed|unpadded"),
         (d.generation in GENERATIONS, f"data.generation must be {'|'.join(GENERATIONS)}"),
         (t.group_by in ("seed", "length"), "train.group_by must be seed|length"),
+        (t.wandb in ("off", "offline", "online"), "train.wandb must be off|offline|online"),
         (t.member_groups == 1 or d.layout != "rows",  # rows are all one width: G calls would gain nothing
          "train.member_groups > 1 needs data.layout packed, unpadded or auto (rows are all one width)"),
         (e.batch_size > 0 and e.width_groups > 0 and e.max_decode_steps > 0,

@@ -15,12 +15,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sgjax import batching, engine, jsonl, plan, provenance, runlock
+from sgjax import loggers as loggers_lib
 from sgjax.checkpoint import RunCheckpoints, saved_probe_steps, saved_state_step, short_reason
 from sgjax.config import Config, ConfigError, TrainConfig, concrete_layout, flat_items, from_dict, validate
 from sgjax.errors import CheckpointError, UserError
 
 # Fields that may change when a run is resumed: extending a run is the point of resuming.
-RESUMABLE_CHANGES = {"train.steps", "train.tensorboard"}
+RESUMABLE_CHANGES = {"train.steps", "train.tensorboard", "train.wandb"}
 
 
 def config_diff(old: dict, new: dict) -> list[str]:
@@ -239,17 +240,11 @@ def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
 
 
 class MetricsLog:
-    """metrics.jsonl (one record per step and seed) and, on request, TensorBoard scalars."""
+    """metrics.jsonl (one record per step and seed), and the same records to every logger (sgjax.loggers)."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool):
+    def __init__(self, run_dir: Path, loggers: list):
         self.path = run_dir / "metrics.jsonl"
-        self.tb = None
-        if tensorboard:
-            try:
-                from tensorboardX import SummaryWriter
-            except ImportError as e:
-                raise UserError("TensorBoard logging needs tensorboardX: pip install 'sgjax[tensorboard]'") from e
-            self.tb = SummaryWriter(str(run_dir / "tb"))
+        self.loggers = loggers
 
     def write(self, records: list[dict]) -> None:
         if not is_writer():
@@ -258,12 +253,11 @@ class MetricsLog:
             for r in records:
                 f.write(json.dumps(r) + "\n")
             f.flush()
-        if self.tb is not None:
-            for r in records:
-                for k, v in r.items():
-                    if isinstance(v, float) and k not in ("step", "seed", "member"):
-                        self.tb.add_scalar(f"{k}/seed_{r['seed']}", v, r["step"])
-            self.tb.flush()
+        for logger in self.loggers:
+            logger.log(records)
+
+    def close(self) -> None:
+        loggers_lib.close(self.loggers)
 
 
 def member_records(cfg: Config, step: int, train_m: dict | None, eval_m: dict | None, frozen_S) -> list[dict]:
@@ -306,11 +300,14 @@ def run(
     evaluator: Callable | None | str = "default",
     stop_at: int | None = None,
     command: list[str] | None = None,
+    loggers: list | None = None,
 ) -> Path:
     """Train (or resume) the population described by `cfg` in `run_dir`; returns run_dir.
 
     `stop_at` ends the loop early at that step (saving state), as an interruption would: for tests.
     `command`: the command line that started this (recorded in provenance.jsonl; None from Python).
+    `loggers`: more places for the records besides metrics.jsonl and the config's TensorBoard / W&B:
+    objects with log(records), or plain functions of the records (sgjax.loggers).
     """
     validate(cfg)
     cfg = concrete_layout(cfg)  # the run dir records the layout, so a later default cannot change it silently
@@ -319,11 +316,11 @@ def run(
     # one training process per run directory (process 0 of a multi-host run writes for all)
     with runlock.hold(run_dir, "train") if is_writer() else contextlib.nullcontext():
         return run_locked(cfg, run_dir, override=override, progress=progress, devices=devices, evaluator=evaluator,
-                          stop_at=stop_at, command=command)
+                          stop_at=stop_at, command=command, loggers=loggers)
 
 
 def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, devices, evaluator, stop_at,
-               command=None) -> Path:
+               command=None, loggers=None) -> Path:
     """`run` once the run directory is this process's."""
     from sgjax import data
 
@@ -343,7 +340,8 @@ def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, de
         raise UserError(f"train.member_groups={tc.member_groups} runs on one device; this run's population spans {mesh.size}: "
                         "set train.member_groups=1, or pass one device")
     ckpts = RunCheckpoints(run_dir, keep_all=tc.keep_checkpoints)
-    log = MetricsLog(run_dir, tc.tensorboard)
+    extra = [x if hasattr(x, "log") else loggers_lib.Callback(x) for x in loggers or []]
+    log = MetricsLog(run_dir, (loggers_lib.for_run(run_dir, cfg) if is_writer() else []) + extra)
     stop = install_stop_handler()
     with jax.default_matmul_precision(tc.matmul_precision):
         step = ckpts.latest_state_step() or 0
@@ -411,6 +409,7 @@ def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, de
             with saving_errors(ckpts, step):
                 ckpts.wait()
             ckpts.close()
+            log.close()
             restore_stop_handler(stop)
     pad = population.padding
     if pad["real"] and is_writer():

@@ -33,6 +33,10 @@ def add_config_arguments(p: argparse.ArgumentParser, depth_help: str = "number o
     p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any config field, e.g. --set train.eval_every=1000 --set model.n_heads=4")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files, one directory per seed (RUN_DIR/tb/seed_<seed>)")
+    p.add_argument("--wandb", choices=["offline", "online"],
+                   help="also log to Weights & Biases, one run per seed (offline: no network; `wandb sync` later)")
     distributed.add_arguments(p)
 
 
@@ -65,7 +69,9 @@ def config_from_args(args, depth: int) -> C.Config:
     cfg = dataclasses.replace(cfg, seeds=seeds, lrs=lrs)
     if args.steps is not None:
         cfg = C.override(cfg, [f"train.steps={args.steps}"])
-    return C.validate(C.override(cfg, args.overrides))
+    logging = (["train.tensorboard=true"] if getattr(args, "tensorboard", False) else []) + (
+        [f"train.wandb={args.wandb}"] if getattr(args, "wandb", None) else [])
+    return C.validate(C.override(cfg, [*logging, *args.overrides]))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,7 +79,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=None, help="number of layers (default: 2 for smoke, 6 otherwise)")
     p.add_argument("--out", required=True, help="run directory (rerunning the same command resumes it)")
     p.add_argument("--override", action="store_true", help="continue a run even though its config changed")
-    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved config and the planned work (steps, evaluations, checkpoints, disk), "
@@ -86,8 +91,6 @@ def run(args) -> int:
     distributed.maybe_initialize(args)
     depth = args.depth if args.depth is not None else (2 if args.preset == "smoke" else 6)
     cfg = config_from_args(args, depth)
-    if args.tensorboard:
-        cfg = C.override(cfg, ["train.tensorboard=true"])
     if args.dry_run:
         from sgjax import plan
 

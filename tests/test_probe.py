@@ -363,3 +363,33 @@ def test_one_call_api_on_a_run(run_dir):
     assert R.probe_checkpoint(cfg, checkpoint.load_member(run_dir, 10, 42), "my newt does swim")["words"] == t["words"]
     with pytest.raises(UserError):
         sgjax.metrics(run_dir)  # a fake run without training has no metrics.jsonl: one line, not a traceback
+
+
+def test_probe_records_reach_the_runs_tensorboard(tmp_path, monkeypatch):
+    """A run trained with train.tensorboard gets its probe values too, under probe/ tags, one directory per seed."""
+    import sys
+    import types
+
+    calls = []
+
+    class Writer:
+        def __init__(self, logdir):
+            calls.append(logdir)
+
+        def add_scalar(self, tag, value, step):
+            calls.append((tag, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "tensorboardX", types.SimpleNamespace(SummaryWriter=Writer))
+    monkeypatch.setenv("SGJAX_CACHE", str(tmp_path / "cache"))
+    cfg = C.Config(task="question", preset="smoke", seeds=(42, 52), model=CFG,
+                   data=C.DataConfig(train_size=300, val_size=10, gen_size=10, seed=0),
+                   train=C.TrainConfig(tensorboard=True))
+    run = fake_run(tmp_path, cfg, (10,))
+    R.probe_run(run, sample=4, progress=False)
+    assert str(run / "tb" / "seed_52") in calls and {("probe/tscore", 10), ("probe/weight_norm", 10)} <= set(calls)

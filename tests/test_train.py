@@ -290,8 +290,9 @@ def test_lrs_pair_with_seeds_or_cross_them():
 
 
 def test_tensorboard_scalars_and_only_the_last_checkpoint(tmp_path, toy_corpus, monkeypatch):
-    """train.tensorboard writes each member's scalars (or is a clear error without tensorboardX);
-    train.keep_checkpoints=false keeps only the latest probe checkpoint."""
+    """train.tensorboard writes each seed's scalars to its own directory under one tag per metric, so the seeds
+    overlay (or is a clear error without tensorboardX); a logging hook gets the same records; W&B logs one run
+    per seed, offline by default; train.keep_checkpoints=false keeps only the latest probe checkpoint."""
     import sys
     import types
 
@@ -307,11 +308,30 @@ def test_tensorboard_scalars_and_only_the_last_checkpoint(tmp_path, toy_corpus, 
         def flush(self):
             pass
 
+        def close(self):
+            calls.append("closed")
+
+    class Run:  # a wandb run, as far as sgjax uses it
+        def __init__(self, **kw):
+            calls.append(("wandb", kw["name"], kw["mode"]))
+
+        def log(self, scalars, step):
+            calls.extend((f"wandb {k}", step) for k in scalars)
+
+        def finish(self):
+            calls.append("finished")
+
     monkeypatch.setitem(sys.modules, "tensorboardX", types.SimpleNamespace(SummaryWriter=Writer))
-    cfg = C.override(tiny_config(steps=30), ["train.tensorboard=true", "train.keep_checkpoints=false"])
-    run = loop.run(cfg, tmp_path / "r", progress=False, evaluator=None)
-    assert calls[0] == ("logdir", str(run / "tb"))
-    assert {("train_loss/seed_42", 5), ("grad_norm/seed_52", 30)} <= set(calls)
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=lambda **kw: Run(**kw)))
+    cfg = C.override(tiny_config(steps=30), ["train.tensorboard=true", "train.keep_checkpoints=false",
+                                             "train.wandb=offline"])
+    hooked = []
+    run = loop.run(cfg, tmp_path / "r", progress=False, evaluator=None, loggers=[hooked.extend])
+    assert {("logdir", str(run / "tb" / "seed_42")), ("logdir", str(run / "tb" / "seed_52"))} <= set(calls)
+    assert {("train_loss", 5), ("grad_norm", 30)} <= set(calls)  # one tag for all seeds: TensorBoard overlays them
+    assert ("wandb", "r-seed42", "offline") in calls and ("wandb train_loss", 30) in calls
+    assert calls.count("closed") == 2 and calls.count("finished") == 2
+    assert [(r["step"], r["seed"]) for r in hooked][:2] == [(5, 42), (5, 52)] and len(hooked) == 12
     assert checkpoint.list_steps(run) == [30]
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # not installed
     with pytest.raises(UserError, match="pip install 'sgjax\\[tensorboard\\]'"):

@@ -384,14 +384,22 @@ def probe_steps(cfg: Config, run_dir: Path, steps, opts: ProbeOptions, progress:
     batches = make_batches(sents, vocab, opts.batch_size)
     gold = gold_trees(cfg.task, sents)  # indexed like the sample, as the decoded trees
     rb, rb_noroot = right_branching_f1(gold, [len(w) for w in sents])
+    from sgjax import loggers
+
     bar = tqdm(todo, desc=f"probe {run_dir.name}", disable=not progress)
-    for step in bar:
-        seeds, params_S = checkpoint.load_params(run_dir, step)
-        recs = probe_population(cfg, params_S, seeds, batches, gold, opts, step, progress=progress)
-        for r in recs:
-            r["tparseval_rb"], r["tparseval_rb_noroot"] = rb, rb_noroot
-        append_records(path, recs)
-        bar.set_postfix(tscore=f"{np.mean([r['tscore'] for r in recs]):.3f}")
+    sinks = loggers.for_run(run_dir, cfg, prefix="probe/")  # the run's TensorBoard / W&B, as training logged to
+    try:
+        for step in bar:
+            seeds, params_S = checkpoint.load_params(run_dir, step)
+            recs = probe_population(cfg, params_S, seeds, batches, gold, opts, step, progress=progress)
+            for r in recs:
+                r["tparseval_rb"], r["tparseval_rb_noroot"] = rb, rb_noroot
+            append_records(path, recs)
+            for sink in sinks:
+                sink.log(recs)
+            bar.set_postfix(tscore=f"{np.mean([r['tscore'] for r in recs]):.3f}")
+    finally:
+        loggers.close(sinks)
     return path
 
 
