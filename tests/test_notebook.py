@@ -26,10 +26,19 @@ def set_parameters(source: str, values: dict) -> str:
 def test_parameters_cell_is_first_and_complete():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")
-    for name in ("REPO_URL", "INSTALL", "TASK", "PRESET", "DEPTHS", "SEEDS", "OVERRIDES", "PROBE_SAMPLE", "OUT", "SENTENCE"):
+    for name in ("SOURCE", "INSTALL", "DRIVE", "TASK", "PRESET", "DEPTHS", "SEEDS", "OVERRIDES", "PROBE_SAMPLE", "OUT",
+                 "SENTENCE"):
         assert re.search(rf"^{name} = ", first.source, re.M), name
-    assert 'REPO_URL = "git+https://github.com/sgjax/sgjax"' in first.source
+    assert re.search(r"^SOURCE = None", first.source, re.M) and re.search(r"^DRIVE = False", first.source, re.M)
     assert any("install" in c.metadata.get("tags", []) for c in nb.cells)
+
+
+def test_the_saved_notebook_shows_its_outputs():
+    """The committed notebook was run: its preview shows the report's figures and a tree."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+    assert any("projected: (" in o.get("text", "") for o in outputs)
 
 
 def test_notebook_runs_tiny(tmp_path, monkeypatch):
@@ -40,9 +49,13 @@ def test_notebook_runs_tiny(tmp_path, monkeypatch):
         "INSTALL": False, "TASK": "question", "PRESET": "smoke", "DEPTHS": [1], "SEEDS": [42, 52],
         "OVERRIDES": TINY, "PROBE_SAMPLE": 8, "OUT": str(tmp_path / "sweep"), "SENTENCE": None,
     })
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    # run where the notebook lives, as from a clone: it installs from the checkout it sits in
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     report_dir = tmp_path / "sweep" / "report"
     assert (report_dir / "report.md").exists()
     assert (report_dir / "fig2_grokking.png").stat().st_size > 1000
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "projected: (" in outputs and "gold:" in outputs and "└── " in outputs
+    assert "would install: pip install -q -e .." in outputs  # the checkout above experiments/
+    assert sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])) >= 3
