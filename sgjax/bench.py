@@ -416,7 +416,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--one-width", action="store_true",
                    help="sgjax: run every call at the widest planned call's width, one compiled program (packed/unpadded); "
                         "--project scales the rate to a whole run by its FLOPs")
-    p.add_argument("--precision", default="highest", choices=("highest", "tensorfloat32", "bfloat16"))
+    p.add_argument("--precision", default="highest", choices=("highest", "tensorfloat32", "bfloat16"),
+                   help="matmul precision of sgjax's step (highest: true fp32)")
     p.add_argument("--seq-len", type=int, default=37, help="ids per padded training row (QF's longest is 37)")
     p.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the best of each is reported")
     p.add_argument("--peer-padding", default="batch", choices=("fixed", "batch"),

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+from flax import traverse_util
 
 from sgjax import config as config_lib, jsonl
 from sgjax.errors import CheckpointError, UserError
@@ -28,25 +29,14 @@ from sgjax.errors import CheckpointError, UserError
 SEP = "/"  # joins nested dict keys in the npz files: "layers/q", "embed"
 
 
-def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+def flatten(tree: dict) -> dict[str, np.ndarray]:
     """Nested dict of arrays -> {"a/b": array}."""
-    out = {}
-    for k, v in tree.items():
-        key = f"{prefix}{SEP}{k}" if prefix else str(k)
-        out.update(flatten(v, key) if isinstance(v, dict) else {key: np.asarray(v)})
-    return out
+    return {k: np.asarray(v) for k, v in traverse_util.flatten_dict(tree, sep=SEP).items()}
 
 
 def unflatten(flat: dict[str, np.ndarray]) -> dict:
     """{"a/b": array} -> nested dict."""
-    tree: dict = {}
-    for key, v in flat.items():
-        *parents, leaf = key.split(SEP)
-        node = tree
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = v
-    return tree
+    return traverse_util.unflatten_dict(flat, sep=SEP)
 
 
 def seed_of(path) -> int | None:
@@ -151,8 +141,7 @@ def param_shapes(m: config_lib.ModelConfig) -> dict[str, tuple]:
     from sgjax import model
 
     tree = jax.eval_shape(lambda: model.init_params(m, jax.random.key(0)))
-    return {SEP.join(str(getattr(k, "key", k)) for k in path): tuple(x.shape)
-            for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    return {k: tuple(x.shape) for k, x in traverse_util.flatten_dict(tree, sep=SEP).items()}
 
 
 @jax.jit

@@ -1,6 +1,6 @@
 """The original's causal TransformerLM (SPEC §2) in Flax Linen: post-LN, sinusoidal positions, untied output.
 
-This is the only module that imports flax. `init_params` stacks the layers on a leading L axis (the
+This is the only module that defines Flax modules. `init_params` stacks the layers on a leading L axis (the
 checkpoint form); training splits them into one tree per layer (`split_layers`). Layers run as a
 Python loop (fastest) or, with `scan_layers=True`, with `nn.scan` (compile time flat in depth). Use
 `init_params` and `forward`; vmap them over a population axis S yourself.

@@ -155,7 +155,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depths", type=comma_list(int, "depths"), help="comma-separated depths (default: 2,4,6,8,10; smoke: 1,2)")
     p.add_argument("--out", required=True, help="sweep directory (rerunning resumes it)")
     p.add_argument("--no-probe", action="store_true", help="skip the probe (weight norms, sparsity, tree projections)")
-    p.add_argument("--probe-sample", type=int, help="sentences per probe (default: the probe's, 10k)")
+    p.add_argument("--probe-sample", type=int,
+                   help="sentences (Dyck: strings) per probed checkpoint (default: the probe's, 10k for QF/TI, 500 for Dyck)")
     p.add_argument("--no-report", action="store_true", help="skip the report")
     p.add_argument("--parallel-depths", action="store_true", help="run depths at once on separate device groups")
     p.add_argument("--override", action="store_true", help="continue runs whose config changed")

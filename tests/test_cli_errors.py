@@ -171,3 +171,14 @@ def test_report_names_a_corrupt_config(tmp_path, capsys):
     (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "seed": 42, "val_acc": 0.5, "gen_acc": 0.1}) + "\n")
     err = one_line_error(capsys, ["report", str(tmp_path)])
     assert f"{run / 'config.json'} is corrupt: not JSON" in err
+
+
+def test_every_argument_has_help():
+    import argparse
+
+    missing = []
+    for name in cli.COMMANDS:
+        parser = cli.build_parser([name])
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        missing += [f"{name} {a.dest}" for a in sub._actions if not a.help and not isinstance(a, argparse._HelpAction)]
+    assert not missing

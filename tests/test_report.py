@@ -344,11 +344,14 @@ def test_percentile_among_counts_ties_half():
     assert report.stats.percentile_among(0.7, others) == pytest.approx(2 / 3)
 
 
-def test_subset_means_enumerate_small_pools_and_sample_large_ones():
-    pct = np.array([0.0, 0.5, 1.0])
-    assert sorted(report.stats.subset_means(pct, 2)) == pytest.approx([0.25, 0.5, 0.75])
-    big = report.stats.subset_means(np.linspace(0, 1, 30), 10)  # C(30, 10) subsets: drawn
-    assert len(big) == report.stats.RANK_SUBSETS and 0.45 < big.mean() < 0.55
+def test_subset_p_enumerates_small_pools_and_samples_large_ones():
+    # the run's 0.0 among the splits of {0, 0.5, 1} into 1 and 2: means 0, 0.5, 1 -> as low 1/3, as high 1
+    assert report.stats.subset_p(np.array([0.0]), np.array([0.5, 1.0]), "less") == pytest.approx(1 / 3)
+    assert report.stats.subset_p(np.array([0.0]), np.array([0.5, 1.0]), "greater") == pytest.approx(1.0)
+    # C(30, 10) splits: sampled; the middle ten of a line are neither low nor high
+    mid = report.stats.subset_p(np.linspace(0.35, 0.65, 10), np.r_[np.linspace(0, 0.3, 10), np.linspace(0.7, 1, 10)],
+                                "less")
+    assert 0.3 < mid < 0.7
 
 
 def test_seed_ranks_by_hand():

@@ -10,8 +10,9 @@ from sgjax.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", choices=list(data.TASKS))
-    p.add_argument("--split", required=True, choices=["train", "val", "test", "gen"])
+    p.add_argument("task", choices=list(data.TASKS), help="the task whose split to generate")
+    p.add_argument("--split", required=True, choices=["train", "val", "test", "gen"],
+                   help="the split to write (Dyck has train, val and test, its generalization split)")
     p.add_argument("--size", type=int, default=None, help="lines in this split (default: the paper's)")
     p.add_argument("--seed", type=int, default=0, help="data seed (the whole split set is a function of it)")
     add_generation_argument(p)

@@ -96,10 +96,10 @@ def table(gen: dict[str, str], orig: dict[str, str]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", choices=["question", "tense"])
-    p.add_argument("--split", required=True, choices=list(qf_ti.SPLITS))
+    p.add_argument("task", choices=["question", "tense"], help="QF or TI")
+    p.add_argument("--split", required=True, choices=list(qf_ti.SPLITS), help="the generated split to compare")
     p.add_argument("--original", required=True, help="a file in the original format to compare with")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="data seed of the generated split")
     p.add_argument("--size", type=int, default=None, help="generated lines (default: the paper's size)")
     add_generation_argument(p)
 

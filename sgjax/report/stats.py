@@ -3,7 +3,6 @@ depth (D17, D18; docs/report.md)."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 
@@ -206,16 +205,25 @@ RANK_SUBSETS = 20_000  # the paper's m-seed subsets drawn when there are more th
 
 def percentile_among(v: float, others_N: np.ndarray) -> float:
     """Fraction of `others_N` below v, ties counted half: 0 below them all, 1 above them all."""
-    return float((np.sum(others_N < v) + 0.5 * np.sum(others_N == v)) / len(others_N))
+    from scipy import stats
+
+    return float(stats.percentileofscore(others_N, v, kind="mean")) / 100
 
 
-def subset_means(pct_N: np.ndarray, m: int) -> np.ndarray:
-    """Mean of every m-subset of pct_N (a fixed random draw of RANK_SUBSETS of them when there are more)."""
-    n = len(pct_N)
-    if math.comb(n, m) <= RANK_SUBSETS:
-        return np.array([pct_N[list(c)].mean() for c in itertools.combinations(range(n), m)])
-    pick_XxM = np.argsort(np.random.default_rng(0).random((RANK_SUBSETS, n)), axis=1)[:, :m]
-    return pct_N[pick_XxM].mean(axis=1)
+def subset_p(run_M: np.ndarray, rest_N: np.ndarray, alternative: str) -> float:
+    """Share of the pool's splits into m and the rest whose m-mean is as low ('less') or as high ('greater') as
+    the run's (scipy's permutation test; exact up to RANK_SUBSETS splits, else that many from a fixed generator)."""
+    from scipy import stats
+
+    if len(run_M) == 1 or len(rest_N) == 1:  # scipy wants two or more per side; one value: its rank among all
+        pool_P, mean = np.r_[run_M, rest_N], run_M.mean()
+        draws_X = pool_P if len(run_M) == 1 else (pool_P.sum() - pool_P) / (len(pool_P) - 1)
+        return float(np.mean(draws_X <= mean + 1e-12) if alternative == "less" else np.mean(draws_X >= mean - 1e-12))
+    splits = math.comb(len(run_M) + len(rest_N), len(run_M))
+    return float(stats.permutation_test((run_M, rest_N), lambda x, y, axis=-1: np.mean(x, axis=axis),
+                                        permutation_type="independent", alternative=alternative, vectorized=True,
+                                        n_resamples=np.inf if splits <= RANK_SUBSETS else RANK_SUBSETS,
+                                        rng=np.random.default_rng(0)).pvalue)
 
 
 def mean_percentiles(values_SxN: np.ndarray, among_SxM: np.ndarray | None = None) -> list[float]:
@@ -251,12 +259,11 @@ def seed_ranks(curves: dict, key: str, ours: dict[int, dict[int, float]]) -> dic
     run_SxM = np.array([[ours[step][s] for s in run_seeds] for _, step in rows], dtype=float)
     pool_SxP = np.concatenate([paper_SxN, run_SxM], axis=1)
     pooled_P = np.array(mean_percentiles(pool_SxP))
-    m, run_mean = len(run_seeds), float(pooled_P[-len(run_seeds):].mean())
-    means_X = subset_means(pooled_P[~np.isnan(pooled_P)], m)
+    run_M, rest_N = pooled_P[-len(run_seeds):], pooled_P[:-len(run_seeds)]
+    rest_N = rest_N[~np.isnan(rest_N)]
     paper_N = [p for p in mean_percentiles(paper_SxN) if not math.isnan(p)]
     return {"steps": [step for _, step in rows], "run": dict(zip(run_seeds, mean_percentiles(run_SxM, paper_SxN))),
-            "paper": paper_N, "p_low": float(np.mean(means_X <= run_mean + 1e-12)),
-            "p_high": float(np.mean(means_X >= run_mean - 1e-12))}
+            "paper": paper_N, "p_low": subset_p(run_M, rest_N, "less"), "p_high": subset_p(run_M, rest_N, "greater")}
 
 
 def ranks_among_paper_seeds(run: Run) -> dict[str, dict]:
