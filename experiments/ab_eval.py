@@ -1,7 +1,7 @@
 """A/B of one full evaluation (sgjax.evaluate) between source trees or eval settings, in alternating child processes.
 
-    git worktree add /tmp/sgjax_before HEAD~1
-    python experiments/ab_eval.py --run runs/qf6 --arm before=/tmp/sgjax_before --arm after=. \
+    git worktree add ../sgjax_before HEAD~1
+    python experiments/ab_eval.py --run runs/qf6 --arm before=../sgjax_before --arm after=. \
         --arm after_1group=.:eval.width_groups=1 --rounds 3 --out experiments/results/ab_eval.json
 
 An arm is NAME=SOURCE_TREE[:FIELD=VALUE,...]: the child imports sgjax from SOURCE_TREE (PYTHONPATH) and
@@ -57,8 +57,14 @@ def child(args) -> dict:
     sizes = {"train": 10, "val": args.val_size, gen: args.gen_size}
     sizes.update({s: 10 for s in data.SPLITS[cfg.task] if s not in sizes})
     splits = data.load_splits(cfg.task, sizes=sizes)
-    ev = evaluate.make_evaluator(cfg.model, cfg.eval, cfg.task, data.vocab_for(cfg.task),
-                                 {"val": splits["val"], gen: splits[gen]}, member_seeds=range(args.members))
+    ev = evaluate.make_evaluator(
+        cfg.model,
+        cfg.eval,
+        cfg.task,
+        data.vocab_for(cfg.task),
+        {"val": splits["val"], gen: splits[gen]},
+        member_seeds=range(args.members),
+    )
     t0 = time.perf_counter()
     scores = jax.block_until_ready(ev(params_S, step))
     first = time.perf_counter() - t0
@@ -67,9 +73,15 @@ def child(args) -> dict:
         t0 = time.perf_counter()
         jax.block_until_ready(ev(params_S, step))
         times.append(time.perf_counter() - t0)
-    return {"sgjax_file": sgjax.__file__, "first_s": first, "call_s": times, "rows": ev.rows(),
-            "temp_bytes": (ev.fit or {}).get("temp_bytes"), "step": step,
-            "scores": {k: np.asarray(v).tolist() for k, v in scores.items()}}
+    return {
+        "sgjax_file": sgjax.__file__,
+        "first_s": first,
+        "call_s": times,
+        "rows": ev.rows(),
+        "temp_bytes": (ev.fit or {}).get("temp_bytes"),
+        "step": step,
+        "scores": {k: np.asarray(v).tolist() for k, v in scores.items()},
+    }
 
 
 def main() -> int:
@@ -94,21 +106,38 @@ def main() -> int:
         name, _, rest = spec.partition("=")
         tree, _, overrides = rest.partition(":")
         arms.append((name, str(Path(tree).resolve()), overrides))
-    common = ["--run", args.run, "--members", str(args.members), "--val-size", str(args.val_size),
-              "--gen-size", str(args.gen_size), "--calls", str(args.calls)]
+    common = [
+        "--run",
+        args.run,
+        "--members",
+        str(args.members),
+        "--val-size",
+        str(args.val_size),
+        "--gen-size",
+        str(args.gen_size),
+        "--calls",
+        str(args.calls),
+    ]
     common += ["--step", str(args.step)] if args.step is not None else []
     results = {name: [] for name, _, _ in arms}
     for r in range(args.rounds):
         for name, tree, overrides in arms:
             env = dict(os.environ, PYTHONPATH=tree)
-            proc = subprocess.run([sys.executable, __file__, "--child", "--overrides", overrides, *common],
-                                  env=env, capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", "--overrides", overrides, *common],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode:
                 sys.exit(f"arm {name} failed:\n{proc.stderr[-3000:]}")
             res = json.loads(proc.stdout.strip().splitlines()[-1])
             results[name].append(res)
-            print(f"round {r + 1} {name}: first {res['first_s']:.1f} s, calls "
-                  f"{', '.join(f'{t:.1f}' for t in res['call_s'])} s, {res['rows']} rows", flush=True)
+            print(
+                f"round {r + 1} {name}: first {res['first_s']:.1f} s, calls "
+                f"{', '.join(f'{t:.1f}' for t in res['call_s'])} s, {res['rows']} rows",
+                flush=True,
+            )
     base = arms[0][0]
     ref = results[base][0]["scores"]
     for name, _, _ in arms:
@@ -118,8 +147,9 @@ def main() -> int:
     for name, med in summary.items():
         print(f"{name}: median {med:.2f} s per evaluation, {summary[base] / med:.2f}x {base}'s speed")
     if args.out:
-        Path(args.out).write_text(json.dumps({"argv": sys.argv, "arms": arms, "results": results,
-                                              "median_s": summary}, indent=1))
+        Path(args.out).write_text(
+            json.dumps({"argv": sys.argv, "arms": arms, "results": results, "median_s": summary}, indent=1)
+        )
     return 0
 
 

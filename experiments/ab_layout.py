@@ -1,6 +1,7 @@
 """Batch layouts for QF/TI on the same real batches: each compiled in one process, timed in turn.
 
-    python experiments/ab_layout.py --task question --seeds 10 --rounds 12 --out experiments/results/ab_layout_cpu_s10.json
+    python experiments/ab_layout.py --task question --seeds 10 --rounds 12 \
+        --out experiments/results/ab_layout_cpu_s10.json
 
 Rows pad every sequence to the longest training line (37 ids for QF: 1.54 positions per real token at
 S = 10). Packed lays the batch end to end (fewer positions) but attends over a P x P block-diagonal
@@ -39,11 +40,23 @@ def main() -> None:
     cfg = config.override(cfg, ["data.layout=rows"])  # the baseline's batches; each arm names its layout
     split = data.load_splits(args.task, sizes={"train": 20_000, "val": 10, "gen": 10})["train"]
     rows = loop.make_train_data(cfg, split, data.vocab_for(args.task))
-    layouts = {"rows": rows} | {name: engine.TrainData(rows.flat_M, rows.starts_N, rows.seq_len_N, name)
-                                for name in args.layouts.split(",") if name != "rows"}
+    layouts = {"rows": rows} | {
+        name: engine.TrainData(rows.flat_M, rows.starts_N, rows.seq_len_N, name)
+        for name in args.layouts.split(",")
+        if name != "rows"
+    }
     seeds_S, lrs_S = jnp.asarray(cfg.seeds, jnp.int32), jnp.ones(args.seeds, jnp.float32)
-    arms = {name: {"data": td, "resident": td.device_arrays(), "fns": {}, "state": engine.init_population(cfg),
-                   "s_per_step": [], "widths": []} for name, td in layouts.items()}
+    arms = {
+        name: {
+            "data": td,
+            "resident": td.device_arrays(),
+            "fns": {},
+            "state": engine.init_population(cfg),
+            "s_per_step": [],
+            "widths": [],
+        }
+        for name, td in layouts.items()
+    }
     step = 10_000
     for _ in range(args.rounds):
         idx_SxKxB = batching.chunk_indices(cfg.seeds, step, args.chunk, rows.n, cfg.train.batch_size)
@@ -58,15 +71,28 @@ def main() -> None:
             arm["s_per_step"].append((time.perf_counter() - t0) / args.chunk)
             arm["widths"].append(width)
         step += args.chunk
-    out = {name: {"median_s_per_step": float(np.median(a["s_per_step"])), "s_per_step": a["s_per_step"],
-                  "widths": a["widths"]} for name, a in arms.items()}
+    out = {
+        name: {
+            "median_s_per_step": float(np.median(a["s_per_step"])),
+            "s_per_step": a["s_per_step"],
+            "widths": a["widths"],
+        }
+        for name, a in arms.items()
+    }
     for name, o in out.items():
         print(f"{name:7s} median {o['median_s_per_step']:.3f} s per population step, widths {sorted(set(o['widths']))}")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"command": f"python experiments/ab_layout.py --task {args.task} --seeds {args.seeds} "
-                                  f"--chunk {args.chunk} --rounds {args.rounds}", "device": str(jax.devices()[0]),
-                       "arms": out}, f, indent=2)
+            json.dump(
+                {
+                    "command": f"python experiments/ab_layout.py --task {args.task} --seeds {args.seeds} "
+                    f"--chunk {args.chunk} --rounds {args.rounds}",
+                    "device": str(jax.devices()[0]),
+                    "arms": out,
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

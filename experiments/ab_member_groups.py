@@ -27,9 +27,21 @@ from sgjax import bench
 def arm(spec: str, args, rnd: int) -> dict:
     """One measurement's parameters: an sgjax bench of the Dyck population in member groups (`G` or `G:length`)."""
     groups, _, by = spec.partition(":")
-    return {"kind": "sgjax", "task": args.task, "depth": args.depth, "population": args.seeds, "precision": "highest",
-            "seq_len": 37, "overrides": [f"train.member_groups={groups}", f"train.group_by={by or 'seed'}"], "eval": False, "round": rnd,
-            "steps_per_call": 1, "calls": args.steps, "warmup": 1, "xla_flags": ""}
+    return {
+        "kind": "sgjax",
+        "task": args.task,
+        "depth": args.depth,
+        "population": args.seeds,
+        "precision": "highest",
+        "seq_len": 37,
+        "overrides": [f"train.member_groups={groups}", f"train.group_by={by or 'seed'}"],
+        "eval": False,
+        "round": rnd,
+        "steps_per_call": 1,
+        "calls": args.steps,
+        "warmup": 1,
+        "xla_flags": "",
+    }
 
 
 def main() -> None:
@@ -37,7 +49,11 @@ def main() -> None:
     p.add_argument("--task", default="dyck")
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--seeds", type=int, default=10, help="population size S")
-    p.add_argument("--groups", default="1,2,10", help="arms: member group counts G, or G:length to group by batch length; the first is the baseline")
+    p.add_argument(
+        "--groups",
+        default="1,2,10",
+        help="arms: member group counts G, or G:length to group by batch length; the first is the baseline",
+    )
     p.add_argument("--steps", type=int, default=6, help="timed one-step calls per measurement")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", required=True)
@@ -49,18 +65,36 @@ def main() -> None:
             r = bench.measure_isolated(arm(g, args, rnd))
             r["member_groups"] = g
             results.append(r)
-            print(f"round {rnd} groups {g}: " + (r.get("error") or f"{r['seed_steps_per_s']:.3f} seed-steps/s, "
-                                                 f"{r['flops_per_seed_step'] / 1e9:.1f} GFLOP per seed-step"), flush=True)
+            print(
+                f"round {rnd} groups {g}: "
+                + (
+                    r.get("error")
+                    or f"{r['seed_steps_per_s']:.3f} seed-steps/s, "
+                    f"{r['flops_per_seed_step'] / 1e9:.1f} GFLOP per seed-step"
+                ),
+                flush=True,
+            )
             with open(args.out, "w") as f:  # after every measurement: a cut run keeps what it measured
-                json.dump({"command": "python experiments/ab_member_groups.py " + " ".join(
-                    f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()), "machine": bench.machine(),
-                    "results": results}, f, indent=1)
+                json.dump(
+                    {
+                        "command": "python experiments/ab_member_groups.py "
+                        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+                        "machine": bench.machine(),
+                        "results": results,
+                    },
+                    f,
+                    indent=1,
+                )
     rate = {(r["round"], r["member_groups"]): r["seed_steps_per_s"] for r in results if "error" not in r}
     for g in groups:
         rates = [rate[(k, g)] for k in range(args.rounds) if (k, g) in rate]
-        ratios = [rate[(k, g)] / rate[(k, groups[0])] for k in range(args.rounds) if (k, g) in rate and (k, groups[0]) in rate]
-        print(f"groups {g}: median {statistics.median(rates):.3f} seed-steps/s; / groups {groups[0]}: "
-              f"median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f})")
+        ratios = [
+            rate[(k, g)] / rate[(k, groups[0])] for k in range(args.rounds) if (k, g) in rate and (k, groups[0]) in rate
+        ]
+        print(
+            f"groups {g}: median {statistics.median(rates):.3f} seed-steps/s; / groups {groups[0]}: "
+            f"median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f})"
+        )
 
 
 if __name__ == "__main__":

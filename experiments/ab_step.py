@@ -55,7 +55,9 @@ def option_value(text: str):
 def compile_arm(overrides: list[str], seeds: int, depth: int, tokens_SxBxT) -> dict:
     """Config, donated jitted step and state of one arm, after its first (compiling) call."""
     use_optax = "@optax" in overrides
-    xla_options = {k: option_value(v) for k, v in (o[len("xla:") :].partition("=")[::2] for o in overrides if o.startswith("xla:"))}
+    xla_options = {
+        k: option_value(v) for k, v in (o[len("xla:") :].partition("=")[::2] for o in overrides if o.startswith("xla:"))
+    }
     overrides = [o for o in overrides if o != "@optax" and not o.startswith("xla:")]
     cfg = config.override(config.preset("paper", "question", depth), overrides)
     cfg = dataclasses.replace(cfg, seeds=tuple(range(seeds)))
@@ -82,8 +84,12 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", help="write the timings to this .json")
-    p.add_argument("--precision", default="highest", choices=("highest", "tensorfloat32", "bfloat16"),
-                   help="matmul precision while tracing, as train.matmul_precision (default fp32)")
+    p.add_argument(
+        "--precision",
+        default="highest",
+        choices=("highest", "tensorfloat32", "bfloat16"),
+        help="matmul precision while tracing, as train.matmul_precision (default fp32)",
+    )
     args = p.parse_args()
     with jax.default_matmul_precision(args.precision):  # read while tracing, as sgjax.loop does
         run(args)

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from sgjax import checkpoint, config, engine
 from sgjax.loop import meta
@@ -41,7 +40,13 @@ def one_round(ckpts: checkpoint.RunCheckpoints, cfg, step: int, state) -> dict[s
     t3 = time.perf_counter()
     ckpts.wait()
     t4 = time.perf_counter()
-    return {"gather_s": t1 - t0, "save_params_s": t2 - t1, "save_state_s": t3 - t2, "blocked_s": t3 - t0, "background_s": t4 - t3}
+    return {
+        "gather_s": t1 - t0,
+        "save_params_s": t2 - t1,
+        "save_state_s": t3 - t2,
+        "blocked_s": t3 - t0,
+        "background_s": t4 - t3,
+    }
 
 
 def main() -> None:
@@ -56,7 +61,9 @@ def main() -> None:
     cfg = config.preset("paper", args.task, args.depth)
     cfg = dataclasses.replace(cfg, seeds=config.PAPER_SEEDS[: args.seeds])
     state = jax.block_until_ready(engine.init_population(cfg))
-    scratch = Path(args.dir or tempfile.mkdtemp(prefix="ckpt_bench_", dir=Path("runs") if Path("runs").is_dir() else None))
+    scratch = Path(
+        args.dir or tempfile.mkdtemp(prefix="ckpt_bench_", dir=Path("runs") if Path("runs").is_dir() else None)
+    )
     ckpts = checkpoint.RunCheckpoints(scratch)
     rows = []
     try:
@@ -68,11 +75,13 @@ def main() -> None:
     timed = rows[1:]
     params_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(state["params"]))  # as stacked into the .npz files
     out = {
-        "command": "python experiments/bench_checkpoint_save.py " + " ".join(
-            f"--{k} {v}" for k, v in vars(args).items() if v is not None and k != "out"),
+        "command": "python experiments/bench_checkpoint_save.py "
+        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v is not None and k != "out"),
         "host": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "device": jax.devices()[0].device_kind,
-        "task": args.task, "depth": args.depth, "population": args.seeds,
+        "task": args.task,
+        "depth": args.depth,
+        "population": args.seeds,
         "probe_checkpoint_mb": params_bytes / 1e6,
         "rounds": rows,
         "mean": {k: statistics.mean(r[k] for r in timed) for k in rows[0]},

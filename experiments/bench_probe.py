@@ -52,8 +52,10 @@ def main() -> None:
     ap.add_argument("--models", default="tiny,paper6")
     ap.add_argument("--span-batch", type=int, default=256, help="direct path: spans per forward (the original's 256)")
     args = ap.parse_args()
-    print(f"# {platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, jax {jax.__version__}, "
-          f"{args.sentences} sentences x {args.words} words")
+    print(
+        f"# {platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, jax {jax.__version__}, "
+        f"{args.sentences} sentences x {args.words} words"
+    )
     tok = sentences(args.sentences, args.words)
     fast = jax.jit(TP.charts_fast, static_argnums=(0, 4))
     print("model   | fast packed sent/s | fast unpacked sent/s | direct sent/s | speed-up (packed/direct) | max |Δc|")
@@ -64,11 +66,17 @@ def main() -> None:
             t_fast = timed(lambda: jax.block_until_ready(fast(cfg, params, jnp.asarray(tok), None, True)), repeats=5)
             t_unp = timed(lambda: jax.block_until_ready(fast(cfg, params, jnp.asarray(tok), None, False)), repeats=5)
             t_direct = timed(lambda: TP.charts_direct(cfg, params, tok, span_batch=args.span_batch), repeats=1)
-            diff = np.nanmax(np.abs(np.asarray(fast(cfg, params, jnp.asarray(tok), None, True))
-                                    - TP.charts_direct(cfg, params, tok, args.span_batch)))
+            diff = np.nanmax(
+                np.abs(
+                    np.asarray(fast(cfg, params, jnp.asarray(tok), None, True))
+                    - TP.charts_direct(cfg, params, tok, args.span_batch)
+                )
+            )
         b = args.sentences
-        print(f"{name:7s} | {b / t_fast:18.1f} | {b / t_unp:20.1f} | {b / t_direct:13.1f} | "
-              f"{t_direct / t_fast:23.1f}x | {diff:.1e}")
+        print(
+            f"{name:7s} | {b / t_fast:18.1f} | {b / t_unp:20.1f} | {b / t_direct:13.1f} | "
+            f"{t_direct / t_fast:23.1f}x | {diff:.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -21,12 +21,15 @@ import numpy as np
 
 from sgjax import model as M
 from sgjax.config import ModelConfig
-from sgjax.probe import run as R, tree_projection as TP
+from sgjax.probe import run as R
+from sgjax.probe import tree_projection as TP
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=704, help="padded width T (the 694-word string of a run's sample: 704)")
+    ap.add_argument(
+        "--tokens", type=int, default=704, help="padded width T (the 694-word string of a run's sample: 704)"
+    )
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--out", help="write the result here as JSON")
     args = ap.parse_args()
@@ -39,16 +42,25 @@ def main() -> None:
     row_chunk, one_by_one = R.batch_plan(cfg, 1, 1, t)
     with jax.default_matmul_precision("highest"):
         t0 = time.perf_counter()
-        compiled = jax.jit(R.member_batch, static_argnums=(0, 1, 4)).lower(cfg, False, params, jnp.asarray(tok), row_chunk).compile()
+        compiled = (
+            jax.jit(R.member_batch, static_argnums=(0, 1, 4))
+            .lower(cfg, False, params, jnp.asarray(tok), row_chunk)
+            .compile()
+        )
         compile_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         jax.block_until_ready(compiled(params, jnp.asarray(tok)))
         run_s = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     out = {
-        "machine": f"{platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, jax {jax.__version__}",
-        "tokens": t, "layers": args.layers, "packed_rows": int(TP.packed_layout(t)[0].shape[0]),
-        "row_chunk": row_chunk, "compile_s": round(compile_s, 2), "run_s": round(run_s, 2),
+        "machine": f"{platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, "
+        f"jax {jax.__version__}",
+        "tokens": t,
+        "layers": args.layers,
+        "packed_rows": int(TP.packed_layout(t)[0].shape[0]),
+        "row_chunk": row_chunk,
+        "compile_s": round(compile_s, 2),
+        "run_s": round(run_s, 2),
         "xla_temp_gb": round(mem.temp_size_in_bytes / 1e9, 3) if mem is not None else None,
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
     }

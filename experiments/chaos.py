@@ -1,6 +1,6 @@
 """Kill training at random moments, resume, repeat; the result must equal an uninterrupted run.
 
-    python experiments/chaos.py --kills 20 --out /tmp/sgjax_chaos
+    python experiments/chaos.py --kills 20 --out ../sgjax_chaos
     python experiments/chaos.py --kills 20 --signals TERM,KILL      # alternate preemption and hard kills
 
 Checks (exit status 1 if any fails): the final parameters of every seed equal the uninterrupted
@@ -24,9 +24,25 @@ from pathlib import Path
 import numpy as np
 
 TRAIN_ARGS = [
-    "--task", "question", "--preset", "smoke", "--steps", "1000", "--no-progress",
-    "--set", "train.ckpt_every=20", "--set", "train.chunk_steps=10", "--set", "train.log_every=10",
-    "--set", "train.eval_every=0", "--set", "model.d_model=32", "--set", "model.d_ff=64",
+    "--task",
+    "question",
+    "--preset",
+    "smoke",
+    "--steps",
+    "1000",
+    "--no-progress",
+    "--set",
+    "train.ckpt_every=20",
+    "--set",
+    "train.chunk_steps=10",
+    "--set",
+    "train.log_every=10",
+    "--set",
+    "train.eval_every=0",
+    "--set",
+    "model.d_model=32",
+    "--set",
+    "model.d_ff=64",
 ]
 
 
@@ -111,13 +127,18 @@ def chaos(out_dir: Path, kills: int, seed: int = 0, max_wait: float = 8.0, signa
         sig = signals[i % len(signals)]
         delay, killed = kill_randomly(out, rng, max_wait, sig)
         landed += killed
-        print(f"SIG{sig} {i + 1}/{kills} after {delay:.1f}s: {'landed' if killed else 'had finished'}, "
-              f"resumes from step {resumed_step(out)}", flush=True)
+        print(
+            f"SIG{sig} {i + 1}/{kills} after {delay:.1f}s: {'landed' if killed else 'had finished'}, "
+            f"resumes from step {resumed_step(out)}",
+            flush=True,
+        )
         if not killed:
             break
         if sig == "TERM" and resumed_step(out) != last_logged_step(out):
-            problems.append(f"SIGTERM {i + 1}: state saved at step {resumed_step(out)}, but step "
-                            f"{last_logged_step(out)} was logged: trained steps lost")
+            problems.append(
+                f"SIGTERM {i + 1}: state saved at step {resumed_step(out)}, but step "
+                f"{last_logged_step(out)} was logged: trained steps lost"
+            )
     run_to_end(out)
     problems += check(ref, out)
     if landed < min(kills, 1):
@@ -130,7 +151,7 @@ def main() -> int:
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-wait", type=float, default=8.0, help="longest run before a kill, seconds")
-    p.add_argument("--out", default="/tmp/sgjax_chaos")
+    p.add_argument("--out", default="../sgjax_chaos")
     p.add_argument("--signals", default="KILL", help="comma-separated signals to cycle through: KILL, TERM, INT")
     args = p.parse_args()
     t0 = time.time()

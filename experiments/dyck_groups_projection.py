@@ -35,8 +35,11 @@ def measured_flops(path: Path, population: int) -> float | None:
     """The achieved FLOP/s of sgjax's measurement at `population` in a bench file, if there."""
     if not path.exists():
         return None
-    rows = [r for r in json.loads(path.read_text())["results"]
-            if r.get("kind") == "sgjax" and r.get("population") == population and r.get("achieved_flops")]
+    rows = [
+        r
+        for r in json.loads(path.read_text())["results"]
+        if r.get("kind") == "sgjax" and r.get("population") == population and r.get("achieved_flops")
+    ]
     return rows[0]["achieved_flops"] if rows else None
 
 
@@ -52,20 +55,43 @@ def main() -> None:
     p.add_argument("--out", help="write the rows to this .json")
     args = p.parse_args()
     rows = []
-    print("| member groups | grouped by | members per program | TFLOP/s measured | GFLOP per seed-step at L6 | Dyck training hours (5 depths) |")
+    print(
+        "| member groups | grouped by | members per program | TFLOP/s measured | GFLOP per seed-step at L6 | Dyck "
+        "training hours (5 depths) |"
+    )
     print("|---|---|---|---|---|---|")
     for groups, by, name, population in ARMS:
         path = Path(args.results) / (name.format(d=args.depth) + ".json")
         rate = measured_flops(path, population)
         per_step = projection.sweep_flops_per_seed_step("dyck", 6, groups, by)
         hours = dyck_hours(groups, by, rate) if rate else None
-        rows.append({"member_groups": groups, "group_by": by, "file": str(path), "population": population,
-                     "achieved_flops": rate, "gflop_per_seed_step_L6": per_step / 1e9, "dyck_hours": hours})
-        print(f"| {groups} | {by} | {projection.SWEEP_SEEDS // groups} | {'-' if rate is None else f'{rate / 1e12:.1f}'} | "
-              f"{per_step / 1e9:.1f} | {'not measured' if hours is None else f'{hours:.2f}'} |")
+        rows.append(
+            {
+                "member_groups": groups,
+                "group_by": by,
+                "file": str(path),
+                "population": population,
+                "achieved_flops": rate,
+                "gflop_per_seed_step_L6": per_step / 1e9,
+                "dyck_hours": hours,
+            }
+        )
+        print(
+            f"| {groups} | {by} | {projection.SWEEP_SEEDS // groups} | "
+            f"{'-' if rate is None else f'{rate / 1e12:.1f}'} | "
+            f"{per_step / 1e9:.1f} | {'not measured' if hours is None else f'{hours:.2f}'} |"
+        )
     if args.out:
-        Path(args.out).write_text(json.dumps({"command": "python experiments/dyck_groups_projection.py --results "
-                                              f"{args.results} --depth {args.depth} --out {args.out}", "rows": rows}, indent=1))
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "command": "python experiments/dyck_groups_projection.py --results "
+                    f"{args.results} --depth {args.depth} --out {args.out}",
+                    "rows": rows,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -41,9 +41,14 @@ def overhead(seq_len_N: np.ndarray, seeds, steps: int, chunk: int, policy: str) 
         calls += 1
         shapes.add((k, p))
         step += k
-    return {"packed_positions_per_real_token": packed_pos / real, "packed_pad_per_real_token": packed_pos / real - 1,
-            "rows_positions_per_real_token": rows_pos / real, "steps_per_call": steps / calls,
-            "compiled_shapes": len(shapes), "lengths": len({p for _, p in shapes})}
+    return {
+        "packed_positions_per_real_token": packed_pos / real,
+        "packed_pad_per_real_token": packed_pos / real - 1,
+        "rows_positions_per_real_token": rows_pos / real,
+        "steps_per_call": steps / calls,
+        "compiled_shapes": len(shapes),
+        "lengths": len({p for _, p in shapes}),
+    }
 
 
 def main() -> None:
@@ -56,15 +61,23 @@ def main() -> None:
     rows = []
     for s in (1, 10):
         for policy in ("one", "cut"):
-            r = {"S": s, "policy": policy, **overhead(seq_len_N, tuple(42 + 10 * i for i in range(s)), args.steps, 100, policy)}
+            r = {
+                "S": s,
+                "policy": policy,
+                **overhead(seq_len_N, tuple(42 + 10 * i for i in range(s)), args.steps, 100, policy),
+            }
             rows.append(r)
-            print(f"S={s:2d} {policy}: {r['packed_positions_per_real_token']:.2f} positions/real token "
-                  f"(the original's per-batch padding {r['rows_positions_per_real_token']:.2f}); "
-                  f"{r['steps_per_call']:.2f} steps per call; {r['compiled_shapes']} compiled shapes "
-                  f"({r['lengths']} lengths)")
+            print(
+                f"S={s:2d} {policy}: {r['packed_positions_per_real_token']:.2f} positions/real token "
+                f"(the original's per-batch padding {r['rows_positions_per_real_token']:.2f}); "
+                f"{r['steps_per_call']:.2f} steps per call; {r['compiled_shapes']} compiled shapes "
+                f"({r['lengths']} lengths)"
+            )
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"command": f"python experiments/dyck_padding.py --steps {args.steps}", "rows": rows}, f, indent=2)
+            json.dump(
+                {"command": f"python experiments/dyck_padding.py --steps {args.steps}", "rows": rows}, f, indent=2
+            )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Generated Dyck splits vs the released val file (SPEC §1.6, D12): histograms, TV distances, timings.
+"""Generated Dyck splits vs the released val file (D12): histograms, TV distances, timings.
 
 usage: .venv/bin/python experiments/dyck_stats.py PATH/k-20_d-10_val.txt [--seed 0] [--json OUT]
 """
@@ -23,10 +23,15 @@ def fmt(s: dict) -> list[str]:
     """Display rows of one summary."""
     L = s["length"]
     md = " ".join(f"{d}:{c}" for d, c in s["max_depth"].items())
-    return [f"{s['n']} ({s['unique']} unique)",
-            f"{L['min']} / {L['mean']:.1f} / {L['median']:g} / {L['p90']:g} / {L['p99']:g} / {L['max']}",
-            md, f"{s['mean_max_depth']:.2f}", f"{s['closings_per_string']:.2f}", f"{s['far_closing_share']:.3f}",
-            f"{s['blocks_per_string']:.2f}"]
+    return [
+        f"{s['n']} ({s['unique']} unique)",
+        f"{L['min']} / {L['mean']:.1f} / {L['median']:g} / {L['p90']:g} / {L['p99']:g} / {L['max']}",
+        md,
+        f"{s['mean_max_depth']:.2f}",
+        f"{s['closings_per_string']:.2f}",
+        f"{s['far_closing_share']:.3f}",
+        f"{s['blocks_per_string']:.2f}",
+    ]
 
 
 def main(argv=None) -> int:
@@ -40,8 +45,10 @@ def main(argv=None) -> int:
     splits = dyck.generate_splits(dict(dyck.DEFAULT_SIZES), a.seed)
     gen_s = time.perf_counter() - t0
     sums = {"real val": dyck.summary(real), **{f"gen {k}": dyck.summary(v) for k, v in splits.items()}}
-    tv = {"length": dyck.tv_distance(dyck.length_histogram(real), dyck.length_histogram(splits["val"])),
-          "max_depth": dyck.tv_distance(dyck.max_depth_histogram(real), dyck.max_depth_histogram(splits["val"]))}
+    tv = {
+        "length": dyck.tv_distance(dyck.length_histogram(real), dyck.length_histogram(splits["val"])),
+        "max_depth": dyck.tv_distance(dyck.max_depth_histogram(real), dyck.max_depth_histogram(splits["val"])),
+    }
     structures = {p for l in splits["train"] for p in dyck.block_profiles(l.split())}
     train = sums["gen train"]
     reach4 = sum(c for d, c in train["max_depth"].items() if d >= 4) / train["n"]
@@ -49,8 +56,15 @@ def main(argv=None) -> int:
     test = sums["gen test"]
     test10 = test["max_depth"].get(10, 0) / test["n"]
 
-    rows = ["strings", "length min / mean / median / p90 / p99 / max", "max-depth histogram", "mean max depth",
-            "closings per string", "share of closings >= 10 from opener", "top-level blocks per string"]
+    rows = [
+        "strings",
+        "length min / mean / median / p90 / p99 / max",
+        "max-depth histogram",
+        "mean max depth",
+        "closings per string",
+        "share of closings >= 10 from opener",
+        "top-level blocks per string",
+    ]
     cols = {k: fmt(v) for k, v in sums.items()}
     print(f"seed {a.seed}; generate_splits(DEFAULT_SIZES) took {gen_s:.1f} s\n")
     print("| | " + " | ".join(cols) + " |")
@@ -62,8 +76,11 @@ def main(argv=None) -> int:
     print(f"test: {test10:.3f} reach depth 10")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"seed": a.seed, "generate_s": gen_s, "tv": tv, "summaries": sums,
-                       "train_structures": len(structures)}, f, indent=1)
+            json.dump(
+                {"seed": a.seed, "generate_s": gen_s, "tv": tv, "summaries": sums, "train_structures": len(structures)},
+                f,
+                indent=1,
+            )
     ok = tv["length"] <= 0.03 and tv["max_depth"] <= 0.03
     print("PASS" if ok else "FAIL", "(TV <= 0.03 each)")
     return 0 if ok else 1

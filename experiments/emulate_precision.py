@@ -4,7 +4,7 @@
     python experiments/emulate_precision.py tf32 train --task question --preset smoke --out runs/tf32
     python experiments/emulate_precision.py --check          # the rounding, on a matmul and its gradient
 
-Is TF32 faithful (issue #7)? The question needs a GPU to time, but not to answer: a TF32 tensor-core
+Is TF32 faithful? The question needs a GPU to time, but not to answer: a TF32 tensor-core
 product reads each fp32 operand with its mantissa cut from 23 bits to 10 and accumulates in fp32. XLA's
 CPU backend ignores `train.matmul_precision` (docs/performance.md), so this script emulates it
 instead: it replaces the CPU lowering of `dot_general` by one that rounds both fp32 operands first.
@@ -139,8 +139,9 @@ def main(argv: list[str]) -> int:
     if "--out" in rest:
         out = Path(rest[rest.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
-        (out / "emulated_precision.txt").write_text(f"{mode}: {MODES[mode][0]} mantissa bits, "
-                                                  f"{'nearest even' if MODES[mode][1] else 'toward zero'}\n")
+        (out / "emulated_precision.txt").write_text(
+            f"{mode}: {MODES[mode][0]} mantissa bits, {'nearest even' if MODES[mode][1] else 'toward zero'}\n"
+        )
     from sgjax.cli import main as sgjax_main
 
     return sgjax_main(rest)

@@ -12,13 +12,13 @@
 #
 # Both use the full 100k-line training set and a shortened schedule (warmup 200 steps, lr 5e-4 small
 # and 3e-4 wide), so that a CPU sees training move; validation 500 lines and generalization 1,000
-# (evaluated every 200 / 100 steps). Runs go to $RUNS (default /tmp/emulated_precision), the
+# (evaluated every 200 / 100 steps). Runs go to $RUNS (default runs/emulated_precision), the
 # comparisons and each run's metrics.jsonl and config.json to $RESULTS
 # (default experiments/results/emulated_precision).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-RUNS=${RUNS:-/tmp/emulated_precision}
+RUNS=${RUNS:-runs/emulated_precision}
 RESULTS=${RESULTS:-experiments/results/emulated_precision}
 export SGJAX_NO_COMPILE_CACHE=1
 COMMON="--task question --preset smoke --depth 6 --num-seeds 8 --set model.n_heads=8 --set data.train_size=100000

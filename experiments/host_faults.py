@@ -39,11 +39,26 @@ def main() -> None:
         state, _ = jax.block_until_ready(step(state, seeds_S, tokens_SxBxT, tokens_SxBxT))
         r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
         if i >= args.warmup:
-            rows.append({"wall_s": wall, "minor_faults": r1.ru_minflt - r0.ru_minflt,
-                         "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime})
+            rows.append(
+                {
+                    "wall_s": wall,
+                    "minor_faults": r1.ru_minflt - r0.ru_minflt,
+                    "user_s": r1.ru_utime - r0.ru_utime,
+                    "sys_s": r1.ru_stime - r0.ru_stime,
+                }
+            )
     med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
-    print(json.dumps({"glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "seeds": args.seeds,
-                      "depth": args.depth, "median": med, "steps": rows}))
+    print(
+        json.dumps(
+            {
+                "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+                "seeds": args.seeds,
+                "depth": args.depth,
+                "median": med,
+                "steps": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

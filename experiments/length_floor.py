@@ -1,4 +1,5 @@
-"""Programs a paper run compiles, with and without the length floor and tail (batching.length_bounds), and what they pad.
+"""Programs a paper run compiles, with and without the length floor and tail (batching.length_bounds), and what they
+pad.
 
     python experiments/length_floor.py --out experiments/results/length_floor.json
 
@@ -35,10 +36,19 @@ def walk(task: str, depth: int) -> dict:
         floored[int(batching.bounded(raw, tdata.min_length))] += 1
         after[width if packed else width[0]] += 1
     positions = lambda c: sum(length * n for length, n in c.items())
-    return {"layout": tdata.layout, "steps": cfg.train.steps, "steps_per_call": k, "floor": tdata.min_length,
-            "tail": tdata.tail, "programs_before": len(before), "programs_floor_only": len(floored),
-            "programs_after": len(after), "extra_positions": positions(after) / positions(before) - 1,
-            "calls_per_length_before": dict(sorted(before.items())), "calls_per_length_after": dict(sorted(after.items()))}
+    return {
+        "layout": tdata.layout,
+        "steps": cfg.train.steps,
+        "steps_per_call": k,
+        "floor": tdata.min_length,
+        "tail": tdata.tail,
+        "programs_before": len(before),
+        "programs_floor_only": len(floored),
+        "programs_after": len(after),
+        "extra_positions": positions(after) / positions(before) - 1,
+        "calls_per_length_before": dict(sorted(before.items())),
+        "calls_per_length_after": dict(sorted(after.items())),
+    }
 
 
 def main() -> None:
@@ -52,8 +62,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for task, r in out.items():
         tail = "none" if r["tail"] is None else f"{r['tail'][0]}, {r['tail'][1]}"
-        print(f"| {task} | {r['steps'] // r['steps_per_call']:,} | {r['floor']} | {tail} | {r['programs_before']} | "
-              f"{r['programs_floor_only']} | {r['programs_after']} | {100 * r['extra_positions']:.3f}% |")
+        print(
+            f"| {task} | {r['steps'] // r['steps_per_call']:,} | {r['floor']} | {tail} | {r['programs_before']} | "
+            f"{r['programs_floor_only']} | {r['programs_after']} | {100 * r['extra_positions']:.3f}% |"
+        )
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"command": "python experiments/length_floor.py --out " + args.out, **out}, f, indent=1)

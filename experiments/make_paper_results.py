@@ -2,7 +2,7 @@
 
     python experiments/make_paper_results.py /path/to/reference/paper-results [--out sgjax/resources/paper_results.json]
 
-Reads the CSVs extracted from the original paper/repo (SPEC §6, §10) once, at build time; the
+Reads the CSVs extracted from the original paper/repo once, at build time; the
 package only ever reads the small JSON this writes. Accuracies are stored as fractions in [0, 1].
 """
 
@@ -109,7 +109,9 @@ def seed_curves(rows: list[dict], columns: dict[str, str], skip=("dyck_20_10",))
     acc: dict = defaultdict(dict)
     for r in rows:
         if r["dataset"] not in skip:
-            acc[(TASKS[r["dataset"]], int(r["depth"]))][(int(r["step"]), int(r["seed"]))] = [num(r[c]) for c in columns.values()]
+            acc[(TASKS[r["dataset"]], int(r["depth"]))][(int(r["step"]), int(r["seed"]))] = [
+                num(r[c]) for c in columns.values()
+            ]
     out: dict = defaultdict(dict)
     for (task, depth), cells in sorted(acc.items()):
         steps, seeds = sorted({st for st, _ in cells}), sorted({sd for _, sd in cells})
@@ -127,7 +129,7 @@ def build(ref: Path) -> dict:
     depths = {r["task"]: r["depth"] for r in agg}
     return {
         "about": "Numbers of Murty et al. 2023 (ACL), extracted from the paper's figures and the original repo's "
-        "logs (SPEC §6); built by experiments/make_paper_results.py. Accuracies are fractions.",
+        "logs; built by experiments/make_paper_results.py. Accuracies are fractions.",
         "task_names": {v: k for k, v in TASKS.items()},
         "fig3a_n_of_10": fig3a(read_csv(ref / "inverted_u_fig3a.csv")),
         "fig2_curves": fig2_curves(read_csv(ref / "fig2_mean_curves_paper_seeds.csv"), depths),
@@ -135,8 +137,11 @@ def build(ref: Path) -> dict:
         "aggregate": agg,
         "per_seed": [typed(r) for r in read_csv(ref / "per_seed_summary.csv")],
         "tree_projection_summary": [typed(r) for r in read_csv(ref / "tree_projection_summary.csv")],
-        "seed_curves": seed_curves(read_csv(ref / "accuracy_curves_per_checkpoint.csv"),
-                                   {"val": "indomain_val_acc", "gen": "generalization_acc"}, skip=()),
+        "seed_curves": seed_curves(
+            read_csv(ref / "accuracy_curves_per_checkpoint.csv"),
+            {"val": "indomain_val_acc", "gen": "generalization_acc"},
+            skip=(),
+        ),
         # Dyck has no parses: its seeds' tscore alone (checkpoints sparser than QF/TI's, 2-10 seeds each).
         "probe_seed_curves": seed_curves(trees, {"tscore": "tscore", "tparseval": "tparseval"})
         | seed_curves([r for r in trees if r["dataset"] == "dyck_20_10"], {"tscore": "tscore"}, skip=()),

@@ -76,12 +76,23 @@ def main() -> None:
             row.update({f"{impl}_best_gflops": gflop / min(t) for impl, t in times.items()})
             row.update({f"{impl}_median_gflops": gflop / float(np.median(t)) for impl, t in times.items()})
             rows.append(row)
-            print(f"K{k:5d} N{n:5d} {name:20s} " + "  ".join(
-                f"{impl} {gflop / min(t):5.0f}/{gflop / np.median(t):5.0f}" for impl, t in times.items()) + "  GFLOP/s best/median")
+            print(
+                f"K{k:5d} N{n:5d} {name:20s} "
+                + "  ".join(f"{impl} {gflop / min(t):5.0f}/{gflop / np.median(t):5.0f}" for impl, t in times.items())
+                + "  GFLOP/s best/median"
+            )
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"command": "python experiments/matmul_shapes.py --seeds %d --rounds %d" % (args.seeds, args.rounds),
-                       "jax": jax.__version__, "device": str(jax.devices()[0]), "results": rows}, f, indent=2)
+            json.dump(
+                {
+                    "command": "python experiments/matmul_shapes.py --seeds %d --rounds %d" % (args.seeds, args.rounds),
+                    "jax": jax.__version__,
+                    "device": str(jax.devices()[0]),
+                    "results": rows,
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

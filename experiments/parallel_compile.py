@@ -36,9 +36,13 @@ def main() -> None:
     cfg = bench.bench_config("question", args.depth, args.seeds, args.chunk, args.precision, [])
     tdata = bench.bench_data(cfg)
     state = engine.init_population(cfg)
-    rest = (jnp.asarray(cfg.seeds, jnp.int32), jnp.asarray(cfg.member_lrs, jnp.float32),
-            jnp.asarray(batching.chunk_indices(cfg.seeds, 0, args.chunk, tdata.n, cfg.train.batch_size)), 0,
-            *tdata.device_arrays())
+    rest = (
+        jnp.asarray(cfg.seeds, jnp.int32),
+        jnp.asarray(cfg.member_lrs, jnp.float32),
+        jnp.asarray(batching.chunk_indices(cfg.seeds, 0, args.chunk, tdata.n, cfg.train.batch_size)),
+        0,
+        *tdata.device_arrays(),
+    )
 
     def compile_at(length: int) -> None:
         with jax.default_matmul_precision(args.precision):  # a config context: each thread enters its own
@@ -52,8 +56,14 @@ def main() -> None:
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         list(pool.map(compile_at, (272, 288)))
     threads_s = time.perf_counter() - t0
-    out = {"args": vars(args), "device": jax.devices()[0].device_kind, "cores": os.cpu_count(),
-           "two_sequential_s": sequential_s, "two_in_threads_s": threads_s, "speedup": sequential_s / threads_s}
+    out = {
+        "args": vars(args),
+        "device": jax.devices()[0].device_kind,
+        "cores": os.cpu_count(),
+        "two_sequential_s": sequential_s,
+        "two_in_threads_s": threads_s,
+        "speedup": sequential_s / threads_s,
+    }
     print(json.dumps(out, indent=1))
     if args.out:
         loop.write_json(Path(args.out), out)

@@ -4,14 +4,15 @@
     python experiments/profile_step.py --seeds 10 --set model.scan_layers=true
     XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true python experiments/profile_step.py --seeds 10 --layout unpadded
 
-The process keeps freed host memory as `sgjax train` does on a CPU (sgjax.hostmem). One population step (6 layers, the paper's QF model, state donated) is compiled, run twice untraced,
-then `--steps` times under the profiler. `--layout rows` (default) steps on rows of 8 x 36 random
-tokens; `unpadded` and `packed` run one-step chunks (engine.make_chunk) on real QF batches. Ops are grouped by their name without the numeric
-suffix (`ynn_fusion.12` -> `ynn_fusion`: the matmuls on CPU; `*select*`: Adam and the frozen-member
-select; `slice`/`concatenate`/`copy`: layout work). Times are summed over threads, per step.
+The process keeps freed host memory as `sgjax train` does on a CPU (sgjax.hostmem). One population step (6 layers, the
+paper's QF model, state donated) is compiled, run twice untraced, then `--steps` times under the profiler. `--layout
+rows` (default) steps on rows of 8 x 36 random tokens; `unpadded` and `packed` run one-step chunks (engine.make_chunk)
+on real QF batches. Ops are grouped by their name without the numeric suffix (`ynn_fusion.12` -> `ynn_fusion`: the
+matmuls on CPU; `*select*`: Adam and the frozen-member select; `slice`/`concatenate`/`copy`: layout work). Times are
+summed over threads, per step.
 
-On a GPU the trace's device streams alone are counted (kernels, not the host threads that launch
-them), and the kernels are also summed into matmuls (cuBLAS/CUTLASS names) and the rest:
+On a GPU the trace's device streams alone are counted (kernels, not the host threads that launch them), and the
+kernels are also summed into matmuls (cuBLAS/CUTLASS names) and the rest:
 
     python experiments/profile_step.py --seeds 10 --layout unpadded --precision tensorfloat32 --steps 5
 """
@@ -39,7 +40,9 @@ def real_batch_step(args):
     """A one-step chunk of real QF batches in a packed layout: (step fn, state, seeds, its other arguments)."""
     from sgjax import batching, bench, engine
 
-    cfg = bench.bench_config("question", args.depth, args.seeds, 1, args.precision, [*args.overrides, f"data.layout={args.layout}"])
+    cfg = bench.bench_config(
+        "question", args.depth, args.seeds, 1, args.precision, [*args.overrides, f"data.layout={args.layout}"]
+    )
     tdata = bench.bench_data(cfg)
     idx_SxKxB = batching.chunk_indices(cfg.seeds, 10_000, 1, tdata.n, cfg.train.batch_size)
     fn = engine.make_chunk(cfg, tdata.layout, tdata.width_for(idx_SxKxB))
@@ -55,8 +58,12 @@ def main() -> None:
     p.add_argument("--top", type=int, default=15, help="op kinds to print")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
     p.add_argument("--layout", default="rows", choices=("rows", "packed", "unpadded"))
-    p.add_argument("--precision", default="highest", choices=("highest", "tensorfloat32", "bfloat16"),
-                   help="matmul precision, as train.matmul_precision (default fp32)")
+    p.add_argument(
+        "--precision",
+        default="highest",
+        choices=("highest", "tensorfloat32", "bfloat16"),
+        help="matmul precision, as train.matmul_precision (default fp32)",
+    )
     args = p.parse_args()
 
     with jax.default_matmul_precision(args.precision):  # read while tracing, as sgjax.loop does
@@ -65,8 +72,10 @@ def main() -> None:
     total = sum(ms_by_kind.values())
     if not total:
         raise SystemExit("no per-op events: on CPU set XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true")
-    print(f"{jax.devices()[0].device_kind}, S={args.seeds} depth={args.depth} {args.layout} {args.precision} "
-          f"{' '.join(args.overrides)}: {total:.2f} ms of ops per step ({counted})")
+    print(
+        f"{jax.devices()[0].device_kind}, S={args.seeds} depth={args.depth} {args.layout} {args.precision} "
+        f"{' '.join(args.overrides)}: {total:.2f} ms of ops per step ({counted})"
+    )
     matmul = sum(ms for kind, ms in ms_by_kind.items() if MATMUL.search(kind))
     print(f"{matmul:9.2f} ms {100 * matmul / total:5.1f}%  (all matmul kernels: {MATMUL.pattern})")
     for kind, ms in ms_by_kind.most_common(args.top):
@@ -104,8 +113,11 @@ def op_times(events: list[dict], steps: int) -> tuple[collections.Counter, str]:
     On a GPU only its streams count: xprof's trace also repeats them as "XLA Ops" and "XLA Modules"
     lines of the device, and the host threads only launch kernels.
     """
-    meta = lambda kind: {(e["pid"], e.get("tid")) if kind == "thread_name" else e["pid"]: e.get("args", {}).get("name", "")
-                         for e in events if e.get("ph") == "M" and e.get("name") == kind}
+    meta = lambda kind: {
+        (e["pid"], e.get("tid")) if kind == "thread_name" else e["pid"]: e.get("args", {}).get("name", "")
+        for e in events
+        if e.get("ph") == "M" and e.get("name") == kind
+    }
     processes, threads = meta("process_name"), meta("thread_name")
     devices = {pid for pid, name in processes.items() if "/device:" in name and "CPU" not in name}
     lanes = {key for key, name in threads.items() if key[0] in devices}

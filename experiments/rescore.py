@@ -1,6 +1,7 @@
 """Re-score a run's saved checkpoints with other evaluation splits or settings, beside what the run logged.
 
-    python experiments/rescore.py RUN_DIR --set data.gen_file=REF/tense/tense.gen --set data.val_file=REF/tense/tense.dev \
+    python experiments/rescore.py RUN_DIR --set data.gen_file=REF/tense/tense.gen \
+        --set data.val_file=REF/tense/tense.dev \
         --out experiments/results/cpu_ti_l4_s62/rescore_original_files.json
 
 The run's config with the `--set` overrides (any `data.*` or `eval.*` field: McCoy's original files for val and
@@ -23,7 +24,9 @@ from sgjax import checkpoint, config, data, jsonl, loop
 
 def logged_evals(run_dir: Path) -> dict[tuple[int, int], dict]:
     """{(step, seed): the run's evaluation record} from metrics.jsonl."""
-    return {(int(r["step"]), int(r["seed"])): r for r in jsonl.read_records(run_dir / "metrics.jsonl") if "val_acc" in r}
+    return {
+        (int(r["step"]), int(r["seed"])): r for r in jsonl.read_records(run_dir / "metrics.jsonl") if "val_acc" in r
+    }
 
 
 def rescore(run_dir: Path, overrides: list[str], steps: list[int] | None) -> list[dict]:
@@ -40,11 +43,21 @@ def rescore(run_dir: Path, overrides: list[str], steps: list[int] | None) -> lis
         scores = {k: np.asarray(v) for k, v in evaluator(params, step).items()}
         for m, seed in enumerate(seeds):
             old = logged.get((step, int(seed)), {})
-            rows.append({"step": step, "seed": int(seed)} | {k: {"logged": old.get(k), "rescored": float(v[m])}
-                                                              for k, v in scores.items()})
-        print(f"step {step}: " + "; ".join(f"seed {r['seed']} " + ", ".join(
-            f"{k} {fmt(r[k]['logged'])} -> {r[k]['rescored']:.4f}" for k in ("val_acc", "gen_acc") if k in r)
-            for r in rows[-len(seeds):]), flush=True)
+            rows.append(
+                {"step": step, "seed": int(seed)}
+                | {k: {"logged": old.get(k), "rescored": float(v[m])} for k, v in scores.items()}
+            )
+        print(
+            f"step {step}: "
+            + "; ".join(
+                f"seed {r['seed']} "
+                + ", ".join(
+                    f"{k} {fmt(r[k]['logged'])} -> {r[k]['rescored']:.4f}" for k in ("val_acc", "gen_acc") if k in r
+                )
+                for r in rows[-len(seeds) :]
+            ),
+            flush=True,
+        )
     return rows
 
 
@@ -59,8 +72,12 @@ def summary(rows: list[dict]) -> dict:
         pairs = [(r[k]["logged"], r[k]["rescored"]) for r in rows if r[k]["logged"] is not None]
         if pairs:
             a = np.array(pairs)
-            out[k] = {"n": len(a), "logged_mean": float(a[:, 0].mean()), "rescored_mean": float(a[:, 1].mean()),
-                      "mean_difference": float((a[:, 1] - a[:, 0]).mean())}
+            out[k] = {
+                "n": len(a),
+                "logged_mean": float(a[:, 0].mean()),
+                "rescored_mean": float(a[:, 1].mean()),
+                "mean_difference": float((a[:, 1] - a[:, 0]).mean()),
+            }
     return out
 
 
@@ -76,8 +93,10 @@ def main() -> int:
     result = {"argv": sys.argv, "overrides": args.overrides, "summary": summary(rows), "rows": rows}
     loop.write_json(Path(args.out), result)
     for k, s in result["summary"].items():
-        print(f"{k}: logged {s['logged_mean']:.4f}, rescored {s['rescored_mean']:.4f} (mean of {s['n']}; "
-              f"difference {s['mean_difference']:+.4f})")
+        print(
+            f"{k}: logged {s['logged_mean']:.4f}, rescored {s['rescored_mean']:.4f} (mean of {s['n']}; "
+            f"difference {s['mean_difference']:+.4f})"
+        )
     return 0
 
 

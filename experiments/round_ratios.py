@@ -41,8 +41,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+")
     p.add_argument("--population", type=int, default=10)
-    p.add_argument("--steady", action="store_true",
-                   help="recompute each rate from its calls with bench.typical_call_s (each width's median call)")
+    p.add_argument(
+        "--steady",
+        action="store_true",
+        help="recompute each rate from its calls with bench.typical_call_s (each width's median call)",
+    )
     args = p.parse_args()
     for peer, rs in round_ratios(args.paths, args.population, args.steady).items():
         print(

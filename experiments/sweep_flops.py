@@ -32,14 +32,18 @@ def forward_flops(depth: int, m, positions: float, rows: float, width: int) -> f
 
 
 def mean_call_length(layout: str, calls) -> float:
-    """The calls' mean packed length ((width, calls) pairs of projection.sweep_calls; unpadded widths carry their row)."""
+    """The calls' mean packed length ((width, calls) pairs of projection.sweep_calls; unpadded widths
+    carry their row).
+    """
     return sum(n * (w if layout == "packed" else w[0]) for w, n in calls) / sum(n for _, n in calls)
 
 
 def eval_shapes(cfg) -> list[tuple[float, float, int]]:
     """(positions, rows, width) of every evaluation group of one member, as the evaluator pads them."""
     splits = data.load_splits(cfg.task)
-    ev = evaluate.make_evaluator(cfg.model, cfg.eval, cfg.task, data.vocab_for(cfg.task), splits, member_seeds=cfg.seeds)
+    ev = evaluate.make_evaluator(
+        cfg.model, cfg.eval, cfg.task, data.vocab_for(cfg.task), splits, member_seeds=cfg.seeds
+    )
     out = []
     for part in ev.parts.values():
         for group in part.groups.values():
@@ -62,8 +66,12 @@ def task_flops(task: str) -> dict:
         m = dataclasses.replace(cfg.model, n_layers=depth)
         per_step = projection.sweep_flops_per_seed_step(task, depth)
         per_eval = sum(forward_flops(depth, m, *s) for s in shapes)
-        out[f"L{depth}"] = {"train_flops": per_step * steps, "gflop_per_seed_step": per_step / 1e9,
-                            "eval_flops": per_eval * (steps // cadence), "gflop_per_eval": per_eval / 1e9}
+        out[f"L{depth}"] = {
+            "train_flops": per_step * steps,
+            "gflop_per_seed_step": per_step / 1e9,
+            "eval_flops": per_eval * (steps // cadence),
+            "gflop_per_eval": per_eval / 1e9,
+        }
     return out
 
 
@@ -83,8 +91,12 @@ def packed_attention(task: str, every: int = 97) -> dict:
         attn += forward_flops(6, m, p, 1, p) - position_wise
         within += 6 * 4 * m.d_model * float((len_SxB.astype(np.float64) ** 2).sum(1).max())
         rows += 6 * 4 * m.d_model * b * float(t) ** 2
-    return {"every": every, "attention_share_of_forward": attn / (matmul + attn),
-            "within_sequence_share_of_attention": within / attn, "padded_rows_over_packed_attention": rows / attn}
+    return {
+        "every": every,
+        "attention_share_of_forward": attn / (matmul + attn),
+        "within_sequence_share_of_attention": within / attn,
+        "padded_rows_over_packed_attention": rows / attn,
+    }
 
 
 def member_groups(task: str, arms=("1", "2", "2:length", "5", "5:length", "10")) -> dict:
@@ -95,28 +107,41 @@ def member_groups(task: str, arms=("1", "2", "2:length", "5", "5:length", "10"))
         g, _, by = spec.partition(":")
         g, by = int(g), by or "seed"
         layout, calls, _ = projection.sweep_calls(task, g, by)
-        out[spec] = {"members_per_program": projection.SWEEP_SEEDS // g, "group_by": by, "programs": len(calls),
-                     "mean_width": mean_call_length(layout, calls),
-                     "gflop_per_seed_step_L6": projection.sweep_flops_per_seed_step(task, 6, g, by) / 1e9,
-                     "train_pflop_10_seeds_5_depths": projection.sweep_train_flops(task, g, by) / 1e15}
+        out[spec] = {
+            "members_per_program": projection.SWEEP_SEEDS // g,
+            "group_by": by,
+            "programs": len(calls),
+            "mean_width": mean_call_length(layout, calls),
+            "gflop_per_seed_step_L6": projection.sweep_flops_per_seed_step(task, 6, g, by) / 1e9,
+            "train_pflop_10_seeds_5_depths": projection.sweep_train_flops(task, g, by) / 1e15,
+        }
     return out
 
 
 def summary(tasks: dict, seeds: int, rates: dict) -> dict:
     """The whole sweep: FLOPs, the FLOP/s 6 hours need, and hours at each achieved FLOP/s in `rates`."""
-    total = sum(seeds * (r[f"L{d}"]["train_flops"] + r[f"L{d}"]["eval_flops"]) for r in tasks.values() for d in projection.SWEEP_DEPTHS)
+    total = sum(
+        seeds * (r[f"L{d}"]["train_flops"] + r[f"L{d}"]["eval_flops"])
+        for r in tasks.values()
+        for d in projection.SWEEP_DEPTHS
+    )
     need = total / (GOAL_HOURS * 3600)
     peaks = flops.GPU_PEAK_FLOPS["H100"]
-    return {"total_flops": total, "flops_per_s_for_6h": need,
-            "percent_of_h100_peak_for_6h": {p: 100 * need / v for p, v in peaks.items()},
-            "hours_at": {name: total / rate / 3600 for name, rate in rates.items()}}
+    return {
+        "total_flops": total,
+        "flops_per_s_for_6h": need,
+        "percent_of_h100_peak_for_6h": {p: 100 * need / v for p, v in peaks.items()},
+        "hours_at": {name: total / rate / 3600 for name, rate in rates.items()},
+    }
 
 
 def achieved_rates() -> dict:
     """FLOP/s sgjax achieved on the H200 for QF depth 6, S = 10 (docs/performance.md), by precision."""
     rates = {}
-    for name, path in (("fp32", "experiments/results/gpu/quick_peer_qf_l6_highest.json"),
-                       ("tf32", "experiments/results/gpu/quick_scale_qf_l6_tensorfloat32.json")):
+    for name, path in (
+        ("fp32", "experiments/results/gpu/quick_peer_qf_l6_highest.json"),
+        ("tf32", "experiments/results/gpu/quick_scale_qf_l6_tensorfloat32.json"),
+    ):
         try:
             with open(path) as f:
                 rows = [r for r in json.load(f)["results"] if r.get("kind") == "sgjax" and r.get("population") == 10]
@@ -135,36 +160,69 @@ def main() -> None:
     tasks = {t: task_flops(t) for t in args.tasks.split(",")}
     rates = achieved_rates()
     s = summary(tasks, projection.SWEEP_SEEDS, rates)
-    print("| task | layout | mean call length | " + " | ".join(f"L{d} GFLOP/seed-step" for d in projection.SWEEP_DEPTHS)
-          + " | eval share at L6 | PFLOP, 10 seeds x 5 depths |")
+    print(
+        "| task | layout | mean call length | "
+        + " | ".join(f"L{d} GFLOP/seed-step" for d in projection.SWEEP_DEPTHS)
+        + " | eval share at L6 | PFLOP, 10 seeds x 5 depths |"
+    )
     print("|---|---|---|" + "---|" * (len(projection.SWEEP_DEPTHS) + 2))
     for t, r in tasks.items():
-        pf = sum(projection.SWEEP_SEEDS * (r[f"L{d}"]["train_flops"] + r[f"L{d}"]["eval_flops"]) for d in projection.SWEEP_DEPTHS) / 1e15
+        pf = (
+            sum(
+                projection.SWEEP_SEEDS * (r[f"L{d}"]["train_flops"] + r[f"L{d}"]["eval_flops"])
+                for d in projection.SWEEP_DEPTHS
+            )
+            / 1e15
+        )
         share = r["L6"]["eval_flops"] / (r["L6"]["train_flops"] + r["L6"]["eval_flops"])
-        print(f"| {t} | {r['layout']} | {r['mean_call_length']:.0f} | "
-              + " | ".join(f"{r[f'L{d}']['gflop_per_seed_step']:.1f}" for d in projection.SWEEP_DEPTHS)
-              + f" | {100 * share:.1f}% | {pf:,.0f} |")
-    print(f"\nthe sweep: {s['total_flops'] / 1e18:.2f} EFLOP; in {GOAL_HOURS:g} h: {s['flops_per_s_for_6h'] / 1e12:.0f} TFLOP/s sustained = "
-          + ", ".join(f"{v:.0f}% of the H100's {k} peak" for k, v in s["percent_of_h100_peak_for_6h"].items()))
+        print(
+            f"| {t} | {r['layout']} | {r['mean_call_length']:.0f} | "
+            + " | ".join(f"{r[f'L{d}']['gflop_per_seed_step']:.1f}" for d in projection.SWEEP_DEPTHS)
+            + f" | {100 * share:.1f}% | {pf:,.0f} |"
+        )
+    print(
+        f"\nthe sweep: {s['total_flops'] / 1e18:.2f} EFLOP; in {GOAL_HOURS:g} h: "
+        f"{s['flops_per_s_for_6h'] / 1e12:.0f} TFLOP/s sustained = "
+        + ", ".join(f"{v:.0f}% of the H100's {k} peak" for k, v in s["percent_of_h100_peak_for_6h"].items())
+    )
     for name, h in s["hours_at"].items():
         print(f"at {name} ({rates[name] / 1e12:.1f} TFLOP/s, QF's achieved rate): {h:.1f} GPU-hours")
     attention = packed_attention("dyck") if "dyck" in tasks else None
     if attention:
-        print(f"dyck, depth 6: attention is {100 * attention['attention_share_of_forward']:.1f}% of a packed forward's FLOPs; "
-              f"{100 * attention['within_sequence_share_of_attention']:.1f}% of it lies within a sequence; "
-              f"rows padded to each call's longest sequence: {attention['padded_rows_over_packed_attention']:.2f}x the packed attention")
+        print(
+            f"dyck, depth 6: attention is {100 * attention['attention_share_of_forward']:.1f}% of a packed forward's "
+            f"FLOPs; "
+            f"{100 * attention['within_sequence_share_of_attention']:.1f}% of it lies within a sequence; "
+            f"rows padded to each call's longest sequence: {attention['padded_rows_over_packed_attention']:.2f}x the "
+            f"packed attention"
+        )
     grouped = {t: member_groups(t) for t in tasks}
-    print("\n| task | member groups | grouped by | members per program | programs | mean width | GFLOP per seed-step at L6 | training PFLOP, 10 seeds x 5 depths |"
-          "\n|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| task | member groups | grouped by | members per program | programs | mean width | GFLOP per seed-step "
+        "at L6 | training PFLOP, 10 seeds x 5 depths |"
+        "\n|---|---|---|---|---|---|---|---|"
+    )
     for t, rows in grouped.items():
         for spec, r in rows.items():
-            print(f"| {t} | {spec.split(':')[0]} | {r['group_by']} | {r['members_per_program']} | {r['programs']} | {r['mean_width']:.0f} "
-                  f"| {r['gflop_per_seed_step_L6']:.1f} | {r['train_pflop_10_seeds_5_depths']:,.0f} |")
+            print(
+                f"| {t} | {spec.split(':')[0]} | {r['group_by']} | {r['members_per_program']} | {r['programs']} | "
+                f"{r['mean_width']:.0f} "
+                f"| {r['gflop_per_seed_step_L6']:.1f} | {r['train_pflop_10_seeds_5_depths']:,.0f} |"
+            )
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"command": "python experiments/sweep_flops.py --out " + args.out, "tasks": tasks,
-                       "achieved_flops_per_s": rates, "summary": s, "dyck_packed_attention": attention,
-                       "member_groups": grouped}, f, indent=1)
+            json.dump(
+                {
+                    "command": "python experiments/sweep_flops.py --out " + args.out,
+                    "tasks": tasks,
+                    "achieved_flops_per_s": rates,
+                    "summary": s,
+                    "dyck_packed_attention": attention,
+                    "member_groups": grouped,
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A PyTorch peer of sgjax's model and train step, written from SPEC §2–3, for speed comparisons.
+"""A PyTorch peer of sgjax's model and train step, written from the original's description, for speed comparisons.
 
 Two training modes over a population of S seeds:
 - `SequentialTrainer`: one eager model + torch.optim.AdamW per seed, stepped one seed after another
@@ -68,8 +68,16 @@ class Layer(nn.Module):
 class PeerLM(nn.Module):
     """Embedding x sqrt(d) + sinusoidal PE, L post-LN layers (no final LN), untied output Linear with bias."""
 
-    def __init__(self, vocab_size: int, n_layers: int, d_model: int = 512, n_heads: int = 8, d_ff: int = 2048,
-                 dropout: float = 0.1, max_len: int = 512):
+    def __init__(
+        self,
+        vocab_size: int,
+        n_layers: int,
+        d_model: int = 512,
+        n_heads: int = 8,
+        d_ff: int = 2048,
+        dropout: float = 0.1,
+        max_len: int = 512,
+    ):
         super().__init__()
         self.d = d_model
         self.embed = nn.Embedding(vocab_size, d_model)
@@ -80,7 +88,7 @@ class PeerLM(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """SPEC §2.2: Xavier-uniform everywhere, K and V halves separately, FFN1 with ReLU gain."""
+        """Xavier-uniform everywhere, K and V halves separately, FFN1 with ReLU gain."""
         nn.init.xavier_uniform_(self.embed.weight)
         nn.init.xavier_uniform_(self.out.weight)  # out bias keeps nn.Linear's U(±1/sqrt(d))
         for layer in self.layers:
@@ -132,8 +140,9 @@ class SequentialTrainer:
 
     def __init__(self, models: list[PeerLM], *, lr=1e-4, eps=1e-7, clip=1.0, warmup=10_000, total=2_000_000):
         self.models = models
-        self.opts = [torch.optim.AdamW(m.parameters(), lr=lr, betas=(0.9, 0.999), eps=eps, weight_decay=0.0)
-                     for m in self.models]
+        self.opts = [
+            torch.optim.AdamW(m.parameters(), lr=lr, betas=(0.9, 0.999), eps=eps, weight_decay=0.0) for m in self.models
+        ]
         self.lr, self.clip, self.warmup, self.total = lr, clip, warmup, total
 
     def step(self, step: int, batches) -> list[float]:
@@ -168,8 +177,9 @@ class VmapTrainer:
             return lm_loss(functional_call(base, (p, self.buffers), (inp,)), tgt)
 
         self.grad_fn = vmap(grad_and_value(loss_of), in_dims=(0, 0, 0), randomness="different")
-        self.opt = torch.optim.AdamW(list(self.params.values()), lr=lr, betas=(0.9, 0.999), eps=eps,
-                                     weight_decay=0.0, foreach=True)
+        self.opt = torch.optim.AdamW(
+            list(self.params.values()), lr=lr, betas=(0.9, 0.999), eps=eps, weight_decay=0.0, foreach=True
+        )
         self.lr, self.clip, self.warmup, self.total = lr, clip, warmup, total
 
     def step(self, step: int, inputs_SxBxT, targets_SxBxT) -> list[float]:

@@ -71,5 +71,17 @@ def __dir__():
     return sorted(set(__all__) | {m.name for m in pkgutil.iter_modules(__path__)})
 
 
-__all__ = ["Config", "DataConfig", "EvalConfig", "ModelConfig", "TrainConfig", "evaluate_checkpoint", "generate",
-           "metrics", "override", "preset", "train", "tree"]
+__all__ = [
+    "Config",
+    "DataConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "evaluate_checkpoint",
+    "generate",
+    "metrics",
+    "override",
+    "preset",
+    "train",
+    "tree",
+]

@@ -27,8 +27,9 @@ def evaluate_checkpoint(run_dir, step: int, seeds=None) -> dict[int, dict[str, f
     seeds, params_S = checkpoint.load_params(run_dir, step, seeds)
     splits = loop.load_data(cfg)
     gen = loop.gen_split_name(cfg.task)
-    evaluator = evaluate.make_evaluator(cfg.model, cfg.eval, cfg.task, vocab_for(cfg.task),
-                                        {"val": splits["val"], gen: splits[gen]}, member_seeds=seeds)
+    evaluator = evaluate.make_evaluator(
+        cfg.model, cfg.eval, cfg.task, vocab_for(cfg.task), {"val": splits["val"], gen: splits[gen]}, member_seeds=seeds
+    )
     scores = evaluator(params_S, step)
     return {int(s): {k: float(np.asarray(v)[i]) for k, v in scores.items()} for i, s in enumerate(seeds)}
 
@@ -59,8 +60,14 @@ def generate(run_dir, step: int, seed: int, sentence: str, marker: str | None = 
         words = [w for w in words if w != "."] + [".", marker or MARKERS[cfg.task]]
     vocab = vocab_for(cfg.task)
     prefix = [vocab.sos] + vocab.encode(words, where="the sentence")
-    gen, n = decode.greedy_decode(cfg.model, params, np.asarray([prefix], np.int32), np.asarray([len(prefix)], np.int32),
-                                  max_steps=cfg.eval.max_decode_steps, eos_id=vocab.eos)
+    gen, n = decode.greedy_decode(
+        cfg.model,
+        params,
+        np.asarray([prefix], np.int32),
+        np.asarray([len(prefix)], np.int32),
+        max_steps=cfg.eval.max_decode_steps,
+        eos_id=vocab.eos,
+    )
     return " ".join(vocab.words[int(t)] for t in np.asarray(gen)[0, : int(np.asarray(n)[0])])
 
 

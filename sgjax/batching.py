@@ -41,9 +41,7 @@ def batch_indices(seed: int, step: int, n: int, batch_size: int) -> np.ndarray:
 
 def chunk_indices(seeds, step0: int, k_steps: int, n: int, batch_size: int) -> np.ndarray:
     """Indices for every member and step of a chunk: int32 [S, K, B]."""
-    return np.stack(
-        [np.stack([batch_indices(s, step0 + k, n, batch_size) for k in range(k_steps)]) for s in seeds]
-    )
+    return np.stack([np.stack([batch_indices(s, step0 + k, n, batch_size) for k in range(k_steps)]) for s in seeds])
 
 
 def round_up_bucket(p: int, base: int = 32, growth: float = 1.1) -> int:
@@ -58,7 +56,9 @@ def rows_batch(flat_M, starts_N, seq_len_N, idx_B, width: int):
     """Rows layout: each sequence in its own row of `width` ids; returns (inputs, targets, None, None)."""
     pos_T = jnp.arange(width)
     len_B = seq_len_N[idx_B]
-    ids_BxT = jnp.where(pos_T[None] < len_B[:, None], flat_M[starts_N[idx_B][:, None] + jnp.minimum(pos_T[None], len_B[:, None] - 1)], 0)
+    ids_BxT = jnp.where(
+        pos_T[None] < len_B[:, None], flat_M[starts_N[idx_B][:, None] + jnp.minimum(pos_T[None], len_B[:, None] - 1)], 0
+    )
     return ids_BxT[:, :-1], ids_BxT[:, 1:], None, None
 
 
@@ -143,10 +143,21 @@ def member_tokens(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray) -> np.ndarray:
     return (seq_len_N[idx_SxKxB] - 1).sum(axis=-1).max(axis=-1)
 
 
-def length_bounds(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_size: int, packed: bool,
-                  floor_quantile: float = 0.01, tail_quantile: float = 0.995, samples: int = 400, groups: int = 1,
-                  by_length: bool = False):
-    """(floor, tail, length_C): a run's length floor and tail, and its calls' lengths as compiled, from one pass over its batches.
+def length_bounds(
+    seq_len_N: np.ndarray,
+    seeds,
+    steps: int,
+    k_steps: int,
+    batch_size: int,
+    packed: bool,
+    floor_quantile: float = 0.01,
+    tail_quantile: float = 0.995,
+    samples: int = 400,
+    groups: int = 1,
+    by_length: bool = False,
+):
+    """(floor, tail, length_C): a run's length floor and tail, and its calls' lengths as compiled, from one pass over
+    its batches.
 
     With member `groups` (train.member_groups), each group's calls count: a call is one group's, at its
     own width, and length_C holds every group's calls, group after group; `by_length` groups the members
@@ -188,17 +199,31 @@ def bounded(length_C, floor: int = 0, tail: tuple[int, int] | None = None):
 
 
 def step_tokens(seq_len_N: np.ndarray, seeds, steps: int, batch_size: int) -> np.ndarray:
-    """[S, steps] tokens (LM positions) in each member's batch at every step of a run: every epoch's batches summed in one reshape."""
+    """[S, steps] tokens (LM positions) in each member's batch at every step of a run: every epoch's batches summed in
+    one reshape.
+    """
     n = len(seq_len_N)
     per_epoch = n // batch_size
     epochs = -(-steps // per_epoch)
-    return np.stack([np.concatenate([
-        (seq_len_N[epoch_permutation(seed, e, n)[: per_epoch * batch_size]] - 1).reshape(per_epoch, batch_size).sum(1)
-        for e in range(epochs)])[:steps] for seed in seeds])
+    return np.stack(
+        [
+            np.concatenate(
+                [
+                    (seq_len_N[epoch_permutation(seed, e, n)[: per_epoch * batch_size]] - 1)
+                    .reshape(per_epoch, batch_size)
+                    .sum(1)
+                    for e in range(epochs)
+                ]
+            )[:steps]
+            for seed in seeds
+        ]
+    )
 
 
 def call_tokens(tokens_SxT: np.ndarray, k_steps: int) -> np.ndarray:
-    """[S, calls] each member's longest batch in every call of `k_steps` steps (a last, shorter call: its missing steps empty)."""
+    """[S, calls] each member's longest batch in every call of `k_steps` steps (a last, shorter call: its missing steps
+    empty).
+    """
     seeds, steps = tokens_SxT.shape
     calls = -(-steps // k_steps)
     return np.pad(tokens_SxT, ((0, 0), (0, calls * k_steps - steps))).reshape(seeds, calls, k_steps).max(axis=2)
@@ -206,11 +231,15 @@ def call_tokens(tokens_SxT: np.ndarray, k_steps: int) -> np.ndarray:
 
 def rounded(need_C: np.ndarray, packed: bool) -> np.ndarray:
     """Raw packed lengths rounded as width_for rounds them: to the ladder (packed) or a multiple (unpadded)."""
-    rung = {int(v): round_up_bucket(int(v)) if packed else round_up(int(v), UNPADDED_MULTIPLE) for v in np.unique(need_C)}
+    rung = {
+        int(v): round_up_bucket(int(v)) if packed else round_up(int(v), UNPADDED_MULTIPLE) for v in np.unique(need_C)
+    }
     return np.vectorize(rung.__getitem__, otypes=[np.int64])(need_C)
 
 
-def group_lengths(tokens_SxT: np.ndarray, k_steps: int, packed: bool, groups: list[slice], by_length: bool) -> np.ndarray:
+def group_lengths(
+    tokens_SxT: np.ndarray, k_steps: int, packed: bool, groups: list[slice], by_length: bool
+) -> np.ndarray:
     """[G, calls] the raw packed length of each member group's calls (call_groups: by seed, or by_length)."""
     tokens_SxC = call_tokens(tokens_SxT, k_steps)
     if by_length:  # each call's members sorted by their batch: a group takes the next slice of them
@@ -218,11 +247,23 @@ def group_lengths(tokens_SxT: np.ndarray, k_steps: int, packed: bool, groups: li
     return rounded(np.stack([tokens_SxC[g].max(axis=0) for g in groups]), packed)
 
 
-def call_lengths(seq_len_N: np.ndarray, seeds, steps: int, k_steps: int, batch_size: int, packed: bool,
-                 floor: int = 0, tail: tuple[int, int] | None = None) -> np.ndarray:
+def call_lengths(
+    seq_len_N: np.ndarray,
+    seeds,
+    steps: int,
+    k_steps: int,
+    batch_size: int,
+    packed: bool,
+    floor: int = 0,
+    tail: tuple[int, int] | None = None,
+) -> np.ndarray:
     """The packed length of every call of a `steps`-step run in calls of `k_steps` (as width_for gives them), at once.
 
     One program is compiled per distinct length, so this counts a whole run's compiles without walking
     it call by call.
     """
-    return bounded(group_lengths(step_tokens(seq_len_N, seeds, steps, batch_size), k_steps, packed, [slice(None)], False)[0], floor, tail)
+    return bounded(
+        group_lengths(step_tokens(seq_len_N, seeds, steps, batch_size), k_steps, packed, [slice(None)], False)[0],
+        floor,
+        tail,
+    )

@@ -46,7 +46,7 @@ STEP0 = 10_000  # start past warmup so the learning rate is not 0
 
 
 def bench_config(task: str, depth: int, population: int, chunk: int, precision: str, overrides=()):
-    """The paper preset at `depth`, with the paper's seeds 42, 52, ... (`population` of them), plus `--set` overrides."""
+    """The paper preset at `depth` with the paper's seeds 42, 52, ... (`population` of them), plus `--set` overrides."""
     from sgjax import config as C
 
     cfg = C.preset("paper", task, depth)
@@ -137,16 +137,27 @@ def time_eval(cfg, params) -> dict:
     sizes = {"train": BENCH_TRAIN_SIZE}  # val and gen at the paper's sizes; the training split is not needed
     sizes.update({s: 10 for s in data.SPLITS[cfg.task] if s not in ("train", "val", gen)})
     splits = data.load_splits(cfg.task, sizes=sizes)
-    evaluator = evaluate.make_evaluator(cfg.model, cfg.eval, cfg.task, data.vocab_for(cfg.task),
-                                        {"val": splits["val"], gen: splits[gen]}, member_seeds=cfg.seeds)
+    evaluator = evaluate.make_evaluator(
+        cfg.model,
+        cfg.eval,
+        cfg.task,
+        data.vocab_for(cfg.task),
+        {"val": splits["val"], gen: splits[gen]},
+        member_seeds=cfg.seeds,
+    )
     t0 = time.perf_counter()
     jax.block_until_ready(evaluator(params, STEP0))
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
     jax.block_until_ready(evaluator(params, STEP0))
-    return {"eval_status": "ok", "eval_first_s": first, "eval_s": time.perf_counter() - t0,
-            "eval_lines": {k: len(splits[k].lines) for k in ("val", gen)}, "eval_rows": evaluator.rows(),
-            "eval_temp_bytes": evaluator.fit["temp_bytes"] if evaluator.fit else None}
+    return {
+        "eval_status": "ok",
+        "eval_first_s": first,
+        "eval_s": time.perf_counter() - t0,
+        "eval_lines": {k: len(splits[k].lines) for k in ("val", gen)},
+        "eval_rows": evaluator.rows(),
+        "eval_temp_bytes": evaluator.fit["temp_bytes"] if evaluator.fit else None,
+    }
 
 
 def run_sgjax(p: dict) -> dict:
@@ -193,16 +204,22 @@ def run_sgjax(p: dict) -> dict:
                 faults.append(minor_faults() - f0)
             step += p["steps_per_call"]
         state = pop.state()
-        out = {"compile_s": compile_s[0], "compile_total_s": sum(compile_s), "compiles": len(compile_s), "call_s": times,
-               "page_faults_per_call": statistics.median(faults), "call_faults": faults,
-               "final_loss": float(jnp.mean(engine.join_population(ms)["loss"][:, -1]))}
+        out = {
+            "compile_s": compile_s[0],
+            "compile_total_s": sum(compile_s),
+            "compiles": len(compile_s),
+            "call_s": times,
+            "page_faults_per_call": statistics.median(faults),
+            "call_faults": faults,
+            "final_loss": float(jnp.mean(engine.join_population(ms)["loss"][:, -1])),
+        }
         if p["eval"]:
             out.update(time_eval(cfg, state["params"]))
     out.update(peak_memory(dev))
     out["device"] = f"{dev.platform}:{dev.device_kind}"
     # a group's width per timed call: [w, ...] for one group, [[w_group, ...], ...] for several
     widths = [list(ws) for ws in zip(*(w for _, _, w in plans))] if len(plans) > 1 else plans[0][2]
-    out["layout"], out["widths"] = tdata.layout, widths[p["warmup"]:]
+    out["layout"], out["widths"] = tdata.layout, widths[p["warmup"] :]
     out["group_sizes"], out["group_by"] = [g.stop - g.start for g in pop.groups], cfg.train.group_by
     out["steps_per_call"], out["calls"] = p["steps_per_call"], p["calls"]
     return out
@@ -221,7 +238,9 @@ def run_peer(p: dict) -> dict:
     if p.get("torch_threads"):
         torch.set_num_threads(p["torch_threads"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.set_float32_matmul_precision({"highest": "highest", "tensorfloat32": "high", "bfloat16": "medium"}[p["precision"]])
+    torch.set_float32_matmul_precision(
+        {"highest": "highest", "tensorfloat32": "high", "bfloat16": "medium"}[p["precision"]]
+    )
     cfg = bench_config(p["task"], p["depth"], p["population"], 1, p["precision"], p["overrides"])
     tdata = bench_data(cfg)
     plan = call_indices(cfg, tdata, p)
@@ -229,12 +248,15 @@ def run_peer(p: dict) -> dict:
     seq_NxT = torch.as_tensor(padded_rows(tdata, width), device=device, dtype=torch.long)
     m, seeds = cfg.model, cfg.seeds
     cls = peer.SequentialTrainer if p["kind"] == "sequential" else peer.VmapTrainer
-    models = peer.make_models(seeds, m.vocab_size, m.n_layers, device, d_model=m.d_model, n_heads=m.n_heads,
-                              d_ff=m.d_ff, dropout=m.dropout)
+    models = peer.make_models(
+        seeds, m.vocab_size, m.n_layers, device, d_model=m.d_model, n_heads=m.n_heads, d_ff=m.d_ff, dropout=m.dropout
+    )
     tc = cfg.train
     trainer = cls(models, lr=tc.lr, eps=tc.adam_eps, clip=tc.clip_norm, warmup=tc.warmup_steps, total=tc.decay_steps)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    fit = peer.trim_padding if p.get("peer_padding") == "batch" else (lambda i, t: (i, t))  # the original's padding, or fixed rows
+    fit = (
+        peer.trim_padding if p.get("peer_padding") == "batch" else (lambda i, t: (i, t))
+    )  # the original's padding, or fixed rows
     times, faults, losses = [], [], []
     for c, idx_SxKxB in enumerate(plan):
         step = STEP0 + c
@@ -249,10 +271,18 @@ def run_peer(p: dict) -> dict:
         if c >= p["warmup"]:
             times.append(time.perf_counter() - t0)
             faults.append(minor_faults() - f0)
-    out = {"call_s": times, "page_faults_per_call": statistics.median(faults), "call_faults": faults,
-           "final_loss": float(np.mean(losses)), "compile_s": None,
-           "torch_threads": torch.get_num_threads(), "device": f"{device}:torch {torch.__version__}",
-           "layout": "rows", "widths": [width] * len(times), "peer_padding": p.get("peer_padding", "batch")}
+    out = {
+        "call_s": times,
+        "page_faults_per_call": statistics.median(faults),
+        "call_faults": faults,
+        "final_loss": float(np.mean(losses)),
+        "compile_s": None,
+        "torch_threads": torch.get_num_threads(),
+        "device": f"{device}:torch {torch.__version__}",
+        "layout": "rows",
+        "widths": [width] * len(times),
+        "peer_padding": p.get("peer_padding", "batch"),
+    }
     out.update(peak_memory())
     if device == "cuda":
         out["peak_device_bytes"] = int(torch.cuda.max_memory_allocated())
@@ -281,15 +311,30 @@ def measure(p: dict) -> dict:
     rate = p["population"] * raw.get("steps_per_call", p["steps_per_call"]) / per_call
     cfg = bench_config(p["task"], p["depth"], 1, 1, p["precision"], p["overrides"])
     m = cfg.model
-    step_flops = lambda w: train_flops_per_step(m.n_layers, m.d_model, m.d_ff, m.vocab_size,  # noqa: E731
-                                                *computed_shape(raw["layout"], w, cfg.train.batch_size))
+    step_flops = lambda w: train_flops_per_step(
+        m.n_layers,
+        m.d_model,
+        m.d_ff,
+        m.vocab_size,  # noqa: E731
+        *computed_shape(raw["layout"], w, cfg.train.batch_size),
+    )
     sizes = raw.get("group_sizes") or [1]
-    flops_C = [step_flops(w) if len(sizes) == 1 else sum(n * step_flops(wg) for n, wg in zip(sizes, w)) / sum(sizes)
-               for w in raw["widths"]]
+    flops_C = [
+        step_flops(w) if len(sizes) == 1 else sum(n * step_flops(wg) for n, wg in zip(sizes, w)) / sum(sizes)
+        for w in raw["widths"]
+    ]
     flops = statistics.mean(flops_C)  # per seed-step, averaged over the timed calls' widths (and members' groups)
-    res = {**p, **raw, "seed_steps_per_s": rate, "per_call_s": per_call, "call_statistic": "median" if one_width else "median per width",
-           "flops_per_seed_step": flops, "achieved_flops": flops * rate,
-           "loadavg_1m_before": load0, "loadavg_1m_after": os.getloadavg()[0]}
+    res = {
+        **p,
+        **raw,
+        "seed_steps_per_s": rate,
+        "per_call_s": per_call,
+        "call_statistic": "median" if one_width else "median per width",
+        "flops_per_seed_step": flops,
+        "achieved_flops": flops * rate,
+        "loadavg_1m_before": load0,
+        "loadavg_1m_after": os.getloadavg()[0],
+    }
     peak = device_peak(raw["device"], p["precision"])
     res["peak_flops"] = peak
     res["fraction_of_peak"] = res["achieved_flops"] / peak if peak else None
@@ -299,7 +344,9 @@ def measure(p: dict) -> dict:
 def measure_isolated(p: dict) -> dict:
     """`measure` in a fresh child process (clean peak memory and thread pools); errors become a record."""
     python = p.get("peer_python") if p["kind"] != "sgjax" else None  # a peer may run in another environment
-    proc = subprocess.run([python or sys.executable, "-m", "sgjax.bench", "--worker", json.dumps(p)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [python or sys.executable, "-m", "sgjax.bench", "--worker", json.dumps(p)], capture_output=True, text=True
+    )
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
@@ -317,8 +364,10 @@ def fmt_bytes(n) -> str:
 def results_table(results: list[dict]) -> str:
     """A markdown table: one row per measurement, with sgjax / peer ratios at the same S."""
     by = {(r["kind"], r["population"]): r for r in results if "error" not in r}
-    head = ("| impl | S | seed-steps/s | s/call (steps/call) | compile s | GFLOP/s | % peak | peak mem | "
-            "sgjax / this | load 1m |\n|---|---|---|---|---|---|---|---|---|---|")
+    head = (
+        "| impl | S | seed-steps/s | s/call (steps/call) | compile s | GFLOP/s | % peak | peak mem | "
+        "sgjax / this | load 1m |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
     rows = []
     for r in results:
         if "error" in r:
@@ -329,27 +378,37 @@ def results_table(results: list[dict]) -> str:
         frac = f"{100 * r['fraction_of_peak']:.1f}" if r.get("fraction_of_peak") else "n/a"
         comp = f"{r['compile_s']:.1f}" if r.get("compile_s") is not None else "-"
         mem = fmt_bytes(r.get("peak_device_bytes", r.get("peak_rss_bytes")))
-        rows.append(f"| {r['kind']} | {r['population']} | {r['seed_steps_per_s']:.2f} | "
-                    f"{r['per_call_s']:.3f} ({r['steps_per_call']}) | {comp} | {r['achieved_flops'] / 1e9:.1f} | "
-                    f"{frac} | {mem} | {ratio} | {r['loadavg_1m_before']:.1f}→{r['loadavg_1m_after']:.1f} |")
+        rows.append(
+            f"| {r['kind']} | {r['population']} | {r['seed_steps_per_s']:.2f} | "
+            f"{r['per_call_s']:.3f} ({r['steps_per_call']}) | {comp} | {r['achieved_flops'] / 1e9:.1f} | "
+            f"{frac} | {mem} | {ratio} | {r['loadavg_1m_before']:.1f}→{r['loadavg_1m_after']:.1f} |"
+        )
     evals = [r for r in results if r.get("kind") == "sgjax" and r.get("eval_status")]
     note = ""
     for r in evals:
         if r["eval_status"] == "ok":
             rows_note = f", {r['eval_rows']} rows per member per batch" if r.get("eval_rows") else ""
-            note += (f"\nEvaluation, S={r['population']}: {r['eval_s']:.2f} s per full val+gen evaluation "
-                     f"(first call {r['eval_first_s']:.1f} s{rows_note}).\n")
+            note += (
+                f"\nEvaluation, S={r['population']}: {r['eval_s']:.2f} s per full val+gen evaluation "
+                f"(first call {r['eval_first_s']:.1f} s{rows_note}).\n"
+            )
         else:
             note += f"\nEvaluation, S={r['population']}: {r['eval_status']}\n"
     return head + "\n" + "\n".join(rows) + "\n" + note
 
 
 def best_of(results: list[dict]) -> list[dict]:
-    """Per (kind, S), the repeat with the highest throughput (others are noise from a shared machine); one round as it is."""
+    """Per (kind, S), the repeat with the highest throughput (others are noise from a shared machine); one round as it
+    is.
+    """
     best: dict = {}
     for r in results:
         key = (r["kind"], r["population"])
-        if key not in best or ("error" in best[key]) or ("error" not in r and r["seed_steps_per_s"] > best[key]["seed_steps_per_s"]):
+        if (
+            key not in best
+            or ("error" in best[key])
+            or ("error" not in r and r["seed_steps_per_s"] > best[key]["seed_steps_per_s"])
+        ):
             best[key] = r
     return list(best.values())
 
@@ -362,8 +421,12 @@ def cpu_info(cpuinfo: str) -> dict:
     fields = dict(l.split(":", 1) for l in cpuinfo.splitlines() if ":" in l)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     flags = set((fields.get("flags") or fields.get("Features") or "").split())
-    return {"cpu": fields.get("model name", platform.processor()), "cpu_family": fields.get("cpu family"),
-            "cpu_model": fields.get("model"), "cpu_isa": [f for f in VECTOR_ISAS if f in flags]}
+    return {
+        "cpu": fields.get("model name", platform.processor()),
+        "cpu_family": fields.get("cpu family"),
+        "cpu_model": fields.get("model"),
+        "cpu_isa": [f for f in VECTOR_ISAS if f in flags],
+    }
 
 
 def peer_versions(python: str) -> dict:
@@ -380,7 +443,12 @@ def machine(peer_python: str | None = None) -> dict:
     """CPU model and vector ISAs, core count, Python and library versions (torch: the peer's)."""
     cpuinfo = Path("/proc/cpuinfo")
     cpu = cpu_info(cpuinfo.read_text()) if cpuinfo.exists() else {"cpu": platform.processor()}
-    info = {**cpu, "cores": os.cpu_count(), "python": platform.python_version(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    info = {
+        **cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
     try:
         import jax
 
@@ -407,35 +475,70 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--task", default="question", help="question | tense | dyck (default: question)")
     p.add_argument("--depth", type=int, default=6, help="number of layers (default 6)")
-    p.add_argument("--seeds", type=comma_list(int, "population sizes"), default="1,10", help="population sizes S to measure, comma-separated (default 1,10)")
+    p.add_argument(
+        "--seeds",
+        type=comma_list(int, "population sizes"),
+        default="1,10",
+        help="population sizes S to measure, comma-separated (default 1,10)",
+    )
     p.add_argument("--steps", type=int, default=20, help="timed steps per member (default 20)")
     p.add_argument("--chunk", type=int, default=5, help="K: steps per jitted call for sgjax (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls after compilation (default 1; peers: 2 steps)")
     p.add_argument("--peer", default="sequential,vmap", help="torch peer modes to run: sequential,vmap or none")
-    p.add_argument("--eval", action="store_true", help="also time one full evaluation of the population (sgjax.evaluate)")
-    p.add_argument("--one-width", action="store_true",
-                   help="sgjax: run every call at the widest planned call's width, one compiled program (packed/unpadded); "
-                        "--project scales the rate to a whole run by its FLOPs")
-    p.add_argument("--precision", default="highest", choices=("highest", "tensorfloat32", "bfloat16"),
-                   help="matmul precision of sgjax's step (highest: true fp32)")
+    p.add_argument(
+        "--eval", action="store_true", help="also time one full evaluation of the population (sgjax.evaluate)"
+    )
+    p.add_argument(
+        "--one-width",
+        action="store_true",
+        help="sgjax: run every call at the widest planned call's width, one compiled program (packed/unpadded); "
+        "--project scales the rate to a whole run by its FLOPs",
+    )
+    p.add_argument(
+        "--precision",
+        default="highest",
+        choices=("highest", "tensorfloat32", "bfloat16"),
+        help="matmul precision of sgjax's step (highest: true fp32)",
+    )
     p.add_argument("--seq-len", type=int, default=37, help="ids per padded training row (QF's longest is 37)")
     p.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the best of each is reported")
-    p.add_argument("--peer-padding", default="batch", choices=("fixed", "batch"),
-                   help="the peer's rows: batch (each batch cut to its longest row, as the original's collate; "
-                        "default) or fixed (every row padded to the longest training sequence, as sgjax's rows layout)")
-    p.add_argument("--peer-malloc", default="default", choices=("default", "tuned"),
-                   help="the peer's host malloc: default (as torch runs) or tuned (sgjax.hostmem's settings, which sgjax uses)")
+    p.add_argument(
+        "--peer-padding",
+        default="batch",
+        choices=("fixed", "batch"),
+        help="the peer's rows: batch (each batch cut to its longest row, as the original's collate; "
+        "default) or fixed (every row padded to the longest training sequence, as sgjax's rows layout)",
+    )
+    p.add_argument(
+        "--peer-malloc",
+        default="default",
+        choices=("default", "tuned"),
+        help="the peer's host malloc: default (as torch runs) or tuned (sgjax.hostmem's settings, which sgjax uses)",
+    )
     p.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--peer-python", metavar="PYTHON",
-                   help="the Python that runs the peer's children (an environment with torch and sgjax installed; "
-                        "default: this one), so sgjax on one JAX can be compared with the same peer")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="config override for every implementation, e.g. --set model.dropout=0 (for lever experiments)")
+    p.add_argument(
+        "--peer-python",
+        metavar="PYTHON",
+        help="the Python that runs the peer's children (an environment with torch and sgjax installed; "
+        "default: this one), so sgjax on one JAX can be compared with the same peer",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="config override for every implementation, e.g. --set model.dropout=0 (for lever experiments)",
+    )
     p.add_argument("--in-process", action="store_true", help="measure in this process instead of one child each")
     p.add_argument("--out", help="write results to this .json (and a .md next to it)")
-    p.add_argument("--project", nargs="+", metavar="FILE.json|task:depth=rate[/eval_s]",
-                   help="print the paper sweep's projected time from measured rates (a bench file's scaled to its "
-                        "whole run: its FLOP/s over the run's mean seed-step FLOPs), then exit")
+    p.add_argument(
+        "--project",
+        nargs="+",
+        metavar="FILE.json|task:depth=rate[/eval_s]",
+        help="print the paper sweep's projected time from measured rates (a bench file's scaled to its "
+        "whole run: its FLOP/s over the run's mean seed-step FLOPs), then exit",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
 
 
@@ -450,11 +553,15 @@ def check_args(args) -> tuple[list[int], list[str]]:
         (not bad, f"--peer {','.join(bad)}: choose from {', '.join(KINDS[1:])} or none"),
         (sizes and min(sizes) >= 1, f"--seeds: population sizes must be >= 1 (got {sizes})"),
         (args.steps >= 1 and args.chunk >= 1, "--steps and --chunk must be >= 1"),
-        (args.warmup >= 0 and args.repeat >= 1 and args.torch_threads >= 0,
-         "--warmup and --torch-threads must be >= 0, --repeat >= 1"),
+        (
+            args.warmup >= 0 and args.repeat >= 1 and args.torch_threads >= 0,
+            "--warmup and --torch-threads must be >= 0, --repeat >= 1",
+        ),
     ]
     if args.peer_python is not None:
-        checks.append((shutil.which(args.peer_python) is not None, f"--peer-python {args.peer_python}: not an executable"))
+        checks.append(
+            (shutil.which(args.peer_python) is not None, f"--peer-python {args.peer_python}: not an executable")
+        )
     for ok, msg in checks:
         if not ok:
             raise UserError(msg)
@@ -476,16 +583,31 @@ def run(args) -> int:
         if importlib.util.find_spec("torch") is None:
             print("torch is not importable: the peer is skipped (pip install 'sgjax[bench]')", file=sys.stderr)
             peers = []
-    base = {"task": args.task, "depth": args.depth, "precision": args.precision, "seq_len": args.seq_len,
-            "torch_threads": args.torch_threads, "peer_padding": args.peer_padding, "peer_malloc": args.peer_malloc, "overrides": args.overrides, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "peer_python": args.peer_python, "one_width": args.one_width}
+    base = {
+        "task": args.task,
+        "depth": args.depth,
+        "precision": args.precision,
+        "seq_len": args.seq_len,
+        "torch_threads": args.torch_threads,
+        "peer_padding": args.peer_padding,
+        "peer_malloc": args.peer_malloc,
+        "overrides": args.overrides,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "peer_python": args.peer_python,
+        "one_width": args.one_width,
+    }
     go = measure if args.in_process else measure_isolated
     results = []
     for rnd in range(args.repeat):
         for s in sizes:
             for kind in ["sgjax", *peers]:
-                p = {**base, "kind": kind, "population": s, "round": rnd,
-                     "eval": args.eval and kind == "sgjax" and rnd == 0}
+                p = {
+                    **base,
+                    "kind": kind,
+                    "population": s,
+                    "round": rnd,
+                    "eval": args.eval and kind == "sgjax" and rnd == 0,
+                }
                 if kind == "sgjax":
                     p.update(steps_per_call=args.chunk, calls=math.ceil(args.steps / args.chunk), warmup=args.warmup)
                 else:  # the peers step once per call; sequential runs S eager seeds per step, so fewer steps
@@ -512,14 +634,20 @@ def write_results(args, results: list[dict], machine_info: dict | None) -> None:
     best = best_of(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"command": "sgjax " + " ".join(getattr(args, "argv", ["bench"])),  # argv: set by sgjax.cli.main
-           "complete": machine_info is not None, "machine": machine_info,
-           "flops": "analytic: 3 x (2 x matmul params x tokens + 4 T^2 d per layer and attention row)",
-           "results": best, "all_rounds": results if args.repeat > 1 else None}
+    doc = {
+        "command": "sgjax " + " ".join(getattr(args, "argv", ["bench"])),  # argv: set by sgjax.cli.main
+        "complete": machine_info is not None,
+        "machine": machine_info,
+        "flops": "analytic: 3 x (2 x matmul params x tokens + 4 T^2 d per layer and attention row)",
+        "results": best,
+        "all_rounds": results if args.repeat > 1 else None,
+    }
     atomic_write_bytes(out, json.dumps(doc, indent=2).encode())
     machine_line = machine_info if machine_info is not None else "not read yet: the bench stopped before its end"
-    atomic_write_bytes(out.with_suffix(".md"),
-                       f"# sgjax bench\n\n`{doc['command']}`\n\nMachine: {machine_line}\n\n{results_table(best)}".encode())
+    atomic_write_bytes(
+        out.with_suffix(".md"),
+        f"# sgjax bench\n\n`{doc['command']}`\n\nMachine: {machine_line}\n\n{results_table(best)}".encode(),
+    )
 
 
 def worker_main(argv: list[str]) -> int:

@@ -23,7 +23,8 @@ import orbax.checkpoint as ocp
 from etils import epath
 from flax import traverse_util
 
-from sgjax import config as config_lib, jsonl
+from sgjax import config as config_lib
+from sgjax import jsonl
 from sgjax.errors import CheckpointError, UserError
 
 SEP = "/"  # joins nested dict keys in the npz files: "layers/q", "embed"
@@ -52,8 +53,12 @@ def read_npz(path) -> dict[str, np.ndarray]:
     try:
         with path.open("rb") as f, np.load(f) as z:
             return {k: z[k] for k in z.files}
-    except Exception as e:  # BadZipFile, EOFError, OSError; ValueError with numpy's allow_pickle hint, which misleads here
-        raise CheckpointError(f"corrupt checkpoint {path}: the file is unreadable, not a complete .npz archive ({type(e).__name__})") from e
+    except (
+        Exception
+    ) as e:  # BadZipFile, EOFError, OSError; ValueError with numpy's allow_pickle hint, which misleads here
+        raise CheckpointError(
+            f"corrupt checkpoint {path}: the file is unreadable, not a complete .npz archive ({type(e).__name__})"
+        ) from e
 
 
 def write_members(directory, params_S, seeds) -> None:
@@ -103,8 +108,9 @@ class MembersNpzHandler(ocp.handlers.AsyncCheckpointHandler):
         if not files:
             raise CheckpointError(f"corrupt checkpoint {directory}: its parameter files (seed_<seed>.npz) are missing")
         members = [read_npz(p) for p in files]
-        want = args.shapes if args is not None and args.shapes is not None else \
-            {k: v.shape for k, v in members[0].items()}  # without a config: every member as the first
+        want = (
+            args.shapes if args is not None and args.shapes is not None else {k: v.shape for k, v in members[0].items()}
+        )  # without a config: every member as the first
         for path, m in zip(files, members):
             check_member(path, m, want)
         stacked = {k: np.stack([m[k] for m in members]) for k in members[0]}
@@ -130,8 +136,13 @@ def check_member(path: Path, arrays: dict[str, np.ndarray], want: dict[str, tupl
     missing, extra = sorted(set(want) - set(arrays)), sorted(set(arrays) - set(want))
     wrong = [(k, arrays[k].shape, tuple(want[k])) for k in want if k in arrays and arrays[k].shape != tuple(want[k])]
     if missing or extra or wrong:
-        what = (f"lacks {missing[0]!r}" if missing else f"has an array the model does not, {extra[0]!r}" if extra
-                else f"{wrong[0][0]!r} has shape {wrong[0][1]} where the run's model has {wrong[0][2]}")
+        what = (
+            f"lacks {missing[0]!r}"
+            if missing
+            else f"has an array the model does not, {extra[0]!r}"
+            if extra
+            else f"{wrong[0][0]!r} has shape {wrong[0][1]} where the run's model has {wrong[0][2]}"
+        )
         raise CheckpointError(f"corrupt checkpoint {path}: it {what}: written by another model, or damaged")
 
 
@@ -191,10 +202,14 @@ class RunCheckpoints:
         can lose at most the one at its own step, which it writes again from the state.
         """
         self._one_save_at_a_time(self.params)
-        if (self.params.latest_step() or 0) < step:  # an interruption's state, after the last probe checkpoint (in flight or not)
+        if (
+            self.params.latest_step() or 0
+        ) < step:  # an interruption's state, after the last probe checkpoint (in flight or not)
             self.params.wait_until_finished()
-        meta = {**meta, "fingerprints": [int(f) for f in jax.device_get(fingerprints(state_S))]}
-        self.state.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_S), meta=ocp.args.JsonSave(meta)))
+        meta = {**meta, "fingerprints": member_fingerprints(state_S)}
+        self.state.save(
+            step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_S), meta=ocp.args.JsonSave(meta))
+        )
 
     @staticmethod
     def _one_save_at_a_time(other) -> None:
@@ -220,7 +235,9 @@ class RunCheckpoints:
         return self.state.latest_step()
 
     def restore_state(self, step: int, abstract_state_S, seeds=None) -> tuple[Any, dict]:
-        """The full state at `step`, laid out like `abstract_state_S` (shapes, dtypes, shardings) and, if given, of `seeds`."""
+        """The full state at `step`, laid out like `abstract_state_S` (shapes, dtypes, shardings) and, if given, of
+        `seeds`.
+        """
         check_state_fits(self.run_dir / "state" / str(step), abstract_state_S, seeds)
         try:
             out = self.state.restore(
@@ -228,13 +245,16 @@ class RunCheckpoints:
                 args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state_S), meta=ocp.args.JsonRestore()),
             )
         except Exception as e:  # orbax raises many types for a truncated/corrupt directory
-            raise CheckpointError(f"cannot restore {self.run_dir / 'state' / str(step)}: {short_reason(e)}; "
-                                  f"{self.last_good_state(step, abstract_state_S)}") from e
+            raise CheckpointError(
+                f"cannot restore {self.run_dir / 'state' / str(step)}: {short_reason(e)}; "
+                f"{self.last_good_state(step, abstract_state_S)}"
+            ) from e
         bad = corrupt_members(out.state, dict(out.meta))
         if bad:
             raise CheckpointError(
                 f"the training state at step {step} is corrupt: {', '.join(f'seed {s}' for s in bad)} failed "
-                f"{'its' if len(bad) == 1 else 'their'} checksum; {self.last_good_state(step, abstract_state_S)}")
+                f"{'its' if len(bad) == 1 else 'their'} checksum; {self.last_good_state(step, abstract_state_S)}"
+            )
         return out.state, dict(out.meta)
 
     def last_good_state(self, bad_step: int, abstract_state_S) -> str:
@@ -242,13 +262,19 @@ class RunCheckpoints:
         state_dir = self.run_dir / "state"
         for s in sorted((s for s in self.state.all_steps() if s < bad_step), reverse=True):
             try:
-                out = self.state.restore(s, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state_S), meta=ocp.args.JsonRestore()))
+                out = self.state.restore(
+                    s,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract_state_S), meta=ocp.args.JsonRestore()
+                    ),
+                )
             except Exception:
                 continue
             if not corrupt_members(out.state, dict(out.meta)):
-                return (f"the last good state is at step {s}: delete {state_dir / str(bad_step)} and rerun to resume "
-                        f"from it")
+                return (
+                    f"the last good state is at step {s}: delete {state_dir / str(bad_step)} and rerun to resume "
+                    f"from it"
+                )
         return f"no earlier state is kept: move {self.run_dir} aside and start the run again"
 
     def wait(self) -> None:
@@ -267,12 +293,19 @@ def short_reason(e: BaseException, most: int = 240) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"
 
 
+def member_fingerprints(state_S) -> list[int]:
+    """`fingerprints` of every member on this host (gathered across processes when the population spans them)."""
+    from sgjax.engine import to_host
+
+    return [int(f) for f in to_host(fingerprints(state_S))]
+
+
 def corrupt_members(state_S, meta: dict) -> list:
     """Seeds whose restored state does not match the checksums saved with it (none saved: none checked)."""
     saved = meta.get("fingerprints")
     if saved is None:  # a state saved before checksums existed
         return []
-    now = [int(f) for f in jax.device_get(fingerprints(state_S))]
+    now = member_fingerprints(state_S)
     seeds = meta.get("seeds") or list(range(len(now)))
     return [seed for seed, a, b in zip(seeds, now, saved) if a != b]
 
@@ -323,9 +356,15 @@ def check_state_fits(step_dir: Path, abstract_state_S, seeds) -> None:
     n_saved, n_want = saved_shapes.get("frozen", (None,))[0], want.get("frozen", (None,))[0]
     problems = []
     if n_saved != n_want or (seeds is not None and saved_seeds is not None and list(saved_seeds) != list(seeds)):
-        problems.append(f"the saved state has {n_saved} members (seeds {_seeds(saved_seeds)}), this config {n_want} (seeds {_seeds(seeds)})")
+        problems.append(
+            f"the saved state has {n_saved} members (seeds {_seeds(saved_seeds)}), this config {n_want} (seeds "
+            f"{_seeds(seeds)})"
+        )
     if diff:
-        problems.append(f"the saved model's shapes differ from this config's ({'; '.join(diff[:3])}{'; …' if len(diff) > 3 else ''})")
+        problems.append(
+            f"the saved model's shapes differ from this config's "
+            f"({'; '.join(diff[:3])}{'; …' if len(diff) > 3 else ''})"
+        )
     if problems:
         raise CheckpointError(
             f"cannot restore {step_dir}: {'; '.join(problems)}; --override cannot change the population or the model "
@@ -377,13 +416,17 @@ def list_steps(run_dir) -> list[int]:
 
 
 def load_params(run_dir, step: int, seeds=None) -> tuple[list[int], dict]:
-    """(seeds, params with a leading member axis, numpy arrays) of a probe checkpoint, checked against the run's model."""
+    """(seeds, params with a leading member axis, numpy arrays) of a probe checkpoint, checked against
+    the run's model.
+    """
     path = Path(run_dir) / "checkpoints" / str(step) / "params"
     if not path.is_dir():
         raise CheckpointError(f"no checkpoint at step {step} in {run_dir} (have {list_steps(run_dir)})")
     shapes = param_shapes(load_config(run_dir).model)
     try:
-        out = MembersNpzHandler().restore(epath.Path(path), MembersRestore(None if seeds is None else tuple(seeds), shapes))
+        out = MembersNpzHandler().restore(
+            epath.Path(path), MembersRestore(None if seeds is None else tuple(seeds), shapes)
+        )
     except CheckpointError:
         raise
     except Exception as e:
@@ -402,4 +445,3 @@ def load_member(run_dir, step: int, seed: int) -> dict:
 def dir_bytes(path) -> int:
     """Disk use of a directory tree, in bytes."""
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-

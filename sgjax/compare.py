@@ -59,8 +59,16 @@ def sign_flip_p(diff_S: np.ndarray, samples: int = 20_000) -> float:
     if d.size == 0 or not np.any(d):
         return 1.0
     resamples = np.inf if d.size <= EXACT_SEEDS else samples
-    return float(stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=resamples,
-                                        alternative="two-sided", rng=np.random.default_rng(0)).pvalue)
+    return float(
+        stats.permutation_test(
+            (d,),
+            np.mean,
+            permutation_type="samples",
+            n_resamples=resamples,
+            alternative="two-sided",
+            rng=np.random.default_rng(0),
+        ).pvalue
+    )
 
 
 def compare_metric(a_SxT: np.ndarray, b_SxT: np.ndarray, steps: list[int]) -> dict:
@@ -70,7 +78,9 @@ def compare_metric(a_SxT: np.ndarray, b_SxT: np.ndarray, steps: list[int]) -> di
     k = int(np.argmax(np.abs(gap_T)))
     spread_T = a_SxT.std(0, ddof=1) if n_seeds > 1 else np.full(len(steps), math.nan)
     final = b_SxT[:, -1] - a_SxT[:, -1]
-    curve_S = (b_SxT - a_SxT).mean(1)  # each seed's gap averaged over the steps: one number per seed, as the steps correlate
+    curve_S = (b_SxT - a_SxT).mean(
+        1
+    )  # each seed's gap averaged over the steps: one number per seed, as the steps correlate
     return {
         "seeds": n_seeds,
         "steps": len(steps),
@@ -142,21 +152,31 @@ def compare_records(rec_a: list[dict], rec_b: list[dict], metrics=METRICS) -> di
 
 def format_table(result: dict[str, dict]) -> str:
     """Markdown: one row per metric, and whether B stays within A's seed noise."""
-    lines = ["| metric | seeds | steps | largest mean gap B−A (at step) | seed std (A) | curve gap (p) "
-             "| final A | final B | final gap (p) | within noise |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| metric | seeds | steps | largest mean gap B−A (at step) | seed std (A) | curve gap (p) "
+        "| final A | final B | final gap (p) | within noise |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, m in result.items():
-        lines.append(f"| {key} | {m['seeds']} | {m['steps']} (to {m['last_step']}) | {m['max_mean_gap']:+.4f} ({m['max_gap_step']}) "
-                     f"| {m['seed_std']:.4f} | {m['curve_gap']:+.4f} ({m['curve_p']:.3f}) | {m['final_a']:.4f} | {m['final_b']:.4f} "
-                     f"| {m['final_gap']:+.4f} ({m['final_p']:.3f}) | {verdict(m)} |")
+        lines.append(
+            f"| {key} | {m['seeds']} | {m['steps']} (to {m['last_step']}) | {m['max_mean_gap']:+.4f} "
+            f"({m['max_gap_step']}) "
+            f"| {m['seed_std']:.4f} | {m['curve_gap']:+.4f} ({m['curve_p']:.3f}) | {m['final_a']:.4f} | "
+            f"{m['final_b']:.4f} "
+            f"| {m['final_gap']:+.4f} ({m['final_p']:.3f}) | {verdict(m)} |"
+        )
     first = next(iter(result.values()))
     for side in ("a", "b"):
         if first.get(f"diverged_{side}"):
-            lines.append(f"\nDiverged (non-finite) in {side.upper()}: seeds {', '.join(map(str, first[f'diverged_{side}']))} "
-                         "(left out of the paired statistics).")
+            lines.append(
+                f"\nDiverged (non-finite) in {side.upper()}: seeds {', '.join(map(str, first[f'diverged_{side}']))} "
+                "(left out of the paired statistics)."
+            )
     if first["seeds"] < MIN_SEEDS:
-        lines.append(f"\nWith {first['seeds']} seeds the sign-flip test cannot reach p < {ALPHA / 2} (it needs "
-                     f"{MIN_SEEDS}): 'too few seeds' unless a gap is wider than {SPREAD_GAP:g} seed std.")
+        lines.append(
+            f"\nWith {first['seeds']} seeds the sign-flip test cannot reach p < {ALPHA / 2} (it needs "
+            f"{MIN_SEEDS}): 'too few seeds' unless a gap is wider than {SPREAD_GAP:g} seed std."
+        )
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ class ConfigError(UserError):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The original TransformerLM (SPEC §2): post-LN, 8 heads, untied output, sinusoidal positions."""
+    """The original TransformerLM: post-LN, 8 heads, untied output, sinusoidal positions."""
 
     vocab_size: int = 71  # |V| + 2 (pad, words, EOS, SOS); set from the task's vocabulary
     n_layers: int = 6
@@ -64,7 +64,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimizer, schedule and loop cadence (SPEC §3), per population member."""
+    """Optimizer, schedule and loop cadence, per population member."""
 
     steps: int = 300_000
     batch_size: int = 8
@@ -77,20 +77,27 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip_norm: float = 1.0  # the code's 1.0, not the paper's 10 (D3)
     chunk_steps: int = 100  # K: steps scanned inside one jitted call
-    member_groups: int = 1  # packed/unpadded: the population runs as this many groups, each call at its own group's width
-    group_by: str = "seed"  # member groups of contiguous seeds (each group's state apart), or "length": each call's members sorted by batch length
+    member_groups: int = (
+        1  # packed/unpadded: the population runs as this many groups, each call at its own group's width
+    )
+    # member groups of contiguous seeds (each group's state apart), or "length": each call's members sorted by
+    # batch length
+
+    group_by: str = "seed"
     log_every: int = 100
     eval_every: int = 3000
     ckpt_every: int = 3000  # probe checkpoints kept at this cadence
     keep_checkpoints: bool = True  # keep every probe checkpoint (False: latest only)
     matmul_precision: str = "highest"  # "highest" = true fp32; "tensorfloat32"/"bfloat16" are faster
     tensorboard: bool = False  # also TensorBoard event files, one directory per seed (RUN_DIR/tb/seed_<seed>)
-    wandb: str = "off"  # also Weights & Biases, one run per seed: "offline" (no network; `wandb sync` later) or "online"
+    wandb: str = (
+        "off"  # also Weights & Biases, one run per seed: "offline" (no network; `wandb sync` later) or "online"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """What evaluation computes (SPEC §4)."""
+    """What evaluation computes."""
 
     tense_gen_sample: int | None = None  # None: all gen lines (D15); 2000 = the original's subsample
     tense_sample_per_member: bool = True  # each member draws its own subsample, as each original run did (D33)
@@ -132,7 +139,8 @@ class Config:
 
 
 # Fields added after runs were saved, with what those runs did: the layer scan, per-element masks,
-# QF/TI data drawn held-out first, TI scored on the whole output, one TI subsample for every member. A field maps to the tasks it
+# QF/TI data drawn held-out first, TI scored on the whole output, one TI subsample for every member. A field maps to
+# the tasks it
 # changed, or None for every task: an old QF or Dyck run never read tense_drop_last, so it takes
 # today's default and resumes as it was.
 SAVED_BEFORE_OPTION = {
@@ -162,7 +170,9 @@ def from_dict(d: dict[str, Any]) -> Config:
     subs = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
     # A saved config.json that is valid JSON but another shape (a list, a number) is corrupt, not a crash.
     if not isinstance(d, dict):
-        raise ConfigError(f"the saved config is not a config object (a JSON {type(d).__name__}, not an object of fields)")
+        raise ConfigError(
+            f"the saved config is not a config object (a JSON {type(d).__name__}, not an object of fields)"
+        )
     bad = [k for k in subs if k in d and not isinstance(d[k], dict)]
     if bad:
         raise ConfigError(f"the saved config is not a config object ({bad[0]!r} is not an object of fields)")
@@ -182,7 +192,7 @@ def from_dict(d: dict[str, Any]) -> Config:
 PRESETS = ("paper", "quick", "smoke")
 GENERATIONS = ("train_first", "heldout_first")  # sgjax.data.qf_ti.GENERATIONS, without importing numpy
 LAYOUTS = ("rows", "packed", "unpadded")
-VOCAB_SIZES = {"question": 71, "tense": 101, "dyck": 43}  # |V| + 2, as the original (SPEC §1.5)
+VOCAB_SIZES = {"question": 71, "tense": 101, "dyck": 43}  # |V| + 2, as the original
 
 
 def concrete_layout(cfg: Config) -> Config:
@@ -213,10 +223,19 @@ def preset(name: str, task: str, depth: int = 6) -> Config:
         return Config(task=task, preset=name, model=model, data=data, train=train)
     # smoke: a tiny model on tiny data, seconds per depth on a laptop CPU.
     model = dataclasses.replace(model, d_model=64, n_heads=4, d_ff=256)
-    sizes = dict(train_size=2000, val_size=200, gen_size=200) if dyck else dict(train_size=2000, val_size=200, gen_size=500)
+    sizes = (
+        dict(train_size=2000, val_size=200, gen_size=200) if dyck else dict(train_size=2000, val_size=200, gen_size=500)
+    )
     data = DataConfig(**sizes, max_train_len=60 if dyck else None)
     train = TrainConfig(
-        steps=400, lr=1e-3, warmup_steps=50, decay_steps=2000, chunk_steps=50, log_every=50, eval_every=100, ckpt_every=100
+        steps=400,
+        lr=1e-3,
+        warmup_steps=50,
+        decay_steps=2000,
+        chunk_steps=50,
+        log_every=50,
+        eval_every=100,
+        ckpt_every=100,
     )
     evalc = EvalConfig(dyck_max_prefixes=None, batch_size=256)
     return Config(task=task, preset=name, seeds=(42, 52), model=model, data=data, train=train, eval=evalc)
@@ -286,30 +305,52 @@ def validate(cfg: Config) -> Config:
         # `0 < x < inf` is False for nan too: a non-finite lr makes every member non-finite at once.
         (cfg.lrs is None or all(0 < lr < float("inf") for lr in cfg.lrs), "lrs: learning rates must be finite and > 0"),
         (m.n_layers >= 1, "model.n_layers must be >= 1"),
-        (m.d_model > 0 and m.n_heads > 0 and m.d_model % m.n_heads == 0, "model.d_model must be a multiple of model.n_heads"),
+        (
+            m.d_model > 0 and m.n_heads > 0 and m.d_model % m.n_heads == 0,
+            "model.d_model must be a multiple of model.n_heads",
+        ),
         (m.d_ff > 0, "model.d_ff must be > 0"),
         (m.max_len >= 1, "model.max_len must be >= 1"),
         (0.0 <= m.dropout < 1.0, "model.dropout must be in [0, 1)"),
-        (m.dropout_draw in ("counter", "packed", "per_element"), "model.dropout_draw must be counter|packed|per_element"),
-        (m.vocab_size == VOCAB_SIZES[cfg.task] if cfg.task in TASKS else True, f"model.vocab_size must be {VOCAB_SIZES.get(cfg.task)} for {cfg.task}"),
+        (
+            m.dropout_draw in ("counter", "packed", "per_element"),
+            "model.dropout_draw must be counter|packed|per_element",
+        ),
+        (
+            m.vocab_size == VOCAB_SIZES[cfg.task] if cfg.task in TASKS else True,
+            f"model.vocab_size must be {VOCAB_SIZES.get(cfg.task)} for {cfg.task}",
+        ),
         (t.steps > 0, "train.steps must be > 0"),
         (t.batch_size > 0, "train.batch_size must be > 0"),
         (0 < t.lr < float("inf"), "train.lr must be finite and > 0"),
-        (t.warmup_steps >= 0 and t.decay_steps > t.warmup_steps, "train.decay_steps must exceed train.warmup_steps >= 0"),
-        (t.chunk_steps > 0 and t.log_every > 0 and t.ckpt_every > 0, "train.chunk_steps, log_every, ckpt_every must be > 0"),
+        (
+            t.warmup_steps >= 0 and t.decay_steps > t.warmup_steps,
+            "train.decay_steps must exceed train.warmup_steps >= 0",
+        ),
+        (
+            t.chunk_steps > 0 and t.log_every > 0 and t.ckpt_every > 0,
+            "train.chunk_steps, log_every, ckpt_every must be > 0",
+        ),
         (t.eval_every >= 0, "train.eval_every must be >= 0 (0 turns evaluation off)"),
         (1 <= t.member_groups <= len(cfg.seeds), "train.member_groups must be between 1 and the number of seeds"),
         (t.clip_norm > 0, "train.clip_norm must be > 0"),
-        (t.matmul_precision in ("highest", "float32", "tensorfloat32", "bfloat16", "default"), "train.matmul_precision must be highest|tensorfloat32|bfloat16|default"),
+        (
+            t.matmul_precision in ("highest", "float32", "tensorfloat32", "bfloat16", "default"),
+            "train.matmul_precision must be highest|tensorfloat32|bfloat16|default",
+        ),
         (all(s is None or s > 0 for s in (d.train_size, d.val_size, d.gen_size)), "data sizes must be > 0"),
         (d.layout in ("auto",) + LAYOUTS, "data.layout must be auto|rows|packed|unpadded"),
         (d.generation in GENERATIONS, f"data.generation must be {'|'.join(GENERATIONS)}"),
         (t.group_by in ("seed", "length"), "train.group_by must be seed|length"),
         (t.wandb in ("off", "offline", "online"), "train.wandb must be off|offline|online"),
-        (t.member_groups == 1 or d.layout != "rows",  # rows are all one width: G calls would gain nothing
-         "train.member_groups > 1 needs data.layout packed, unpadded or auto (rows are all one width)"),
-        (e.batch_size > 0 and e.width_groups > 0 and e.max_decode_steps > 0,
-         "eval.batch_size, width_groups and max_decode_steps must be > 0"),
+        (
+            t.member_groups == 1 or d.layout != "rows",  # rows are all one width: G calls would gain nothing
+            "train.member_groups > 1 needs data.layout packed, unpadded or auto (rows are all one width)",
+        ),
+        (
+            e.batch_size > 0 and e.width_groups > 0 and e.max_decode_steps > 0,
+            "eval.batch_size, width_groups and max_decode_steps must be > 0",
+        ),
     ]
     for ok, msg in checks:
         if not ok:

@@ -1,4 +1,4 @@
-"""Batched greedy decoding for the causal LM (SPEC §2.4), jit-friendly and vmappable over a population.
+"""Batched greedy decoding for the causal LM, jit-friendly and vmappable over a population.
 
     greedy_decode(cfg, params, prefix_BxW, prefix_len_B, *, max_steps, eos_id) -> (gen_BxM, gen_len_B)
 
@@ -138,7 +138,8 @@ def greedy_decode(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, *, max_ste
     nxt_B = jnp.argmax(at_prefix_end(logits_BxWxV, prefix_len_B), axis=-1).astype(jnp.int32)
     active_B = jnp.ones((b,), bool)
     tokens_BxT, gen_len_B, done_B = _accept(
-        tokens_BxT, nxt_B, prefix_len_B, active_B, jnp.zeros((b,), jnp.int32), eos_id, max_steps, prefix_len_B)
+        tokens_BxT, nxt_B, prefix_len_B, active_B, jnp.zeros((b,), jnp.int32), eos_id, max_steps, prefix_len_B
+    )
 
     # Phase 2: step j feeds generated token j-1 (at prefix_len + j - 1) and writes token j.
     def cond(state):
@@ -152,7 +153,8 @@ def greedy_decode(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, *, max_ste
         logits_Bx1xV, cache = cached_forward(cfg, params, tokens_BxT, cache, tok_B[:, None], pos_B[:, None])
         nxt_B = jnp.argmax(logits_Bx1xV[:, 0], axis=-1).astype(jnp.int32)
         tokens_BxT, gen_len_B, done_new = _accept(
-            tokens_BxT, nxt_B, pos_B + 1, ~done_B, gen_len_B, eos_id, max_steps, prefix_len_B)
+            tokens_BxT, nxt_B, pos_B + 1, ~done_B, gen_len_B, eos_id, max_steps, prefix_len_B
+        )
         return j + 1, tokens_BxT, cache, gen_len_B, done_B | done_new
 
     _, tokens_BxT, _, gen_len_B, _ = lax.while_loop(cond, body, (jnp.int32(1), tokens_BxT, cache, gen_len_B, done_B))
@@ -176,7 +178,8 @@ def greedy_decode_recompute(cfg: ModelConfig, params, prefix_BxW, prefix_len_B, 
         logits_BxTxV = model.forward(cfg, params, tokens_BxT)
         nxt_B = jnp.argmax(logits_BxTxV[jnp.arange(b), pos_B], axis=-1).astype(jnp.int32)
         tokens_BxT, gen_len_B, done_new = _accept(
-            tokens_BxT, nxt_B, pos_B + 1, ~done_B, gen_len_B, eos_id, max_steps, prefix_len_B)
+            tokens_BxT, nxt_B, pos_B + 1, ~done_B, gen_len_B, eos_id, max_steps, prefix_len_B
+        )
         return j + 1, tokens_BxT, gen_len_B, done_B | done_new
 
     init = (jnp.int32(0), tokens_BxT, jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool))

@@ -12,9 +12,14 @@ from sgjax.errors import UserError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("multi-host (see docs/scaling.md)")
-    g.add_argument("--distributed", action="store_true",
-                   help="call jax.distributed.initialize() (auto-detects TPU pods and SLURM; or give the flags below)")
-    g.add_argument("--coordinator", default=os.environ.get("SGJAX_COORDINATOR"), help="host:port of process 0 (GPU clusters)")
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="call jax.distributed.initialize() (auto-detects TPU pods and SLURM; or give the flags below)",
+    )
+    g.add_argument(
+        "--coordinator", default=os.environ.get("SGJAX_COORDINATOR"), help="host:port of process 0 (GPU clusters)"
+    )
     g.add_argument("--num-processes", type=int, default=_env_int("SGJAX_NUM_PROCESSES"), help="number of processes")
     g.add_argument("--process-id", type=int, default=_env_int("SGJAX_PROCESS_ID"), help="this process's index")
 
@@ -38,6 +43,8 @@ def maybe_initialize(args) -> None:
         else:
             jax.distributed.initialize()
     except ValueError as e:  # JAX says which setting it could neither read nor detect (off a SLURM/TPU cluster)
-        raise UserError(f"cannot join the multi-process runtime ({str(e).rstrip('.')}): give --coordinator, "
-                        "--num-processes and --process-id (or SGJAX_COORDINATOR, SGJAX_NUM_PROCESSES, "
-                        "SGJAX_PROCESS_ID)") from e
+        raise UserError(
+            f"cannot join the multi-process runtime ({str(e).rstrip('.')}): give --coordinator, "
+            "--num-processes and --process-id (or SGJAX_COORDINATOR, SGJAX_NUM_PROCESSES, "
+            "SGJAX_PROCESS_ID)"
+        ) from e

@@ -63,8 +63,13 @@ def loss_fn(params, cfg: Config, inputs_BxT, targets_BxT, positions_BxT, attenti
     rows = attention if isinstance(attention, model.SequenceRows) else None
     allowed_BxTxT = None if rows is not None else attention
     logits_BxTxV = model.forward(
-        cfg.model, params, inputs_BxT, dropout_key=dropout_key, allowed_BxTxT=allowed_BxTxT,
-        positions_BxT=positions_BxT, rows=rows,
+        cfg.model,
+        params,
+        inputs_BxT,
+        dropout_key=dropout_key,
+        allowed_BxTxT=allowed_BxTxT,
+        positions_BxT=positions_BxT,
+        rows=rows,
     )
     return token_mean_ce(logits_BxTxV, targets_BxT)
 
@@ -101,7 +106,9 @@ def make_chunk(cfg: Config, layout: str, width: int | tuple[int, int], gathered:
     `gathered` (train.group_by=length): the call takes the whole population's state and seeds, and the
     members it steps, (state_S, members_M, seeds_S, lrs_S, idx_MxKxB, step0, ...); the others keep theirs.
     """
-    make_batch = {"rows": batching.rows_batch, "packed": batching.packed_batch, "unpadded": batching.unpadded_batch}[layout]
+    make_batch = {"rows": batching.rows_batch, "packed": batching.packed_batch, "unpadded": batching.unpadded_batch}[
+        layout
+    ]
 
     def member_chunk(state, seed, member_lr, idx_KxB, step0, flat_M, starts_N, seq_len_N):
         def body(state, k_idx):
@@ -118,7 +125,9 @@ def make_chunk(cfg: Config, layout: str, width: int | tuple[int, int], gathered:
 
     def members_chunk(state_S, members_M, seeds_S, lrs_S, idx_MxKxB, step0, *resident):
         take = lambda x: x[members_M]  # noqa: E731
-        state_M, metrics = vmapped(jax.tree_util.tree_map(take, state_S), take(seeds_S), take(lrs_S), idx_MxKxB, step0, *resident)
+        state_M, metrics = vmapped(
+            jax.tree_util.tree_map(take, state_S), take(seeds_S), take(lrs_S), idx_MxKxB, step0, *resident
+        )
         # written back in place: the population's buffers are donated
         return jax.tree_util.tree_map(lambda x, y: x.at[members_M].set(y), state_S, state_M), metrics
 
@@ -200,7 +209,9 @@ class TrainData:
     starts_N: np.ndarray  # int32 start of each sequence in flat_M
     seq_len_N: np.ndarray  # int32 n + 2
     layout: str  # "rows" | "packed" | "unpadded"
-    min_length: int = 0  # packed/unpadded: no call is shorter (batching.length_bounds), so rare short ones compile nothing
+    min_length: int = (
+        0  # packed/unpadded: no call is shorter (batching.length_bounds), so rare short ones compile nothing
+    )
     tail: tuple[int, int] | None = None  # packed/unpadded: calls above tail[0] run at tail[1] (batching.length_bounds)
 
     @property
@@ -216,11 +227,15 @@ class TrainData:
         """The static row/packed length a chunk with these batches needs (unpadded: packed length, row length)."""
         if self.layout == "rows":
             return self.row_width
-        length = (batching.packed_length if self.layout == "packed" else batching.unpadded_length)(self.seq_len_N, idx_SxKxB)
+        length = (batching.packed_length if self.layout == "packed" else batching.unpadded_length)(
+            self.seq_len_N, idx_SxKxB
+        )
         return self.call_width(int(batching.bounded(length, self.min_length, self.tail)))
 
     def call_width(self, length: int) -> int | tuple[int, int]:
-        """A packed or unpadded call's static width from its packed length (unpadded: with its attention rows' length)."""
+        """A packed or unpadded call's static width from its packed length (unpadded: with its
+        attention rows' length).
+        """
         return (length, self.row_width - 1) if self.layout == "unpadded" else length
 
     def device_arrays(self):

@@ -107,8 +107,12 @@ def _best_cuts(values_K: np.ndarray, counts_K: np.ndarray, max_groups: int) -> l
     best = [[(cost(0, b), [b]) for b in range(k)]]
     for _ in range(1, min(max_groups, k)):
         prev = best[-1]
-        best.append([min(((prev[a][0] + cost(a + 1, b), prev[a][1] + [b]) for a in range(b)), default=prev[b])
-                     for b in range(k)])
+        best.append(
+            [
+                min(((prev[a][0] + cost(a + 1, b), prev[a][1] + [b]) for a in range(b)), default=prev[b])
+                for b in range(k)
+            ]
+        )
     return min((row[k - 1] for row in best), key=lambda pc: (pc[0], len(pc[1])))[1]
 
 
@@ -122,7 +126,12 @@ def length_groups(len_N: np.ndarray, tie_N: np.ndarray, max_groups: int) -> list
     return [order[a : int(ends[c])] for a, c in zip(starts, cuts)]
 
 
-LENGTH_OF = {"prefix": "prefix_len", "target": "target_len", "core": "target_len", "line": "line_len"}  # ragged columns, cut per group
+LENGTH_OF = {
+    "prefix": "prefix_len",
+    "target": "target_len",
+    "core": "target_len",
+    "line": "line_len",
+}  # ragged columns, cut per group
 
 
 def _subset(arrays_N: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -140,7 +149,9 @@ def grouped(arrays_N: dict[str, np.ndarray], rows: int, max_groups: int) -> dict
         return {"p1": _batched(arrays_N, rows)}
     groups = {}
     for idx in length_groups(arrays_N["prefix_len"], arrays_N["target_len"], max_groups):
-        groups[f"p{int(arrays_N['prefix_len'][idx].max())}"] = _batched(_subset(arrays_N, idx), balanced_rows(len(idx), rows))
+        groups[f"p{int(arrays_N['prefix_len'][idx].max())}"] = _batched(
+            _subset(arrays_N, idx), balanced_rows(len(idx), rows)
+        )
     return groups
 
 
@@ -185,8 +196,12 @@ def qf_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig) -> Part:
     """QF quest lines: prefix `[SOS] … . quest` and gold first word; for exact match the whole line and EOS."""
     prefixes, targets, _ = _prefix_target(split, vocab, (QF_MARKER,), lambda ws: QF_MARKER in ws)
     tgt_NxM, tlen_N = _pad_rows(targets)
-    arrays = {"prefix_len": np.array([len(p) for p in prefixes], np.int32), "target_len": tlen_N,
-              "gold": tgt_NxM[:, 0].copy(), "valid": np.ones(len(prefixes), bool)}
+    arrays = {
+        "prefix_len": np.array([len(p) for p in prefixes], np.int32),
+        "target_len": tlen_N,
+        "gold": tgt_NxM[:, 0].copy(),
+        "valid": np.ones(len(prefixes), bool),
+    }
     if ecfg.exact_match:  # one teacher-forced pass over the line scores everything (teacher_forced_match)
         arrays["line"], arrays["line_len"] = _pad_rows([p + t + [vocab.eos] for p, t in zip(prefixes, targets)])
     else:
@@ -204,13 +219,26 @@ def ti_arrays(split: Split, vocab: Vocab, tags: dict[str, str]) -> dict[str, np.
     prefix_NxW, plen_N = _pad_rows(prefixes)
     full_NxM, flen_N = _pad_rows(targets)
     core_NxM, clen_N = _pad_rows(core, full_NxM.shape[1])
-    return {"prefix": prefix_NxW, "prefix_len": plen_N, "target": full_NxM, "target_len": flen_N,
-            "core": core_NxM, "core_len": clen_N, "main_verb": np.asarray(mv, np.int32),
-            "valid": np.ones(len(prefixes), bool)}
+    return {
+        "prefix": prefix_NxW,
+        "prefix_len": plen_N,
+        "target": full_NxM,
+        "target_len": flen_N,
+        "core": core_NxM,
+        "core_len": clen_N,
+        "main_verb": np.asarray(mv, np.int32),
+        "valid": np.ones(len(prefixes), bool),
+    }
 
 
-def ti_part(name: str, split: Split, vocab: Vocab, ecfg: EvalConfig, sample: int | None,
-            member_seeds: tuple[int, ...] | None = None) -> Part:
+def ti_part(
+    name: str,
+    split: Split,
+    vocab: Vocab,
+    ecfg: EvalConfig,
+    sample: int | None,
+    member_seeds: tuple[int, ...] | None = None,
+) -> Part:
     """TI lines, all of them, or a fresh seeded subset of `sample` lines per evaluation (D15): one per
     member of `member_seeds` (D33), or one for all members when that is None."""
     full = ti_arrays(split, vocab, tense_tags())
@@ -230,7 +258,9 @@ def sample_rows(n: int, size: int, step: int, seed: int = 0) -> np.ndarray:
 
 
 def sample_batches(sample: TenseSample, step: int) -> dict[str, np.ndarray]:
-    """The lines drawn at `step`, batched in length order: [NB, R, ...] shared, or [S, NB, R, ...] one draw per member."""
+    """The lines drawn at `step`, batched in length order: [NB, R, ...] shared, or [S, NB, R, ...] one
+    draw per member.
+    """
     full = sample.full
 
     def draw(seed: int) -> dict[str, np.ndarray]:
@@ -304,7 +334,9 @@ def loss_part(name: str, split: Split, vocab: Vocab, max_len: int | None = None)
     buckets: dict[int, list] = {}
     for i in range(0, len(lines), LOSS_BATCH):
         batch = lines[i : i + LOSS_BATCH]
-        buckets.setdefault(bucket_width(max(map(len, batch)), None if max_len is None else max_len + 1), []).append(batch)
+        buckets.setdefault(bucket_width(max(map(len, batch)), None if max_len is None else max_len + 1), []).append(
+            batch
+        )
     groups = {}
     for width, batches in sorted(buckets.items()):
         seq = np.zeros((len(batches), LOSS_BATCH, width), np.int32)

@@ -1,4 +1,4 @@
-"""The paper's metrics (SPEC §4) for every population member, one compiled program per group of lines.
+"""The paper's metrics for every population member, one compiled program per group of lines.
 
     make_evaluator(model_cfg, eval_cfg, task, vocab, splits) -> Evaluator
     Evaluator(params_S, step) -> {key: float array [S]}
@@ -39,9 +39,28 @@ from sgjax.config import EvalConfig, ModelConfig
 from sgjax.data.split import Split
 from sgjax.data.vocab import Vocab
 from sgjax.errors import DataError, UserError
-from sgjax.eval_batches import Part, batch_rows, dyck_part, halved, halved_group, loss_part, qf_part, sample_batches, ti_part
-from sgjax.scoring import (AUXILIARIES, decode_steps, exact_match_ids, original_output_len, restricted_argmax, tag_table,
-                           teacher_forced_match, tense_correct_ids, tense_tags)
+from sgjax.eval_batches import (
+    Part,
+    batch_rows,
+    dyck_part,
+    halved,
+    halved_group,
+    loss_part,
+    qf_part,
+    sample_batches,
+    ti_part,
+)
+from sgjax.scoring import (
+    AUXILIARIES,
+    decode_steps,
+    exact_match_ids,
+    original_output_len,
+    restricted_argmax,
+    tag_table,
+    teacher_forced_match,
+    tense_correct_ids,
+    tense_tags,
+)
 
 MEMORY_FRACTION = 0.6  # of the device's free memory that the evaluation's temporaries may take
 
@@ -101,7 +120,10 @@ def ti_batch(cfg, params, b, *, tag_V, dot: int, max_steps: int, eos: int, decod
     v = b["valid"]
     scored_B = original_output_len(glen_B, steps) if drop_last else glen_B
     ok_B = tense_correct_ids(gen_BxM, scored_B, b["core"], b["core_len"], b["main_verb"], tag_V, dot)
-    return {"acc": jnp.sum(v & ok_B), "exact_match": jnp.sum(v & exact_match_ids(gen_BxM, glen_B, b["target"], b["target_len"]))}
+    return {
+        "acc": jnp.sum(v & ok_B),
+        "exact_match": jnp.sum(v & exact_match_ids(gen_BxM, glen_B, b["target"], b["target_len"])),
+    }
 
 
 def dyck_batch(cfg, params, b, *, close_K):
@@ -121,14 +143,22 @@ def loss_batch(cfg, params, b):
 
 
 KEYS = {  # (split, kind, count name) -> metrics.jsonl key
-    ("val", "qf", "acc"): "val_acc", ("gen", "qf", "acc"): "gen_acc",
-    ("val", "qf", "acc_unrestricted"): "val_acc_unrestricted", ("gen", "qf", "acc_unrestricted"): "gen_acc_unrestricted",
-    ("val", "qf", "exact_match"): "val_exact_match", ("gen", "qf", "exact_match"): "gen_exact_match",
-    ("val", "ti", "acc"): "val_acc", ("gen", "ti", "acc"): "gen_acc",
-    ("val", "ti", "exact_match"): "val_exact_match", ("gen", "ti", "exact_match"): "gen_exact_match",
-    ("val", "dyck", "all"): "val_acc", ("val", "dyck", "far"): "val_acc_far",
-    ("gen", "dyck", "all"): "gen_acc", ("gen", "dyck", "far"): "gen_acc_far",
-    ("val", "loss", "loss"): "val_loss", ("gen", "loss", "loss"): "gen_loss",
+    ("val", "qf", "acc"): "val_acc",
+    ("gen", "qf", "acc"): "gen_acc",
+    ("val", "qf", "acc_unrestricted"): "val_acc_unrestricted",
+    ("gen", "qf", "acc_unrestricted"): "gen_acc_unrestricted",
+    ("val", "qf", "exact_match"): "val_exact_match",
+    ("gen", "qf", "exact_match"): "gen_exact_match",
+    ("val", "ti", "acc"): "val_acc",
+    ("gen", "ti", "acc"): "gen_acc",
+    ("val", "ti", "exact_match"): "val_exact_match",
+    ("gen", "ti", "exact_match"): "gen_exact_match",
+    ("val", "dyck", "all"): "val_acc",
+    ("val", "dyck", "far"): "val_acc_far",
+    ("gen", "dyck", "all"): "gen_acc",
+    ("gen", "dyck", "far"): "gen_acc_far",
+    ("val", "loss", "loss"): "val_loss",
+    ("gen", "loss", "loss"): "gen_loss",
 }
 TASK_KIND = {"question": "qf", "tense": "ti", "dyck": "dyck"}
 GEN_NAMES = {"question": ("gen",), "tense": ("gen",), "dyck": ("test", "gen")}
@@ -154,10 +184,14 @@ class Evaluator:
             """One member's correct counts over one group's batches."""
             return {k: jnp.sum(v) for k, v in lax.map(lambda b: fn(params, b), batches).items()}
 
-        self._fns = {kind: jax.jit(jax.vmap(functools.partial(group_sums, fn), in_axes=(0, None)))
-                     for kind, fn in batch_fns.items()}
+        self._fns = {
+            kind: jax.jit(jax.vmap(functools.partial(group_sums, fn), in_axes=(0, None)))
+            for kind, fn in batch_fns.items()
+        }
         # a per-member TI sample (D33) has a leading S axis too, mapped with the parameters'
-        self._member_fns = {kind: jax.jit(jax.vmap(functools.partial(group_sums, fn))) for kind, fn in batch_fns.items()}
+        self._member_fns = {
+            kind: jax.jit(jax.vmap(functools.partial(group_sums, fn))) for kind, fn in batch_fns.items()
+        }
         self._member_sharding = None  # where [S, ...] data goes: the parameters' seed axis, set by the first call
         self._device = {}  # (part key, group) -> device copies of the fixed groups (a TI sample is put at each call)
         for p in self.parts.values():
@@ -200,14 +234,20 @@ class Evaluator:
                 batches = data[(key, g)] = self._sample(part, step) if part.sample else self._device[(key, g)]
             compiled[(key, g)] = program
         peak = max(tried.values(), key=lambda t: t[-1][1] or 0)
-        self.fit = {"rows": self.rows(), "temp_bytes": peak[-1][1], "free_bytes": free,
-                    "tried": {f"{s}/{g}": t for (s, g), t in tried.items()}}
+        self.fit = {
+            "rows": self.rows(),
+            "temp_bytes": peak[-1][1],
+            "free_bytes": free,
+            "tried": {f"{s}/{g}": t for (s, g), t in tried.items()},
+        }
         shrunk = [t for t in tried.values() if len(t) > 1]
         if shrunk:
             first = max(shrunk, key=lambda t: t[0][1])
-            self.note = (f"evaluation: {first[0][0]} rows per batch need {first[0][1] / 1e9:.1f} GB, more than "
-                         f"{MEMORY_FRACTION:.0%} of the {free / 1e9:.1f} GB free; using {first[-1][0]} "
-                         f"({first[-1][1] / 1e9:.1f} GB)")
+            self.note = (
+                f"evaluation: {first[0][0]} rows per batch need {first[0][1] / 1e9:.1f} GB, more than "
+                f"{MEMORY_FRACTION:.0%} of the {free / 1e9:.1f} GB free; using {first[-1][0]} "
+                f"({first[-1][1] / 1e9:.1f} GB)"
+            )
         return compiled, data
 
     def _halve(self, part: Part, group: str) -> Part:
@@ -230,8 +270,10 @@ class Evaluator:
         leaf = jax.tree_util.tree_leaves(params_S)[0]
         for p in self.parts.values():
             if p.sample and p.sample.seeds is not None and len(p.sample.seeds) != leaf.shape[0]:
-                raise UserError(f"the evaluator draws a TI sample for {len(p.sample.seeds)} members "
-                                f"(member_seeds), but the population has {leaf.shape[0]}")
+                raise UserError(
+                    f"the evaluator draws a TI sample for {len(p.sample.seeds)} members "
+                    f"(member_seeds), but the population has {leaf.shape[0]}"
+                )
         if isinstance(leaf.sharding, NamedSharding) and leaf.sharding.spec:
             self._member_sharding = NamedSharding(leaf.sharding.mesh, PartitionSpec(leaf.sharding.spec[0]))
 
@@ -262,9 +304,16 @@ class Evaluator:
         return out
 
 
-def make_evaluator(model_cfg: ModelConfig, eval_cfg: EvalConfig, task: str, vocab: Vocab,
-                   splits: dict[str, Split], *, decode_fn: Callable = decode.greedy_decode,
-                   member_seeds=None) -> Evaluator:
+def make_evaluator(
+    model_cfg: ModelConfig,
+    eval_cfg: EvalConfig,
+    task: str,
+    vocab: Vocab,
+    splits: dict[str, Split],
+    *,
+    decode_fn: Callable = decode.greedy_decode,
+    member_seeds=None,
+) -> Evaluator:
     """Precompute every index array for `splits` ("val" plus "gen", or "test" for Dyck) and compile lazily.
 
     `decode_fn` (`decode.greedy_decode`'s contract) decodes TI; QF's exact match needs no decoding.
@@ -275,14 +324,19 @@ def make_evaluator(model_cfg: ModelConfig, eval_cfg: EvalConfig, task: str, voca
         raise UserError(f"unknown task {task!r}; choose one of {', '.join(TASK_KIND)}")
     own_draws = task == "tense" and eval_cfg.tense_gen_sample is not None and eval_cfg.tense_sample_per_member
     if own_draws and member_seeds is None:
-        raise UserError("eval.tense_gen_sample draws each member's own lines (D33): pass member_seeds, "
-                        "the population's seeds, or set eval.tense_sample_per_member=false for one shared draw")
+        raise UserError(
+            "eval.tense_gen_sample draws each member's own lines (D33): pass member_seeds, "
+            "the population's seeds, or set eval.tense_sample_per_member=false for one shared draw"
+        )
     seeds = tuple(int(s) for s in member_seeds) if own_draws else None
     named = {"val": splits.get("val")}
     gen_name = next((g for g in GEN_NAMES[task] if g in splits), None)
     named["gen"] = splits.get(gen_name) if gen_name else None
     if all(s is None for s in named.values()):
-        raise UserError(f"no evaluation split for {task}: expected 'val' and {' or '.join(map(repr, GEN_NAMES[task]))}, got {sorted(splits)}")
+        raise UserError(
+            f"no evaluation split for {task}: expected 'val' and {' or '.join(map(repr, GEN_NAMES[task]))}, got "
+            f"{sorted(splits)}"
+        )
     kind = TASK_KIND[task]
     parts = []
     for name, split in named.items():
@@ -291,7 +345,9 @@ def make_evaluator(model_cfg: ModelConfig, eval_cfg: EvalConfig, task: str, voca
         if kind == "qf":
             parts.append(qf_part(name, split, vocab, eval_cfg))
         elif kind == "ti":
-            parts.append(ti_part(name, split, vocab, eval_cfg, eval_cfg.tense_gen_sample if name == "gen" else None, seeds))
+            parts.append(
+                ti_part(name, split, vocab, eval_cfg, eval_cfg.tense_gen_sample if name == "gen" else None, seeds)
+            )
         else:
             parts.append(dyck_part(name, split, vocab, eval_cfg, model_cfg.max_len))
         if eval_cfg.lm_loss:
@@ -318,5 +374,16 @@ def _batch_fns(cfg: ModelConfig, ecfg: EvalConfig, kind: str, vocab: Vocab, part
         return {"qf": lambda p, b: qf_batch(cfg, p, b, aux_K=aux_K, exact=ecfg.exact_match)}
     tag_V = jnp.asarray(tag_table(vocab, tense_tags()))
     dot = index.get(".", -1)
-    return {"ti": lambda p, b: ti_batch(cfg, p, b, tag_V=tag_V, dot=dot, max_steps=ecfg.max_decode_steps, eos=vocab.eos,
-                                        decode_fn=decode_fn, drop_last=ecfg.tense_drop_last)}
+    return {
+        "ti": lambda p, b: ti_batch(
+            cfg,
+            p,
+            b,
+            tag_V=tag_V,
+            dot=dot,
+            max_steps=ecfg.max_decode_steps,
+            eos=vocab.eos,
+            decode_fn=decode_fn,
+            drop_last=ecfg.tense_drop_last,
+        )
+    }

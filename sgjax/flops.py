@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 # Dense peak FLOP/s (no sparsity) by device and matmul precision; SXM parts. Sources: NVIDIA data sheets.
 GPU_PEAK_FLOPS = {
     "H200": {"highest": 67e12, "tensorfloat32": 494.7e12, "bfloat16": 989.4e12},
@@ -12,7 +11,9 @@ GPU_PEAK_FLOPS = {
 }
 
 
-def train_flops_per_step(depth: int, d_model: int, d_ff: int, vocab: int, tokens: int, attn_rows: int, attn_len: int) -> float:
+def train_flops_per_step(
+    depth: int, d_model: int, d_ff: int, vocab: int, tokens: int, attn_rows: int, attn_len: int
+) -> float:
     """Analytic FLOPs of one training step of one member: 3 x forward (forward + 2x backward).
 
     Forward = 2 x matmul params x tokens (4 d^2 + 2 d d_ff per layer, plus the d x V output layer;

@@ -22,8 +22,11 @@ class Logger(Protocol):
 
 def scalars(record: dict, prefix: str = "") -> dict[str, float]:
     """The record's numbers (not its step, seed or member, nor true/false flags) under prefixed tags."""
-    return {prefix + k: float(v) for k, v in record.items()
-            if k not in SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        prefix + k: float(v)
+        for k, v in record.items()
+        if k not in SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 class Callback:
@@ -77,9 +80,16 @@ class Wandb:
         if seed not in self.runs:
             (self.run_dir / "wandb").mkdir(parents=True, exist_ok=True)
             self.runs[seed] = self.wandb.init(
-                project="sgjax", group=self.run_dir.resolve().name, name=f"{self.run_dir.resolve().name}-seed{seed}",
-                id=f"{self.run_dir.resolve().name}-seed{seed}", resume="allow", dir=str(self.run_dir),
-                mode=self.mode, config={**self.config, "seed": seed}, reinit="create_new")
+                project="sgjax",
+                group=self.run_dir.resolve().name,
+                name=f"{self.run_dir.resolve().name}-seed{seed}",
+                id=f"{self.run_dir.resolve().name}-seed{seed}",
+                resume="allow",
+                dir=str(self.run_dir),
+                mode=self.mode,
+                config={**self.config, "seed": seed},
+                reinit="create_new",
+            )
         return self.runs[seed]
 
     def log(self, records: list[dict]) -> None:

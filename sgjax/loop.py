@@ -77,10 +77,20 @@ def saved_config_changes(cfg: Config, run_dir: Path) -> tuple[list[str], dict[st
 def changed_config_message(run_dir: Path, diff: list[str], legacy: dict[str, Any]) -> str:
     """The refusal of a changed config; for fields the run predates, the --set that continues it as it ran."""
     as_cli = lambda v: str(v).lower() if isinstance(v, bool) else str(v)  # noqa: E731
-    hint = ("; it was saved before " + ", ".join(legacy) + " existed: to continue it as it ran, add "
-            + " ".join(f"--set {k}={as_cli(v)}" for k, v in legacy.items())) if legacy else ""
-    return (f"{run_dir} holds a run with a different config ({'; '.join(diff[:5])}){hint}; "
-            "use another --out, or --override to continue it with the new config")
+    hint = (
+        (
+            "; it was saved before "
+            + ", ".join(legacy)
+            + " existed: to continue it as it ran, add "
+            + " ".join(f"--set {k}={as_cli(v)}" for k, v in legacy.items())
+        )
+        if legacy
+        else ""
+    )
+    return (
+        f"{run_dir} holds a run with a different config ({'; '.join(diff[:5])}){hint}; "
+        "use another --out, or --override to continue it with the new config"
+    )
 
 
 def check_resumable(cfg: Config, run_dir: Path) -> None:
@@ -113,7 +123,8 @@ def refuse_progress_without_state(cfg: Config, run_dir: Path) -> None:
     if last == 0 or (state_dir.is_dir() and last <= 2 * cfg.train.ckpt_every):
         return
     have = ([f"metrics to step {max(logged)}"] if logged else []) + (
-        [f"probe checkpoints at steps {_step_list(probes)}"] if probes else [])
+        [f"probe checkpoints at steps {_step_list(probes)}"] if probes else []
+    )
     raise CheckpointError(
         f"{run_dir} holds training progress ({', '.join(have)}) but no training state to resume from ({state_dir} "
         f"{'holds no complete state' if state_dir.is_dir() else 'is missing'}): a rerun would restart at step 0 and "
@@ -137,8 +148,10 @@ def check_positions(cfg: Config, splits: dict) -> None:
     # SOS, EOS; TI decodes up to 3 tokens past the longest target (scoring.decode_steps), 2 more than its EOS
     need = longest + 2 + (2 if cfg.task == "tense" and cfg.train.eval_every > 0 else 0)
     if need > cfg.model.max_len:
-        raise ConfigError(f"model.max_len {cfg.model.max_len} is shorter than the {need} positions the data needs "
-                          f"(its longest line has {longest} words); raise it to at least {need}")
+        raise ConfigError(
+            f"model.max_len {cfg.model.max_len} is shorter than the {need} positions the data needs "
+            f"(its longest line has {longest} words); raise it to at least {need}"
+        )
 
 
 def write_config(cfg: Config, run_dir: Path) -> None:
@@ -207,13 +220,21 @@ def load_data(cfg: Config) -> dict:
 
 
 def train_sequences(cfg: Config, split, vocab) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(flat_M, starts_N, seq_len_N): the training split's LM sequences, laid end to end, past data.max_train_len's filter."""
+    """(flat_M, starts_N, seq_len_N): the training split's LM sequences, laid end to end, past data.max_train_len's
+    filter.
+    """
     from sgjax.data.split import Split, lm_flat
 
     if cfg.data.max_train_len is not None:
         keep_N = split.lengths_N <= cfg.data.max_train_len
         keep_M = np.repeat(keep_N, split.lengths_N)
-        split = Split(split.task, split.name, tuple(l for l, k in zip(split.lines, keep_N) if k), split.flat_M[keep_M], split.lengths_N[keep_N])
+        split = Split(
+            split.task,
+            split.name,
+            tuple(l for l, k in zip(split.lines, keep_N) if k),
+            split.flat_M[keep_M],
+            split.lengths_N[keep_N],
+        )
     flat_M, starts_N, seq_len_N = lm_flat(split, vocab)
     if len(seq_len_N) < cfg.train.batch_size:
         raise UserError(f"training set has {len(seq_len_N)} lines, fewer than batch_size {cfg.train.batch_size}")
@@ -226,9 +247,19 @@ def steps_per_call(cfg: Config, layout: str) -> int:
 
 
 def length_bounds(cfg: Config, seq_len_N: np.ndarray, layout: str):
-    """(floor, tail, length_C) of a packed or unpadded run (batching.length_bounds), its calls as the host loop cuts them."""
-    return batching.length_bounds(seq_len_N, cfg.seeds, cfg.train.steps, steps_per_call(cfg, layout), cfg.train.batch_size,
-                                  layout == "packed", groups=cfg.train.member_groups, by_length=cfg.train.group_by == "length")
+    """(floor, tail, length_C) of a packed or unpadded run (batching.length_bounds), its calls as the host loop cuts
+    them.
+    """
+    return batching.length_bounds(
+        seq_len_N,
+        cfg.seeds,
+        cfg.train.steps,
+        steps_per_call(cfg, layout),
+        cfg.train.batch_size,
+        layout == "packed",
+        groups=cfg.train.member_groups,
+        by_length=cfg.train.group_by == "length",
+    )
 
 
 def make_train_data(cfg: Config, split, vocab) -> engine.TrainData:
@@ -276,7 +307,12 @@ def member_records(cfg: Config, step: int, train_m: dict | None, eval_m: dict | 
 
 
 def meta(cfg: Config, step: int, frozen_S) -> dict:
-    return {"step": step, "seeds": list(cfg.seeds), "lrs": list(cfg.member_lrs), "nonfinite": [bool(f) for f in frozen_S]}
+    return {
+        "step": step,
+        "seeds": list(cfg.seeds),
+        "lrs": list(cfg.member_lrs),
+        "nonfinite": [bool(f) for f in frozen_S],
+    }
 
 
 def default_evaluator(cfg: Config, vocab, splits) -> Callable | None:
@@ -286,8 +322,9 @@ def default_evaluator(cfg: Config, vocab, splits) -> Callable | None:
     from sgjax import evaluate
 
     gen = gen_split_name(cfg.task)
-    return evaluate.make_evaluator(cfg.model, cfg.eval, cfg.task, vocab, {"val": splits["val"], gen: splits[gen]},
-                                   member_seeds=cfg.seeds)
+    return evaluate.make_evaluator(
+        cfg.model, cfg.eval, cfg.task, vocab, {"val": splits["val"], gen: splits[gen]}, member_seeds=cfg.seeds
+    )
 
 
 def run(
@@ -315,12 +352,31 @@ def run(
     run_dir.mkdir(parents=True, exist_ok=True)
     # one training process per run directory (process 0 of a multi-host run writes for all)
     with runlock.hold(run_dir, "train") if is_writer() else contextlib.nullcontext():
-        return run_locked(cfg, run_dir, override=override, progress=progress, devices=devices, evaluator=evaluator,
-                          stop_at=stop_at, command=command, loggers=loggers)
+        return run_locked(
+            cfg,
+            run_dir,
+            override=override,
+            progress=progress,
+            devices=devices,
+            evaluator=evaluator,
+            stop_at=stop_at,
+            command=command,
+            loggers=loggers,
+        )
 
 
-def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, devices, evaluator, stop_at,
-               command=None, loggers=None) -> Path:
+def run_locked(
+    cfg: Config,
+    run_dir: Path,
+    *,
+    override: bool,
+    progress: bool,
+    devices,
+    evaluator,
+    stop_at,
+    command=None,
+    loggers=None,
+) -> Path:
     """`run` once the run directory is this process's."""
     from sgjax import data
 
@@ -337,8 +393,10 @@ def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, de
 
     mesh = engine.seed_mesh(cfg.population, devices)
     if tc.member_groups > 1 and mesh.size > 1:
-        raise UserError(f"train.member_groups={tc.member_groups} runs on one device; this run's population spans {mesh.size}: "
-                        "set train.member_groups=1, or pass one device")
+        raise UserError(
+            f"train.member_groups={tc.member_groups} runs on one device; this run's population spans {mesh.size}: "
+            "set train.member_groups=1, or pass one device"
+        )
     ckpts = RunCheckpoints(run_dir, keep_all=tc.keep_checkpoints)
     extra = [x if hasattr(x, "log") else loggers_lib.Callback(x) for x in loggers or []]
     log = MetricsLog(run_dir, (loggers_lib.for_run(run_dir, cfg) if is_writer() else []) + extra)
@@ -357,20 +415,30 @@ def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, de
             provenance.append(run_dir, command, from_step=step, to_step=end)
         ckpts.drop_params_after(step)
         if step and is_probe_step(step, tc) and not ckpts.has_params(step):
-            # The state committed but its probe checkpoint, written in the background beside it, did not: write it again.
+            # The state committed but its probe checkpoint, written in the background beside it, did not:
+            # write it again.
             with saving_errors(ckpts, step):
                 save_probe_checkpoint(cfg, ckpts, step, state, engine.to_host(state["frozen"]))
         truncate_metrics(log.path, step)
         population = engine.Population(cfg, tdata, state, mesh)  # member groups, each call at its own width
         del state
         pending: list[dict] = []
-        bar = tqdm(total=tc.steps, initial=step, disable=not progress, desc=f"{cfg.task} L{cfg.model.n_layers} S{cfg.population}", unit="step")
+        bar = tqdm(
+            total=tc.steps,
+            initial=step,
+            disable=not progress,
+            desc=f"{cfg.task} L{cfg.model.n_layers} S{cfg.population}",
+            unit="step",
+        )
         try:
             while step < end:
                 nxt = engine.next_boundary(step, end, tc)
                 idx_SxKxB = batching.chunk_indices(cfg.seeds, step, nxt - step, tdata.n, tc.batch_size)
                 if tdata.layout == "packed":  # one step per call: see batching.PACKED_STEPS_PER_CALL
-                    idx_SxKxB, nxt = idx_SxKxB[:, :batching.PACKED_STEPS_PER_CALL], step + batching.PACKED_STEPS_PER_CALL
+                    idx_SxKxB, nxt = (
+                        idx_SxKxB[:, : batching.PACKED_STEPS_PER_CALL],
+                        step + batching.PACKED_STEPS_PER_CALL,
+                    )
                 pending.append(population.step(idx_SxKxB, step))
                 step = nxt
                 bar.update(nxt - bar.n)
@@ -387,8 +455,14 @@ def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, de
                         evaluator.note = None
                     frozen_S = population.frozen()
                     log.write(member_records(cfg, step, train_m, eval_m, frozen_S))
-                    bar.set_postfix(loss=f"{np.nanmean(train_m['loss'][:, -1]):.3f}", **(
-                        {"val": f"{np.mean(eval_m['val_acc']):.2f}", "gen": f"{np.mean(eval_m['gen_acc']):.2f}"} if eval_m else {}))
+                    bar.set_postfix(
+                        loss=f"{np.nanmean(train_m['loss'][:, -1]):.3f}",
+                        **(
+                            {"val": f"{np.mean(eval_m['val_acc']):.2f}", "gen": f"{np.mean(eval_m['gen_acc']):.2f}"}
+                            if eval_m
+                            else {}
+                        ),
+                    )
                 if is_ckpt:
                     state = population.state()
                     frozen_S = engine.to_host(state["frozen"])
@@ -413,7 +487,14 @@ def run_locked(cfg: Config, run_dir: Path, *, override: bool, progress: bool, de
             restore_stop_handler(stop)
     pad = population.padding
     if pad["real"] and is_writer():
-        write_json(run_dir / "padding.json", {"positions_per_real_token": pad["positions"] / pad["real"], "pad_per_real_token": (pad["positions"] - pad["real"]) / pad["real"], "from_step": "this invocation"})
+        write_json(
+            run_dir / "padding.json",
+            {
+                "positions_per_real_token": pad["positions"] / pad["real"],
+                "pad_per_real_token": (pad["positions"] - pad["real"]) / pad["real"],
+                "from_step": "this invocation",
+            },
+        )
     return run_dir
 
 
@@ -442,8 +523,11 @@ def saving_errors(ckpts: RunCheckpoints, step: int):
     except (OSError, ValueError) as e:  # TensorStore's write failures reach Orbax's callers as ValueError
         # A probe checkpoint is written in the background: its failure surfaces at the next save or at the end.
         saved = saved_state_step(ckpts.run_dir)  # what is on disk: the managers' own lists count failed saves
-        where = (f"the latest complete state is at step {saved}: free space and rerun the same command to resume "
-                 "from it") if saved is not None else "no complete state is saved yet: free space and rerun the same command"
+        where = (
+            (f"the latest complete state is at step {saved}: free space and rerun the same command to resume from it")
+            if saved is not None
+            else "no complete state is saved yet: free space and rerun the same command"
+        )
         raise CheckpointError(f"saving a checkpoint failed by step {step} ({short_reason(e)}); {where}") from e
 
 
@@ -461,8 +545,11 @@ def install_stop_handler() -> dict:
             flag["abort"] = True
             raise KeyboardInterrupt
         flag["stop"] = True
-        print("\nsgjax: stopping after this step (Ctrl-C again to abort; the run then resumes from its last "
-              "checkpoint)", file=sys.stderr, flush=True)
+        print(
+            "\nsgjax: stopping after this step (Ctrl-C again to abort; the run then resumes from its last checkpoint)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     for sig, handler in ((signal.SIGTERM, stop), (signal.SIGINT, interrupt)):
         try:

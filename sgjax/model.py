@@ -1,4 +1,4 @@
-"""The original's causal TransformerLM (SPEC §2) in Flax Linen: post-LN, sinusoidal positions, untied output.
+"""The original's causal TransformerLM in Flax Linen: post-LN, sinusoidal positions, untied output.
 
 This is the only module that defines Flax modules. `init_params` stacks the layers on a leading L axis (the
 checkpoint form); training splits them into one tree per layer (`split_layers`). Layers run as a
@@ -79,7 +79,9 @@ def counter_bits16(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     j_11J = jnp.arange(blocks, dtype=jnp.uint32)[None, None, :]
     row_LxMxJ = jnp.broadcast_to((l_L11 << 16) | i_1M1, (lead_count, m, blocks))
     col_LxMxJ = jnp.broadcast_to(j_11J, (lead_count, m, blocks))
-    words = jax_random_ext.threefry_2x32(jax.random.key_data(key), jnp.concatenate([row_LxMxJ.ravel(), col_LxMxJ.ravel()]))
+    words = jax_random_ext.threefry_2x32(
+        jax.random.key_data(key), jnp.concatenate([row_LxMxJ.ravel(), col_LxMxJ.ravel()])
+    )
     half = lead_count * m * blocks
     words_Nx2 = jnp.stack([words[:half], words[half:]], axis=-1)
     bits_LxMx4J = jax.lax.bitcast_convert_type(words_Nx2, jnp.uint16).reshape(lead_count, m, 4 * blocks)
@@ -87,7 +89,8 @@ def counter_bits16(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 
 class Dropout(nn.Module):
-    """Inverted dropout with 16-bit random masks (`draw`: "counter", "packed" or "per_element" bits; see counter_bits16).
+    """Inverted dropout with 16-bit random masks (`draw`: "counter", "packed" or "per_element" bits; see
+    counter_bits16).
 
     16 bits per element keep an element with probability round((1-rate)·2^16)/2^16 (0.899994 for
     rate 0.1), and the output is scaled by exactly the inverse of that, so its expectation is unchanged.
@@ -292,7 +295,7 @@ def layer_params(params: Params, l: int) -> Params:
 
 
 def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
-    """Parameters of one model, PyTorch-style initialization (SPEC §2.2)."""
+    """Parameters of one model, PyTorch-style initialization."""
     tokens_1x2 = jnp.ones((1, 2), dtype=jnp.int32)
     return TransformerLM(cfg).init({"params": key}, tokens_1x2)["params"]
 

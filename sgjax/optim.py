@@ -33,7 +33,9 @@ def update(tc: TrainConfig, params, opt_state, grads, grad_norm, lr, frozen):
     # optax.clip_by_global_norm: unchanged below the threshold, else rescaled to norm clip_norm.
     clip = lambda g: jnp.where(grad_norm < tc.clip_norm, g, (g / grad_norm) * tc.clip_norm)
     mu = jax.tree_util.tree_map(lambda m, g: jnp.where(frozen, m, (1 - b1) * clip(g) + b1 * m), adam.mu, grads)
-    nu = jax.tree_util.tree_map(lambda v, g: jnp.where(frozen, v, (1 - b2) * jnp.square(clip(g)) + b2 * v), adam.nu, grads)
+    nu = jax.tree_util.tree_map(
+        lambda v, g: jnp.where(frozen, v, (1 - b2) * jnp.square(clip(g)) + b2 * v), adam.nu, grads
+    )
     count = optax.safe_increment(adam.count)
     bias1, bias2 = 1 - b1**count, 1 - b2**count
 

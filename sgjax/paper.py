@@ -58,7 +58,8 @@ def tree_projection_curve(task: str, depth: int) -> dict | None:
 
 
 def seed_curves(task: str, depth: int) -> dict | None:
-    """Every logged seed's accuracies per checkpoint: {step[], seed[], val[step][seed], gen[step][seed]} (None: not logged).
+    """Every logged seed's accuracies per checkpoint: {step[], seed[], val[step][seed], gen[step][seed]} (None: not
+    logged).
 
     From the original repo's logs at the paper's plotted depth (QF 6, TI 4: 20 seeds each; Dyck 6: 6-10 seeds a
     checkpoint), so a run of a few seeds can be placed among the paper's seeds step by step.
@@ -82,7 +83,9 @@ def quantiles(xs) -> dict:
 
 
 def spread(curves: dict | None) -> dict | None:
-    """{step[], n_seeds[], <key>{min,q25,median,q75,max}[]} of seed_curves' form: the seeds' quantiles per checkpoint."""
+    """{step[], n_seeds[], <key>{min,q25,median,q75,max}[]} of seed_curves' form: the seeds' quantiles
+    per checkpoint.
+    """
     if curves is None:
         return None
     keys = [k for k in curves if k not in ("step", "seed")]
@@ -93,7 +96,9 @@ def spread(curves: dict | None) -> dict | None:
 
 @functools.lru_cache(maxsize=16)
 def seed_spread(task: str, depth: int) -> dict | None:
-    """seed_curves' accuracies as quantiles per checkpoint: {step[], n_seeds[], val[], gen[]}, each {min, q25, median, q75, max}."""
+    """seed_curves' accuracies as quantiles per checkpoint: {step[], n_seeds[], val[], gen[]}, each {min, q25, median,
+    q75, max}.
+    """
     return spread(seed_curves(task, depth))
 
 

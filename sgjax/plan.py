@@ -30,16 +30,26 @@ def plan(cfg: Config) -> dict:
     from sgjax import data
 
     gen = "test" if cfg.task == "dyck" else "gen"
-    sizes = data.resolve_sizes(cfg.task, {k: v for k, v in {"train": cfg.data.train_size, "val": cfg.data.val_size,
-                                                           gen: cfg.data.gen_size}.items() if v is not None})
+    sizes = data.resolve_sizes(
+        cfg.task,
+        {
+            k: v
+            for k, v in {"train": cfg.data.train_size, "val": cfg.data.val_size, gen: cfg.data.gen_size}.items()
+            if v is not None
+        },
+    )
     tc, params = cfg.train, param_count(cfg.model)
     member_bytes = 4 * params
     checkpoints = count_at(tc.steps, tc.ckpt_every)
     kept = checkpoints if tc.keep_checkpoints else 1
     return {
-        "steps": tc.steps, "members": cfg.population, "params_per_member": params,
-        "evaluations": count_at(tc.steps, tc.eval_every), "probe_checkpoints": checkpoints,
-        "data_lines": sum(sizes.values()), "data_bytes": sum(sizes.values()) * BYTES_PER_LINE,
+        "steps": tc.steps,
+        "members": cfg.population,
+        "params_per_member": params,
+        "evaluations": count_at(tc.steps, tc.eval_every),
+        "probe_checkpoints": checkpoints,
+        "data_lines": sum(sizes.values()),
+        "data_bytes": sum(sizes.values()) * BYTES_PER_LINE,
         "state_bytes": cfg.population * member_bytes * STATE_COPIES,
         # probe checkpoints (parameters) plus the latest resume state (parameters and moments)
         "disk_bytes": cfg.population * member_bytes * (kept + 3),
@@ -68,19 +78,21 @@ def check_fits(cfg: Config, on_cpu: bool) -> None:
         raise UserError(
             f"this run needs about {gib(need)} of memory ({p['data_lines']:,} lines of data: {gib(p['data_bytes'])}"
             + (f"; {p['members']} members' training state: {gib(p['state_bytes'])}" if on_cpu else "")
-            + f"), more than this machine's {gib(total)}: lower the data sizes (data.*_size), the model or the seeds")
+            + f"), more than this machine's {gib(total)}: lower the data sizes (data.*_size), the model or the seeds"
+        )
 
 
 def describe(cfg: Config) -> str:
     """The plan as lines for `sgjax train --dry-run`."""
     p = plan(cfg)
-    return "\n".join([
-        f"{cfg.task}, {cfg.model.n_layers} layers, d {cfg.model.d_model}: {p['members']} members "
-        f"({', '.join(map(str, cfg.seeds))}), {p['params_per_member']:,} parameters each",
-        f"{p['steps']:,} steps of batch {cfg.train.batch_size}; {p['evaluations']} evaluations, "
-        f"{p['probe_checkpoints']} probe checkpoints",
-        f"data: {p['data_lines']:,} lines (generation {cfg.data.generation}, seed {cfg.data.seed}), "
-        f"about {gib(p['data_bytes'])} of memory to build",
-        f"training state: {gib(p['state_bytes'])}; checkpoints on disk: about {gib(p['disk_bytes'])}",
-    ])
-
+    return "\n".join(
+        [
+            f"{cfg.task}, {cfg.model.n_layers} layers, d {cfg.model.d_model}: {p['members']} members "
+            f"({', '.join(map(str, cfg.seeds))}), {p['params_per_member']:,} parameters each",
+            f"{p['steps']:,} steps of batch {cfg.train.batch_size}; {p['evaluations']} evaluations, "
+            f"{p['probe_checkpoints']} probe checkpoints",
+            f"data: {p['data_lines']:,} lines (generation {cfg.data.generation}, seed {cfg.data.seed}), "
+            f"about {gib(p['data_bytes'])} of memory to build",
+            f"training state: {gib(p['state_bytes'])}; checkpoints on disk: about {gib(p['disk_bytes'])}",
+        ]
+    )

@@ -26,10 +26,16 @@ def source_commit() -> str | None:
     """The git commit of the sgjax checkout this code runs from ('+dirty' with local changes); None outside one."""
     root = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+dirty" if dirty else "")
@@ -45,9 +51,16 @@ def device() -> str:
 
 def record(command: list[str] | None, **extra) -> dict:
     """This invocation's provenance."""
-    return {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
-            "versions": {p: version(p) for p in PACKAGES}, "python": platform.python_version(),
-            "commit": source_commit(), "device": device(), "host": platform.node(), **extra}
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": command,
+        "versions": {p: version(p) for p in PACKAGES},
+        "python": platform.python_version(),
+        "commit": source_commit(),
+        "device": device(),
+        "host": platform.node(),
+        **extra,
+    }
 
 
 def read(directory: Path) -> list[dict]:

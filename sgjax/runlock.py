@@ -27,12 +27,17 @@ def hold(run_dir: Path, command: str):
     except BlockingIOError:
         holder = describe(path)
         os.close(fd)
-        raise UserError(f"{run_dir} is in use by another `sgjax {command}` ({holder}); wait for it to end or stop it, "
-                        "then rerun") from None
+        raise UserError(
+            f"{run_dir} is in use by another `sgjax {command}` ({holder}); wait for it to end or stop it, then rerun"
+        ) from None
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        os.write(
+            fd,
+            json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+            ).encode(),
+        )
         yield
     finally:
         os.close(fd)  # releases the lock

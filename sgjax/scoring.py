@@ -1,4 +1,4 @@
-"""The paper's scoring rules (SPEC §4) as pure functions: POS tags and the TI main-verb rule, QF's
+"""The paper's scoring rules as pure functions: POS tags and the TI main-verb rule, QF's
 restricted argmax, Dyck's closing brackets, exact match; docs/metrics.md.
 
 The compiled evaluation (sgjax.evaluate) uses the id-level ones (`tense_correct_ids`,

@@ -42,10 +42,30 @@ PATIENCE = 3  # D18 (b)
 LAST_N = 10
 
 COLUMNS = [
-    "task", "depth", "seed", "n_evals", "first_step", "last_step", "final_gen", "final_val", "max_gen",
-    "step_of_max_gen", "crossed_80", "final_ge_80", "first_step_gen_ge_80", "step_gen_stays_ge_80", "max_val",
-    "es_step_first_max_val", "es_gen_at_first_max_val", "es_step_patience3", "es_gen_patience3",
-    "first_step_val_ge_99", "gen_at_first_val_ge_99", "mean_gen_last10_evals", "nonfinite", "nonfinite_step",
+    "task",
+    "depth",
+    "seed",
+    "n_evals",
+    "first_step",
+    "last_step",
+    "final_gen",
+    "final_val",
+    "max_gen",
+    "step_of_max_gen",
+    "crossed_80",
+    "final_ge_80",
+    "first_step_gen_ge_80",
+    "step_gen_stays_ge_80",
+    "max_val",
+    "es_step_first_max_val",
+    "es_gen_at_first_max_val",
+    "es_step_patience3",
+    "es_gen_patience3",
+    "first_step_val_ge_99",
+    "gen_at_first_val_ge_99",
+    "mean_gen_last10_evals",
+    "nonfinite",
+    "nonfinite_step",
     "lr",  # the member's learning rate (config.json), beyond the paper's columns: --lrs runs mix several
 ]
 
@@ -103,15 +123,24 @@ def seed_row(steps: np.ndarray, val: np.ndarray, gen: np.ndarray) -> dict:
     final_gen, max_gen = at(gen, last_gen), at(gen, i_max)
     tail = gen[has_gen][-LAST_N:]
     return {
-        "n_evals": int(len(steps)), "first_step": step(0 if len(steps) else None), "last_step": step(len(steps) - 1 if len(steps) else None),
-        "final_gen": final_gen, "final_val": at(val, last_val), "max_gen": max_gen, "step_of_max_gen": step(i_max),
+        "n_evals": int(len(steps)),
+        "first_step": step(0 if len(steps) else None),
+        "last_step": step(len(steps) - 1 if len(steps) else None),
+        "final_gen": final_gen,
+        "final_val": at(val, last_val),
+        "max_gen": max_gen,
+        "step_of_max_gen": step(i_max),
         "crossed_80": None if max_gen is None else bool(max_gen > GROK),
         "final_ge_80": None if final_gen is None else bool(final_gen >= GROK),
-        "first_step_gen_ge_80": step(i80), "step_gen_stays_ge_80": step(stays_index(gen)),
+        "first_step_gen_ge_80": step(i80),
+        "step_gen_stays_ge_80": step(stays_index(gen)),
         "max_val": at(val, i_vmax),
-        "es_step_first_max_val": step(i_vmax), "es_gen_at_first_max_val": at(gen, i_vmax),
-        "es_step_patience3": step(i_p3), "es_gen_patience3": at(gen, i_p3),
-        "first_step_val_ge_99": step(i99), "gen_at_first_val_ge_99": at(gen, i99),
+        "es_step_first_max_val": step(i_vmax),
+        "es_gen_at_first_max_val": at(gen, i_vmax),
+        "es_step_patience3": step(i_p3),
+        "es_gen_patience3": at(gen, i_p3),
+        "first_step_val_ge_99": step(i99),
+        "gen_at_first_val_ge_99": at(gen, i99),
         "mean_gen_last10_evals": float(np.mean(tail)) if tail.size else None,
     }
 
@@ -167,8 +196,15 @@ def seed_rows(records: list[dict], task=None, depth=None, lrs: dict | None = Non
         steps = np.array(sorted(evals), dtype=np.int64)
         val = np.array([evals[k][0] for k in steps], dtype=np.float64)
         gen = np.array([evals[k][1] for k in steps], dtype=np.float64)
-        row = {"task": task, "depth": depth, "seed": s, **seed_row(steps, val, gen),
-               "nonfinite": bad[s] is not None, "nonfinite_step": bad[s], "lr": (lrs or {}).get(s)}
+        row = {
+            "task": task,
+            "depth": depth,
+            "seed": s,
+            **seed_row(steps, val, gen),
+            "nonfinite": bad[s] is not None,
+            "nonfinite_step": bad[s],
+            "lr": (lrs or {}).get(s),
+        }
         rows.append({c: row.get(c) for c in COLUMNS})
     return rows
 
@@ -179,14 +215,21 @@ def aggregate(rows: list[dict]) -> dict:
     mean = lambda k: float(np.mean(vals(k))) if vals(k).size else None  # noqa: E731
     final = vals("final_gen")
     return {
-        "n_seeds": len(rows), "n_seeds_evaluated": int(final.size),
-        "mean_final_gen": mean("final_gen"), "std_final_gen": float(np.std(final)) if final.size else None,
-        "median_final_gen": float(np.median(final)) if final.size else None, "mean_max_gen": mean("max_gen"),
-        "n_final_gen_ge_0p8": int(np.sum(final >= GROK)), "n_max_gen_gt_0p8": int(np.sum(vals("max_gen") > GROK)),
-        "mean_final_val": mean("final_val"), "mean_es_step_first_max_val": mean("es_step_first_max_val"),
+        "n_seeds": len(rows),
+        "n_seeds_evaluated": int(final.size),
+        "mean_final_gen": mean("final_gen"),
+        "std_final_gen": float(np.std(final)) if final.size else None,
+        "median_final_gen": float(np.median(final)) if final.size else None,
+        "mean_max_gen": mean("max_gen"),
+        "n_final_gen_ge_0p8": int(np.sum(final >= GROK)),
+        "n_max_gen_gt_0p8": int(np.sum(vals("max_gen") > GROK)),
+        "mean_final_val": mean("final_val"),
+        "mean_es_step_first_max_val": mean("es_step_first_max_val"),
         "mean_gen_at_es_first_max_val": mean("es_gen_at_first_max_val"),
-        "mean_gen_at_es_patience3": mean("es_gen_patience3"), "mean_gen_at_first_val_ge_0p99": mean("gen_at_first_val_ge_99"),
-        "mean_gen_last10_evals": mean("mean_gen_last10_evals"), "n_nonfinite": sum(bool(r["nonfinite"]) for r in rows),
+        "mean_gen_at_es_patience3": mean("es_gen_patience3"),
+        "mean_gen_at_first_val_ge_0p99": mean("gen_at_first_val_ge_99"),
+        "mean_gen_last10_evals": mean("mean_gen_last10_evals"),
+        "n_nonfinite": sum(bool(r["nonfinite"]) for r in rows),
     }
 
 
@@ -234,9 +277,12 @@ def summary(run_dir: Path, write: bool) -> dict:
     path = run_dir / "metrics.jsonl"
     scanned = scan_metrics(path)
     rows = seed_rows(scanned.records, *run_identity(run_dir), member_lrs(run_dir))
-    rules = {"grok": f"final_gen >= {GROK} (D17)", "crossed_80": f"max_gen > {GROK}",
-             "patience": f"stop after {PATIENCE} evals without a strict val improvement; gen at the best-val eval (D18 b)",
-             "val_saturated": f"val >= {VAL_SATURATED} (D18 c)"}
+    rules = {
+        "grok": f"final_gen >= {GROK} (D17)",
+        "crossed_80": f"max_gen > {GROK}",
+        "patience": f"stop after {PATIENCE} evals without a strict val improvement; gen at the best-val eval (D18 b)",
+        "val_saturated": f"val >= {VAL_SATURATED} (D18 c)",
+    }
     doc = {"seeds": rows, "aggregate": aggregate(rows), "rules": rules}
     split = by_lr(rows)
     if split:  # the overall aggregate mixes learning rates: each one's own as well
@@ -264,28 +310,48 @@ def write_summary(run_dir: Path, doc: dict) -> None:
 
 def format_table(rows: list[dict], agg: dict) -> str:
     """A readable fixed-width table of the main columns plus the aggregates."""
-    cols = [("seed", "seed"), ("final_gen", "final gen"), ("final_val", "final val"), ("max_gen", "max gen"),
-            ("step_of_max_gen", "@step"), ("first_step_gen_ge_80", "first>=.8"), ("step_gen_stays_ge_80", "stays>=.8"),
-            ("es_gen_at_first_max_val", "ES gen"), ("es_step_first_max_val", "@step"), ("es_gen_patience3", "P3 gen"),
-            ("gen_at_first_val_ge_99", "val>=.99 gen"), ("mean_gen_last10_evals", "last10 gen"), ("nonfinite", "nonfinite")]
-    fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else ("yes" if v is True else "" if v is False else str(v)))  # noqa: E731
+    cols = [
+        ("seed", "seed"),
+        ("final_gen", "final gen"),
+        ("final_val", "final val"),
+        ("max_gen", "max gen"),
+        ("step_of_max_gen", "@step"),
+        ("first_step_gen_ge_80", "first>=.8"),
+        ("step_gen_stays_ge_80", "stays>=.8"),
+        ("es_gen_at_first_max_val", "ES gen"),
+        ("es_step_first_max_val", "@step"),
+        ("es_gen_patience3", "P3 gen"),
+        ("gen_at_first_val_ge_99", "val>=.99 gen"),
+        ("mean_gen_last10_evals", "last10 gen"),
+        ("nonfinite", "nonfinite"),
+    ]
+    fmt = lambda v: (
+        "-"
+        if v is None
+        else (f"{v:.3f}" if isinstance(v, float) else ("yes" if v is True else "" if v is False else str(v)))
+    )  # noqa: E731
     table = [[h for _, h in cols]] + [[fmt(r[k]) for k, _ in cols] for r in rows]
     widths = [max(len(row[j]) for row in table) for j in range(len(cols))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in table]
     a = {k: fmt(v) for k, v in agg.items()}
     lines.append("")
-    lines.append(f"seeds {a['n_seeds']}: final gen mean {a['mean_final_gen']} median {a['median_final_gen']} "
-                 f"std {a['std_final_gen']}; final >= 0.8: {a['n_final_gen_ge_0p8']}; ever > 0.8: {a['n_max_gen_gt_0p8']}; "
-                 f"mean ES gen {a['mean_gen_at_es_first_max_val']} (patience-3 {a['mean_gen_at_es_patience3']}); "
-                 f"nonfinite {a['n_nonfinite']}")
+    lines.append(
+        f"seeds {a['n_seeds']}: final gen mean {a['mean_final_gen']} median {a['median_final_gen']} "
+        f"std {a['std_final_gen']}; final >= 0.8: {a['n_final_gen_ge_0p8']}; ever > 0.8: {a['n_max_gen_gt_0p8']}; "
+        f"mean ES gen {a['mean_gen_at_es_first_max_val']} (patience-3 {a['mean_gen_at_es_patience3']}); "
+        f"nonfinite {a['n_nonfinite']}"
+    )
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run directory (holds metrics.jsonl)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
-    parser.add_argument("--write", action="store_true",
-                        help="also write summary.csv and summary.json into the run directory (sgjax sweep does)")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="also write summary.csv and summary.json into the run directory (sgjax sweep does)",
+    )
 
 
 def run(args) -> int:
@@ -303,7 +369,9 @@ def run(args) -> int:
         print(format_table(rows, aggregate(rows)))
         for lr, agg in (by_lr(rows) or {}).items():
             mean = "-" if agg["mean_final_gen"] is None else f"{agg['mean_final_gen']:.3f}"  # none evaluated yet
-            print(f"lr {lr}: {agg['n_seeds']} members, final gen mean {mean}, final >= 0.8: {agg['n_final_gen_ge_0p8']}")
+            print(
+                f"lr {lr}: {agg['n_seeds']} members, final gen mean {mean}, final >= 0.8: {agg['n_final_gen_ge_0p8']}"
+            )
         if doc.get("skipped"):
             print(f"note: {doc['skipped']}: a kill mid-write, or a damaged file")
         if args.write:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import jax
 
-from sgjax import config as C, jsonl
+from sgjax import config as C
+from sgjax import jsonl
 from sgjax.errors import UserError
 from sgjax.train_cli import add_config_arguments, comma_list, config_from_args
 
@@ -51,8 +52,10 @@ def write_manifest(sweep_dir: Path, manifest: dict, override: bool) -> None:
 def device_groups(n_groups: int, devices=None) -> list[list]:
     """Split the local devices into n_groups equal groups (the remainder is left idle)."""
     if jax.process_count() > 1:  # a group on one host would train alone while the others wait for it
-        raise UserError("--parallel-depths splits one host's devices; on several hosts, leave it out (each depth then "
-                        "spans every host) or run one sweep per host with its own --depths")
+        raise UserError(
+            "--parallel-depths splits one host's devices; on several hosts, leave it out (each depth then "
+            "spans every host) or run one sweep per host with its own --depths"
+        )
     devices = list(devices if devices is not None else jax.local_devices())
     per = len(devices) // n_groups
     if per == 0:
@@ -112,7 +115,9 @@ def run_sweep(
         if parallel_depths and len(runs) > 1:
             groups = device_groups(len(runs))
             with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
-                futures = [pool.submit(train_one, cfg, rd, override, False, g, command) for (cfg, rd), g in zip(runs, groups)]
+                futures = [
+                    pool.submit(train_one, cfg, rd, override, False, g, command) for (cfg, rd), g in zip(runs, groups)
+                ]
                 for f in futures:
                     f.result()
         else:
@@ -123,7 +128,12 @@ def run_sweep(
     if jax.process_index() > 0:
         return sweep_dir
     if not one_host:
-        analyse([(configs[(t, d)], run_dir_for(sweep_dir, t, d)) for t in tasks for d in depths], probe, probe_sample, progress)
+        analyse(
+            [(configs[(t, d)], run_dir_for(sweep_dir, t, d)) for t in tasks for d in depths],
+            probe,
+            probe_sample,
+            progress,
+        )
     if report:
         from sgjax import report as report_lib
 
@@ -152,11 +162,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         if a.dest == "task":
             a.required = False
             a.help = f"a task, a comma-separated list, or 'all' ({', '.join(C.TASKS)}; default: all)"
-    p.add_argument("--depths", type=comma_list(int, "depths"), help="comma-separated depths (default: 2,4,6,8,10; smoke: 1,2)")
+    p.add_argument(
+        "--depths", type=comma_list(int, "depths"), help="comma-separated depths (default: 2,4,6,8,10; smoke: 1,2)"
+    )
     p.add_argument("--out", required=True, help="sweep directory (rerunning resumes it)")
     p.add_argument("--no-probe", action="store_true", help="skip the probe (weight norms, sparsity, tree projections)")
-    p.add_argument("--probe-sample", type=int,
-                   help="sentences (Dyck: strings) per probed checkpoint (default: the probe's, 10k for QF/TI, 500 for Dyck)")
+    p.add_argument(
+        "--probe-sample",
+        type=int,
+        help="sentences (Dyck: strings) per probed checkpoint (default: the probe's, 10k for QF/TI, 500 for Dyck)",
+    )
     p.add_argument("--no-report", action="store_true", help="skip the report")
     p.add_argument("--parallel-depths", action="store_true", help="run depths at once on separate device groups")
     p.add_argument("--override", action="store_true", help="continue runs whose config changed")
@@ -180,9 +195,16 @@ def run(args) -> int:
         args.task = t
         configs.update({(t, d): config_from_args(args, d) for d in depths})
     out = run_sweep(
-        tasks, depths, configs, args.out,
-        probe=not args.no_probe, probe_sample=args.probe_sample, report=not args.no_report,
-        parallel_depths=args.parallel_depths, override=args.override, progress=not args.no_progress,
+        tasks,
+        depths,
+        configs,
+        args.out,
+        probe=not args.no_probe,
+        probe_sample=args.probe_sample,
+        report=not args.no_report,
+        parallel_depths=args.parallel_depths,
+        override=args.override,
+        progress=not args.no_progress,
         command=["sgjax", *getattr(args, "argv", ["sweep"])],
     )
     print(f"sweep directory: {out}" + ("" if args.no_report else f"\nreport: {out / 'report' / 'report.md'}"))

@@ -17,7 +17,13 @@ def tiny_config(**train_overrides) -> C.Config:
     train = C.TrainConfig(
         steps=20, lr=1e-3, warmup_steps=5, decay_steps=1000, chunk_steps=5, log_every=5, eval_every=0, ckpt_every=10
     )
-    return C.Config(task="question", preset="smoke", seeds=(42, 52), model=TINY_MODEL, train=dataclasses.replace(train, **train_overrides))
+    return C.Config(
+        task="question",
+        preset="smoke",
+        seeds=(42, 52),
+        model=TINY_MODEL,
+        train=dataclasses.replace(train, **train_overrides),
+    )
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from sgjax.data import grammar as G
 from sgjax.data.split import line_words
 from sgjax.data.vocab import Vocab
 
-QF_GEN = [  # subject RC: the first auxiliary is never the main one (SPEC §1.3)
+QF_GEN = [  # subject RC: the first auxiliary is never the main one
     "my raven that doesn't sleep does change . quest\tdoes my raven that doesn't sleep change ?",
     "the newts who do swim don't wait . quest\tdon't the newts who do swim wait ?",
     "her yak that the zebras do admire doesn't giggle . quest\tdoesn't her yak that the zebras do admire giggle ?",
@@ -26,7 +26,8 @@ TI_GEN = [  # an intervening noun of the other number: agree-recent gets the mai
     "her yaks who the orangutan confused read . PRESENT\ther yaks who the orangutan confuses read .",
     "the walrus with the newts swam . PRESENT\tthe walrus with the newts swims .",
     "the unicorn near the ravens amused the yak . PRESENT\tthe unicorn near the ravens amuses the yak .",
-    "some peacocks who the quail entertained accepted our newts . PRESENT\tsome peacocks who the quail entertains accept our newts .",
+    "some peacocks who the quail entertained accepted our newts . PRESENT\tsome peacocks who the quail entertains "
+    "accept our newts .",
 ]
 TI_VAL = [
     "the newt near the yak giggled . PAST\tthe newt near the yak giggled .",
@@ -49,7 +50,9 @@ NUMBER = {**{w: "sg" for w in G.N_SG}, **{w: "pl" for w in G.N_PL}}
 def words_vocab(*line_sets) -> Vocab:
     """The fixture lines' words plus the auxiliaries and every TI verb form (the linear rule's outputs)."""
     verbs = {f for pl, forms in G.V_FORMS.items() for f in (pl, *forms)}
-    return Vocab.from_words({w for lines in line_sets for l in lines for w in line_words(l)} | set(scoring.AUXILIARIES) | verbs)
+    return Vocab.from_words(
+        {w for lines in line_sets for l in lines for w in line_words(l)} | set(scoring.AUXILIARIES) | verbs
+    )
 
 
 def input_output(line: str) -> tuple[list[str], list[str]]:

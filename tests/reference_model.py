@@ -34,25 +34,49 @@ def from_sgjax(params) -> dict:
     layers = params["layers"]
     if not isinstance(layers, (tuple, list)):
         n = np.asarray(layers["q"]).shape[0]
-        layers = [{k: (v[i] if not isinstance(v, dict) else {kk: vv[i] for kk, vv in v.items()})
-                   for k, v in layers.items()} for i in range(n)]
+        layers = [
+            {k: (v[i] if not isinstance(v, dict) else {kk: vv[i] for kk, vv in v.items()}) for k, v in layers.items()}
+            for i in range(n)
+        ]
     f = lambda x: np.asarray(x, np.float64)  # noqa: E731
     out = {"embed": f(params["embed"]), "out_w": f(params["out_w"]), "out_b": f(params["out_b"]), "layers": []}
     for p in layers:
-        out["layers"].append({
-            "q": f(p["q"]), "k": f(p["k"]), "v": f(p["v"]), "o": f(p["o"]),
-            "w1": f(p["ff1_w"]), "b1": f(p["ff1_b"]), "w2": f(p["ff2_w"]), "b2": f(p["ff2_b"]),
-            "g1": f(p["norm1"]["scale"]), "c1": f(p["norm1"]["bias"]),
-            "g2": f(p["norm2"]["scale"]), "c2": f(p["norm2"]["bias"]),
-        })
+        out["layers"].append(
+            {
+                "q": f(p["q"]),
+                "k": f(p["k"]),
+                "v": f(p["v"]),
+                "o": f(p["o"]),
+                "w1": f(p["ff1_w"]),
+                "b1": f(p["ff1_b"]),
+                "w2": f(p["ff2_w"]),
+                "b2": f(p["ff2_b"]),
+                "g1": f(p["norm1"]["scale"]),
+                "c1": f(p["norm1"]["bias"]),
+                "g2": f(p["norm2"]["scale"]),
+                "c2": f(p["norm2"]["bias"]),
+            }
+        )
     return out
 
 
 def to_sgjax_layout(ref: dict) -> dict:
     """This module's arrays back in sgjax's per-layer naming (for comparing updated weights)."""
-    layers = tuple({"q": p["q"], "k": p["k"], "v": p["v"], "o": p["o"], "ff1_w": p["w1"], "ff1_b": p["b1"],
-                    "ff2_w": p["w2"], "ff2_b": p["b2"], "norm1": {"scale": p["g1"], "bias": p["c1"]},
-                    "norm2": {"scale": p["g2"], "bias": p["c2"]}} for p in ref["layers"])
+    layers = tuple(
+        {
+            "q": p["q"],
+            "k": p["k"],
+            "v": p["v"],
+            "o": p["o"],
+            "ff1_w": p["w1"],
+            "ff1_b": p["b1"],
+            "ff2_w": p["w2"],
+            "ff2_b": p["b2"],
+            "norm1": {"scale": p["g1"], "bias": p["c1"]},
+            "norm2": {"scale": p["g2"], "bias": p["c2"]},
+        }
+        for p in ref["layers"]
+    )
     return {"embed": ref["embed"], "out_w": ref["out_w"], "out_b": ref["out_b"], "layers": layers}
 
 
@@ -152,8 +176,11 @@ def backward(ref: dict, fwd_cache, targets, heads: int) -> dict:
     onehot = np.eye(logits.shape[-1])[targets]
     dlogits = (prob - onehot) * mask[..., None] / max(mask.sum(), 1.0)
     d = x_last.shape[-1]
-    grads = {"out_w": x_last.reshape(-1, d).T @ dlogits.reshape(-1, dlogits.shape[-1]),
-             "out_b": dlogits.sum((0, 1)), "layers": [None] * len(ref["layers"])}
+    grads = {
+        "out_w": x_last.reshape(-1, d).T @ dlogits.reshape(-1, dlogits.shape[-1]),
+        "out_b": dlogits.sum((0, 1)),
+        "layers": [None] * len(ref["layers"]),
+    }
     dx = dlogits @ ref["out_w"].T
     for i in reversed(range(len(ref["layers"]))):
         p = ref["layers"][i]
@@ -188,8 +215,7 @@ def leaves(tree) -> list[np.ndarray]:
     return out
 
 
-def adamw_steps(ref: dict, batches, heads: int, *, lr_at, b1=0.9, b2=0.999, eps=1e-7, weight_decay=0.0,
-                clip=1.0):
+def adamw_steps(ref: dict, batches, heads: int, *, lr_at, b1=0.9, b2=0.999, eps=1e-7, weight_decay=0.0, clip=1.0):
     """Train `ref` (a copy) on (tokens, targets) batches: clip to `clip`, then AdamW (lr_at(step))."""
     import copy
 

@@ -50,7 +50,9 @@ def toy_batch(cfg, rng, b=4, t=12):
 
 def peer_model(peer, cfg, params):
     m = cfg.model
-    (pm,) = peer.make_models([0], m.vocab_size, m.n_layers, d_model=m.d_model, n_heads=m.n_heads, d_ff=m.d_ff, dropout=0.0)
+    (pm,) = peer.make_models(
+        [0], m.vocab_size, m.n_layers, d_model=m.d_model, n_heads=m.n_heads, d_ff=m.d_ff, dropout=0.0
+    )
     peer.load_sgjax_params(pm, params)
     return pm
 
@@ -84,7 +86,9 @@ def test_peer_per_batch_padding_keeps_the_loss(peer, torch):
     cut = peer.trim_padding(*full)
     assert cut[0].shape[-1] == int((inp != 0).sum(-1).max()) <= inp.shape[1] - 5
     with torch.no_grad():
-        assert float(peer.lm_loss(pm(cut[0]), cut[1])) == pytest.approx(float(peer.lm_loss(pm(full[0]), full[1])), rel=1e-5)
+        assert float(peer.lm_loss(pm(cut[0]), cut[1])) == pytest.approx(
+            float(peer.lm_loss(pm(full[0]), full[1])), rel=1e-5
+        )
 
 
 @pytest.mark.parametrize("mode", ["sequential", "vmap"])
@@ -119,7 +123,9 @@ def test_same_train_step(peer, torch, mode):
 
 
 def test_call_lengths_are_what_width_for_gives_each_call(toy_corpus):
-    """batching.call_lengths (all calls at once) against width_for call by call, floor, tail and a short last call included."""
+    """batching.call_lengths (all calls at once) against width_for call by call, floor, tail and a short last call
+    included.
+    """
     vocab, split = toy_corpus
     for layout, k in (("packed", 1), ("unpadded", 3)):
         cfg = C.override(tiny_config(), [f"data.layout={layout}"])
@@ -127,7 +133,9 @@ def test_call_lengths_are_what_width_for_gives_each_call(toy_corpus):
         steps, n, b = 95, tdata.n, cfg.train.batch_size
         plain = batching.call_lengths(tdata.seq_len_N, cfg.seeds, steps, k, b, layout == "packed", tdata.min_length)
         tdata.tail = (int(np.unique(plain)[0]), int(plain.max()) + 16)  # every call above the shortest moves
-        got = batching.call_lengths(tdata.seq_len_N, cfg.seeds, steps, k, b, layout == "packed", tdata.min_length, tdata.tail)
+        got = batching.call_lengths(
+            tdata.seq_len_N, cfg.seeds, steps, k, b, layout == "packed", tdata.min_length, tdata.tail
+        )
         assert (got > plain).any()
         want = []
         for s in range(0, steps, k):
@@ -147,8 +155,18 @@ def test_length_bounds_count_each_member_groups_calls_as_the_loop_cuts_them(toy_
         groups = batching.member_groups(len(seeds), 2)
         total = {}
         for by_length in (False, True):
-            got = batching.length_bounds(tdata.seq_len_N, seeds, 40, k, 8, layout == "packed", groups=2, by_length=by_length,
-                                         floor_quantile=0.0, tail_quantile=1.0)[2]
+            got = batching.length_bounds(
+                tdata.seq_len_N,
+                seeds,
+                40,
+                k,
+                8,
+                layout == "packed",
+                groups=2,
+                by_length=by_length,
+                floor_quantile=0.0,
+                tail_quantile=1.0,
+            )[2]
             want = [[], []]
             for s in range(0, 40, k):
                 idx = batching.chunk_indices(seeds, s, min(k, 40 - s), tdata.n, 8)
@@ -185,28 +203,53 @@ def test_profile_counts_a_gpus_streams_alone(monkeypatch):
 
     meta = lambda kind, pid, name, tid=None: {"ph": "M", "name": kind, "pid": pid, "tid": tid, "args": {"name": name}}
     op = lambda name, pid, tid, us: {"ph": "X", "name": name, "pid": pid, "tid": tid, "dur": us}
-    gpu = [meta("process_name", 1, "/host:CPU"), meta("process_name", 2, "/device:GPU:0"),
-           meta("thread_name", 2, "Stream #7(Compute)", 7), meta("thread_name", 2, "XLA Ops", 99),
-           op("sm90_xmma_gemm_f32f32_tf32f32", 2, 7, 3000), op("loop_add_fusion_3", 2, 7, 1000),
-           op("loop_add_fusion.4", 2, 7, 1000), op("fusion.3", 2, 99, 5000), op("ThunkExecutor::Execute", 1, 3, 9000)]
+    gpu = [
+        meta("process_name", 1, "/host:CPU"),
+        meta("process_name", 2, "/device:GPU:0"),
+        meta("thread_name", 2, "Stream #7(Compute)", 7),
+        meta("thread_name", 2, "XLA Ops", 99),
+        op("sm90_xmma_gemm_f32f32_tf32f32", 2, 7, 3000),
+        op("loop_add_fusion_3", 2, 7, 1000),
+        op("loop_add_fusion.4", 2, 7, 1000),
+        op("fusion.3", 2, 99, 5000),
+        op("ThunkExecutor::Execute", 1, 3, 9000),
+    ]
     ms, counted = profile_step.op_times(gpu, steps=2)
     assert ms == {"sm90_xmma_gemm_f32f32_tf32f32": 1.5, "loop_add_fusion": 1.0}
     assert counted == "/device:GPU:0 Stream #7(Compute)"
-    assert profile_step.MATMUL.search("sm90_xmma_gemm_f32f32_tf32f32") and not profile_step.MATMUL.search("loop_add_fusion")
+    assert profile_step.MATMUL.search("sm90_xmma_gemm_f32f32_tf32f32") and not profile_step.MATMUL.search(
+        "loop_add_fusion"
+    )
 
-    cpu = [meta("process_name", 1, "/host:CPU"), op("ynn_fusion.12", 1, 3, 2000), op("ynn_fusion.7", 1, 4, 2000),
-           op("ThunkExecutor::Execute", 1, 3, 9000)]
+    cpu = [
+        meta("process_name", 1, "/host:CPU"),
+        op("ynn_fusion.12", 1, 3, 2000),
+        op("ynn_fusion.7", 1, 4, 2000),
+        op("ThunkExecutor::Execute", 1, 3, 9000),
+    ]
     ms, counted = profile_step.op_times(cpu, steps=1)
     assert ms == {"ynn_fusion": 4.0} and counted == "host threads, summed"
 
 
 def test_sgjax_measurement_runs_each_call_at_the_loops_width():
-    """bench.measure on a tiny model: every timed call at the width the host loop gives its chunk, each compiled once."""
+    """bench.measure on a tiny model: every timed call at the width the host loop gives its chunk, each
+    compiled once.
+    """
     from sgjax import batching
 
-    p = {"kind": "sgjax", "task": "question", "depth": 1, "population": 2, "precision": "highest", "seq_len": 37,
-         "overrides": ["model.d_model=32", "model.n_heads=2", "model.d_ff=64"], "eval": False,
-         "warmup": 1, "steps_per_call": 1, "calls": 4}
+    p = {
+        "kind": "sgjax",
+        "task": "question",
+        "depth": 1,
+        "population": 2,
+        "precision": "highest",
+        "seq_len": 37,
+        "overrides": ["model.d_model=32", "model.n_heads=2", "model.d_ff=64"],
+        "eval": False,
+        "warmup": 1,
+        "steps_per_call": 1,
+        "calls": 4,
+    }
     r = bench.measure(p)
     cfg = bench.bench_config("question", 1, 2, 1, "highest", p["overrides"])
     tdata = bench.bench_data(cfg)
@@ -227,9 +270,19 @@ def test_a_steady_call_is_each_widths_median_weighted_by_its_calls():
 
 def test_packed_measurement_runs_one_step_per_call_as_the_loop():
     """Dyck's packed batches: the loop calls one step at a time, so the bench times the same steps that way."""
-    p = {"kind": "sgjax", "task": "dyck", "depth": 1, "population": 2, "precision": "highest", "seq_len": 37,
-         "overrides": ["model.d_model=32", "model.n_heads=2", "model.d_ff=64"], "eval": False,
-         "warmup": 0, "steps_per_call": 2, "calls": 1}
+    p = {
+        "kind": "sgjax",
+        "task": "dyck",
+        "depth": 1,
+        "population": 2,
+        "precision": "highest",
+        "seq_len": 37,
+        "overrides": ["model.d_model=32", "model.n_heads=2", "model.d_ff=64"],
+        "eval": False,
+        "warmup": 0,
+        "steps_per_call": 2,
+        "calls": 1,
+    }
     r = bench.measure(p)
     assert r["layout"] == "packed" and r["steps_per_call"] == 1 and r["calls"] == 2 and len(r["call_s"]) == 2
     assert r["seed_steps_per_s"] == pytest.approx(2 / r["per_call_s"])
@@ -237,9 +290,19 @@ def test_packed_measurement_runs_one_step_per_call_as_the_loop():
 
 def test_one_width_compiles_one_program_at_the_widest_call():
     """--one-width: every call of a packed (Dyck) measurement runs at the widest planned call's width, compiled once."""
-    p = {"kind": "sgjax", "task": "dyck", "depth": 1, "population": 2, "precision": "highest", "seq_len": 37,
-         "overrides": ["model.d_model=32", "model.n_heads=2", "model.d_ff=64"], "eval": False,
-         "warmup": 1, "steps_per_call": 6, "calls": 1}
+    p = {
+        "kind": "sgjax",
+        "task": "dyck",
+        "depth": 1,
+        "population": 2,
+        "precision": "highest",
+        "seq_len": 37,
+        "overrides": ["model.d_model=32", "model.n_heads=2", "model.d_ff=64"],
+        "eval": False,
+        "warmup": 1,
+        "steps_per_call": 6,
+        "calls": 1,
+    }
     cfg = bench.bench_config("dyck", 1, 2, 1, "highest", p["overrides"])
     _, widths = bench.group_plans(cfg, bench.bench_data(cfg), {**p, "steps_per_call": 1, "calls": 6})[0][1:]
     assert len(set(widths)) > 1  # these steps need several widths
@@ -250,8 +313,19 @@ def test_one_width_compiles_one_program_at_the_widest_call():
 def test_member_groups_run_each_group_at_its_own_width():
     """train.member_groups in the bench: each group's calls at its own width, FLOPs averaged over members."""
     tiny = ["model.d_model=32", "model.n_heads=2", "model.d_ff=64"]
-    p = {"kind": "sgjax", "task": "dyck", "depth": 1, "population": 3, "precision": "highest", "seq_len": 37,
-         "overrides": [*tiny, "train.member_groups=2"], "eval": False, "warmup": 1, "steps_per_call": 2, "calls": 1}
+    p = {
+        "kind": "sgjax",
+        "task": "dyck",
+        "depth": 1,
+        "population": 3,
+        "precision": "highest",
+        "seq_len": 37,
+        "overrides": [*tiny, "train.member_groups=2"],
+        "eval": False,
+        "warmup": 1,
+        "steps_per_call": 2,
+        "calls": 1,
+    }
     r = bench.measure(p)
     cfg = bench.bench_config("dyck", 1, 3, 1, "highest", tiny)
     whole = bench.group_plans(cfg, bench.bench_data(cfg), {**p, "steps_per_call": 1, "calls": 2})[0][2][1:]
@@ -275,8 +349,29 @@ def test_bench_command_measures_in_a_child_and_writes_json_and_markdown(tmp_path
     from sgjax import cli
 
     out = tmp_path / "b.json"
-    args = ["bench", "--task", "question", "--depth", "1", "--seeds", "2", "--steps", "2", "--chunk", "1", "--peer", "none",
-            "--set", "model.d_model=32", "--set", "model.n_heads=2", "--set", "model.d_ff=64", "--out", str(out)]
+    args = [
+        "bench",
+        "--task",
+        "question",
+        "--depth",
+        "1",
+        "--seeds",
+        "2",
+        "--steps",
+        "2",
+        "--chunk",
+        "1",
+        "--peer",
+        "none",
+        "--set",
+        "model.d_model=32",
+        "--set",
+        "model.n_heads=2",
+        "--set",
+        "model.d_ff=64",
+        "--out",
+        str(out),
+    ]
     assert cli.main(args) == 0
     doc = json.loads(out.read_text())
     (r,) = doc["results"]
@@ -291,8 +386,15 @@ def test_a_bench_cut_short_keeps_what_it_measured(monkeypatch, tmp_path):
     from sgjax import cli
 
     calls = []
-    result = lambda p: {**p, "seed_steps_per_s": 3.0, "per_call_s": 0.5, "achieved_flops": 1e9, "device": "cpu:cpu",  # noqa: E731
-                        "loadavg_1m_before": 1.0, "loadavg_1m_after": 1.0}
+    result = lambda p: {
+        **p,
+        "seed_steps_per_s": 3.0,
+        "per_call_s": 0.5,
+        "achieved_flops": 1e9,
+        "device": "cpu:cpu",  # noqa: E731
+        "loadavg_1m_before": 1.0,
+        "loadavg_1m_after": 1.0,
+    }
 
     def fake_measure(p):
         calls.append(p)
@@ -341,5 +443,12 @@ def test_machine_names_the_cpu_beyond_its_model_name():
     """A VM's 'AMD EPYC' hides Zen 3 (AVX2) from Zen 4 (AVX-512): family, model and vector ISAs are recorded."""
     from sgjax import bench
 
-    text = "processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: fpu fma avx2 avx512f sse\n"
-    assert bench.cpu_info(text) == {"cpu": "AMD EPYC", "cpu_family": "25", "cpu_model": "17", "cpu_isa": ["avx512f", "avx2", "fma"]}
+    text = (
+        "processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: fpu fma avx2 avx512f sse\n"
+    )
+    assert bench.cpu_info(text) == {
+        "cpu": "AMD EPYC",
+        "cpu_family": "25",
+        "cpu_model": "17",
+        "cpu_isa": ["avx512f", "avx2", "fma"],
+    }

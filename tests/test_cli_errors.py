@@ -6,9 +6,21 @@ import json
 import jax
 import pytest
 
-from sgjax import bench, cli, config as C
+from sgjax import bench, cli
+from sgjax import config as C
 
-TRAIN = ["train", "--task", "question", "--preset", "smoke", "--steps", "4", "--set", "train.eval_every=0", "--no-progress"]
+TRAIN = [
+    "train",
+    "--task",
+    "question",
+    "--preset",
+    "smoke",
+    "--steps",
+    "4",
+    "--set",
+    "train.eval_every=0",
+    "--no-progress",
+]
 
 
 def one_line_error(capsys, argv) -> str:
@@ -36,13 +48,16 @@ def test_zero_is_refused_not_replaced_by_the_preset(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("argv, name", [
-    (["train", "--task", "question", "--seeds", "a,b"], "--seeds"),
-    (["train", "--task", "question", "--lrs", "x"], "--lrs"),
-    (["sweep", "--task", "question", "--seeds", "a"], "--seeds"),
-    (["sweep", "--task", "question", "--lrs", "1e-3,x"], "--lrs"),
-    (["bench", "--seeds", "a"], "--seeds"),
-])
+@pytest.mark.parametrize(
+    "argv, name",
+    [
+        (["train", "--task", "question", "--seeds", "a,b"], "--seeds"),
+        (["train", "--task", "question", "--lrs", "x"], "--lrs"),
+        (["sweep", "--task", "question", "--seeds", "a"], "--seeds"),
+        (["sweep", "--task", "question", "--lrs", "1e-3,x"], "--lrs"),
+        (["bench", "--seeds", "a"], "--seeds"),
+    ],
+)
 def test_a_list_that_does_not_parse_is_a_usage_error(tmp_path, capsys, argv, name):
     line = usage_error(capsys, [*argv, "--out", str(tmp_path / "o")])
     assert f"argument {name}:" in line and "comma-separated list" in line
@@ -100,7 +115,9 @@ def test_a_saved_config_that_is_not_an_object_is_a_config_error(tmp_path, capsys
         with pytest.raises(C.ConfigError, match="is not a config object"):
             C.from_dict(bad)
     (tmp_path / "config.json").write_text("[]")
-    assert "is not a config object" in one_line_error(capsys, ["probe", str(tmp_path), "--quiet"])
+    assert "config.json is corrupt: a JSON list where an object belongs" in one_line_error(
+        capsys, ["probe", str(tmp_path), "--quiet"]
+    )
 
 
 @pytest.mark.parametrize("lr", [float("inf"), float("nan"), -1e-3, 0.0])
@@ -122,18 +139,24 @@ def test_lr_and_max_len_on_the_command_line(tmp_path, capsys):
 
 def test_os_error_line_keeps_the_file_and_a_plain_message():
     assert cli.error_line(FileExistsError(17, "File exists", "/x/out")) == "/x/out: File exists"
-    assert cli.error_line(OSError(18, "Invalid cross-device link", "/a", None, "/b")) == "/a -> /b: Invalid cross-device link"
+    assert (
+        cli.error_line(OSError(18, "Invalid cross-device link", "/a", None, "/b"))
+        == "/a -> /b: Invalid cross-device link"
+    )
     assert cli.error_line(FileNotFoundError("run.json does not exist")) == "run.json does not exist"
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--set", "train.steps=1e400"], "bad value '1e400' for train.steps"),
-    (["--set", "train.steps=2.5"], "bad value '2.5' for train.steps"),
-    (["--seeds=-1,52"], "seeds must be integers in [0, 2^31)"),
-    (["--seeds", str(2**31)], "seeds must be integers in [0, 2^31)"),
-    (["--set", "data.seed=-1"], "data.seed must be in [0, 2^32)"),
-    (["--set", "data.val_size=1e12"], "more than this machine's"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--set", "train.steps=1e400"], "bad value '1e400' for train.steps"),
+        (["--set", "train.steps=2.5"], "bad value '2.5' for train.steps"),
+        (["--seeds=-1,52"], "seeds must be integers in [0, 2^31)"),
+        (["--seeds", str(2**31)], "seeds must be integers in [0, 2^31)"),
+        (["--set", "data.seed=-1"], "data.seed must be in [0, 2^32)"),
+        (["--set", "data.val_size=1e12"], "more than this machine's"),
+    ],
+)
 def test_numbers_out_of_range_are_refused_before_any_work(tmp_path, capsys, extra, words):
     out = tmp_path / "r"
     assert words in one_line_error(capsys, [*TRAIN, *extra, "--out", str(out)])
@@ -146,8 +169,25 @@ def test_probe_options_out_of_range_are_refused(tmp_path, capsys):
     assert "--sample-seed must be in [0, 2^32)" in one_line_error(capsys, ["probe", str(run), "--sample-seed", "-1"])
     assert "--sample must be > 0" in one_line_error(capsys, ["probe", str(run), "--sample", "0"])
     # a sweep checks its probe options before it trains
-    err = one_line_error(capsys, ["sweep", "--task", "question", "--preset", "smoke", "--depths", "1", "--steps", "2",
-                                  "--probe-sample", "0", "--out", str(tmp_path / "s"), "--no-progress"])
+    err = one_line_error(
+        capsys,
+        [
+            "sweep",
+            "--task",
+            "question",
+            "--preset",
+            "smoke",
+            "--depths",
+            "1",
+            "--steps",
+            "2",
+            "--probe-sample",
+            "0",
+            "--out",
+            str(tmp_path / "s"),
+            "--no-progress",
+        ],
+    )
     assert "--sample must be > 0" in err and not (tmp_path / "s").exists()
 
 
@@ -160,7 +200,9 @@ def test_dry_run_prints_the_config_and_plan_and_trains_nothing(tmp_path, capsys)
 
 
 def test_cross_seed_renaming_that_collides_says_why(tmp_path, capsys):
-    err = one_line_error(capsys, [*TRAIN, "--seeds", "42,1042", "--lrs", "1e-3,1e-4", "--cross", "--out", str(tmp_path / "r")])
+    err = one_line_error(
+        capsys, [*TRAIN, "--seeds", "42,1042", "--lrs", "1e-3,1e-4", "--cross", "--out", str(tmp_path / "r")]
+    )
     assert "--cross gives the j-th learning rate the seeds + 1000*j, and 1042 is then two members'" in err
 
 

@@ -24,8 +24,13 @@ def curves_SxT(rng):
 def write_run(path, metrics, seeds=SEEDS, steps=STEPS):
     """metrics.jsonl with one record per (step, seed), as sgjax train logs them at evaluation steps."""
     path.mkdir(parents=True, exist_ok=True)
-    recs = [{"step": t, "seed": s, "member": i, **{k: float(v[i, j]) for k, v in metrics.items()}}
-            for j, t in enumerate(STEPS) if t in steps for i, s in enumerate(SEEDS) if s in seeds]
+    recs = [
+        {"step": t, "seed": s, "member": i, **{k: float(v[i, j]) for k, v in metrics.items()}}
+        for j, t in enumerate(STEPS)
+        if t in steps
+        for i, s in enumerate(SEEDS)
+        if s in seeds
+    ]
     (path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     return path
 
@@ -66,7 +71,9 @@ def test_runs_of_one_distribution_are_within_noise_and_a_small_paired_shift_is_n
         a, b = (noisy_curves_SxT(rng, rng.normal(0, 0.05, 10)) for _ in range(2))  # unpaired: other offsets
         same += C.within_noise(C.compare_metric(a, b, steps))
         off = rng.normal(0, 0.05, 10)  # paired: the same seeds start alike, as the same init and data make them
-        paired_shift += C.within_noise(C.compare_metric(noisy_curves_SxT(rng, off), noisy_curves_SxT(rng, off, 0.02), steps))
+        paired_shift += C.within_noise(
+            C.compare_metric(noisy_curves_SxT(rng, off), noisy_curves_SxT(rng, off, 0.02), steps)
+        )
         sat_a, sat_b = (np.minimum(1.0, noisy_curves_SxT(rng, rng.normal(0, 0.05, 10)) + 0.3) for _ in range(2))
         saturated += C.within_noise(C.compare_metric(sat_a, sat_b, steps))  # seed std 0 at most steps
     assert same >= 36 and saturated >= 36 and paired_shift == 0

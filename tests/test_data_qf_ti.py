@@ -8,18 +8,43 @@ from sgjax.errors import UserError
 
 SIZES = {"train": 3000, "val": 400, "test": 600, "gen": 600}
 AUX = {"do", "does", "don't", "doesn't"}
-PL_NOUNS = {"newts", "orangutans", "peacocks", "quails", "ravens", "salamanders", "tyrannosauruses",
-            "unicorns", "vultures", "walruses", "xylophones", "yaks", "zebras"}
+PL_NOUNS = {
+    "newts",
+    "orangutans",
+    "peacocks",
+    "quails",
+    "ravens",
+    "salamanders",
+    "tyrannosauruses",
+    "unicorns",
+    "vultures",
+    "walruses",
+    "xylophones",
+    "yaks",
+    "zebras",
+}
 SG_NOUNS = {n[:-2] if n.endswith("uses") else n[:-1] for n in PL_NOUNS}
 # past -> (present singular, present plural), written out independently of the package
-PAST = {"giggled": ("giggles", "giggle"), "smiled": ("smiles", "smile"), "slept": ("sleeps", "sleep"),
-        "swam": ("swims", "swim"), "waited": ("waits", "wait"), "moved": ("moves", "move"),
-        "changed": ("changes", "change"), "read": ("reads", "read"), "ate": ("eats", "eat"),
-        "entertained": ("entertains", "entertain"), "amused": ("amuses", "amuse"),
-        "high_fived": ("high_fives", "high_five"), "applauded": ("applauds", "applaud"),
-        "confused": ("confuses", "confuse"), "admired": ("admires", "admire"),
-        "accepted": ("accepts", "accept"), "remembered": ("remembers", "remember"),
-        "comforted": ("comforts", "comfort")}
+PAST = {
+    "giggled": ("giggles", "giggle"),
+    "smiled": ("smiles", "smile"),
+    "slept": ("sleeps", "sleep"),
+    "swam": ("swims", "swim"),
+    "waited": ("waits", "wait"),
+    "moved": ("moves", "move"),
+    "changed": ("changes", "change"),
+    "read": ("reads", "read"),
+    "ate": ("eats", "eat"),
+    "entertained": ("entertains", "entertain"),
+    "amused": ("amuses", "amuse"),
+    "high_fived": ("high_fives", "high_five"),
+    "applauded": ("applauds", "applaud"),
+    "confused": ("confuses", "confuse"),
+    "admired": ("admires", "admire"),
+    "accepted": ("accepts", "accept"),
+    "remembered": ("remembers", "remember"),
+    "comforted": ("comforts", "comfort"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -141,10 +166,12 @@ def test_deterministic_and_seeded():
 
 
 def test_heldout_first_held_out_splits_do_not_depend_on_train_size():
-    small = qf_ti.generate_splits("tense", {"train": 10, "val": 50, "test": 50, "gen": 50}, seed=1,
-                                  generation="heldout_first")
-    big = qf_ti.generate_splits("tense", {"train": 2000, "val": 50, "test": 50, "gen": 50}, seed=1,
-                                generation="heldout_first")
+    small = qf_ti.generate_splits(
+        "tense", {"train": 10, "val": 50, "test": 50, "gen": 50}, seed=1, generation="heldout_first"
+    )
+    big = qf_ti.generate_splits(
+        "tense", {"train": 2000, "val": 50, "test": 50, "gen": 50}, seed=1, generation="heldout_first"
+    )
     assert all(small[s] == big[s] for s in ("val", "test", "gen"))
 
 
@@ -214,8 +241,11 @@ def test_right_branching_baseline_near_original():
     sizes = {"train": 0, "val": 1000, "test": 0, "gen": 0}
     for task, want, only in (("question", 0.66, "quest"), ("tense", 0.50, None)):
         lines = qf_ti.generate_splits(task, sizes, seed=0)["val"]
-        sents = [parses.strip_sentence(task, l.split("\t")[0].split(" ")) for l in lines
-                 if only is None or l.split("\t")[0].endswith(only)]
+        sents = [
+            parses.strip_sentence(task, l.split("\t")[0].split(" "))
+            for l in lines
+            if only is None or l.split("\t")[0].endswith(only)
+        ]
         gold = [parses.parse(task, s) for s in sents]
         f1 = parses.parse_f1([parses.right_branching(len(s)) for s in sents], gold)
         assert abs(f1 - want) < 0.03, (task, f1)

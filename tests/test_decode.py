@@ -47,7 +47,9 @@ def test_cached_forward_matches_model(params):
     pre, _ = prefixes()
     b, w = pre.shape
     pos = jnp.broadcast_to(jnp.arange(w)[None], (b, w))
-    got, _ = jax.jit(lambda p, x: decode.cached_forward(CFG, p, x, decode.empty_cache(CFG, b, w), x, pos))(params, jnp.asarray(pre))
+    got, _ = jax.jit(lambda p, x: decode.cached_forward(CFG, p, x, decode.empty_cache(CFG, b, w), x, pos))(
+        params, jnp.asarray(pre)
+    )
     np.testing.assert_allclose(got, decode.jit_forward(CFG)(params, jnp.asarray(pre)), atol=1e-4, rtol=1e-4)
 
 
@@ -58,7 +60,9 @@ def test_decoders_equal_reference(params):
     p2 = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), params, with_bias(params, 3, big=0.5, keep_w=True))
     fn = lambda p: decode.greedy_decode(CFG, p, pre, lens, max_steps=MAX_STEPS, eos_id=eos)  # noqa: E731
     g_S, l_S = jax.jit(jax.vmap(fn))(p2)
-    g2, l2 = jax.jit(lambda p: decode.greedy_decode_recompute(CFG, p, pre, lens, max_steps=MAX_STEPS, eos_id=eos))(params)
+    g2, l2 = jax.jit(lambda p: decode.greedy_decode_recompute(CFG, p, pre, lens, max_steps=MAX_STEPS, eos_id=eos))(
+        params
+    )
     assert g_S.shape == (2, len(lens), MAX_STEPS)
     lengths = set()
     for s in range(2):

@@ -7,7 +7,7 @@ from sgjax.data import dyck
 from sgjax.errors import DataError, UserError
 
 SMALL = {"train": 2000, "val": 200, "test": 200}
-# SPEC §1.6: max-depth histogram of the released k-20_d-10_val.txt (the paper's data)
+# max-depth histogram of the released k-20_d-10_val.txt (the paper's data)
 RELEASED_VAL_MAX_DEPTH = {1: 1274, 2: 6255, 3: 6032, 4: 3775, 5: 1805, 6: 659, 7: 162, 8: 29, 9: 6, 10: 3}
 
 
@@ -72,7 +72,7 @@ def test_val_is_iid_and_test_is_ood(small):
         assert set(dyck.block_profiles(l.split())) <= seen
     for l in small["test"]:
         assert not set(dyck.block_profiles(l.split())) <= seen
-    # OOD strings are long and deep, val ones short (SPEC §1.6)
+    # OOD strings are long and deep, val ones short
     mean = lambda ls: np.mean([len(l.split()) for l in ls])
     assert mean(small["test"]) > 3 * mean(small["val"])
 

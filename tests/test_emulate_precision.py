@@ -21,7 +21,7 @@ def emu():
 
 @pytest.mark.parametrize("bits", [10, 7])
 def test_round_mantissa_matches_float64_rounding(emu, bits):
-    ulp = 2.0 ** -bits  # the spacing of the kept mantissa on [1, 2)
+    ulp = 2.0**-bits  # the spacing of the kept mantissa on [1, 2)
     x = 1.0 + np.arange(0, 2**14, 7, dtype=np.float64) * 2.0**-23  # every low-bit pattern, ties included
     x_f32 = x.astype(np.float32)
     nearest = np.asarray(emu.round_mantissa(jnp.asarray(x_f32), bits, True), np.float64)

@@ -18,10 +18,18 @@ def test_halved_keeps_every_line_once():
     assert eval_batches.batch_rows(half) == 1 and half.groups.keys() == part.groups.keys()
     for w, b in part.groups.items():
         v, hv = b["valid"].reshape(-1), half.groups[w]["valid"].reshape(-1)
-        np.testing.assert_array_equal(half.groups[w]["seq"].reshape(-1, b["seq"].shape[-1])[hv], b["seq"].reshape(-1, b["seq"].shape[-1])[v])
+        np.testing.assert_array_equal(
+            half.groups[w]["seq"].reshape(-1, b["seq"].shape[-1])[hv], b["seq"].reshape(-1, b["seq"].shape[-1])[v]
+        )
     vocab = words_vocab(TI_GEN, TI_VAL)
-    ti = eval_batches.ti_part("gen", encode_lines("tense", "gen", TI_GEN, vocab), vocab, EvalConfig(batch_size=4), sample=3)
-    assert ti.sample.rows == 3 and eval_batches.halved(ti).sample.rows == 1 and eval_batches.batch_rows(eval_batches.halved(ti)) == 1
+    ti = eval_batches.ti_part(
+        "gen", encode_lines("tense", "gen", TI_GEN, vocab), vocab, EvalConfig(batch_size=4), sample=3
+    )
+    assert (
+        ti.sample.rows == 3
+        and eval_batches.halved(ti).sample.rows == 1
+        and eval_batches.batch_rows(eval_batches.halved(ti)) == 1
+    )
 
 
 def test_best_cuts_find_the_fewest_padded_positions():
@@ -32,9 +40,14 @@ def test_best_cuts_find_the_fewest_padded_positions():
         values, counts = np.unique(len_N, return_counts=True)
         for g in (1, 2, 3):
             cuts = eval_batches._best_cuts(values, counts, g)
-            padded = lambda cs: sum(int(values[c]) * int(counts[a:c + 1].sum()) for a, c in zip([0] + [x + 1 for x in cs[:-1]], cs))  # noqa: E731
-            brute = min(padded(list(c) + [len(values) - 1]) for r in range(min(g, len(values)))
-                        for c in itertools.combinations(range(len(values) - 1), r))
+            padded = lambda cs: sum(
+                int(values[c]) * int(counts[a : c + 1].sum()) for a, c in zip([0] + [x + 1 for x in cs[:-1]], cs)
+            )  # noqa: E731
+            brute = min(
+                padded(list(c) + [len(values) - 1])
+                for r in range(min(g, len(values)))
+                for c in itertools.combinations(range(len(values) - 1), r)
+            )
             assert len(cuts) <= g and cuts[-1] == len(values) - 1 and padded(cuts) == brute
 
 
@@ -61,4 +74,6 @@ def test_balanced_rows_keep_the_batch_count_and_fill_the_last_batch():
 
 def test_bucket_widths_are_powers_of_two_within_max_len():
     assert [eval_batches.bucket_width(n) for n in (1, 16, 17, 33)] == [16, 16, 32, 64]
-    assert eval_batches.bucket_width(20, 30) == 30 and eval_batches.bucket_width(40, 30) == 40  # capped; never below the sequence
+    assert (
+        eval_batches.bucket_width(20, 30) == 30 and eval_batches.bucket_width(40, 30) == 40
+    )  # capped; never below the sequence

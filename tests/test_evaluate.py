@@ -1,4 +1,6 @@
-"""The vmapped evaluator (sgjax.evaluate) on hand-written lines: each member scored as alone, the original's rules, memory fit."""
+"""The vmapped evaluator (sgjax.evaluate) on hand-written lines: each member scored as alone, the original's rules,
+memory fit.
+"""
 
 import dataclasses
 
@@ -7,13 +9,25 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import evaluate as E
 from sgjax import decode, engine, eval_batches, model, scoring
-from sgjax.decode import jit_forward as forward  # cached jitted model.forward
+from sgjax import evaluate as E
 from sgjax.config import EvalConfig, ModelConfig
 from sgjax.data.split import encode_lines, line_words
-from tests.eval_fixtures import (DYCK_LINES, DYCK_VOCAB, QF_GEN, QF_VAL, TI_GEN, TI_VAL, TINY, agree_recent,
-                                 input_output, reinflect, ti_input, words_vocab)
+from sgjax.decode import jit_forward as forward  # cached jitted model.forward
+from tests.eval_fixtures import (
+    DYCK_LINES,
+    DYCK_VOCAB,
+    QF_GEN,
+    QF_VAL,
+    TI_GEN,
+    TI_VAL,
+    TINY,
+    agree_recent,
+    input_output,
+    reinflect,
+    ti_input,
+    words_vocab,
+)
 
 # ---------------------------------------------------------------- the evaluator
 
@@ -37,12 +51,22 @@ def twice(params_S, i):
 def test_qf_evaluator_vmapped_equals_alone():
     """S=2 in one program equals each member alone (twice(…): no cross-member leakage), and a host reference."""
     vocab = words_vocab(QF_GEN, QF_VAL)
-    splits = {"val": encode_lines("question", "val", QF_VAL, vocab), "gen": encode_lines("question", "gen", QF_GEN, vocab)}
+    splits = {
+        "val": encode_lines("question", "val", QF_VAL, vocab),
+        "gen": encode_lines("question", "gen", QF_GEN, vocab),
+    }
     cfg, params = tiny_members(vocab.size)
     ev = E.make_evaluator(cfg, EvalConfig(batch_size=3), "question", vocab, splits)
     assert ev.counts["val_acc"] == 2 and ev.counts["gen_acc"] == 4  # quest lines only
     both = ev(params, 0)
-    assert set(both) == {"val_acc", "gen_acc", "val_acc_unrestricted", "gen_acc_unrestricted", "val_exact_match", "gen_exact_match"}
+    assert set(both) == {
+        "val_acc",
+        "gen_acc",
+        "val_acc_unrestricted",
+        "gen_acc_unrestricted",
+        "val_exact_match",
+        "gen_exact_match",
+    }
     # Without exact match the first-word logits come from a pass over the prefixes, not over the whole lines.
     no_decode = E.make_evaluator(cfg, EvalConfig(batch_size=3, exact_match=False), "question", vocab, splits)(params, 0)
     assert set(no_decode) == set(both) - {"val_exact_match", "gen_exact_match"}
@@ -92,8 +116,9 @@ def test_lm_loss_is_the_mean_of_32_line_batch_means_as_the_original():
             assert got[f"{name}_loss"][i] == pytest.approx(np.mean(means), rel=1e-5)
     assert got["val_loss"][0] != got["val_loss"][1] and got["val_acc"].shape == (2,)
     longest = max(int(splits[n].lengths_N.max()) for n in splits)  # a max_len that just fits: widths are capped by it
-    tight = E.make_evaluator(dataclasses.replace(cfg, max_len=longest + 2), EvalConfig(batch_size=8, lm_loss=True),
-                             "question", vocab, splits)(params, 0)
+    tight = E.make_evaluator(
+        dataclasses.replace(cfg, max_len=longest + 2), EvalConfig(batch_size=8, lm_loss=True), "question", vocab, splits
+    )(params, 0)
     np.testing.assert_allclose(tight["val_loss"], got["val_loss"], rtol=1e-5)
     assert "val_loss" not in E.make_evaluator(cfg, EvalConfig(batch_size=8), "question", vocab, splits)(params, 0)
 
@@ -112,7 +137,9 @@ def test_teacher_forced_match_equals_greedy_decoding():
     for key in range(4):
         params = model.init_params(cfg, jax.random.PRNGKey(key))
         params = {**params, "out_b": params["out_b"].at[eos].add(0.3 * key)}  # more and earlier stops
-        gen, glen = map(np.asarray, jax.jit(lambda p: decode.greedy_decode(cfg, p, pre, lens, max_steps=steps, eos_id=eos))(params))
+        gen, glen = map(
+            np.asarray, jax.jit(lambda p: decode.greedy_decode(cfg, p, pre, lens, max_steps=steps, eos_id=eos))(params)
+        )
         other = lambda t: 1 + t % 10 if 1 + t % 10 != eos else 5  # noqa: E731  a word id other than t and EOS
         cands, rows = [], []
         for i in range(len(lens)):
@@ -125,9 +152,15 @@ def test_teacher_forced_match_equals_greedy_decoding():
             rows += [i] * len(edits)
         line, line_len = eval_batches._pad_rows([pre[i, : lens[i]].tolist() + c + [eos] for i, c in zip(rows, cands)])
         pred = jnp.argmax(decode.jit_forward(cfg)(params, jnp.asarray(line)), -1)
-        tf = np.asarray(scoring.teacher_forced_match(pred, jnp.asarray(line), jnp.asarray(lens[rows]), jnp.asarray(line_len)))
+        tf = np.asarray(
+            scoring.teacher_forced_match(pred, jnp.asarray(line), jnp.asarray(lens[rows]), jnp.asarray(line_len))
+        )
         tgt, tlen = eval_batches._pad_rows(cands)
-        greedy = np.asarray(scoring.exact_match_ids(jnp.asarray(gen[rows]), jnp.asarray(glen[rows]), jnp.asarray(tgt), jnp.asarray(tlen)))
+        greedy = np.asarray(
+            scoring.exact_match_ids(
+                jnp.asarray(gen[rows]), jnp.asarray(glen[rows]), jnp.asarray(tgt), jnp.asarray(tlen)
+            )
+        )
         np.testing.assert_array_equal(tf, greedy)
         agree += tf.tolist()
     assert 20 <= sum(agree) <= len(agree) - 20  # both verdicts are well represented
@@ -165,7 +198,9 @@ def test_ti_evaluator_rules_and_edge_cases():
     cfg = ModelConfig(vocab_size=vocab.size)
     results = {}
     for name, outs in (("target", targets), ("linear", linear), ("broken", broken)):
-        ev = E.make_evaluator(cfg, EvalConfig(batch_size=4), "tense", vocab, splits, decode_fn=oracle_decoder(prefixes, outs))
+        ev = E.make_evaluator(
+            cfg, EvalConfig(batch_size=4), "tense", vocab, splits, decode_fn=oracle_decoder(prefixes, outs)
+        )
         results[name] = ev(params, 0)
     assert ev.counts == {"val_acc": 2, "val_exact_match": 2, "gen_acc": 6, "gen_exact_match": 6}
     np.testing.assert_array_equal(results["target"]["gen_acc"], [1.0, 1.0])
@@ -176,19 +211,34 @@ def test_ti_evaluator_rules_and_edge_cases():
 
 
 def test_ti_is_scored_one_short_of_eos_as_the_original():
-    """D29: without its '.' the output is wrong and with two it is right, as the original scores them; not so when off."""
+    """D29: without its '.' the output is wrong and with two it is right, as the original scores them;
+    not so when off.
+    """
     vocab = words_vocab(TI_GEN, TI_VAL)
     splits = {"val": encode_lines("tense", "val", TI_VAL, vocab), "gen": encode_lines("tense", "gen", TI_GEN, vocab)}
     prefixes = [[vocab.sos] + vocab.encode(input_output(l)[0]) for l in TI_GEN + TI_VAL]
     targets = [vocab.encode(input_output(l)[1]) for l in TI_GEN + TI_VAL]
-    outputs = {"target": targets, "no_dot": [t[:-1] for t in targets], "two_dots": [t + [vocab.index["."]] for t in targets]}
+    outputs = {
+        "target": targets,
+        "no_dot": [t[:-1] for t in targets],
+        "two_dots": [t + [vocab.index["."]] for t in targets],
+    }
     params = {"w": jnp.zeros((1, 1))}
-    want = {True: {"target": 1.0, "no_dot": 0.0, "two_dots": 1.0}, False: {"target": 1.0, "no_dot": 1.0, "two_dots": 0.0}}
+    want = {
+        True: {"target": 1.0, "no_dot": 0.0, "two_dots": 1.0},
+        False: {"target": 1.0, "no_dot": 1.0, "two_dots": 0.0},
+    }
     for drop_last, accs in want.items():
         ecfg = EvalConfig(batch_size=4, tense_drop_last=drop_last)
         for name, acc in accs.items():
-            ev = E.make_evaluator(ModelConfig(vocab_size=vocab.size), ecfg, "tense", vocab, splits,
-                                  decode_fn=oracle_decoder(prefixes, outputs[name]))
+            ev = E.make_evaluator(
+                ModelConfig(vocab_size=vocab.size),
+                ecfg,
+                "tense",
+                vocab,
+                splits,
+                decode_fn=oracle_decoder(prefixes, outputs[name]),
+            )
             got = ev(params, 0)
             assert (got["gen_acc"][0], got["val_acc"][0]) == (acc, acc), (drop_last, name)
             assert got["gen_exact_match"][0] == float(name == "target")  # exact match scores the whole output
@@ -213,8 +263,9 @@ def ti_sample_evaluator(sample: int, **kw):
     prefixes = [[vocab.sos] + vocab.encode(input_output(l)[0]) for l in TI_GEN + TI_VAL]
     outs = [vocab.encode(input_output(l)[1]) if i % 2 else [] for i, l in enumerate(TI_GEN + TI_VAL)]
     ecfg = EvalConfig(batch_size=4, tense_gen_sample=sample, **kw.pop("eval", {}))
-    return E.make_evaluator(ModelConfig(vocab_size=vocab.size), ecfg, "tense", vocab, splits,
-                            decode_fn=oracle_decoder(prefixes, outs), **kw)
+    return E.make_evaluator(
+        ModelConfig(vocab_size=vocab.size), ecfg, "tense", vocab, splits, decode_fn=oracle_decoder(prefixes, outs), **kw
+    )
 
 
 def test_ti_gen_subsample_is_fresh_and_seeded():
@@ -228,7 +279,11 @@ def test_ti_gen_subsample_is_fresh_and_seeded():
     assert len(seen) > 1  # the subset (and so the score) changes between evaluations
     for step in range(0, 30000, 3000):  # the drawn lines come in (prefix, target) length order
         sample = ev.data_for(step)[("gen", "sample")]
-        keys = [(int(p), int(t)) for p, t, v in zip(sample["prefix_len"].ravel(), sample["target_len"].ravel(), sample["valid"].ravel()) if v]
+        keys = [
+            (int(p), int(t))
+            for p, t, v in zip(sample["prefix_len"].ravel(), sample["target_len"].ravel(), sample["valid"].ravel())
+            if v
+        ]
         assert len(keys) == 3 and keys == sorted(keys)
 
 
@@ -240,7 +295,9 @@ def test_ti_subsample_is_each_members_own():
     alone = [ti_sample_evaluator(3, member_seeds=(s,)) for s in (42, 52)]
     got = [both(params, step)["gen_acc"] for step in steps]
     for i in range(2):
-        assert [float(g[i]) for g in got] == [float(alone[i]({"w": jnp.zeros((1, 1))}, step)["gen_acc"][0]) for step in steps]
+        assert [float(g[i]) for g in got] == [
+            float(alone[i]({"w": jnp.zeros((1, 1))}, step)["gen_acc"][0]) for step in steps
+        ]
     assert any(g[0] != g[1] for g in got)  # the two members' draws differ at some evaluation
     shared = ti_sample_evaluator(3, eval={"tense_sample_per_member": False})
     assert all(g[0] == g[1] for g in (shared(params, step)["gen_acc"] for step in steps))
@@ -268,7 +325,10 @@ def test_configs_saved_before_per_member_samples_keep_one_shared_draw():
 
 def test_dyck_evaluator_counts_and_vmap():
     """Sentence selection, 'all' and 'far' denominators, S=2 equals alone, and a host reference."""
-    splits = {"val": encode_lines("dyck", "val", DYCK_LINES, DYCK_VOCAB), "test": encode_lines("dyck", "test", DYCK_LINES, DYCK_VOCAB)}
+    splits = {
+        "val": encode_lines("dyck", "val", DYCK_LINES, DYCK_VOCAB),
+        "test": encode_lines("dyck", "test", DYCK_LINES, DYCK_VOCAB),
+    }
     cfg, params = tiny_members(DYCK_VOCAB.size)
     ev = E.make_evaluator(cfg, EvalConfig(batch_size=2, dyck_max_prefixes=8), "dyck", DYCK_VOCAB, splits)
     # all: 2 + 6 = 8 reaches 8 after line 2; far: 0, 1, 1 reaches... never 8, so every line (2 far closings)
@@ -301,13 +361,18 @@ def test_no_scorable_lines_gives_nan():
     decl = [l for l in QF_VAL if "decl" in l]
     ev = E.make_evaluator(TINY, EvalConfig(), "question", vocab, {"val": encode_lines("question", "val", decl, vocab)})
     out = ev({"w": jnp.zeros((3, 1))}, 0)
-    assert set(out) >= {"val_acc", "val_exact_match"} and all(np.isnan(v).all() and v.shape == (3,) for v in out.values())
+    assert set(out) >= {"val_acc", "val_exact_match"} and all(
+        np.isnan(v).all() and v.shape == (3,) for v in out.values()
+    )
 
 
 def test_batches_halve_until_the_evaluation_fits_memory(monkeypatch):
     """With little free memory the first call halves every group's batches down to 1 row; the scores do not change."""
     vocab = words_vocab(QF_GEN, QF_VAL)
-    splits = {"val": encode_lines("question", "val", QF_VAL, vocab), "gen": encode_lines("question", "gen", QF_GEN, vocab)}
+    splits = {
+        "val": encode_lines("question", "val", QF_VAL, vocab),
+        "gen": encode_lines("question", "gen", QF_GEN, vocab),
+    }
     cfg, params = tiny_members(vocab.size)
     roomy = E.make_evaluator(cfg, EvalConfig(batch_size=4, width_groups=1), "question", vocab, splits)
     expected = roomy(params, 0)
@@ -346,13 +411,13 @@ def test_width_groups_give_the_same_scores():
         cfg, params = tiny_members(vocab.size)
         one = E.make_evaluator(cfg, EvalConfig(batch_size=16, width_groups=1), task, vocab, splits)
         many = E.make_evaluator(cfg, EvalConfig(batch_size=2, width_groups=3), task, vocab, splits)
-        assert all(len(p.groups) == 1 for p in one.parts.values()) and any(len(p.groups) > 1 for p in many.parts.values())
+        assert all(len(p.groups) == 1 for p in one.parts.values()) and any(
+            len(p.groups) > 1 for p in many.parts.values()
+        )
         a, b = one(params, 0), many(params, 0)
         assert a.keys() == b.keys()
         for k in a:
             np.testing.assert_allclose(b[k], a[k], err_msg=f"{task} {k}")
-
-
 
 
 def biased(params_S, bias: dict[int, float]):
@@ -367,12 +432,17 @@ def test_qf_restricted_and_unrestricted_argmax_differ_where_they_should():
     """A model that always says 'the', and among the auxiliaries always 'does': the unrestricted argmax is
     never an auxiliary (accuracy 0), the restricted one is right exactly on the lines whose answer is 'does'."""
     vocab = words_vocab(QF_GEN, QF_VAL)
-    splits = {"val": encode_lines("question", "val", QF_VAL, vocab), "gen": encode_lines("question", "gen", QF_GEN, vocab)}
+    splits = {
+        "val": encode_lines("question", "val", QF_VAL, vocab),
+        "gen": encode_lines("question", "gen", QF_GEN, vocab),
+    }
     cfg, params = tiny_members(vocab.size)
     params = biased(params, {vocab.index["the"]: 100.0, vocab.index["does"]: 50.0})
     got = E.make_evaluator(cfg, EvalConfig(batch_size=3, exact_match=False), "question", vocab, splits)(params, 0)
-    answers = {"val": [input_output(l)[1][0] for l in QF_VAL if "quest" in l],
-               "gen": [input_output(l)[1][0] for l in QF_GEN]}
+    answers = {
+        "val": [input_output(l)[1][0] for l in QF_VAL if "quest" in l],
+        "gen": [input_output(l)[1][0] for l in QF_GEN],
+    }
     for name, first_words in answers.items():
         np.testing.assert_array_equal(got[f"{name}_acc_unrestricted"], [0.0, 0.0])
         np.testing.assert_allclose(got[f"{name}_acc"], [np.mean([w == "does" for w in first_words])] * 2)
@@ -382,7 +452,10 @@ def test_qf_restricted_and_unrestricted_argmax_differ_where_they_should():
 def test_dyck_all_and_far_closings_differ_where_they_should():
     """A model that always closes with 'a)': right on every 'a)' closing, so the all-closings and
     far-closings (>= 10 tokens from the opener) accuracies follow from the strings alone."""
-    splits = {"val": encode_lines("dyck", "val", DYCK_LINES, DYCK_VOCAB), "test": encode_lines("dyck", "test", DYCK_LINES, DYCK_VOCAB)}
+    splits = {
+        "val": encode_lines("dyck", "val", DYCK_LINES, DYCK_VOCAB),
+        "test": encode_lines("dyck", "test", DYCK_LINES, DYCK_VOCAB),
+    }
     cfg, params = tiny_members(DYCK_VOCAB.size)
     params = biased(params, {DYCK_VOCAB.index["a)"]: 100.0})
     got = E.make_evaluator(cfg, EvalConfig(batch_size=2, dyck_max_prefixes=None), "dyck", DYCK_VOCAB, splits)(params, 0)

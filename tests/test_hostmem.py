@@ -50,14 +50,21 @@ released = hostmem.release_freed_memory()
 print(json.dumps({"released": released, "handed_back_mb": (held - rss()) / 2**20}))
 """
 
-glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or "libc.so" not in (ctypes.util.find_library("c") or ""),
-                           reason="malloc tuning is glibc-only")
+glibc = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or "libc.so" not in (ctypes.util.find_library("c") or ""),
+    reason="malloc tuning is glibc-only",
+)
 
 
 def faults(mode: str, env: dict | None = None) -> dict:
     base = {k: v for k, v in os.environ.items() if k != "SGJAX_MALLOC"}
-    out = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, check=True,
-                         env=base | {"JAX_PLATFORMS": "cpu"} | (env or {}))
+    out = subprocess.run(
+        [sys.executable, "-c", FAULTS, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=base | {"JAX_PLATFORMS": "cpu"} | (env or {}),
+    )
     return json.loads(out.stdout.splitlines()[-1])
 
 
@@ -73,8 +80,13 @@ def test_tuned_malloc_reuses_freed_pages():
 
 @glibc
 def test_release_hands_back_freed_pages_held_by_the_tuned_heap():
-    out = subprocess.run([sys.executable, "-c", RELEASE], capture_output=True, text=True, check=True,
-                         env={k: v for k, v in os.environ.items() if k != "SGJAX_MALLOC"} | {"JAX_PLATFORMS": "cpu"})
+    out = subprocess.run(
+        [sys.executable, "-c", RELEASE],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "SGJAX_MALLOC"} | {"JAX_PLATFORMS": "cpu"},
+    )
     result = json.loads(out.stdout.splitlines()[-1])
     assert result["released"] and result["handed_back_mb"] > 100  # the 128 MB freed below the heap's top
 

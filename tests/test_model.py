@@ -45,7 +45,9 @@ def test_init_std_matches_pytorch():
         for part in name.split("/"):
             node = node[part]
         assert abs(float(np.std(node)) / std - 1) < 0.05, name
-    assert np.all(np.asarray(p["layers"]["norm1"]["scale"]) == 1) and np.all(np.asarray(p["layers"]["norm2"]["bias"]) == 0)
+    assert np.all(np.asarray(p["layers"]["norm1"]["scale"]) == 1) and np.all(
+        np.asarray(p["layers"]["norm2"]["bias"]) == 0
+    )
     # Each layer is initialized on its own: the two stacked layers differ.
     assert not np.allclose(p["layers"]["q"][0], p["layers"]["q"][1])
 
@@ -129,7 +131,9 @@ def test_counter_draws_do_not_move_with_the_array_length():
     np.testing.assert_array_equal(long[:, :13], short)
     short, long = (np.asarray(model.counter_bits16(key, (1, 3, p, p))) for p in (13, 40))  # packed attention
     np.testing.assert_array_equal(long[:, :, :13, :13], short)
-    assert not np.array_equal(np.asarray(model.packed_bits16(key, (1, 40, 9)))[:, :13], np.asarray(model.packed_bits16(key, (1, 13, 9))))
+    assert not np.array_equal(
+        np.asarray(model.packed_bits16(key, (1, 40, 9)))[:, :13], np.asarray(model.packed_bits16(key, (1, 13, 9)))
+    )
 
 
 def test_layer_loop_and_scan_are_the_same_function():
@@ -137,7 +141,9 @@ def test_layer_loop_and_scan_are_the_same_function():
     scan_cfg = dataclasses.replace(TINY_MODEL, scan_layers=True)
     loop_cfg = dataclasses.replace(TINY_MODEL, scan_layers=False)
     p = model.init_params(loop_cfg, jax.random.key(4))
-    assert jax.tree_util.tree_structure(p) == jax.tree_util.tree_structure(model.init_params(scan_cfg, jax.random.key(4)))
+    assert jax.tree_util.tree_structure(p) == jax.tree_util.tree_structure(
+        model.init_params(scan_cfg, jax.random.key(4))
+    )
     tokens = jnp.array([[70, 3, 4, 5, 6, 0]])
     la, aux_a = model.forward(scan_cfg, p, tokens, return_internals=True)
     lb, aux_b = model.forward(loop_cfg, p, tokens, return_internals=True)

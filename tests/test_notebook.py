@@ -3,15 +3,23 @@
 import re
 from pathlib import Path
 
-
-import nbformat
 import nbclient
+import nbformat
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "experiments" / "colab.ipynb"
 TINY = [
-    "train.steps=20", "train.chunk_steps=10", "train.log_every=10", "train.eval_every=10", "train.ckpt_every=10",
-    "train.warmup_steps=5", "data.train_size=200", "data.val_size=40", "data.gen_size=40",
-    "model.d_model=32", "model.n_heads=4", "model.d_ff=64",
+    "train.steps=20",
+    "train.chunk_steps=10",
+    "train.log_every=10",
+    "train.eval_every=10",
+    "train.ckpt_every=10",
+    "train.warmup_steps=5",
+    "data.train_size=200",
+    "data.val_size=40",
+    "data.gen_size=40",
+    "model.d_model=32",
+    "model.n_heads=4",
+    "model.d_ff=64",
 ]
 
 
@@ -26,8 +34,19 @@ def set_parameters(source: str, values: dict) -> str:
 def test_parameters_cell_is_first_and_complete():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")
-    for name in ("SOURCE", "INSTALL", "DRIVE", "TASK", "PRESET", "DEPTHS", "SEEDS", "OVERRIDES", "PROBE_SAMPLE", "OUT",
-                 "SENTENCE"):
+    for name in (
+        "SOURCE",
+        "INSTALL",
+        "DRIVE",
+        "TASK",
+        "PRESET",
+        "DEPTHS",
+        "SEEDS",
+        "OVERRIDES",
+        "PROBE_SAMPLE",
+        "OUT",
+        "SENTENCE",
+    ):
         assert re.search(rf"^{name} = ", first.source, re.M), name
     assert re.search(r"^SOURCE = None", first.source, re.M) and re.search(r"^DRIVE = False", first.source, re.M)
     assert any("install" in c.metadata.get("tags", []) for c in nb.cells)
@@ -45,17 +64,31 @@ def test_notebook_runs_tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("SGJAX_CACHE", str(tmp_path / "cache"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")
-    first.source = set_parameters(first.source, {
-        "INSTALL": False, "TASK": "question", "PRESET": "smoke", "DEPTHS": [1], "SEEDS": [42, 52],
-        "OVERRIDES": TINY, "PROBE_SAMPLE": 8, "OUT": str(tmp_path / "sweep"), "SENTENCE": None,
-    })
+    first.source = set_parameters(
+        first.source,
+        {
+            "INSTALL": False,
+            "TASK": "question",
+            "PRESET": "smoke",
+            "DEPTHS": [1],
+            "SEEDS": [42, 52],
+            "OVERRIDES": TINY,
+            "PROBE_SAMPLE": 8,
+            "OUT": str(tmp_path / "sweep"),
+            "SENTENCE": None,
+        },
+    )
     # run where the notebook lives, as from a clone: it installs from the checkout it sits in
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
     report_dir = tmp_path / "sweep" / "report"
     assert (report_dir / "report.md").exists()
     assert (report_dir / "fig2_grokking.png").stat().st_size > 1000
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "projected: (" in outputs and "gold:" in outputs and "└── " in outputs
     assert "would install: pip install -q -e .." in outputs  # the checkout above experiments/
-    assert sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])) >= 3
+    assert (
+        sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+        >= 3
+    )

@@ -12,7 +12,10 @@ from sgjax.config import TrainConfig
 
 
 def tree(rng, scale):
-    return {"w": jnp.asarray(rng.normal(size=(4, 3)) * scale, jnp.float32), "b": (jnp.asarray(rng.normal(size=(3,)) * scale, jnp.float32),)}
+    return {
+        "w": jnp.asarray(rng.normal(size=(4, 3)) * scale, jnp.float32),
+        "b": (jnp.asarray(rng.normal(size=(3,)) * scale, jnp.float32),),
+    }
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])

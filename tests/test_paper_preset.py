@@ -2,20 +2,37 @@
 
 import pytest
 
-from sgjax import config as C, data
+from sgjax import config as C
+from sgjax import data
 
 # The original's settings, read from its code and logs (not from sgjax): per task, then shared.
 ORIGINAL = {
     "question": {"train.steps": 300_000, "train.eval_every": 3_000, "train.ckpt_every": 3_000, "model.vocab_size": 71},
     "tense": {"train.steps": 300_000, "train.eval_every": 3_000, "train.ckpt_every": 3_000, "model.vocab_size": 101},
-    "dyck": {"train.steps": 400_000, "train.eval_every": 10_000, "train.ckpt_every": 10_000, "model.vocab_size": 43,
-             "eval.dyck_max_prefixes": 5_000},
+    "dyck": {
+        "train.steps": 400_000,
+        "train.eval_every": 10_000,
+        "train.ckpt_every": 10_000,
+        "model.vocab_size": 43,
+        "eval.dyck_max_prefixes": 5_000,
+    },
 }
 SHARED = {
-    "model.d_model": 512, "model.n_heads": 8, "model.d_ff": 2048, "model.dropout": 0.1, "model.max_len": 5000,
-    "train.lr": 1e-4, "train.adam_b1": 0.9, "train.adam_b2": 0.999, "train.adam_eps": 1e-7,
-    "train.weight_decay": 0.0, "train.clip_norm": 1.0, "train.warmup_steps": 10_000,
-    "train.decay_steps": 2_000_000, "train.batch_size": 8, "eval.max_decode_steps": 50,
+    "model.d_model": 512,
+    "model.n_heads": 8,
+    "model.d_ff": 2048,
+    "model.dropout": 0.1,
+    "model.max_len": 5000,
+    "train.lr": 1e-4,
+    "train.adam_b1": 0.9,
+    "train.adam_b2": 0.999,
+    "train.adam_eps": 1e-7,
+    "train.weight_decay": 0.0,
+    "train.clip_norm": 1.0,
+    "train.warmup_steps": 10_000,
+    "train.decay_steps": 2_000_000,
+    "train.batch_size": 8,
+    "eval.max_decode_steps": 50,
     "seeds": (42, 52, 62, 72, 82, 92, 102, 112, 122, 132),
 }
 SPLIT_SIZES = {

@@ -1,4 +1,4 @@
-"""Gold parses (SPEC §5.4), spans, branching baselines and parse F1."""
+"""Gold parses, spans, branching baselines and parse F1."""
 
 import numpy as np
 import pytest
@@ -8,12 +8,18 @@ from sgjax.data import parses, qf_ti
 from sgjax.errors import DataError
 
 HAND = [
-    # SPEC §5.4 QF val example: (((D N) (P (D N))) (A (V ((D N) (R (A V))))))
-    ("question", "the newt near some yak does admire my zebra who doesn't giggle",
-     (((0, 1), (2, (3, 4))), (5, (6, ((7, 8), (9, (10, 11))))))),
-    # SPEC §5.4 TI gen example: (((D N) (R ((D N) V))) (V ((D N) (P (D N)))))
-    ("tense", "the yaks that some unicorn entertained applauded her salamanders below some walrus",
-     (((0, 1), (2, ((3, 4), 5))), (6, ((7, 8), (9, (10, 11)))))),
+    # the QF val example: (((D N) (P (D N))) (A (V ((D N) (R (A V))))))
+    (
+        "question",
+        "the newt near some yak does admire my zebra who doesn't giggle",
+        (((0, 1), (2, (3, 4))), (5, (6, ((7, 8), (9, (10, 11)))))),
+    ),
+    # the TI gen example: (((D N) (R ((D N) V))) (V ((D N) (P (D N)))))
+    (
+        "tense",
+        "the yaks that some unicorn entertained applauded her salamanders below some walrus",
+        (((0, 1), (2, ((3, 4), 5))), (6, ((7, 8), (9, (10, 11))))),
+    ),
     ("question", "the newt does giggle", ((0, 1), (2, 3))),
     ("question", "my yaks don't admire the newt", ((0, 1), (2, (3, (4, 5))))),
     # RC = (Rel (NP (Aux V))) and (Rel (Aux (V NP)))
@@ -23,8 +29,11 @@ HAND = [
     ("tense", "the newts admired the yak", ((0, 1), (2, (3, 4)))),
     ("tense", "the newts read", ((0, 1), 2)),  # past == present plural
     ("tense", "my yak who read admired her zebras", (((0, 1), (2, 3)), (4, (5, 6)))),
-    ("tense", "my yak admires her zebras that accept the newt",
-     ((0, 1), (2, ((3, 4), (5, (6, (7, 8))))))),  # present tense parses too
+    (
+        "tense",
+        "my yak admires her zebras that accept the newt",
+        ((0, 1), (2, ((3, 4), (5, (6, (7, 8)))))),
+    ),  # present tense parses too
 ]
 
 

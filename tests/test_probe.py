@@ -9,10 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import cli, config as C, loop, model as M
+from sgjax import cli, loop
+from sgjax import config as C
+from sgjax import model as M
 from sgjax.errors import UserError
-from sgjax.probe import norms, sparsity as SP
+from sgjax.probe import norms
 from sgjax.probe import run as R
+from sgjax.probe import sparsity as SP
 
 CFG = C.ModelConfig(vocab_size=71, n_layers=2, d_model=32, n_heads=4, d_ff=64, dropout=0.0)
 SOS = 70
@@ -25,7 +28,7 @@ def params():
 
 def test_decoder_constant_matches_spec():
     assert norms.decoder_sq_norm(512, 2048) == pytest.approx(48_546, abs=1)
-    # SPEC §5.1 initial values: 6 layers × 5531 + decoder + embeddings (≈250) -> 286.3 total
+    # initial values: 6 layers × 5531 + decoder + embeddings (≈250) -> 286.3 total
     assert math.sqrt(6 * 5531 + norms.decoder_sq_norm() + 250) == pytest.approx(286.3, abs=0.1)
 
 
@@ -41,7 +44,9 @@ def test_weight_norms_of_a_known_tree():
     np.testing.assert_allclose(out["weight_norm_persqrtL"], np.sqrt(sq) / math.sqrt(2), rtol=1e-6)
     np.testing.assert_allclose(out["weight_norm_noemb"], np.sqrt([32, 128]), rtol=1e-6)
     np.testing.assert_allclose(out["weight_norm_dec"], np.sqrt(sq + norms.decoder_sq_norm()), rtol=1e-6)
-    np.testing.assert_allclose(out["weight_norm_noemb_dec_perL"], np.sqrt(np.array([32, 128]) + norms.decoder_sq_norm()) / 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        out["weight_norm_noemb_dec_perL"], np.sqrt(np.array([32, 128]) + norms.decoder_sq_norm()) / 2, rtol=1e-6
+    )
     assert len(out) == 12
 
 
@@ -56,7 +61,10 @@ def tokens(lengths, t=12):
 
 @pytest.mark.parametrize("bug", [False, True])
 def test_uniform_attention_sparsity(params, bug):
-    p = dict(params, layers=dict(params["layers"], q=jnp.zeros_like(params["layers"]["q"]), k=jnp.zeros_like(params["layers"]["k"])))
+    p = dict(
+        params,
+        layers=dict(params["layers"], q=jnp.zeros_like(params["layers"]["q"]), k=jnp.zeros_like(params["layers"]["k"])),
+    )
     lengths = [3, 7, 11]
     ent = {k: np.asarray(v) for k, v in SP.attention_entropies(CFG, p, tokens(lengths), bug=bug).items()}
     # uniform causal attention: query t (0..n) has entropy log(t+1)
@@ -64,7 +72,9 @@ def test_uniform_attention_sparsity(params, bug):
     np.testing.assert_allclose(ent["orig_B"], want, rtol=1e-5)
     np.testing.assert_allclose(ent["dist_count_B"], [n * 2 * 4 for n in lengths])
     np.testing.assert_allclose(ent["dist_sum_B"], [8 * w for w in want], rtol=1e-5)  # log(1) = 0 at SOS
-    agg = SP.sparsity_from_sums(float(ent["orig_B"].sum()), 3, float(ent["dist_sum_B"].sum()), float(ent["dist_count_B"].sum()))
+    agg = SP.sparsity_from_sums(
+        float(ent["orig_B"].sum()), 3, float(ent["dist_sum_B"].sum()), float(ent["dist_count_B"].sum())
+    )
     assert agg["sparsity"] == pytest.approx(-np.mean(want), rel=1e-5)
 
 
@@ -102,8 +112,13 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("probe")
     mp = pytest.MonkeyPatch()
     mp.setenv("SGJAX_CACHE", str(root / "cache"))  # generated data stays in the test's tmp dir
-    cfg = C.Config(task="question", preset="smoke", seeds=(42, 52), model=CFG,
-                   data=C.DataConfig(train_size=300, val_size=10, gen_size=10, seed=0))
+    cfg = C.Config(
+        task="question",
+        preset="smoke",
+        seeds=(42, 52),
+        model=CFG,
+        data=C.DataConfig(train_size=300, val_size=10, gen_size=10, seed=0),
+    )
     yield fake_run(root, cfg, (10, 20))
     mp.undo()
 
@@ -113,8 +128,19 @@ def test_probe_run_end_to_end_and_resume(run_dir):
     recs = [json.loads(l) for l in path.read_text().splitlines()]
     assert [(r["step"], r["seed"]) for r in recs] == [(10, 42), (10, 52), (20, 42), (20, 52)]
     r = recs[0]
-    for k in ("tscore", "tscore_expected", "tscore_sampled", "tparseval", "tparseval_noroot", "tparseval_rb",
-              "sparsity", "sparsity_mean", "sparsity_bug", "weight_norm", "weight_norm_noemb_dec_persqrtL"):
+    for k in (
+        "tscore",
+        "tscore_expected",
+        "tscore_sampled",
+        "tparseval",
+        "tparseval_noroot",
+        "tparseval_rb",
+        "sparsity",
+        "sparsity_mean",
+        "sparsity_bug",
+        "weight_norm",
+        "weight_norm_noemb_dec_persqrtL",
+    ):
         assert np.isfinite(r[k]), k
     assert r["n_sentences"] == 12 and r["decoder"] == "greedy" and r["tscore"] == r["tscore_expected"]
     assert 0 < r["tparseval"] <= 1 and r["sparsity"] < 0 and 0.5 < r["tparseval_rb"] < 1
@@ -130,12 +156,19 @@ def test_probe_run_end_to_end_and_resume(run_dir):
     assert again[3]["tscore"] == pytest.approx(recs[3]["tscore"], rel=1e-6)
     with pytest.raises(UserError, match="sample: 12 -> 20"):  # records of other options are not mixed in
         R.probe_run(run_dir, sample=20, batch_size=8, progress=False, sparsity_bug=True)
-    assert R.probe_run(run_dir, sample=12, batch_size=4, progress=False, sparsity_bug=True).read_text() == path.read_text()
+    assert (
+        R.probe_run(run_dir, sample=12, batch_size=4, progress=False, sparsity_bug=True).read_text() == path.read_text()
+    )
 
 
 def test_probe_cli_and_errors(run_dir, tmp_path, capsys):
     assert cli.main(["probe", str(run_dir), "--steps", "20", "--sample", "12", "--sparsity-bug", "--quiet"]) == 0
-    assert cli.main(["probe", str(run_dir), "--steps", "20", "--exact-tree", "--sample", "12", "--sparsity-bug", "--quiet"]) == 2
+    assert (
+        cli.main(
+            ["probe", str(run_dir), "--steps", "20", "--exact-tree", "--sample", "12", "--sparsity-bug", "--quiet"]
+        )
+        == 2
+    )
     assert "other probe options (exact_tree: False -> True)" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:  # argparse: a usage line and one error line, no jax traceback
         cli.main(["probe", str(run_dir), "--matmul-precision", "foo"])
@@ -209,8 +242,13 @@ def dyck_run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("SGJAX_CACHE", str(root / "cache"))
     model = C.ModelConfig(vocab_size=43, n_layers=1, d_model=16, n_heads=2, d_ff=32, dropout=0.0)
-    cfg = C.Config(task="dyck", preset="smoke", seeds=(42,), model=model,
-                   data=C.DataConfig(train_size=2000, val_size=50, gen_size=50, seed=0))
+    cfg = C.Config(
+        task="dyck",
+        preset="smoke",
+        seeds=(42,),
+        model=model,
+        data=C.DataConfig(train_size=2000, val_size=50, gen_size=50, seed=0),
+    )
     yield fake_run(root, cfg, (10,))
     mp.undo()
 
@@ -260,7 +298,11 @@ def test_probe_cli_defaults_are_the_options_defaults():
     probe_cli.add_arguments(p)
     args = p.parse_args(["run"])
     opts = R.ProbeOptions()
-    assert (args.dyck_split, args.dyck_max_tokens, args.batch_size) == (opts.dyck_split, opts.dyck_max_tokens, opts.batch_size)
+    assert (args.dyck_split, args.dyck_max_tokens, args.batch_size) == (
+        opts.dyck_split,
+        opts.dyck_max_tokens,
+        opts.batch_size,
+    )
     assert p.parse_args(["run", "--dyck-max-tokens", "none"]).dyck_max_tokens is None
     with pytest.raises(SystemExit):
         p.parse_args(["run", "--dyck-max-tokens", "0"])
@@ -315,9 +357,16 @@ def _rb(a: int, n: int):
 
 def test_probe_scores_each_tree_against_its_own_gold_parse(params, monkeypatch):
     """Trees decoded right-branching (whatever the chart) must meet their own sentences' parses, root included."""
-    sentences = [s.split() for s in ("my raven that doesn't sleep does change", "the newt does swim",
-                                     "some ravens near the yak don't admire my zebra", "the yaks do admire her newt",
-                                     "our quails who don't amuse the newt do read")]
+    sentences = [
+        s.split()
+        for s in (
+            "my raven that doesn't sleep does change",
+            "the newt does swim",
+            "some ravens near the yak don't admire my zebra",
+            "the yaks do admire her newt",
+            "our quails who don't amuse the newt do read",
+        )
+    ]
     gold = R.gold_trees("question", sentences)
     assert len({str(g) for g in gold}) == len(gold)  # every parse differs: a pairing slip shows
 
@@ -331,7 +380,7 @@ def test_probe_scores_each_tree_against_its_own_gold_parse(params, monkeypatch):
     batches = R.make_batches(sentences, vocab_for("question"), batch_size=2)  # length-sorted: indices map back
     cfg = C.Config(task="question", seeds=(42,), model=CFG)
     params_S = jax.tree_util.tree_map(lambda x: x[None], params)
-    rec, = R.probe_population(cfg, params_S, (42,), batches, gold, R.ProbeOptions())
+    (rec,) = R.probe_population(cfg, params_S, (42,), batches, gold, R.ProbeOptions())
     rb = [_rb(0, len(s)) for s in sentences]
     assert rec["tparseval"] == pytest.approx(span_f1(rb, gold, root=True))
     assert rec["tparseval_noroot"] == pytest.approx(span_f1(rb, gold, root=False))
@@ -349,14 +398,26 @@ def test_one_call_api_on_a_run(run_dir):
     cfg = checkpoint.load_config(run_dir)
     splits = loop.load_data(cfg)
     seeds, params_S = checkpoint.load_params(run_dir, 10)
-    direct = evaluate.make_evaluator(cfg.model, cfg.eval, "question", vocab_for("question"),
-                                     {"val": splits["val"], "gen": splits["gen"]}, member_seeds=seeds)(params_S, 10)
+    direct = evaluate.make_evaluator(
+        cfg.model,
+        cfg.eval,
+        "question",
+        vocab_for("question"),
+        {"val": splits["val"], "gen": splits["gen"]},
+        member_seeds=seeds,
+    )(params_S, 10)
     assert scores[52]["gen_acc"] == pytest.approx(float(direct["gen_acc"][1]))
     out = sgjax.generate(run_dir, 10, 42, "my newt does swim")
     vocab = vocab_for("question")
     prefix = [vocab.sos] + vocab.encode("my newt does swim . quest".split())
-    gen, n = decode.greedy_decode(cfg.model, jax.tree_util.tree_map(jnp.asarray, checkpoint.load_member(run_dir, 10, 42)),
-                                  np.asarray([prefix]), np.asarray([len(prefix)]), max_steps=50, eos_id=vocab.eos)
+    gen, n = decode.greedy_decode(
+        cfg.model,
+        jax.tree_util.tree_map(jnp.asarray, checkpoint.load_member(run_dir, 10, 42)),
+        np.asarray([prefix]),
+        np.asarray([len(prefix)]),
+        max_steps=50,
+        eos_id=vocab.eos,
+    )
     assert out == " ".join(vocab.words[int(t)] for t in np.asarray(gen)[0, : int(n[0])])
     t = sgjax.tree(run_dir, 10, 42, "my newt does swim")
     assert t["words"] == ["my", "newt", "does", "swim"] and sorted(_leaves(t["tree"])) == [0, 1, 2, 3]
@@ -387,9 +448,14 @@ def test_probe_records_reach_the_runs_tensorboard(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "tensorboardX", types.SimpleNamespace(SummaryWriter=Writer))
     monkeypatch.setenv("SGJAX_CACHE", str(tmp_path / "cache"))
-    cfg = C.Config(task="question", preset="smoke", seeds=(42, 52), model=CFG,
-                   data=C.DataConfig(train_size=300, val_size=10, gen_size=10, seed=0),
-                   train=C.TrainConfig(tensorboard=True))
+    cfg = C.Config(
+        task="question",
+        preset="smoke",
+        seeds=(42, 52),
+        model=CFG,
+        data=C.DataConfig(train_size=300, val_size=10, gen_size=10, seed=0),
+        train=C.TrainConfig(tensorboard=True),
+    )
     run = fake_run(tmp_path, cfg, (10,))
     R.probe_run(run, sample=4, progress=False)
     assert str(run / "tb" / "seed_52") in calls and {("probe/tscore", 10), ("probe/weight_norm", 10)} <= set(calls)

@@ -8,7 +8,7 @@ from sgjax import flops, projection
 
 
 def test_flops_count_matches_spec_estimate():
-    """SPEC §7: about 2.7e10 FLOPs per 6-layer QF step (6 N P, ~240 positions); ours pads to 36 per row."""
+    """about 2.7e10 FLOPs per 6-layer QF step (6 N P, ~240 positions); ours pads to 36 per row."""
     f = flops.train_flops_per_step(6, 512, 2048, 71, *flops.computed_shape("rows", 37, 8))
     assert 6 * 18.9e6 * 288 * 0.99 < f < 6 * 18.9e6 * 288 * 1.05
     # Unpadded: the position-wise layers see only the packed tokens, attention the same 8 rows of 36.
@@ -24,7 +24,9 @@ def test_projection_fills_depths_linearly():
 
 
 def test_projection_counts_a_compile_per_call_length():
-    """A compile time adds (programs a paper QF run compiles) x (its time) per depth; the count is the run's call lengths."""
+    """A compile time adds (programs a paper QF run compiles) x (its time) per depth; the count is the run's call
+    lengths.
+    """
     programs = projection.sweep_programs("question")
     assert 1 <= programs <= 8  # a few rungs of unpadded lengths, not one per chunk
     text = projection.project(["question:6=1000//60"])
@@ -36,15 +38,26 @@ def test_projection_counts_a_compile_per_call_length():
 
 
 def test_projection_scales_a_measured_rate_to_the_runs_mean_seed_step(tmp_path):
-    """A bench file's rate is its achieved FLOP/s over the whole run's mean seed-step (its timed calls' widths are a few)."""
+    """A bench file's rate is its achieved FLOP/s over the whole run's mean seed-step (its timed calls' widths are a
+    few).
+    """
     layout, calls, k = projection.sweep_calls("question")
     assert (layout, k) == ("unpadded", 100) and sum(n for _, n in calls) == 3_000
-    assert {row for (_, row), _ in calls} == {36}  # attention rows: QF's longest line (37 ids) less one, as TrainData.call_width
+    assert {row for (_, row), _ in calls} == {
+        36
+    }  # attention rows: QF's longest line (37 ids) less one, as TrainData.call_width
     per_width = [flops.train_flops_per_step(6, 512, 2048, 71, *flops.computed_shape(layout, w, 8)) for w, _ in calls]
     mean = projection.sweep_flops_per_seed_step("question", 6)
     assert min(per_width) < mean < max(per_width)
     assert projection.sweep_flops_per_seed_step("question", 2) < mean / 2.5  # the layers' share scales with depth
-    rec = {"kind": "sgjax", "task": "question", "depth": 6, "population": 10, "seed_steps_per_s": 100.0, "achieved_flops": 2e2 * mean}
+    rec = {
+        "kind": "sgjax",
+        "task": "question",
+        "depth": 6,
+        "population": 10,
+        "seed_steps_per_s": 100.0,
+        "achieved_flops": 2e2 * mean,
+    }
     path = tmp_path / "projection.json"
     path.write_text(json.dumps({"results": [rec]}))
     assert projection.parse_rates([str(path)])[0][("question", 6)] == pytest.approx(200.0)
@@ -52,15 +65,20 @@ def test_projection_scales_a_measured_rate_to_the_runs_mean_seed_step(tmp_path):
 
 
 def test_dyck_groups_projection_reads_each_program_size(tmp_path):
-    """experiments/dyck_groups_projection.py: a grouping's hours are its whole-run FLOPs over its program size's FLOP/s."""
+    """experiments/dyck_groups_projection.py: a grouping's hours are its whole-run FLOPs over its
+    program size's FLOP/s.
+    """
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     import dyck_groups_projection as dgp
 
-    rows = [{"kind": "sgjax", "population": 1, "achieved_flops": 2e13}, {"kind": "sgjax", "population": 5, "achieved_flops": 4e13},
-            {"kind": "vmap", "population": 2, "achieved_flops": 1e13}]
+    rows = [
+        {"kind": "sgjax", "population": 1, "achieved_flops": 2e13},
+        {"kind": "sgjax", "population": 5, "achieved_flops": 4e13},
+        {"kind": "vmap", "population": 2, "achieved_flops": 1e13},
+    ]
     path = tmp_path / "quick_dyck_groups_l6.json"
     path.write_text(json.dumps({"results": rows}))
     assert dgp.measured_flops(path, 5) == 4e13 and dgp.measured_flops(path, 2) is None  # only sgjax's rows count

@@ -10,8 +10,10 @@ import numpy as np
 from sgjax import batching, engine, model
 from sgjax.config import Config, ModelConfig, TrainConfig
 
-CFG = Config(model=ModelConfig(vocab_size=13, n_layers=2, d_model=16, n_heads=2, d_ff=24, dropout=0.1),
-             train=TrainConfig(warmup_steps=0, decay_steps=10))
+CFG = Config(
+    model=ModelConfig(vocab_size=13, n_layers=2, d_model=16, n_heads=2, d_ff=24, dropout=0.1),
+    train=TrainConfig(warmup_steps=0, decay_steps=10),
+)
 TOKENS = jnp.asarray(np.random.default_rng(0).integers(1, 13, size=(3, 9)), jnp.int32)
 BATCH = (TOKENS[:, :-1], TOKENS[:, 1:], None, None)
 
@@ -53,7 +55,9 @@ def test_init_batches_and_dropout_draw_from_apart_streams():
     for step in range(4):  # the logits differ iff the masks do
         assert not np.array_equal(step0, forward(jax.random.fold_in(init_key, step)))
     other = jax.random.fold_in(jax.random.key(42), engine.DROPOUT_STREAM)
-    assert not np.array_equal(model.init_params(CFG.model, init_key)["embed"], model.init_params(CFG.model, other)["embed"])
+    assert not np.array_equal(
+        model.init_params(CFG.model, init_key)["embed"], model.init_params(CFG.model, other)["embed"]
+    )
 
 
 def dropout_calls(dropout_key):

@@ -10,7 +10,6 @@ import pytest
 
 from sgjax import engine, model
 from sgjax.config import Config, ModelConfig, TrainConfig
-
 from tests import reference_model as R
 
 HEADS = 2
@@ -36,7 +35,7 @@ def sgjax_params(seed=0):
 def test_reference_backward_matches_finite_differences():
     """The reference's hand-written gradient, checked coordinate by coordinate."""
     ref = R.from_sgjax(sgjax_params())
-    (tokens, targets), = batches(1)
+    ((tokens, targets),) = batches(1)
     logits, cache = R.forward(ref, tokens, HEADS)
     grads = R.backward(ref, cache, targets, HEADS)
     rng = np.random.default_rng(1)
@@ -76,8 +75,15 @@ def reference(tc: TrainConfig, steps: int, lr: float, clip: float):
     """The reference's AdamW steps from member 7's init, on the batches `train` takes."""
     cfg = Config(model=dataclasses.replace(CFG, dropout=0.0), train=tc)
     sched = hf_linear(tc.warmup_steps, tc.decay_steps)
-    return R.adamw_steps(R.from_sgjax(engine.init_member(cfg, 7)["params"]), batches(steps, seed=5), HEADS,
-                         lr_at=lambda s: lr * sched(s), eps=tc.adam_eps, weight_decay=tc.weight_decay, clip=clip)
+    return R.adamw_steps(
+        R.from_sgjax(engine.init_member(cfg, 7)["params"]),
+        batches(steps, seed=5),
+        HEADS,
+        lr_at=lambda s: lr * sched(s),
+        eps=tc.adam_eps,
+        weight_decay=tc.weight_decay,
+        clip=clip,
+    )
 
 
 def train(tc: TrainConfig, steps: int, lr: float):

@@ -9,7 +9,8 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sgjax import checkpoint, cli, loop
 from sgjax.data import formats
@@ -42,13 +43,17 @@ def test_disk_full_stops_cleanly_and_keeps_previous_checkpoint(tmp_path, toy_cor
         loop.run(cfg, tmp_path / "r", progress=False, evaluator=None)
     assert checkpoint.list_steps(tmp_path / "r") == [10]
     checkpoint.load_params(tmp_path / "r", 10)
-    # Space is back: the same command resumes from the intact state, writes step 20's probe checkpoint again and finishes.
+    # Space is back: the same command resumes from the intact state, writes step 20's probe checkpoint again and
+    # finishes.
     monkeypatch.setattr(checkpoint, "write_members", real_write)
     loop.run(cfg, tmp_path / "r", progress=False, evaluator=None)
     assert checkpoint.list_steps(tmp_path / "r") == [10, 20, 30]
     loop.run(cfg, tmp_path / "ref", progress=False, evaluator=None)  # the same run, never interrupted
     for step in (20, 30):
-        (_, got), (_, want) = checkpoint.load_params(tmp_path / "r", step), checkpoint.load_params(tmp_path / "ref", step)
+        (_, got), (_, want) = (
+            checkpoint.load_params(tmp_path / "r", step),
+            checkpoint.load_params(tmp_path / "ref", step),
+        )
         got, want = checkpoint.flatten(got), checkpoint.flatten(want)
         assert got.keys() == want.keys()
         for k, v in want.items():
@@ -83,8 +88,10 @@ def test_probe_checkpoint_is_written_while_training_goes_on(tmp_path, held_write
     release.set()
     ckpts.wait()
     assert checkpoint.saved_probe_steps(tmp_path) == [10]
-    np.testing.assert_array_equal(checkpoint.read_npz(tmp_path / "checkpoints" / "10" / "params" / "seed_52.npz")["embed"],
-                                  np.arange(6, 12, dtype=np.float32).reshape(3, 2))
+    np.testing.assert_array_equal(
+        checkpoint.read_npz(tmp_path / "checkpoints" / "10" / "params" / "seed_52.npz")["embed"],
+        np.arange(6, 12, dtype=np.float32).reshape(3, 2),
+    )
 
 
 def test_a_state_saved_between_probe_checkpoints_waits_for_the_last(tmp_path, held_writes):
@@ -108,11 +115,21 @@ def _cli_error(capsys, argv) -> str:
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert "unknown task" in _cli_error(capsys, ["train", "--task", "qf", "--out", str(tmp_path / "a")])
-    assert "unknown preset" in _cli_error(capsys, ["train", "--task", "question", "--preset", "huge", "--out", str(tmp_path / "a")])
-    assert "train.steps" in _cli_error(capsys, ["train", "--task", "question", "--steps", "-3", "--out", str(tmp_path / "a")])
-    assert "model.d_model" in _cli_error(capsys, ["train", "--task", "question", "--set", "model.n_heads=5", "--out", str(tmp_path / "a")])
-    assert "unknown config field" in _cli_error(capsys, ["train", "--task", "question", "--set", "train.speed=9", "--out", str(tmp_path / "a")])
-    assert "bad value" in _cli_error(capsys, ["train", "--task", "question", "--set", "train.lr=fast", "--out", str(tmp_path / "a")])
+    assert "unknown preset" in _cli_error(
+        capsys, ["train", "--task", "question", "--preset", "huge", "--out", str(tmp_path / "a")]
+    )
+    assert "train.steps" in _cli_error(
+        capsys, ["train", "--task", "question", "--steps", "-3", "--out", str(tmp_path / "a")]
+    )
+    assert "model.d_model" in _cli_error(
+        capsys, ["train", "--task", "question", "--set", "model.n_heads=5", "--out", str(tmp_path / "a")]
+    )
+    assert "unknown config field" in _cli_error(
+        capsys, ["train", "--task", "question", "--set", "train.speed=9", "--out", str(tmp_path / "a")]
+    )
+    assert "bad value" in _cli_error(
+        capsys, ["train", "--task", "question", "--set", "train.lr=fast", "--out", str(tmp_path / "a")]
+    )
     assert "not a sgjax run directory" in _cli_error(capsys, ["probe", str(tmp_path / "nothing")])
 
 
@@ -253,14 +270,22 @@ def test_a_second_writer_is_refused_and_a_dead_holders_lock_is_not(tmp_path, toy
 
     run = tmp_path / "r"
     run.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
         from sgjax import runlock
         with runlock.hold(Path({str(run)!r}), "train"):
             print("held", flush=True)
             time.sleep(600)
-        """)], stdout=subprocess.PIPE, text=True)
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(UserError, match=rf"in use by another `sgjax train` \(pid {holder.pid} on "):
@@ -324,19 +349,39 @@ def test_a_failed_background_write_is_one_line_with_the_step_on_disk(tmp_path, m
     loop.load_data(C.preset("smoke", "question"))
     run = tmp_path / "r"
     proc = subprocess.run(
-        [sys.executable, "-m", "sgjax.cli", "train", "--task", "question", "--preset", "smoke", "--steps", "100",
-         "--set", "train.eval_every=0", "--out", str(run), "--no-progress"],
-        preexec_fn=capped, capture_output=True, text=True,
-        env={**os.environ, "SGJAX_NO_COMPILE_CACHE": "1"})
+        [
+            sys.executable,
+            "-m",
+            "sgjax.cli",
+            "train",
+            "--task",
+            "question",
+            "--preset",
+            "smoke",
+            "--steps",
+            "100",
+            "--set",
+            "train.eval_every=0",
+            "--out",
+            str(run),
+            "--no-progress",
+        ],
+        preexec_fn=capped,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SGJAX_NO_COMPILE_CACHE": "1"},
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr[-2000:]
     assert "saving a checkpoint failed by step 100" in lines[0] and "no complete state is saved yet" in lines[0]
 
 
-JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-                           max_leaves=12)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 def readers(run: Path) -> dict:
@@ -351,7 +396,10 @@ def readers(run: Path) -> dict:
         "config.json (report)": ("config.json", lambda: report_runs.discover_runs(run)),
         "config.json": ("config.json", lambda: checkpoint.load_config(run)),
         "probe_options.json": ("probe_options.json", lambda: probe_run.check_options(run, {"sample": 3}, True)),
-        "sweep.json": ("sweep.json", lambda: __import__("sgjax.sweep").sweep.write_manifest(run, {"tasks": ["question"]}, False)),
+        "sweep.json": (
+            "sweep.json",
+            lambda: __import__("sgjax.sweep").sweep.write_manifest(run, {"tasks": ["question"]}, False),
+        ),
         "meta": ("checkpoints/10/meta/metadata", lambda: checkpoint.load_params(run, 10)),
     }
 
@@ -373,10 +421,24 @@ def trained(tmp_path_factory):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(which=st.sampled_from(["metrics.jsonl", "probe.jsonl", "config.json", "config.json (report)", "probe_options.json",
-                              "sweep.json", "meta"]),
-       content=st.one_of(st.binary(max_size=80), JSON_VALUES.map(lambda v: json.dumps(v).encode()),
-                         JSON_VALUES.map(lambda v: (json.dumps(v) + "\n").encode() * 2)))
+@given(
+    which=st.sampled_from(
+        [
+            "metrics.jsonl",
+            "probe.jsonl",
+            "config.json",
+            "config.json (report)",
+            "probe_options.json",
+            "sweep.json",
+            "meta",
+        ]
+    ),
+    content=st.one_of(
+        st.binary(max_size=80),
+        JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+        JSON_VALUES.map(lambda v: (json.dumps(v) + "\n").encode() * 2),
+    ),
+)
 def test_every_reader_of_a_damaged_file_fails_in_one_line_or_reads_it(trained, tmp_path, which, content):
     """Any bytes in any file sgjax reads: the reader returns, or raises the one-line UserError, never a traceback."""
     import shutil
@@ -393,11 +455,14 @@ def test_every_reader_of_a_damaged_file_fails_in_one_line_or_reads_it(trained, t
         assert len(str(e).splitlines()) == 1
 
 
-@pytest.mark.parametrize("damage, words", [
-    ("missing", "lacks 'layers/q'"),
-    ("shape", "'embed' has shape (3, 3) where the run's model has"),
-    ("bytes", "not a complete .npz archive"),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        ("missing", "lacks 'layers/q'"),
+        ("shape", "'embed' has shape (3, 3) where the run's model has"),
+        ("bytes", "not a complete .npz archive"),
+    ],
+)
 def test_a_damaged_member_file_is_one_line_naming_file_and_array(trained, tmp_path, damage, words):
     import shutil
 

@@ -37,8 +37,15 @@ def make_run(run_dir, task, depth, finals, *, seeds=SEEDS, steps=STEPS, evals=Tr
     for step in range(50, steps + 1, 50):
         for m, (seed, final) in enumerate(zip(seeds, finals)):
             bad = nonfinite is not None and seed == nonfinite[0] and step >= nonfinite[1]
-            r = {"step": step, "seed": seed, "member": m, "lr": 1e-4, "train_loss": 2.0 / (1 + step / 100) + 0.01 * depth,
-                 "grad_norm": 1.0, "nonfinite": bad}
+            r = {
+                "step": step,
+                "seed": seed,
+                "member": m,
+                "lr": 1e-4,
+                "train_loss": 2.0 / (1 + step / 100) + 0.01 * depth,
+                "grad_norm": 1.0,
+                "nonfinite": bad,
+            }
             if evals and step % EVAL_EVERY == 0:
                 r.update(val_acc=val_curve(step), gen_acc=gen_curve(step, final, steps))
             recs.append(r)
@@ -48,16 +55,26 @@ def make_run(run_dir, task, depth, finals, *, seeds=SEEDS, steps=STEPS, evals=Tr
         for step in range(200, steps + 1, 200):
             for seed in seeds:
                 t = step / steps
-                prs.append({"step": step, "seed": seed, "weight_norm_perL": 60 / depth + 5 * t, "sparsity": -40 + 10 * t,
-                            "tscore": 0.3 + 0.1 * depth * t + 0.01 * (seed % 3), "tparseval": 0.4 + 0.3 * t,
-                            "tparseval_rb": 0.66})
+                prs.append(
+                    {
+                        "step": step,
+                        "seed": seed,
+                        "weight_norm_perL": 60 / depth + 5 * t,
+                        "sparsity": -40 + 10 * t,
+                        "tscore": 0.3 + 0.1 * depth * t + 0.01 * (seed % 3),
+                        "tparseval": 0.4 + 0.3 * t,
+                        "tparseval_rb": 0.66,
+                    }
+                )
         write_jsonl(run_dir / "probe.jsonl", prs)
 
 
 def make_sweep(root, finals=FINALS, task="question", **kw):
     """A sweep dir with sweep.json and one run per depth."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "sweep.json").write_text(json.dumps({"tasks": [task], "depths": sorted(finals), "seeds": list(SEEDS), "preset": "smoke"}))
+    (root / "sweep.json").write_text(
+        json.dumps({"tasks": [task], "depths": sorted(finals), "seeds": list(SEEDS), "preset": "smoke"})
+    )
     for depth, f in finals.items():
         make_run(root / f"{task}_L{depth}", task, depth, f, **kw)
     return root
@@ -100,7 +117,9 @@ def test_tree_table_and_gaps(sweep_report):
     _, path = sweep_report
     md = path.read_text()
     tscore4 = np.mean([0.3 + 0.4 + 0.01 * (s % 3) for s in SEEDS])
-    assert f"| question | 4 | 600 | {tscore4:.3f} | – | – | 0.700 | – |" in md  # paper has no 4-layer QF tree projection
+    assert (
+        f"| question | 4 | 600 | {tscore4:.3f} | – | – | 0.700 | – |" in md
+    )  # paper has no 4-layer QF tree projection
     g = report.stats.mean_curve_gaps(report.runs.load_run(sweep_report[0] / "question_L4", "question", 4).evals)
     assert g["es_step"] == ES_STEP
     assert math.isclose(g["gap_end"], 1.0 - np.mean(FINALS[4]), abs_tol=1e-9)
@@ -110,7 +129,14 @@ def test_tree_table_and_gaps(sweep_report):
 
 def test_figures_exist(sweep_report):
     root, path = sweep_report
-    for name in ("fig2_grokking", "fig3a_share_by_depth", "fig3b_probe", "fig4_tparseval", "per_seed_question", "train_loss"):
+    for name in (
+        "fig2_grokking",
+        "fig3a_share_by_depth",
+        "fig3b_probe",
+        "fig4_tparseval",
+        "per_seed_question",
+        "train_loss",
+    ):
         for ext in ("png", "pdf"):
             f = path.parent / f"{name}.{ext}"
             assert f.exists() and f.stat().st_size > 1000, f
@@ -136,9 +162,19 @@ def test_tasks_in_the_papers_order_and_provenance(tmp_path):
     root = tmp_path / "sw"
     for task in ("dyck", "tense", "question"):
         make_run(root / f"{task}_L2", task, 2, (0.9, 0.9, 0.9), probe=False)
-    (root / "question_L2" / "provenance.jsonl").write_text(json.dumps(
-        {"date": "2026-12-07T10:00:00", "command": ["sgjax", "train"], "versions": {"sgjax": "0.1.0", "jax": "0.10.2"},
-         "python": "3.11.7", "commit": "abc", "device": "1x cpu"}) + "\n")
+    (root / "question_L2" / "provenance.jsonl").write_text(
+        json.dumps(
+            {
+                "date": "2026-12-07T10:00:00",
+                "command": ["sgjax", "train"],
+                "versions": {"sgjax": "0.1.0", "jax": "0.10.2"},
+                "python": "3.11.7",
+                "commit": "abc",
+                "device": "1x cpu",
+            }
+        )
+        + "\n"
+    )
     md = report.write_report(root).read_text()
     rows = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ") and "**(best)**" in line]
     assert rows == ["question", "tense", "dyck"]
@@ -155,7 +191,9 @@ def test_intervals_against_their_formulas():
 
 def test_best_depth_rule():
     assert report.stats.best_depth([stats(2, 1, 0.9), stats(4, 2, 0.5)]) == 4  # most grokking seeds wins
-    assert report.stats.best_depth([stats(2, 2, 0.7), stats(4, 2, 0.8), stats(6, 1, 0.99)]) == 4  # tie -> higher mean final
+    assert (
+        report.stats.best_depth([stats(2, 2, 0.7), stats(4, 2, 0.8), stats(6, 1, 0.99)]) == 4
+    )  # tie -> higher mean final
     assert report.stats.best_depth([stats(6, 2, 0.8), stats(2, 2, 0.8)]) == 2  # full tie -> fewer layers
     assert report.stats.best_depth([stats(2, 0, None, n=0)]) is None
     assert report.stats.best_depth([stats(2, 0, 0.3), stats(4, 0, 0.6)]) is None  # no tie-break among zeros
@@ -164,9 +202,10 @@ def test_best_depth_rule():
 
 
 def test_fig3b_takes_the_deepest_grokking_depth_and_mixed_horizons_are_flagged(tmp_path):
-    """SPEC §5.5 (TI 2/4/6): the deepest depth plotted is the largest with a grokking seed, not the largest."""
-    root = make_sweep(tmp_path / "sw", finals={2: (0.1, 0.1, 0.1), 4: (0.9, 0.9, 0.2), 6: (0.85, 0.1, 0.1),
-                                                8: (0.1, 0.1, 0.1)})
+    """As the paper picks (TI 2/4/6): the deepest depth plotted is the largest with a grokking seed, not the largest."""
+    root = make_sweep(
+        tmp_path / "sw", finals={2: (0.1, 0.1, 0.1), 4: (0.9, 0.9, 0.2), 6: (0.85, 0.1, 0.1), 8: (0.1, 0.1, 0.1)}
+    )
     runs = report.runs.discover_runs(root)
     assert [r.depth for r in report.stats.pick_depths(runs, 4)] == [2, 4, 6]
     assert "last evaluated at different steps" not in report.write_report(root).read_text()
@@ -176,8 +215,11 @@ def test_fig3b_takes_the_deepest_grokking_depth_and_mixed_horizons_are_flagged(t
 
 
 def test_seed_summary_rules():
-    e = report.runs.Series(np.array([1, 2, 3, 4, 5, 6]), np.array([0.5, 0.9, 0.9, 0.9, 0.9, 1.0]),
-                      np.array([0.1, 0.85, 0.7, 0.9, 0.95, 0.82]))
+    e = report.runs.Series(
+        np.array([1, 2, 3, 4, 5, 6]),
+        np.array([0.5, 0.9, 0.9, 0.9, 0.9, 1.0]),
+        np.array([0.1, 0.85, 0.7, 0.9, 0.95, 0.82]),
+    )
     s = report.runs.seed_summary(e)
     assert s["final_gen"] == 0.82 and s["max_gen"] == 0.95 and s["step_of_max_gen"] == 5
     assert s["first_step_gen_ge_80"] == 2 and s["step_gen_stays_ge_80"] == 4
@@ -237,7 +279,9 @@ def smoke_config(seeds, **train) -> str:
 
 
 def test_runs_of_one_experiment_with_other_seeds_are_pooled(tmp_path, capsys):
-    """Seeds trained in two runs (the first two, then two more) report as one run of four; the note says which from which."""
+    """Seeds trained in two runs (the first two, then two more) report as one run of four; the note says which from
+    which.
+    """
     a, b = tmp_path / "a" / "question_L2", tmp_path / "b" / "question_L2"
     make_run(a, "question", 2, (0.9, 0.2), seeds=(42, 52))
     make_run(b, "question", 2, (0.85, 0.1), seeds=(62, 72))
@@ -248,25 +292,35 @@ def test_runs_of_one_experiment_with_other_seeds_are_pooled(tmp_path, capsys):
     assert len(run.probe) == 2 * len(report.load_run(a, "question", 2).probe)
     assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "both")]) == 0
     md = (tmp_path / "both" / "report.md").read_text()
-    assert f"**Pooled:** question 2 layers pools 4 seeds from 2 runs of one experiment: `{a}` (42, 52); `{b}` (62, 72)." in md
+    assert (
+        f"**Pooled:** question 2 layers pools 4 seeds from 2 runs of one experiment: `{a}` (42, 52); `{b}` (62, 72)."
+        in md
+    )
     assert table_row(md, "question", "2 **(best)**")[3] == "2/4"  # 0.9 and 0.85 grok, 0.2 and 0.1 do not
     with pytest.raises(UserError, match="needs --out"):
         report.write_report([tmp_path / "a", tmp_path / "b"])
     c = tmp_path / "c" / "question_L2"  # a third run that repeats a seed of the second
     make_run(c, "question", 2, (0.5, 0.5), seeds=(72, 82), probe=False)
     c.joinpath("config.json").write_text(smoke_config((72, 82)))
-    with pytest.raises(UserError, match=f"{b} and {c} are both question at depth 2, but not one experiment with other seeds "
-                                        r"\(seed 72 in both\)"):
+    with pytest.raises(
+        UserError,
+        match=f"{b} and {c} are both question at depth 2, but not one experiment with other seeds "
+        r"\(seed 72 in both\)",
+    ):
         report.discover_runs(tmp_path / "a", tmp_path / "b", tmp_path / "c")
 
 
 def test_runs_of_one_depth_but_another_experiment_are_refused(tmp_path):
-    """Two runs that differ in what a seed computes (here the learning rate) are named with the difference, not pooled."""
+    """Two runs that differ in what a seed computes (here the learning rate) are named with the
+    difference, not pooled.
+    """
     make_run(tmp_path / "question_L2", "question", 2, (0.9, 0.2), seeds=(42, 52), probe=False)
     make_run(tmp_path / "more", "question", 2, (0.9, 0.2), seeds=(62, 72), probe=False)
     (tmp_path / "question_L2" / "config.json").write_text(smoke_config((42, 52)))
     (tmp_path / "more" / "config.json").write_text(smoke_config((62, 72), lr=3e-4))
-    with pytest.raises(UserError, match=r"both question at depth 2, but not one experiment .*train.lr 0.0003 vs 0.001\)"):
+    with pytest.raises(
+        UserError, match=r"both question at depth 2, but not one experiment .*train.lr 0.0003 vs 0.001\)"
+    ):
         report.write_report(tmp_path)
     (tmp_path / "more" / "config.json").write_text(smoke_config((62, 72)))
     assert report.discover_runs(tmp_path)[0].seeds == [42, 52, 62, 72]
@@ -281,10 +335,21 @@ def test_runs_of_one_depth_but_another_experiment_are_refused(tmp_path):
 
 
 def test_a_run_of_several_learning_rates_is_flagged(tmp_path):
-    """Members at several lrs are averaged like seeds in the figures: report.md says so and where each lr's numbers are."""
+    """Members at several lrs are averaged like seeds in the figures: report.md says so and where each
+    lr's numbers are.
+    """
     make_run(tmp_path / "question_L2", "question", 2, (0.9, 0.2), seeds=(42, 1042), probe=False)
-    (tmp_path / "question_L2" / "config.json").write_text(json.dumps(
-        {"task": "question", "model": {"n_layers": 2}, "seeds": [42, 1042], "lrs": [1e-4, 5e-5], "train": {"lr": 1e-4}}))
+    (tmp_path / "question_L2" / "config.json").write_text(
+        json.dumps(
+            {
+                "task": "question",
+                "model": {"n_layers": 2},
+                "seeds": [42, 1042],
+                "lrs": [1e-4, 5e-5],
+                "train": {"lr": 1e-4},
+            }
+        )
+    )
     md = report.write_report(tmp_path).read_text()
     assert "at 2 learning rates (5e-05, 0.0001)" in md and "aggregate_by_lr" in md
 
@@ -322,7 +387,7 @@ def test_paper_seed_spread():
     assert paper.probe_seed_spread("tense", 4) is not None
     dyck = paper.probe_seed_spread("dyck", 6)  # tscore only: Dyck has no parses
     assert set(dyck) == {"step", "n_seeds", "tscore"} and dyck["step"][0] == 10_000 and dyck["n_seeds"][0] == 10
-    assert 1.7 < dyck["tscore"][0]["min"] < dyck["tscore"][0]["max"] < 2.4  # SPEC §6.3: Dyck's tscores are 1-4
+    assert 1.7 < dyck["tscore"][0]["min"] < dyck["tscore"][0]["max"] < 2.4  # Dyck's tscores are 1-4
 
 
 def test_paper_seed_curves_hold_every_logged_seed():
@@ -334,7 +399,9 @@ def test_paper_seed_curves_hold_every_logged_seed():
     dyck = paper.seed_curves("dyck", 6)
     assert any(v is None for row in dyck["gen"] for v in row)  # Dyck's seeds were not all logged at every checkpoint
     assert paper.seed_spread("dyck", 6)["n_seeds"] == [sum(v is not None for v in row) for row in dyck["gen"]]
-    assert len(paper.probe_seed_curves("question", 6)["seed"]) == 10 and "tparseval" not in paper.probe_seed_curves("dyck", 6)
+    assert len(paper.probe_seed_curves("question", 6)["seed"]) == 10 and "tparseval" not in paper.probe_seed_curves(
+        "dyck", 6
+    )
 
 
 def test_percentile_among_counts_ties_half():
@@ -349,14 +416,18 @@ def test_subset_p_enumerates_small_pools_and_samples_large_ones():
     assert report.stats.subset_p(np.array([0.0]), np.array([0.5, 1.0]), "less") == pytest.approx(1 / 3)
     assert report.stats.subset_p(np.array([0.0]), np.array([0.5, 1.0]), "greater") == pytest.approx(1.0)
     # C(30, 10) splits: sampled; the middle ten of a line are neither low nor high
-    mid = report.stats.subset_p(np.linspace(0.35, 0.65, 10), np.r_[np.linspace(0, 0.3, 10), np.linspace(0.7, 1, 10)],
-                                "less")
+    mid = report.stats.subset_p(
+        np.linspace(0.35, 0.65, 10), np.r_[np.linspace(0, 0.3, 10), np.linspace(0.7, 1, 10)], "less"
+    )
     assert 0.3 < mid < 0.7
 
 
 def test_seed_ranks_by_hand():
-    curves = {"step": [3000, 6000, 9000], "seed": [1, 2, 3],
-              "gen": [[0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [0.1, None, None]]}
+    curves = {
+        "step": [3000, 6000, 9000],
+        "seed": [1, 2, 3],
+        "gen": [[0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [0.1, None, None]],
+    }
     ours = {3000: {42: 0.0}, 6000: {42: 0.0}, 9000: {42: 0.5}, 12000: {42: 0.5}}
     r = report.stats.seed_ranks(curves, "gen", ours)
     assert r["steps"] == [3000, 6000]  # 9000 has one paper seed, 12000 none
@@ -390,7 +461,10 @@ def test_a_run_at_the_papers_depth_is_placed_among_its_seeds(tmp_path):
         assert r["val"]["inside"] == (2 if spread["val"][i]["max"] >= 1.0 else 0)  # val is 1.0 from step 200
     assert rows[0]["gen"]["inside"] == 1  # 0.26 is among the paper's seeds at 3k, 0.06 below them all
     md = report.write_report(run_dir).read_text()
-    assert "- question 6 layers: at 2 shared checkpoints (3000–6000)" in md and "(seeds like the paper's: about 3.6 and 3.6)" in md
+    assert (
+        "- question 6 layers: at 2 shared checkpoints (3000–6000)" in md
+        and "(seeds like the paper's: about 3.6 and 3.6)" in md
+    )
     assert "- question 6 layers, seed by seed:" in md and "| gen | 2 (3000–6000) | 42: " in md
     assert (run_dir / "report" / "per_seed_question.png").stat().st_size > 1000
     other = tmp_path / "question_L2"
@@ -407,7 +481,10 @@ def test_a_runs_tree_projections_are_placed_among_the_papers_seeds(tmp_path):
     spread = paper.probe_seed_spread("question", 6)
     for r, i in zip(rows, (0, 1)):
         t = r["step"] / 6000  # make_run's synthetic probe values
-        ours = {"tscore": {s: 0.3 + 0.6 * t + 0.01 * (s % 3) for s in (42, 52)}, "tparseval": {s: 0.4 + 0.3 * t for s in (42, 52)}}
+        ours = {
+            "tscore": {s: 0.3 + 0.6 * t + 0.01 * (s % 3) for s in (42, 52)},
+            "tparseval": {s: 0.4 + 0.3 * t for s in (42, 52)},
+        }
         for key, vals in ours.items():
             p = spread[key][i]
             assert r[key]["seeds"] == pytest.approx(vals) and r[key]["paper"] == p
@@ -421,7 +498,9 @@ def test_a_dyck_runs_tscore_is_placed_among_the_papers_seeds(tmp_path):
     run_dir = tmp_path / "dyck_L6"
     make_run(run_dir, "dyck", 6, (0.9,), seeds=(42,), steps=10_000, evals=False, probe=False)
     # probed at 10k with a tscore like the paper's seeds' there (1.77-2.31); Dyck has no parses
-    write_jsonl(run_dir / "probe.jsonl", [{"step": 10_000, "seed": 42, "tscore": 2.1, "tparseval": None, "sparsity": -30.0}])
+    write_jsonl(
+        run_dir / "probe.jsonl", [{"step": 10_000, "seed": 42, "tscore": 2.1, "tparseval": None, "sparsity": -30.0}]
+    )
     rows = report.stats.probe_against_paper_seeds(report.load_run(run_dir, "dyck", 6))
     assert [r["step"] for r in rows] == [10_000] and set(rows[0]) == {"step", "n_paper", "tscore"}
     assert rows[0]["tscore"]["inside"] == 1 and rows[0]["n_paper"] == 10
@@ -441,7 +520,7 @@ def test_tree_text():
 
 
 def test_curve_lines_start_drops_early_steps(tmp_path):
-    """Fig 3b draws tscore from 50k on (SPEC §5.5) when the runs reach it: `start` cuts the earlier points."""
+    """Fig 3b draws tscore from 50k on when the runs reach it: `start` cuts the earlier points."""
     from matplotlib.figure import Figure
 
     make_run(tmp_path / "question_L2", "question", 2, FINALS[2])
@@ -465,7 +544,9 @@ def test_fig3b_as_the_original_prefers_the_decoder_constant_and_the_sparsity_bug
         for keys, title, _ in report.figures.fig3b_panels(as_original):
             used[(as_original, title)] = report.figures.curve_lines(Figure().subplots(), [run], keys, {2: "k"})
     assert used[(False, "weight norm")] == "weight_norm_perL" and used[(False, "attention sparsity")] == "sparsity"
-    assert used[(True, "weight norm")] == "weight_norm_dec_perL" and used[(True, "attention sparsity")] == "sparsity_bug"
+    assert (
+        used[(True, "weight norm")] == "weight_norm_dec_perL" and used[(True, "attention sparsity")] == "sparsity_bug"
+    )
     assert cli.main(["report", str(tmp_path), "--as-original"]) == 0
 
 

@@ -6,9 +6,21 @@ import numpy as np
 import pytest
 
 from sgjax import scoring
-from tests.eval_fixtures import (DYCK_LINES, LETTERS, QF_GEN, TI_GEN, TI_VAL, agree_recent, input_output,
-                                 last_opened_rule, one_hot_logits, reinflect, stack_rule, ti_input, words_vocab)
-
+from tests.eval_fixtures import (
+    DYCK_LINES,
+    LETTERS,
+    QF_GEN,
+    TI_GEN,
+    TI_VAL,
+    agree_recent,
+    input_output,
+    last_opened_rule,
+    one_hot_logits,
+    reinflect,
+    stack_rule,
+    ti_input,
+    words_vocab,
+)
 
 # ---------------------------------------------------------------- QF
 
@@ -72,7 +84,13 @@ def test_tense_rule_details():
 def test_tense_edge_cases_are_wrong():
     """EOS first (empty output), SOS or pad generated, unknown words: wrong, never an error."""
     t = "the yaks sleep .".split()
-    for pred in ([], ["<eos>"], ["<sos>", "yaks", "sleep", "."], ["the", "yaks", "<pad>"], ["the", "yaks", "sleep", "<eos>"]):
+    for pred in (
+        [],
+        ["<eos>"],
+        ["<sos>", "yaks", "sleep", "."],
+        ["the", "yaks", "<pad>"],
+        ["the", "yaks", "sleep", "<eos>"],
+    ):
         assert not scoring.tense_correct(pred, t)
 
 
@@ -86,7 +104,16 @@ def test_tense_correct_ids_matches_words():
     for l in TI_GEN + TI_VAL:
         tgt = input_output(l)[1]
         ids = vocab.encode(tgt)
-        cands = [ids, ids[:-1], ids + [vocab.index["."]], [], [vocab.eos], [vocab.sos] + ids[1:], ids[:2], [0] + ids[1:]]
+        cands = [
+            ids,
+            ids[:-1],
+            ids + [vocab.index["."]],
+            [],
+            [vocab.eos],
+            [vocab.sos] + ids[1:],
+            ids[:2],
+            [0] + ids[1:],
+        ]
         for _ in range(12):  # random substitutions, including EOS/SOS/pad ids
             c = list(ids)
             c[rng.integers(len(c))] = int(rng.integers(0, vocab.size))
@@ -104,8 +131,15 @@ def test_tense_correct_ids_matches_words():
     for i, c in enumerate(core):
         core_BxM[i, : len(c)] = c
     mv = np.array([scoring.main_verb_index([tags[w] for w in scoring.drop_final_dot(t)]) for t in tgts], np.int32)
-    got = scoring.tense_correct_ids(jnp.asarray(pred_BxM), jnp.asarray(pred_len), jnp.asarray(core_BxM),
-                              jnp.asarray([len(c) for c in core]), jnp.asarray(mv), tag_V, vocab.index["."])
+    got = scoring.tense_correct_ids(
+        jnp.asarray(pred_BxM),
+        jnp.asarray(pred_len),
+        jnp.asarray(core_BxM),
+        jnp.asarray([len(c) for c in core]),
+        jnp.asarray(mv),
+        tag_V,
+        vocab.index["."],
+    )
     want = [scoring.tense_correct(vocab.decode(p), t) for p, t in zip(preds, tgts)]
     np.testing.assert_array_equal(np.asarray(got), want)
     assert 0 < sum(want) < len(want)
@@ -152,11 +186,12 @@ def test_dyck_select_stops_after_reaching_count():
     assert scoring.dyck_select([3, 2, 4], 100) == 3
 
 
-# ---------------------------------------------------------------- TI outputs scored as the original's decoder returns them (D29)
+# ---------------------------------------------------------------- TI outputs scored as the original's decoder returns
+# them (D29)
 
 
 def run_greedy_out_len(tokens: list[int], eos: int, max_len: int) -> int:
-    """The original's `run_greedy` length bookkeeping (SPEC §2.4), token by token: t0, then max_len more."""
+    """The original's `run_greedy` length bookkeeping, token by token: t0, then max_len more."""
     running, out_len = True, 0
     for i in range(max_len):
         running = running and tokens[i + 1] != eos
@@ -171,4 +206,6 @@ def test_original_output_len_follows_run_greedy():
     for k in range(1, steps):  # EOS at k (not at 0: the original never checks t0, D16 counts that wrong)
         tokens = [1] * k + [eos] + [2] * (steps + 1 - k)
         assert int(scoring.original_output_len(jnp.asarray(k), steps)) == run_greedy_out_len(tokens, eos, steps)
-    assert int(scoring.original_output_len(jnp.asarray(steps), steps)) == run_greedy_out_len([1] * (steps + 1), eos, steps)
+    assert int(scoring.original_output_len(jnp.asarray(steps), steps)) == run_greedy_out_len(
+        [1] * (steps + 1), eos, steps
+    )

@@ -22,7 +22,9 @@ def _env(devices: int) -> dict:
 
 
 def _run(*args, devices=4):
-    proc = subprocess.run([sys.executable, TOY, *map(str, args)], env=_env(devices), capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, TOY, *map(str, args)], env=_env(devices), capture_output=True, text=True, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -33,7 +35,11 @@ def _params(run_dir, step=20):
 def _scores(run_dir) -> list:
     """Every evaluation record of the run: (step, seed, {metric: value})."""
     records = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [(r["step"], r["seed"], {k: v for k, v in r.items() if k.startswith(("val_", "gen_"))}) for r in records if "val_acc" in r]
+    return [
+        (r["step"], r["seed"], {k: v for k, v in r.items() if k.startswith(("val_", "gen_"))})
+        for r in records
+        if "val_acc" in r
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +83,9 @@ assert sharded._member_sharding.spec == jax.sharding.PartitionSpec("seed") and a
 
 def test_per_member_ti_samples_stay_with_their_members_when_sharded():
     """Each member's own TI draws (D33) are laid out along the seed axis: 4 devices score as one."""
-    proc = subprocess.run([sys.executable, "-c", PER_MEMBER_SAMPLES], env=_env(4), capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", PER_MEMBER_SAMPLES], env=_env(4), capture_output=True, text=True, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -90,8 +98,17 @@ def _free_port() -> int:
 def _two_processes(args: list[str], devices: int) -> None:
     """`python ARGS` as processes 0 and 1 of one jax.distributed run on localhost, `devices` fake CPUs each."""
     join = ["--coordinator", f"localhost:{_free_port()}", "--num-processes", "2"]
-    procs = [subprocess.Popen([sys.executable, *args, *join, "--process-id", str(i)], env=_env(devices), cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, *args, *join, "--process-id", str(i)],
+            env=_env(devices),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]
@@ -114,9 +131,28 @@ def test_a_sweep_over_two_processes_probes_and_reports_once(tmp_path):
     from tests.test_sweep import TINY
 
     out = tmp_path / "sw"
-    _two_processes(["-m", "sgjax.cli", "sweep", "--task", "question", "--preset", "smoke", "--depths", "1",
-                    "--num-seeds", "2", *[a for o in TINY for a in ("--set", o)], "--probe-sample", "8",
-                    "--out", str(out), "--no-progress"], devices=1)
+    _two_processes(
+        [
+            "-m",
+            "sgjax.cli",
+            "sweep",
+            "--task",
+            "question",
+            "--preset",
+            "smoke",
+            "--depths",
+            "1",
+            "--num-seeds",
+            "2",
+            *[a for o in TINY for a in ("--set", o)],
+            "--probe-sample",
+            "8",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        devices=1,
+    )
     run = out / "question_L1"
     probed = [(r["step"], r["seed"]) for r in map(json.loads, (run / "probe.jsonl").read_text().splitlines())]
     assert sorted(probed) == [(10, 42), (10, 52), (20, 42), (20, 52)]
@@ -125,14 +161,30 @@ def test_a_sweep_over_two_processes_probes_and_reports_once(tmp_path):
 
 def test_parallel_depths_train_as_one_at_a_time(tmp_path):
     """--parallel-depths (two depths on two devices at once) gives each depth the weights of a sequential sweep."""
-    from sgjax import config as C, sweep
+    from sgjax import config as C
+    from sgjax import sweep
     from tests.test_sweep import TINY
 
     tiny = [*TINY, "train.eval_every=0"]  # training alone: the evaluator's programs would double the time
     parallel = tmp_path / "parallel"
-    args = ["-m", "sgjax.cli", "sweep", "--task", "question", "--preset", "smoke", "--depths", "1,2",
-            *[a for o in tiny for a in ("--set", o)], "--no-probe", "--no-report", "--no-progress",
-            "--parallel-depths", "--out", str(parallel)]
+    args = [
+        "-m",
+        "sgjax.cli",
+        "sweep",
+        "--task",
+        "question",
+        "--preset",
+        "smoke",
+        "--depths",
+        "1,2",
+        *[a for o in tiny for a in ("--set", o)],
+        "--no-probe",
+        "--no-report",
+        "--no-progress",
+        "--parallel-depths",
+        "--out",
+        str(parallel),
+    ]
     proc = subprocess.run([sys.executable, *args], env=_env(2), capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     configs = {("question", d): C.override(C.preset("smoke", "question", d), tiny) for d in (1, 2)}

@@ -24,9 +24,18 @@ def write_run(tmp_path, nonfinite_at=None):
     for i, step in enumerate(STEPS):
         for seed, val, gen in ((1, VAL_1, GEN_1), (2, VAL_2, GEN_2)):
             recs.append({"step": step - 1500, "seed": seed, "member": seed - 1, "train_loss": 1.0, "nonfinite": False})
-            recs.append({"step": step, "seed": seed, "member": seed - 1, "train_loss": 0.5, "val_acc": val[i], "gen_acc": gen[i],
-                         "nonfinite": seed == 2 and nonfinite_at is not None and step >= nonfinite_at})
-    text = "\n".join(json.dumps(r) for r in recs) + "\n{\"step\": 999"  # a torn last line is skipped
+            recs.append(
+                {
+                    "step": step,
+                    "seed": seed,
+                    "member": seed - 1,
+                    "train_loss": 0.5,
+                    "val_acc": val[i],
+                    "gen_acc": gen[i],
+                    "nonfinite": seed == 2 and nonfinite_at is not None and step >= nonfinite_at,
+                }
+            )
+    text = "\n".join(json.dumps(r) for r in recs) + '\n{"step": 999'  # a torn last line is skipped
     (tmp_path / "metrics.jsonl").write_text(text)
     (tmp_path / "config.json").write_text(json.dumps({"task": "question", "model": {"n_layers": 6}}))
     return tmp_path
@@ -86,18 +95,24 @@ def test_files_and_aggregates(tmp_path):
 def test_members_with_their_own_learning_rates_get_their_own_aggregates(tmp_path):
     """A --lrs run: each row names its lr, and summary.json aggregates each lr apart (the overall mean mixes them)."""
     write_run(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"task": "question", "model": {"n_layers": 6}, "seeds": [1, 2],
-                                                      "lrs": [1e-4, 5e-5], "train": {"lr": 1e-4}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {"task": "question", "model": {"n_layers": 6}, "seeds": [1, 2], "lrs": [1e-4, 5e-5], "train": {"lr": 1e-4}}
+        )
+    )
     rows = S.summarize_run(tmp_path)
     assert [(r["seed"], r["lr"]) for r in rows] == [(1, 1e-4), (2, 5e-5)]
     doc = json.loads((tmp_path / "summary.json").read_text())
     by_lr = doc["aggregate_by_lr"]
     assert set(by_lr) == {"0.0001", "5e-05"} and by_lr["0.0001"]["mean_final_gen"] == pytest.approx(0.88)
     assert by_lr["5e-05"]["n_seeds"] == 1 and doc["aggregate"]["n_seeds"] == 2
-    (tmp_path / "config.json").write_text(json.dumps({"task": "question", "model": {"n_layers": 6}, "seeds": [1, 2],
-                                                      "lrs": None, "train": {"lr": 1e-4}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"task": "question", "model": {"n_layers": 6}, "seeds": [1, 2], "lrs": None, "train": {"lr": 1e-4}})
+    )
     rows = S.summarize_run(tmp_path)  # one lr for all: no split
-    assert [r["lr"] for r in rows] == [1e-4, 1e-4] and "aggregate_by_lr" not in json.loads((tmp_path / "summary.json").read_text())
+    assert [r["lr"] for r in rows] == [1e-4, 1e-4] and "aggregate_by_lr" not in json.loads(
+        (tmp_path / "summary.json").read_text()
+    )
 
 
 def test_missing_or_empty_metrics_is_a_user_error(tmp_path):
@@ -117,8 +132,17 @@ def test_run_without_evals_gives_empty_rows(tmp_path):
 def test_cli_on_a_run_of_two_lrs_before_its_first_evaluation(tmp_path, capsys):
     recs = [{"step": 100, "seed": s, "member": i, "train_loss": 2.0} for i, s in enumerate((42, 52))]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    (tmp_path / "config.json").write_text(json.dumps({"task": "question", "model": {"n_layers": 1}, "seeds": [42, 52],
-                                                      "lrs": [1e-3, 1e-4], "train": {"lr": 1e-3}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "task": "question",
+                "model": {"n_layers": 1},
+                "seeds": [42, 52],
+                "lrs": [1e-3, 1e-4],
+                "train": {"lr": 1e-3},
+            }
+        )
+    )
     assert cli.main(["summarize", str(tmp_path)]) == 0
     assert "lr 0.001: 1 members, final gen mean -," in capsys.readouterr().out
 
@@ -132,9 +156,27 @@ def test_cli(tmp_path, capsys):
 
 
 def test_dyck_records_logged_before_the_d10_rename_read_in_todays_keys(tmp_path):
-    """An older Dyck run logged distance-≥10 as gen_acc and all closings as gen_acc_all: read as gen_acc_far / gen_acc."""
-    old = {"step": 10000, "seed": 42, "member": 0, "val_acc": 0.98, "val_acc_far": 0.89, "gen_acc_all": 0.84, "gen_acc": 0.43}
-    new = {"step": 20000, "seed": 42, "member": 0, "val_acc": 0.99, "val_acc_far": 0.95, "gen_acc": 0.93, "gen_acc_far": 0.61}
+    """An older Dyck run logged distance-≥10 as gen_acc and all closings as gen_acc_all: read as
+    gen_acc_far / gen_acc.
+    """
+    old = {
+        "step": 10000,
+        "seed": 42,
+        "member": 0,
+        "val_acc": 0.98,
+        "val_acc_far": 0.89,
+        "gen_acc_all": 0.84,
+        "gen_acc": 0.43,
+    }
+    new = {
+        "step": 20000,
+        "seed": 42,
+        "member": 0,
+        "val_acc": 0.99,
+        "val_acc_far": 0.95,
+        "gen_acc": 0.93,
+        "gen_acc_far": 0.61,
+    }
     (tmp_path / "metrics.jsonl").write_text(json.dumps(old) + "\n" + json.dumps(new) + "\n")
     (tmp_path / "config.json").write_text(json.dumps({"task": "dyck", "model": {"n_layers": 6}}))
     a, b = S.read_metrics(tmp_path / "metrics.jsonl")

@@ -4,11 +4,22 @@ import json
 
 import pytest
 
-from sgjax import cli, config as C, sweep
+from sgjax import cli, sweep
+from sgjax import config as C
 from sgjax.errors import UserError
 
-TINY = ["train.steps=20", "train.eval_every=10", "train.ckpt_every=10", "train.log_every=10", "train.chunk_steps=10",
-        "model.d_model=32", "model.d_ff=64", "data.train_size=300", "data.val_size=40", "data.gen_size=40"]
+TINY = [
+    "train.steps=20",
+    "train.eval_every=10",
+    "train.ckpt_every=10",
+    "train.log_every=10",
+    "train.chunk_steps=10",
+    "model.d_model=32",
+    "model.d_ff=64",
+    "data.train_size=300",
+    "data.val_size=40",
+    "data.gen_size=40",
+]
 
 
 def _configs(depths, tasks=("question",)):
@@ -55,12 +66,14 @@ def test_sweep_refuses_a_different_sweep_in_the_same_dir(tmp_path, capsys):
     assert code == 2 and "different sweep" in capsys.readouterr().err
 
 
-
 def test_sweep_arguments_and_a_corrupt_manifest_are_one_line_errors(tmp_path, capsys):
     base = ["sweep", "--task", "question", "--preset", "smoke", "--out", str(tmp_path / "sw"), "--no-progress"]
     with pytest.raises(SystemExit) as exit_:  # argparse, as for --seeds: usage, then the error line
         cli.main(base + ["--depths", "a"])
-    assert exit_.value.code == 2 and "argument --depths: 'a' is not a comma-separated list of depths" in capsys.readouterr().err
+    assert (
+        exit_.value.code == 2
+        and "argument --depths: 'a' is not a comma-separated list of depths" in capsys.readouterr().err
+    )
     assert cli.main(base + ["--depths", ","]) == 2
     assert "--depths is empty" in capsys.readouterr().err  # not replaced by the preset's depths
     (tmp_path / "sw").mkdir()

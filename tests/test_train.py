@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import batching, checkpoint, config as C, engine as train, jsonl, loop
+from sgjax import batching, checkpoint, jsonl, loop
+from sgjax import config as C
+from sgjax import engine as train
 from sgjax.data.split import lm_flat
 from sgjax.errors import UserError
 from tests.conftest import tiny_config
@@ -46,7 +48,9 @@ def test_packed_batch_equals_rows(toy_corpus):
     params = train.init_member(cfg, 0)["params"]
     rows = batching.rows_batch(*arrays, jnp.asarray(idx), data.row_width)
     vocab, split = toy_corpus
-    np.testing.assert_array_equal(rows[0][0, : split.lengths_N[3] + 1], [vocab.sos] + split.ids_NxT[3, : split.lengths_N[3]].tolist())
+    np.testing.assert_array_equal(
+        rows[0][0, : split.lengths_N[3] + 1], [vocab.sos] + split.ids_NxT[3, : split.lengths_N[3]].tolist()
+    )
     l_rows = train.loss_fn(params, cfg, *rows, None)
     l_packed = train.loss_fn(params, cfg, inputs, targets, positions, allowed, None)
     np.testing.assert_allclose(l_rows, l_packed, rtol=1e-5)
@@ -93,7 +97,9 @@ def test_rare_short_calls_run_at_the_length_floor(toy_corpus):
     seeds = (42,)  # one member: its batches' lengths spread wider than a population's longest
     for packed, k in ((True, 1), (False, 1)):
         floor = batching.length_bounds(seq_len_N, seeds, 1000, k, 8, packed)[0]
-        assert batching.length_bounds(seq_len_N, seeds, 5000, k, 8, packed)[0] == floor  # an extended run keeps its floor
+        assert (
+            batching.length_bounds(seq_len_N, seeds, 5000, k, 8, packed)[0] == floor
+        )  # an extended run keeps its floor
         length = batching.packed_length if packed else batching.unpadded_length
         epoch = [length(seq_len_N, batching.chunk_indices(seeds, s, k, 8000, 8)) for s in range(0, 1000, k)]
         assert min(epoch) < floor <= np.median(epoch) and floor in epoch  # a rung the run compiles anyway
@@ -111,7 +117,9 @@ def test_rare_short_calls_run_at_the_length_floor(toy_corpus):
         c = C.override(tiny_config(), [f"data.layout={layout}"])
         data = loop.make_train_data(c, split, vocab)
         k = 1 if layout == "packed" else c.train.chunk_steps
-        floor = batching.length_bounds(data.seq_len_N, c.seeds, c.train.steps, k, c.train.batch_size, layout == "packed")[0]
+        floor = batching.length_bounds(
+            data.seq_len_N, c.seeds, c.train.steps, k, c.train.batch_size, layout == "packed"
+        )[0]
         assert data.min_length == floor > 0
 
 
@@ -123,13 +131,19 @@ def test_rare_long_calls_run_at_the_runs_longest(toy_corpus):
     floor, (above, longest), merged_C = batching.length_bounds(seq_len_N, seeds, steps, 1, 8, True)
     lengths_C = batching.call_lengths(seq_len_N, seeds, steps, 1, 8, True, floor)
     assert longest == lengths_C.max() and np.mean(lengths_C > above) <= 0.005
-    np.testing.assert_array_equal(merged_C, batching.call_lengths(seq_len_N, seeds, steps, 1, 8, True, floor, (above, longest)))
-    assert set(merged_C[lengths_C > above]) == {longest} and np.array_equal(merged_C[lengths_C <= above], lengths_C[lengths_C <= above])
+    np.testing.assert_array_equal(
+        merged_C, batching.call_lengths(seq_len_N, seeds, steps, 1, 8, True, floor, (above, longest))
+    )
+    assert set(merged_C[lengths_C > above]) == {longest} and np.array_equal(
+        merged_C[lengths_C <= above], lengths_C[lengths_C <= above]
+    )
     assert len(np.unique(merged_C)) < len(np.unique(lengths_C)) - 1  # at least two programs fewer
     long_B = np.argsort(seq_len_N)[-8:].astype(np.int32)[None, None]  # the 8 longest lines: beyond any tail
     data = train.TrainData(np.zeros(1, np.int32), np.zeros(8000, np.int32), seq_len_N, "packed", tail=(above, 10_000))
     assert data.width_for(long_B) == 10_000
-    assert batching.length_bounds(np.full(800, 9, np.int32), seeds, 500, 1, 8, True)[1] is None  # one length: nothing to merge
+    assert (
+        batching.length_bounds(np.full(800, 9, np.int32), seeds, 500, 1, 8, True)[1] is None
+    )  # one length: nothing to merge
 
 
 def test_regather_gradient_is_the_gather_transpose():
@@ -150,7 +164,9 @@ def test_regather_gradient_is_the_gather_transpose():
 def test_data_layouts_train_alike(toy_corpus):
     """data.layout=auto trains QF/TI unpadded; rows, packed and unpadded take the same steps (dropout off)."""
     vocab, split = toy_corpus
-    cfg = C.override(tiny_config(lr=1e-3), ["model.dropout=0.0"])  # at lr 1 the runs diverged and parted by chaos, not layout
+    cfg = C.override(
+        tiny_config(lr=1e-3), ["model.dropout=0.0"]
+    )  # at lr 1 the runs diverged and parted by chaos, not layout
     loss = {}
     for layout in ("auto", "rows", "packed"):
         c = C.override(cfg, [f"data.layout={layout}"])
@@ -167,7 +183,14 @@ def test_data_layouts_train_alike(toy_corpus):
 def _run_steps(cfg, data, seeds, lrs, step0, k, state):
     idx = batching.chunk_indices(seeds, step0, k, data.n, cfg.train.batch_size)
     fn = train.make_chunk(cfg, data.layout, data.width_for(idx))
-    return fn(state, jnp.asarray(seeds, jnp.int32), jnp.asarray(lrs, jnp.float32), jnp.asarray(idx), step0, *data.device_arrays())
+    return fn(
+        state,
+        jnp.asarray(seeds, jnp.int32),
+        jnp.asarray(lrs, jnp.float32),
+        jnp.asarray(idx),
+        step0,
+        *data.device_arrays(),
+    )
 
 
 def _data(toy_corpus, layout="rows"):
@@ -178,7 +201,9 @@ def _data(toy_corpus, layout="rows"):
 
 @pytest.mark.parametrize("layout", ["rows", "packed", "unpadded"])
 def test_vmapped_member_equals_member_alone(toy_corpus, layout):
-    """Dropout on: packed and unpadded rows are as long as the population's longest batch, and the masks must not care."""
+    """Dropout on: packed and unpadded rows are as long as the population's longest batch, and the
+    masks must not care.
+    """
     cfg = dataclasses.replace(tiny_config(), seeds=(42, 52, 62))
     data = _data(toy_corpus, layout)
     lrs = [1e-3] * 3
@@ -234,7 +259,9 @@ def _final_params(run_dir, step):
 
 @pytest.mark.parametrize("overrides", [[], ["data.layout=packed", "train.member_groups=2", "train.group_by=length"]])
 def test_resume_is_bitwise_identical(tmp_path, toy_corpus, overrides):
-    """An interrupted run resumes to the same bits; also with each call's members gathered from one state (group_by=length)."""
+    """An interrupted run resumes to the same bits; also with each call's members gathered from one state
+    (group_by=length).
+    """
     cfg = C.override(tiny_config(steps=20), overrides)
     loop.run(cfg, tmp_path / "full", progress=False, evaluator=None)
     loop.run(cfg, tmp_path / "cut", progress=False, evaluator=None, stop_at=10)
@@ -253,9 +280,19 @@ def test_changed_config_refused_on_resume(tmp_path, toy_corpus):
     cfg = tiny_config(steps=10)
     loop.run(cfg, tmp_path / "r", progress=False, evaluator=None)
     with pytest.raises(UserError, match="train.lr"):
-        loop.run(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=5e-4)), tmp_path / "r", progress=False, evaluator=None)
+        loop.run(
+            dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=5e-4)),
+            tmp_path / "r",
+            progress=False,
+            evaluator=None,
+        )
     # More steps is a continuation, not a change.
-    loop.run(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=20)), tmp_path / "r", progress=False, evaluator=None)
+    loop.run(
+        dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=20)),
+        tmp_path / "r",
+        progress=False,
+        evaluator=None,
+    )
     assert checkpoint.list_steps(tmp_path / "r") == [10, 20]
 
 
@@ -323,8 +360,9 @@ def test_tensorboard_scalars_and_only_the_last_checkpoint(tmp_path, toy_corpus, 
 
     monkeypatch.setitem(sys.modules, "tensorboardX", types.SimpleNamespace(SummaryWriter=Writer))
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=lambda **kw: Run(**kw)))
-    cfg = C.override(tiny_config(steps=30), ["train.tensorboard=true", "train.keep_checkpoints=false",
-                                             "train.wandb=offline"])
+    cfg = C.override(
+        tiny_config(steps=30), ["train.tensorboard=true", "train.keep_checkpoints=false", "train.wandb=offline"]
+    )
     hooked = []
     run = loop.run(cfg, tmp_path / "r", progress=False, evaluator=None, loggers=[hooked.extend])
     assert {("logdir", str(run / "tb" / "seed_42")), ("logdir", str(run / "tb" / "seed_52"))} <= set(calls)
@@ -341,28 +379,40 @@ def test_tensorboard_scalars_and_only_the_last_checkpoint(tmp_path, toy_corpus, 
 def test_a_max_len_shorter_than_the_data_is_refused(tmp_path, toy_corpus):
     """Positions past model.max_len would be clamped silently; the toy corpus's longest line has 15 words."""
     with pytest.raises(C.ConfigError, match="model.max_len 16 is shorter than the 17 positions"):  # SOS, 15, EOS
-        loop.run(C.override(tiny_config(steps=10), ["model.max_len=16"]), tmp_path / "r", progress=False, evaluator=None)
+        loop.run(
+            C.override(tiny_config(steps=10), ["model.max_len=16"]), tmp_path / "r", progress=False, evaluator=None
+        )
     loop.run(C.override(tiny_config(steps=2), ["model.max_len=17"]), tmp_path / "ok", progress=False, evaluator=None)
 
 
 def test_member_groups_train_as_one_population_with_less_padding(tmp_path, toy_corpus):
     """train.member_groups: each group's calls run at its own width (fewer padded positions), and every
     member trains as in one population: the same losses, checkpoints and frozen flags (dropout on)."""
-    cfg = C.override(dataclasses.replace(tiny_config(steps=10, eval_every=5), seeds=(42, 52, 62)), ["data.layout=packed"])
+    cfg = C.override(
+        dataclasses.replace(tiny_config(steps=10, eval_every=5), seeds=(42, 52, 62)), ["data.layout=packed"]
+    )
     # the evaluator sees the whole population: one value per member, from its own parameters
     evaluator = lambda params, step: {"val_acc": np.asarray(params["out_b"]).sum(axis=1), "gen_acc": np.zeros(3)}  # noqa: E731
     runs = {}
     for groups, by in ((1, "seed"), (2, "seed"), (3, "seed"), (2, "length")):
         c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, member_groups=groups, group_by=by))
-        runs[groups if by == "seed" else f"{groups}{by}"] = loop.run(c, tmp_path / f"g{groups}{by}", progress=False, evaluator=evaluator)
-    read = lambda d: [(r["step"], r["seed"], r["train_loss"], r["val_acc"]) for r in jsonl.read_records(d / "metrics.jsonl")]  # noqa: E731
+        runs[groups if by == "seed" else f"{groups}{by}"] = loop.run(
+            c, tmp_path / f"g{groups}{by}", progress=False, evaluator=evaluator
+        )
+    read = lambda d: [
+        (r["step"], r["seed"], r["train_loss"], r["val_acc"]) for r in jsonl.read_records(d / "metrics.jsonl")
+    ]  # noqa: E731
     padding = {g: json.loads((d / "padding.json").read_text())["positions_per_real_token"] for g, d in runs.items()}
     assert padding[3] < padding[2] <= padding[1]
     assert padding["2length"] < padding[2]  # members with long batches pad one another
     for g in (2, 3, "2length"):
         for (s1, seed1, l1, v1), (s2, seed2, l2, v2) in zip(read(runs[1]), read(runs[g]), strict=True):
-            assert (s1, seed1) == (s2, seed2) and l1 == pytest.approx(l2, rel=1e-5) and v1 == pytest.approx(v2, abs=1e-5)
-        for a, b in zip(jax.tree_util.tree_leaves(_final_params(runs[1], 10)), jax.tree_util.tree_leaves(_final_params(runs[g], 10))):
+            assert (
+                (s1, seed1) == (s2, seed2) and l1 == pytest.approx(l2, rel=1e-5) and v1 == pytest.approx(v2, abs=1e-5)
+            )
+        for a, b in zip(
+            jax.tree_util.tree_leaves(_final_params(runs[1], 10)), jax.tree_util.tree_leaves(_final_params(runs[g], 10))
+        ):
             np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(C.ConfigError, match="member_groups"):
         C.validate(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, member_groups=4)))

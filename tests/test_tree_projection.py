@@ -14,7 +14,9 @@ from sgjax.probe import tree_projection as TP
 
 CFG = ModelConfig(vocab_size=20, n_layers=2, d_model=32, n_heads=4, d_ff=64, dropout=0.0)
 SOS = 19
-TOKENS = np.array([[SOS, 3, 4, 5, 6, 7, 0, 0, 0], [SOS, 5, 6, 7, 8, 9, 10, 11, 12], [SOS, 2, 0, 0, 0, 0, 0, 0, 0]], np.int32)
+TOKENS = np.array(
+    [[SOS, 3, 4, 5, 6, 7, 0, 0, 0], [SOS, 5, 6, 7, 8, 9, 10, 11, 12], [SOS, 2, 0, 0, 0, 0, 0, 0, 0]], np.int32
+)
 LENGTHS = [5, 8, 1]
 _fast = jax.jit(TP.charts_fast, static_argnums=(0, 4))
 fast = lambda cfg, p, tok, packed=True: _fast(cfg, p, tok, None, packed)
@@ -150,8 +152,9 @@ def test_row_chunks_give_the_same_charts():
     whole = np.asarray(fast(CFG, p, jnp.asarray(TOKENS)))
     chunked = jax.jit(TP.charts_fast, static_argnums=(0, 4, 5))
     for rows in (1, 3):
-        np.testing.assert_allclose(np.asarray(chunked(CFG, p, jnp.asarray(TOKENS), None, True, rows)), whole,
-                                   atol=2e-6, equal_nan=True)
+        np.testing.assert_allclose(
+            np.asarray(chunked(CFG, p, jnp.asarray(TOKENS), None, True, rows)), whole, atol=2e-6, equal_nan=True
+        )
 
 
 def test_long_sentence_decodes_without_recursion_or_n3_table():

@@ -1,6 +1,6 @@
 """Train and evaluate a toy QF population from a fresh process (for multi-device and multi-process tests).
 
-    python tests/toy_run.py OUT [--devices N] [--stop-at S] [--coordinator HOST:PORT --num-processes N --process-id I]
+python tests/toy_run.py OUT [--devices N] [--stop-at S] [--coordinator HOST:PORT --num-processes N --process-id I]
 """
 
 import argparse
@@ -34,7 +34,9 @@ def main() -> None:
     from tests.conftest import tiny_config
 
     vocab = data.vocab_for("question")
-    text = data.generate("question", {"train": 200, "val": 60, "test": 0, "gen": 60})  # real QF lines, so the evaluator scores something
+    text = data.generate(
+        "question", {"train": 200, "val": 60, "test": 0, "gen": 60}
+    )  # real QF lines, so the evaluator scores something
     splits = {name: encode_lines("question", name, text[name], vocab) for name in ("train", "val", "gen")}
     loop.load_data = lambda cfg: splits
     cfg = dataclasses.replace(tiny_config(steps=20, eval_every=10), seeds=(42, 52, 62, 72))

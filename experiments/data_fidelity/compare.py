@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sgjax.data import formats, grammar as G, qf_ti, stats
+from sgjax.data import formats, qf_ti, stats
+from sgjax.data import grammar as G
 
 SHORT = {"question": 4, "tense": 3}  # words in the shortest sentence type: D N (AUX) V
 PREPS, RELS = set(G.PREP), set(G.REL)
@@ -38,9 +39,12 @@ def features(task: str, lines) -> dict[str, Counter]:
     for l in lines:
         d = stats.describe(task, l)
         cells[f"{d['subj']}/{d['obj']}"] += 1
-    return {"length": Counter(len(w) for w in words), "cell": cells,
-            "pp": Counter(sum(x in PREPS for x in w) for w in words),
-            "rc": Counter(sum(x in RELS for x in w) for w in words)}
+    return {
+        "length": Counter(len(w) for w in words),
+        "cell": cells,
+        "pp": Counter(sum(x in PREPS for x in w) for w in words),
+        "rc": Counter(sum(x in RELS for x in w) for w in words),
+    }
 
 
 def tv(a: Counter, b: Counter) -> float:
@@ -59,7 +63,7 @@ def short_share(task: str, lines) -> float:
 
 def along(task: str, lines, n: int = 10_000) -> list[float]:
     """The short share in each window of WINDOW lines of the first n."""
-    return [short_share(task, lines[i:i + WINDOW]) for i in range(0, min(n, len(lines)), WINDOW)]
+    return [short_share(task, lines[i : i + WINDOW]) for i in range(0, min(n, len(lines)), WINDOW)]
 
 
 def real_files(ref: Path, task: str) -> dict[str, list[str]]:
@@ -72,8 +76,9 @@ def real_files(ref: Path, task: str) -> dict[str, list[str]]:
 
 def held_out(task: str, split: dict, real: dict) -> dict:
     """Short shares of val/test beside McCoy's, and gen's TV to McCoy's gen."""
-    out = {s: {"short": short_share(task, split[s]), "mccoy_short": short_share(task, real[s])}
-           for s in ("val", "test")}
+    out = {
+        s: {"short": short_share(task, split[s]), "mccoy_short": short_share(task, real[s])} for s in ("val", "test")
+    }
     out["test"]["along"], out["test"]["mccoy_along"] = along(task, split["test"]), along(task, real["test"])
     out["gen_tv_to_mccoy"] = tvs(features(task, split["gen"]), features(task, real["gen"]))
     return out
@@ -84,17 +89,23 @@ def compare_question(ref: Path, seeds) -> dict:
     r = real["train"]
     fr = features("question", r)
     half = len(r) // 2
-    out = {"real": {"short_along": along("question", r),
-                    "halves_tv": tvs(features("question", r[:half]), features("question", r[half:]))}}
+    out = {
+        "real": {
+            "short_along": along("question", r),
+            "halves_tv": tvs(features("question", r[:half]), features("question", r[half:])),
+        }
+    }
     for gen in qf_ti.GENERATIONS:
         per_seed, first = {}, {}
         for seed in seeds:
             split = qf_ti.generate_splits("question", seed=seed, generation=gen)
             first[seed] = features("question", split["train"][:10_000])
-            per_seed[seed] = {"train_tv_to_real": tvs(first[seed], fr),
-                              "train_short_along": along("question", split["train"]),
-                              "train_short": short_share("question", split["train"]),
-                              **held_out("question", split, real)}
+            per_seed[seed] = {
+                "train_tv_to_real": tvs(first[seed], fr),
+                "train_short_along": along("question", split["train"]),
+                "train_short": short_share("question", split["train"]),
+                **held_out("question", split, real),
+            }
         a, b = seeds[:2]
         out[gen] = {"seeds": per_seed, "seed_pair_tv": tvs(first[a], first[b]) if len(seeds) > 1 else None}
     return out
@@ -110,11 +121,12 @@ def compare_tense(ref: Path, seeds) -> dict:
         per_seed = {}
         for seed in seeds:
             split = qf_ti.generate_splits("tense", seed=seed, generation=gen)
-            per_seed[seed] = {"train_short": short_share("tense", split["train"]),
-                              "train_short_along": along("tense", split["train"]),
-                              "heldout_past_tv_to_mccoy": tvs(features("tense", past(split["val"] + split["test"])),
-                                                              real_past),
-                              **held_out("tense", split, real)}
+            per_seed[seed] = {
+                "train_short": short_share("tense", split["train"]),
+                "train_short_along": along("tense", split["train"]),
+                "heldout_past_tv_to_mccoy": tvs(features("tense", past(split["val"] + split["test"])), real_past),
+                **held_out("tense", split, real),
+            }
         out[gen] = {"seeds": per_seed}
     return out
 

@@ -53,9 +53,11 @@ def independence(cells: np.ndarray) -> dict:
     subject = cells.sum(1) / cells.sum()
     intrans = cells[:, 0].sum() / cells.sum()
     obj = cells[:, 1:].sum(0) / cells[:, 1:].sum()
-    return {"subject": dict(zip(KINDS, subject)),
-            "object": dict(zip(OBJ_KINDS, np.r_[intrans, (1 - intrans) * obj])),
-            "intransitive_given_subject": dict(zip(KINDS, cells[:, 0] / cells.sum(1)))}
+    return {
+        "subject": dict(zip(KINDS, subject)),
+        "object": dict(zip(OBJ_KINDS, np.r_[intrans, (1 - intrans) * obj])),
+        "intransitive_given_subject": dict(zip(KINDS, cells[:, 0] / cells.sum(1))),
+    }
 
 
 def fit_question(ref: Path) -> dict:
@@ -67,8 +69,12 @@ def fit_question(ref: Path) -> dict:
     weights[2:] *= 2  # subject RC: only the decl half passed the filter
     weights[0, 0] = draws
     fit = independence(weights)
-    fit.update(short_pool=pool, short_lines=int(n[0, 0]), short_draws=draws,
-               short_share_of_draws=draws / (n.sum() - n[0, 0] + draws))
+    fit.update(
+        short_pool=pool,
+        short_lines=int(n[0, 0]),
+        short_draws=draws,
+        short_share_of_draws=draws / (n.sum() - n[0, 0] + draws),
+    )
     return fit
 
 
@@ -80,8 +86,11 @@ def fit_tense(ref: Path) -> dict:
     weights = n.copy()
     weights[0, 0] = n[0, 1:].sum() * intrans / (1 - intrans)
     fit = independence(weights)
-    fit.update(short_pool=short_pool("tense"), short_lines_dev_test_past=int(n[0, 0]),
-               intransitive_given_subject=dict(zip(KINDS, n[:, 0] / n.sum(1))))
+    fit.update(
+        short_pool=short_pool("tense"),
+        short_lines_dev_test_past=int(n[0, 0]),
+        intransitive_given_subject=dict(zip(KINDS, n[:, 0] / n.sum(1))),
+    )
     return fit
 
 

@@ -25,8 +25,11 @@ from sgjax.data.vocab import Vocab
 from sgjax.errors import UserError
 
 TASKS = ("question", "tense", "dyck")
-SPLITS = {"question": ("train", "val", "test", "gen"), "tense": ("train", "val", "test", "gen"),
-          "dyck": ("train", "val", "test")}
+SPLITS = {
+    "question": ("train", "val", "test", "gen"),
+    "tense": ("train", "val", "test", "gen"),
+    "dyck": ("train", "val", "test"),
+}
 DEFAULT_SIZES = {
     "question": {"train": 100_000, "val": 1_000, "test": 10_000, "gen": 10_000},
     "tense": {"train": 100_000, "val": 1_000, "test": 10_000, "gen": 10_000},
@@ -75,8 +78,9 @@ def resolve_sizes(task: str, sizes: dict | None) -> dict[str, int]:
     return out
 
 
-def generate(task: str, sizes: dict | None = None, seed: int = 0,
-             generation: str = "train_first") -> dict[str, list[str]]:
+def generate(
+    task: str, sizes: dict | None = None, seed: int = 0, generation: str = "train_first"
+) -> dict[str, list[str]]:
     """Generate every split's lines (no cache); `generation` applies to QF/TI (Dyck has one)."""
     sizes = resolve_sizes(task, sizes)
     if task == "dyck":
@@ -95,8 +99,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SGJAX_CACHE") or Path.home() / ".cache" / "sgjax")
 
 
-def cache_path(task: str, sizes: dict[str, int], seed: int, cache_dir=None,
-               generation: str = "train_first") -> Path:
+def cache_path(task: str, sizes: dict[str, int], seed: int, cache_dir=None, generation: str = "train_first") -> Path:
     """One file per (task, generation, seed, all sizes, generator version)."""
     key = "_".join(f"{s}{sizes[s]}" for s in SPLITS[task])
     name = task if task == "dyck" else f"{task}_{generation}"
@@ -105,9 +108,11 @@ def cache_path(task: str, sizes: dict[str, int], seed: int, cache_dir=None,
 
 def _to_arrays(split: Split) -> dict[str, np.ndarray]:
     """Ragged storage: flat uint8 ids (every vocab is < 256 words) + lengths + the lines' bytes."""
-    return {f"{split.name}.ids": split.flat_M.astype(np.uint8),
-            f"{split.name}.lengths": split.lengths_N,
-            f"{split.name}.lines": np.frombuffer("\n".join(split.lines).encode("utf-8"), dtype=np.uint8)}
+    return {
+        f"{split.name}.ids": split.flat_M.astype(np.uint8),
+        f"{split.name}.lengths": split.lengths_N,
+        f"{split.name}.lines": np.frombuffer("\n".join(split.lines).encode("utf-8"), dtype=np.uint8),
+    }
 
 
 def _from_arrays(task: str, name: str, z) -> Split:
@@ -128,7 +133,15 @@ def _read_cache(task: str, path: Path) -> dict[str, Split] | None:
     try:
         with path.open("rb") as f, np.load(f, allow_pickle=False) as z:  # our handle: closed even when np.load fails
             return {s: _from_arrays(task, s, z) for s in SPLITS[task]}
-    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError, zipfile.BadZipFile, TypeError):  # TypeError: a bare .npy
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,
+        UnicodeDecodeError,
+        zipfile.BadZipFile,
+        TypeError,
+    ):  # TypeError: a bare .npy
         return None
 
 
@@ -138,8 +151,16 @@ def _write_cache(path: Path, splits: dict[str, Split]) -> None:
     formats.atomic_write_bytes(path, buf.getvalue())
 
 
-def load_splits(task: str, *, sizes: dict | None = None, seed: int = 0, generation: str = "train_first",
-                cache_dir=None, files: dict | None = None, use_cache: bool = True) -> dict[str, Split]:
+def load_splits(
+    task: str,
+    *,
+    sizes: dict | None = None,
+    seed: int = 0,
+    generation: str = "train_first",
+    cache_dir=None,
+    files: dict | None = None,
+    use_cache: bool = True,
+) -> dict[str, Split]:
     """Every split of a task, tokenized; `files` ({split: path}, original format) replace generated ones."""
     check_task(task)
     files = {k: v for k, v in (files or {}).items() if v}

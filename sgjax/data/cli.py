@@ -11,8 +11,12 @@ from sgjax.errors import UserError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("task", choices=list(data.TASKS), help="the task whose split to generate")
-    p.add_argument("--split", required=True, choices=["train", "val", "test", "gen"],
-                   help="the split to write (Dyck has train, val and test, its generalization split)")
+    p.add_argument(
+        "--split",
+        required=True,
+        choices=["train", "val", "test", "gen"],
+        help="the split to write (Dyck has train, val and test, its generalization split)",
+    )
     p.add_argument("--size", type=int, default=None, help="lines in this split (default: the paper's)")
     p.add_argument("--seed", type=int, default=0, help="data seed (the whole split set is a function of it)")
     add_generation_argument(p)
@@ -23,9 +27,12 @@ def add_generation_argument(p: argparse.ArgumentParser) -> None:
     """--generation, as the config's data.generation (QF/TI)."""
     from sgjax.config import GENERATIONS
 
-    p.add_argument("--generation", choices=GENERATIONS, default=GENERATIONS[0],
-                   help="QF/TI: train_first (McCoy's process, the default) or heldout_first (sgjax's data "
-                        "before; docs/data.md)")
+    p.add_argument(
+        "--generation",
+        choices=GENERATIONS,
+        default=GENERATIONS[0],
+        help="QF/TI: train_first (McCoy's process, the default) or heldout_first (sgjax's data before; docs/data.md)",
+    )
 
 
 def run(args) -> int:

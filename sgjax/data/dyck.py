@@ -1,4 +1,4 @@
-"""Dyck-(20,10): the released sampler (`DyckPDFA`, SPEC §1.6), block depth profiles, iid/OOD splits.
+"""Dyck-(20,10): the released sampler (`DyckPDFA`), block depth profiles, iid/OOD splits.
 
 A string is a sequence of top-level blocks. Each block is an excursion of the stack depth from 0
 (up first; at depth 1..d-1 up or down w.p. 1/2; at depth d down) and the blocks are iid; the string
@@ -7,7 +7,7 @@ redrawn, so the stack always opens then). Bracket types are uniform per opening 
 sample many excursions in parallel with numpy, cut them into strings, and draw the types afterwards:
 the same distribution as the token-by-token original, ~10M tokens in a few seconds.
 
-Structure (SPEC D11, following the code): a block's *depth profile* is the stack depth after each of
+Structure (D11, following the code): a block's *depth profile* is the stack depth after each of
 its tokens, without the final return to 0. Val strings use only block profiles seen in train and are
 not training strings; test ("structurally unobserved") strings have at least one unseen profile.
 """
@@ -279,9 +279,14 @@ def summary(lines) -> dict:
     return {
         "n": len(lines),
         "unique": len(set(lines)),
-        "length": {"min": int(lens.min()), "mean": float(lens.mean()), "median": float(np.median(lens)),
-                   "p90": float(np.percentile(lens, 90)), "p99": float(np.percentile(lens, 99)),
-                   "max": int(lens.max())},
+        "length": {
+            "min": int(lens.min()),
+            "mean": float(lens.mean()),
+            "median": float(np.median(lens)),
+            "p90": float(np.percentile(lens, 90)),
+            "p99": float(np.percentile(lens, 99)),
+            "max": int(lens.max()),
+        },
         "max_depth": dict(sorted(md.items())),
         "mean_max_depth": sum(d * c for d, c in md.items()) / len(lines),
         "closings_per_string": len(dist) / len(lines),

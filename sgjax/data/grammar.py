@@ -6,7 +6,7 @@ A grammar is rules (LHS -> weighted RHS, each with a binarization `shape`) plus 
 skeleton have the same probability. Sampling draws a skeleton id, then one word per slot, vectorized
 over a batch with a numpy Generator, so 100k sentences take well under a second.
 
-`shape` is a nested tuple of RHS positions giving the rule's binary bracketing (SPEC §5.4): the gold
+`shape` is a nested tuple of RHS positions giving the rule's binary bracketing: the gold
 parse of a derivation is its skeleton's shapes composed, so gold trees come from the grammar itself.
 """
 
@@ -46,10 +46,36 @@ def _r(weight, rhs, shape):
 
 # --- shared lexicon (both .gr files) -------------------------------------------------------------
 DET = ("the", "some", "my", "your", "our", "her")
-N_SG = ("newt", "orangutan", "peacock", "quail", "raven", "salamander", "tyrannosaurus", "unicorn",
-        "vulture", "walrus", "xylophone", "yak", "zebra")
-N_PL = ("newts", "orangutans", "peacocks", "quails", "ravens", "salamanders", "tyrannosauruses",
-        "unicorns", "vultures", "walruses", "xylophones", "yaks", "zebras")
+N_SG = (
+    "newt",
+    "orangutan",
+    "peacock",
+    "quail",
+    "raven",
+    "salamander",
+    "tyrannosaurus",
+    "unicorn",
+    "vulture",
+    "walrus",
+    "xylophone",
+    "yak",
+    "zebra",
+)
+N_PL = (
+    "newts",
+    "orangutans",
+    "peacocks",
+    "quails",
+    "ravens",
+    "salamanders",
+    "tyrannosauruses",
+    "unicorns",
+    "vultures",
+    "walruses",
+    "xylophones",
+    "yaks",
+    "zebras",
+)
 PREP = ("around", "near", "with", "upon", "by", "behind", "above", "below")
 REL = ("who", "that")
 V_INTRANS = ("giggle", "smile", "sleep", "swim", "wait", "move", "change", "read", "eat")
@@ -59,13 +85,24 @@ AUX_PL = ("do", "don't")
 
 # TI verb forms (tense.gr; the past forms as in pos_tense.txt): present plural -> (present singular, past).
 V_FORMS = {
-    "giggle": ("giggles", "giggled"), "smile": ("smiles", "smiled"), "sleep": ("sleeps", "slept"),
-    "swim": ("swims", "swam"), "wait": ("waits", "waited"), "move": ("moves", "moved"),
-    "change": ("changes", "changed"), "read": ("reads", "read"), "eat": ("eats", "ate"),
-    "entertain": ("entertains", "entertained"), "amuse": ("amuses", "amused"),
-    "high_five": ("high_fives", "high_fived"), "applaud": ("applauds", "applauded"),
-    "confuse": ("confuses", "confused"), "admire": ("admires", "admired"), "accept": ("accepts", "accepted"),
-    "remember": ("remembers", "remembered"), "comfort": ("comforts", "comforted"),
+    "giggle": ("giggles", "giggled"),
+    "smile": ("smiles", "smiled"),
+    "sleep": ("sleeps", "slept"),
+    "swim": ("swims", "swam"),
+    "wait": ("waits", "waited"),
+    "move": ("moves", "moved"),
+    "change": ("changes", "changed"),
+    "read": ("reads", "read"),
+    "eat": ("eats", "ate"),
+    "entertain": ("entertains", "entertained"),
+    "amuse": ("amuses", "amused"),
+    "high_five": ("high_fives", "high_fived"),
+    "applaud": ("applauds", "applauded"),
+    "confuse": ("confuses", "confused"),
+    "admire": ("admires", "admired"),
+    "accept": ("accepts", "accepted"),
+    "remember": ("remembers", "remembered"),
+    "comfort": ("comforts", "comforted"),
 }
 PAST = {pl: past for pl, (_, past) in V_FORMS.items()} | {sg: past for _, (sg, past) in V_FORMS.items()}
 PRESENT_SG = {past: sg for _, (sg, past) in V_FORMS.items()}
@@ -83,9 +120,11 @@ def _np_rules(n, rc, n_inner):
 
 def _question() -> Grammar:
     """question.gr: agreement through auxiliaries; RC weights 2:1:1:2."""
-    rules = {"ROOT": (_r(1, "S .", (0, 1)),),
-             "S": (_r(1, "NP_M_S VP_M_S", (0, 1)), _r(1, "NP_M_P VP_M_P", (0, 1))),
-             "N": (_r(1, "N_S", 0), _r(1, "N_P", 0))}
+    rules = {
+        "ROOT": (_r(1, "S .", (0, 1)),),
+        "S": (_r(1, "NP_M_S VP_M_S", (0, 1)), _r(1, "NP_M_P VP_M_P", (0, 1))),
+        "N": (_r(1, "N_S", 0), _r(1, "N_P", 0)),
+    }
     for x in ("S", "P"):
         rules[f"NP_M_{x}"] = _np_rules(f"N_{x}", f"RC_{x}", [(1, "N")])
         # QF: VP = (Aux V) or (Aux (V NP))
@@ -99,22 +138,34 @@ def _question() -> Grammar:
         )
     sg, pl = _np_rules("N_S", "RC_S", [(1, "N")]), _np_rules("N_P", "RC_P", [(1, "N")])
     rules["NP_O"] = (sg[0], pl[0], sg[1], pl[1], sg[2], pl[2])  # the .gr file's order
-    lexicon = {"Det": DET, "N_S": N_SG, "N_P": N_PL, "V_intrans": V_INTRANS, "V_trans": V_TRANS,
-               "Aux_S": AUX_SG, "Aux_P": AUX_PL, "Prep": PREP, "Rel": REL, ".": (".",)}
+    lexicon = {
+        "Det": DET,
+        "N_S": N_SG,
+        "N_P": N_PL,
+        "V_intrans": V_INTRANS,
+        "V_trans": V_TRANS,
+        "Aux_S": AUX_SG,
+        "Aux_P": AUX_PL,
+        "Prep": PREP,
+        "Rel": REL,
+        ".": (".",),
+    }
     return Grammar("question", "ROOT", rules, lexicon)
 
 
 def _tense() -> Grammar:
     """tense.gr (present tense): agreement on the verbs; inner nouns 0.5/0.5 sg/pl; RC weights 1:.5:.5:.5:.5."""
-    rules = {"ROOT": (_r(1, "S .", (0, 1)),),
-             "S": (_r(1, "NP_M_sg VP_M_sg", (0, 1)), _r(1, "NP_M_pl VP_M_pl", (0, 1)))}
+    rules = {"ROOT": (_r(1, "S .", (0, 1)),), "S": (_r(1, "NP_M_sg VP_M_sg", (0, 1)), _r(1, "NP_M_pl VP_M_pl", (0, 1)))}
     inner = [(0.5, "N_sg"), (0.5, "N_pl")]
     for x in ("sg", "pl"):
         rules[f"NP_M_{x}"] = _np_rules(f"N_{x}", f"RC_{x}", inner)
         rules[f"NP_O_{x}"] = _np_rules(f"N_{x}", f"RC_{x}", inner)
         # TI: VP = V or (V NP)
-        rules[f"VP_M_{x}"] = (_r(1, f"V_intrans_{x}", 0),
-                              _r(0.5, f"V_trans_{x} NP_O_sg", (0, 1)), _r(0.5, f"V_trans_{x} NP_O_pl", (0, 1)))
+        rules[f"VP_M_{x}"] = (
+            _r(1, f"V_intrans_{x}", 0),
+            _r(0.5, f"V_trans_{x} NP_O_sg", (0, 1)),
+            _r(0.5, f"V_trans_{x} NP_O_pl", (0, 1)),
+        )
         # RC = (Rel X), X in {V, (V NP), (NP V)}
         rules[f"RC_{x}"] = (
             _r(1, f"Rel V_intrans_{x}", (0, 1)),
@@ -123,9 +174,18 @@ def _tense() -> Grammar:
             _r(0.5, f"Rel V_trans_{x} Det N_sg", (0, (1, (2, 3)))),
             _r(0.5, f"Rel V_trans_{x} Det N_pl", (0, (1, (2, 3)))),
         )
-    lexicon = {"Det": DET, "N_sg": N_SG, "N_pl": N_PL, "Prep": PREP, "Rel": REL, ".": (".",),
-               "V_intrans_sg": tuple(V_FORMS[v][0] for v in V_INTRANS), "V_intrans_pl": V_INTRANS,
-               "V_trans_sg": tuple(V_FORMS[v][0] for v in V_TRANS), "V_trans_pl": V_TRANS}
+    lexicon = {
+        "Det": DET,
+        "N_sg": N_SG,
+        "N_pl": N_PL,
+        "Prep": PREP,
+        "Rel": REL,
+        ".": (".",),
+        "V_intrans_sg": tuple(V_FORMS[v][0] for v in V_INTRANS),
+        "V_intrans_pl": V_INTRANS,
+        "V_trans_sg": tuple(V_FORMS[v][0] for v in V_TRANS),
+        "V_trans_pl": V_TRANS,
+    }
     return Grammar("tense", "ROOT", rules, lexicon)
 
 

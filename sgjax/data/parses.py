@@ -1,4 +1,4 @@
-"""Gold binary parses (SPEC §5.4), tree spans, branching baselines and parse F1 (SPEC §5.3.7).
+"""Gold binary parses, tree spans, branching baselines and parse F1.
 
 A tree is nested tuples of word indices: a leaf is an int 0..n-1, e.g. ((0, 1), (2, 3)).
 Gold trees come from the grammar: each rule carries its binary bracketing (`grammar.Rule.shape`), so

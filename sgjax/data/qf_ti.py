@@ -54,28 +54,68 @@ OBJ_KINDS = ("none",) + KINDS
 # sentences, so this table under-weights them (QF's 4-word cell: 0.5% here, about 14% in train).
 ORIGINAL_CELL_SHARES = {
     "question": {
-        ("bare", "none"): 0.0053, ("bare", "bare"): 0.1296, ("bare", "pp"): 0.1367,
-        ("bare", "rc_intr"): 0.0886, ("bare", "rc_obj"): 0.0462, ("bare", "rc_trans"): 0.0471,
-        ("pp", "none"): 0.0569, ("pp", "bare"): 0.0520, ("pp", "pp"): 0.0567,
-        ("pp", "rc_intr"): 0.0348, ("pp", "rc_obj"): 0.0180, ("pp", "rc_trans"): 0.0194,
-        ("rc_intr", "none"): 0.0159, ("rc_intr", "bare"): 0.0183, ("rc_intr", "pp"): 0.0195,
-        ("rc_intr", "rc_intr"): 0.0123, ("rc_intr", "rc_obj"): 0.0064, ("rc_intr", "rc_trans"): 0.0063,
-        ("rc_obj", "none"): 0.0329, ("rc_obj", "bare"): 0.0331, ("rc_obj", "pp"): 0.0378,
-        ("rc_obj", "rc_intr"): 0.0232, ("rc_obj", "rc_obj"): 0.0120, ("rc_obj", "rc_trans"): 0.0131,
-        ("rc_trans", "none"): 0.0175, ("rc_trans", "bare"): 0.0177, ("rc_trans", "pp"): 0.0169,
-        ("rc_trans", "rc_intr"): 0.0127, ("rc_trans", "rc_obj"): 0.0075, ("rc_trans", "rc_trans"): 0.0058,
+        ("bare", "none"): 0.0053,
+        ("bare", "bare"): 0.1296,
+        ("bare", "pp"): 0.1367,
+        ("bare", "rc_intr"): 0.0886,
+        ("bare", "rc_obj"): 0.0462,
+        ("bare", "rc_trans"): 0.0471,
+        ("pp", "none"): 0.0569,
+        ("pp", "bare"): 0.0520,
+        ("pp", "pp"): 0.0567,
+        ("pp", "rc_intr"): 0.0348,
+        ("pp", "rc_obj"): 0.0180,
+        ("pp", "rc_trans"): 0.0194,
+        ("rc_intr", "none"): 0.0159,
+        ("rc_intr", "bare"): 0.0183,
+        ("rc_intr", "pp"): 0.0195,
+        ("rc_intr", "rc_intr"): 0.0123,
+        ("rc_intr", "rc_obj"): 0.0064,
+        ("rc_intr", "rc_trans"): 0.0063,
+        ("rc_obj", "none"): 0.0329,
+        ("rc_obj", "bare"): 0.0331,
+        ("rc_obj", "pp"): 0.0378,
+        ("rc_obj", "rc_intr"): 0.0232,
+        ("rc_obj", "rc_obj"): 0.0120,
+        ("rc_obj", "rc_trans"): 0.0131,
+        ("rc_trans", "none"): 0.0175,
+        ("rc_trans", "bare"): 0.0177,
+        ("rc_trans", "pp"): 0.0169,
+        ("rc_trans", "rc_intr"): 0.0127,
+        ("rc_trans", "rc_obj"): 0.0075,
+        ("rc_trans", "rc_trans"): 0.0058,
     },
     "tense": {
-        ("bare", "none"): 0.0407, ("bare", "bare"): 0.0901, ("bare", "pp"): 0.0824,
-        ("bare", "rc_intr"): 0.0310, ("bare", "rc_obj"): 0.0301, ("bare", "rc_trans"): 0.0280,
-        ("pp", "none"): 0.0945, ("pp", "bare"): 0.0826, ("pp", "pp"): 0.0890,
-        ("pp", "rc_intr"): 0.0287, ("pp", "rc_obj"): 0.0288, ("pp", "rc_trans"): 0.0291,
-        ("rc_intr", "none"): 0.0258, ("rc_intr", "bare"): 0.0268, ("rc_intr", "pp"): 0.0290,
-        ("rc_intr", "rc_intr"): 0.0102, ("rc_intr", "rc_obj"): 0.0103, ("rc_intr", "rc_trans"): 0.0102,
-        ("rc_obj", "none"): 0.0277, ("rc_obj", "bare"): 0.0327, ("rc_obj", "pp"): 0.0257,
-        ("rc_obj", "rc_intr"): 0.0102, ("rc_obj", "rc_obj"): 0.0096, ("rc_obj", "rc_trans"): 0.0117,
-        ("rc_trans", "none"): 0.0301, ("rc_trans", "bare"): 0.0280, ("rc_trans", "pp"): 0.0265,
-        ("rc_trans", "rc_intr"): 0.0108, ("rc_trans", "rc_obj"): 0.0092, ("rc_trans", "rc_trans"): 0.0105,
+        ("bare", "none"): 0.0407,
+        ("bare", "bare"): 0.0901,
+        ("bare", "pp"): 0.0824,
+        ("bare", "rc_intr"): 0.0310,
+        ("bare", "rc_obj"): 0.0301,
+        ("bare", "rc_trans"): 0.0280,
+        ("pp", "none"): 0.0945,
+        ("pp", "bare"): 0.0826,
+        ("pp", "pp"): 0.0890,
+        ("pp", "rc_intr"): 0.0287,
+        ("pp", "rc_obj"): 0.0288,
+        ("pp", "rc_trans"): 0.0291,
+        ("rc_intr", "none"): 0.0258,
+        ("rc_intr", "bare"): 0.0268,
+        ("rc_intr", "pp"): 0.0290,
+        ("rc_intr", "rc_intr"): 0.0102,
+        ("rc_intr", "rc_obj"): 0.0103,
+        ("rc_intr", "rc_trans"): 0.0102,
+        ("rc_obj", "none"): 0.0277,
+        ("rc_obj", "bare"): 0.0327,
+        ("rc_obj", "pp"): 0.0257,
+        ("rc_obj", "rc_intr"): 0.0102,
+        ("rc_obj", "rc_obj"): 0.0096,
+        ("rc_obj", "rc_trans"): 0.0117,
+        ("rc_trans", "none"): 0.0301,
+        ("rc_trans", "bare"): 0.0280,
+        ("rc_trans", "pp"): 0.0265,
+        ("rc_trans", "rc_intr"): 0.0108,
+        ("rc_trans", "rc_obj"): 0.0092,
+        ("rc_trans", "rc_trans"): 0.0105,
     },
 }
 
@@ -89,13 +129,25 @@ ORIGINAL_CELL_SHARES = {
 TRAIN_FIRST_MIX = {
     "question": {
         "subject": {"bare": 0.5164, "pp": 0.2045, "rc_intr": 0.0672, "rc_obj": 0.1428, "rc_trans": 0.0691},
-        "object": {"none": 0.2229, "bare": 0.2349, "pp": 0.2312, "rc_intr": 0.1582, "rc_obj": 0.0713,
-                   "rc_trans": 0.0815},
+        "object": {
+            "none": 0.2229,
+            "bare": 0.2349,
+            "pp": 0.2312,
+            "rc_intr": 0.1582,
+            "rc_obj": 0.0713,
+            "rc_trans": 0.0815,
+        },
     },
     "tense": {
         "subject": {"bare": 0.3349, "pp": 0.3361, "rc_intr": 0.1071, "rc_obj": 0.1121, "rc_trans": 0.1098},
-        "object": {"none": 0.2553, "bare": 0.2480, "pp": 0.2407, "rc_intr": 0.0866, "rc_obj": 0.0839,
-                   "rc_trans": 0.0854},
+        "object": {
+            "none": 0.2553,
+            "bare": 0.2480,
+            "pp": 0.2407,
+            "rc_intr": 0.0866,
+            "rc_obj": 0.0839,
+            "rc_trans": 0.0854,
+        },
     },
 }
 
@@ -179,8 +231,9 @@ def features(task: str) -> dict[str, np.ndarray]:
         # subject of the main number (the original gen file has no other kind)
         labels = [G.slot_labels(_parts(t)[0]) for t in sk.trees]
         same = [all(_number(s) == _number(ls[1]) for s in ls if s.startswith("Aux")) for ls in labels]
-        out["gen_ok_K"] = np.array([s.startswith("rc") and not o.startswith("rc") and m
-                                    for s, o, m in zip(subj, obj, same)])
+        out["gen_ok_K"] = np.array(
+            [s.startswith("rc") and not o.startswith("rc") and m for s, o, m in zip(subj, obj, same)]
+        )
     return out
 
 
@@ -285,8 +338,14 @@ def check_task(task: str) -> None:
         raise UserError(f"unknown task {task!r}: valid tasks are {', '.join(MARKERS)}")
 
 
-def generate_splits(task: str, sizes: dict[str, int] | None = None, seed: int = 0, *,
-                    generation: str = "train_first", mix: str | None = None) -> dict[str, list[str]]:
+def generate_splits(
+    task: str,
+    sizes: dict[str, int] | None = None,
+    seed: int = 0,
+    *,
+    generation: str = "train_first",
+    mix: str | None = None,
+) -> dict[str, list[str]]:
     """Lines `input . MARKER<TAB>output` per split; inputs unique within and disjoint across splits.
 
     `mix` replaces the generation's structure mix for train/val/test ("pcfg": the raw grammar).
@@ -311,8 +370,9 @@ def generate_splits(task: str, sizes: dict[str, int] | None = None, seed: int = 
         key = _whole_input
     else:
         # held-out splits first, each from its own stream; a repeat is a repeated sentence
-        order = [("gen", gen)] + [(s, _examples(task, s, _stream(task, s, seed), mix or "original"))
-                                  for s in ("test", "val", "train")]
+        order = [("gen", gen)] + [
+            (s, _examples(task, s, _stream(task, s, seed), mix or "original")) for s in ("test", "val", "train")
+        ]
         key = _sentence
     out = {split: _take(examples, sizes[split], seen, key) for split, examples in order}
     return {s: out[s] for s in SPLITS}

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 
 from sgjax.data import formats, parses, qf_ti
-from sgjax.data.cli import add_generation_argument
 from sgjax.data import grammar as G
+from sgjax.data.cli import add_generation_argument
 
 
 def describe(task: str, line: str) -> dict:
@@ -18,13 +18,22 @@ def describe(task: str, line: str) -> dict:
     toks = inp.split(" ")
     words, marker = toks[:-2], toks[-1]
     tree = parses.derivations(task, tuple(words + ["."]), "ROOT")[0]
-    d = {"marker": marker, "n_tokens": len(toks) + len(out.split(" ")), "n_words": len(words),
-         "subj": qf_ti.subject_kind(task, tree), "obj": qf_ti.object_kind(task, tree),
-         "tree": G.binarize(task, tree[2][0])}
+    d = {
+        "marker": marker,
+        "n_tokens": len(toks) + len(out.split(" ")),
+        "n_words": len(words),
+        "subj": qf_ti.subject_kind(task, tree),
+        "obj": qf_ti.object_kind(task, tree),
+        "tree": G.binarize(task, tree[2][0]),
+    }
     if task == "question":
         main = qf_ti.main_verb_index(tree)
-        d.update(main_aux=words[main], first_aux=qf_ti.first_aux(words), answer=out.split(" ")[0],
-                 n_aux=sum(w in qf_ti.AUX for w in words))
+        d.update(
+            main_aux=words[main],
+            first_aux=qf_ti.first_aux(words),
+            answer=out.split(" ")[0],
+            n_aux=sum(w in qf_ti.AUX for w in words),
+        )
     else:
         present = out.split(" ")
         d.update(recent_differs=qf_ti.agree_recent(toks[:-1]) != present if marker == "PRESENT" else None)
@@ -44,7 +53,7 @@ def summarize(task: str, lines: list[str]) -> dict[str, str]:
     """Ordered statistics of a split, as display strings."""
     rows = [describe(task, l) for l in lines]
     n_tok = np.array([r["n_tokens"] for r in rows])
-    out = {"lines": str(len(rows)), "unique inputs": str(len({l.split(chr(9))[0].rsplit(' ', 1)[0] for l in lines}))}
+    out = {"lines": str(len(rows)), "unique inputs": str(len({l.split(chr(9))[0].rsplit(" ", 1)[0] for l in lines}))}
     for m in sorted(formats.MARKERS[task]):
         out[f"share {m}"] = f"{_share(rows, 'marker', m):.4f}"
     out["tokens/line min mean max"] = f"{n_tok.min()} {n_tok.mean():.2f} {n_tok.max()}"
@@ -59,7 +68,9 @@ def summarize(task: str, lines: list[str]) -> dict[str, str]:
         rc_q = [r for r in quest if r["subj"].startswith("rc")]
         out["quest lines with RC subject"] = f"{len(rc_q)}"
         if quest:
-            out["quest: first aux != main aux (share)"] = f"{np.mean([r['first_aux'] != r['main_aux'] for r in quest]):.4f}"
+            out["quest: first aux != main aux (share)"] = (
+                f"{np.mean([r['first_aux'] != r['main_aux'] for r in quest]):.4f}"
+            )
             out["quest: answer aux mix"] = _mix(quest, "answer")
             out["quest: n auxiliaries mix"] = _mix(quest, "n_aux")
         if rc_q:

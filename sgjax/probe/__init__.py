@@ -1,4 +1,4 @@
-"""Analyses of saved checkpoints (SPEC §5): weight norms, attention sparsity, tree projections.
+"""Analyses of saved checkpoints: weight norms, attention sparsity, tree projections.
 
     norms.weight_norms(params_S, model_cfg) -> {name: array_S}
     sparsity.attention_entropies(cfg, params, tokens_BxT, lengths_B, bug=False) -> per-sentence sums

@@ -1,4 +1,4 @@
-"""Global L2 weight norms of population members (SPEC §5.1, D6/D7).
+"""Global L2 weight norms of population members (D6/D7).
 
 The original's norm covers every parameter, including an unused 6-layer decoder that stays at its
 initialization; we never build it, and instead add its expected squared norm at init (a constant,
@@ -21,7 +21,7 @@ DECODER_LAYERS = 6  # the original builds nn.Transformer's default 6 decoder lay
 def decoder_sq_norm(d_model: int = 512, d_ff: int = 2048, n_layers: int = DECODER_LAYERS) -> float:
     """Expected squared norm at init of the original's unused decoder (≈ 48,546.1 at 512/2048).
 
-    Per decoder layer, with PyTorch-style init as in sgjax.model (SPEC §2.2):
+    Per decoder layer, with PyTorch-style init as in sgjax.model:
       self- and cross-attention: 8 Xavier d×d matrices, E‖W‖² = d²·2/(2d) = d each -> 8d;
       linear1 (gain √2): d·f·2·2/(d+f) = 4df/(d+f); linear2: 2df/(d+f);
       biases U(±1/√fan_in): f/(3d) + d/(3f); three LayerNorm γ = 1: 3d (β = 0).

@@ -21,10 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from sgjax import hostmem, jsonl, loop, model as M, runlock
+from sgjax import hostmem, jsonl, loop, runlock
+from sgjax import model as M
 from sgjax.config import Config, ModelConfig
 from sgjax.errors import UserError
-from sgjax.probe import norms, sparsity as SP, tree_projection as TP
+from sgjax.probe import norms
+from sgjax.probe import sparsity as SP
+from sgjax.probe import tree_projection as TP
 
 PROBE_FILE = "probe.jsonl"
 OPTIONS_FILE = "probe_options.json"  # the options probe.jsonl's records were made with
@@ -58,9 +61,14 @@ def validate_options(opts: ProbeOptions) -> ProbeOptions:
         (opts.sample is None or opts.sample > 0, f"--sample must be > 0, got {opts.sample}"),
         (0 <= opts.sample_seed < 2**32, f"--sample-seed must be in [0, 2^32), got {opts.sample_seed}"),
         (opts.batch_size > 0, f"--batch-size must be > 0, got {opts.batch_size}"),
-        (opts.dyck_split in ("train", "val", "test"), f"--dyck-split must be train, val or test, got {opts.dyck_split!r}"),
-        (opts.dyck_max_tokens is None or opts.dyck_max_tokens > 0,
-         f"--dyck-max-tokens must be > 0 or none, got {opts.dyck_max_tokens}"),
+        (
+            opts.dyck_split in ("train", "val", "test"),
+            f"--dyck-split must be train, val or test, got {opts.dyck_split!r}",
+        ),
+        (
+            opts.dyck_max_tokens is None or opts.dyck_max_tokens > 0,
+            f"--dyck-max-tokens must be > 0 or none, got {opts.dyck_max_tokens}",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -71,8 +79,15 @@ def validate_options(opts: ProbeOptions) -> ProbeOptions:
 # ---------------------------------------------------------------- the sample
 
 
-def sample_sentences(cfg: Config, sample: int | None = None, sample_seed: int = 42, *, splits=None,
-                     dyck_split: str = DYCK_SPLIT, dyck_max_tokens: int | None = DYCK_MAX_TOKENS) -> list[list[str]]:
+def sample_sentences(
+    cfg: Config,
+    sample: int | None = None,
+    sample_seed: int = 42,
+    *,
+    splits=None,
+    dyck_split: str = DYCK_SPLIT,
+    dyck_max_tokens: int | None = DYCK_MAX_TOKENS,
+) -> list[list[str]]:
     """The run's fixed probe sample (D21): QF quest declaratives, TI declaratives, Dyck strings of a split (D24)."""
     from sgjax.data.parses import strip_sentence
 
@@ -137,7 +152,9 @@ def make_batches(sentences, vocab, batch_size: int, max_positions: int = BATCH_P
     out, lo = [], 0
     while lo < len(order):
         hi = lo + 1  # the longest string so far sets the width, and the width the rows
-        while hi < len(order) and hi - lo < batch_rows(padded_width(len(ids[order[hi]]) + 1), batch_size, max_positions):
+        while hi < len(order) and hi - lo < batch_rows(
+            padded_width(len(ids[order[hi]]) + 1), batch_size, max_positions
+        ):
             hi += 1
         idx = order[lo:hi]
         lo = hi
@@ -172,15 +189,18 @@ _member_batch_jit = jax.jit(member_batch, static_argnums=(0, 1, 4))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 4, 5))
-def population_batch(cfg: ModelConfig, bug: bool, params_S, tokens_BxT, row_chunk: int | None = None,
-                     one_by_one: bool = False) -> dict[str, jax.Array]:
+def population_batch(
+    cfg: ModelConfig, bug: bool, params_S, tokens_BxT, row_chunk: int | None = None, one_by_one: bool = False
+) -> dict[str, jax.Array]:
     """`member_batch` over the population axis S in one program: vmapped, or `one_by_one` (lax.map) when large."""
     fn = lambda p: member_batch(cfg, bug, p, tokens_BxT, row_chunk)
     return jax.lax.map(fn, params_S) if one_by_one else jax.vmap(fn)(params_S)
 
 
 def batch_plan(cfg: ModelConfig, n_members: int, b: int, t: int) -> tuple[int | None, bool]:
-    """(row_chunk, one_by_one) bounding a batch's memory: seeds in turn past MEMBER_POSITIONS, rows in chunks past ATTENTION_SCORES."""
+    """(row_chunk, one_by_one) bounding a batch's memory: seeds in turn past MEMBER_POSITIONS, rows in chunks past
+    ATTENTION_SCORES.
+    """
     one_by_one = n_members * b * t * t > MEMBER_POSITIONS
     rows, width = TP.packed_layout(t)[0].shape  # packed rows, and their width t + 2
     per_row = (1 if one_by_one else n_members) * b * cfg.n_heads * width * width
@@ -193,25 +213,44 @@ def batch_plan(cfg: ModelConfig, n_members: int, b: int, t: int) -> tuple[int | 
 # ---------------------------------------------------------------- one checkpoint
 
 
-def probe_population(cfg: Config, params_S, seeds, batches, gold, opts: ProbeOptions, step: int = 0,
-                     progress: bool = False) -> list[dict]:
+def probe_population(
+    cfg: Config, params_S, seeds, batches, gold, opts: ProbeOptions, step: int = 0, progress: bool = False
+) -> list[dict]:
     """Records (one per member) of every quantity at one checkpoint."""
     from sgjax.data.parses import parse_f1
 
     n_members = len(seeds)
     n_sent = int(sum((b.index >= 0).sum() for b in batches))
-    # the original's sparsity reads only the Dyck strings under 200 tokens (SPEC §5)
+    # the original's sparsity reads only the Dyck strings under 200 tokens
     sparse_cap = SPARSITY_MAX_TOKENS if cfg.task == "dyck" else math.inf
     n_sparse = 0
-    acc = {k: np.zeros(n_members) for k in ("orig", "dist_sum", "dist_count", "bug_orig", "bug_dist_sum",
-                                             "bug_dist_count", "tscore_expected", "tscore_sampled")}
+    acc = {
+        k: np.zeros(n_members)
+        for k in (
+            "orig",
+            "dist_sum",
+            "dist_count",
+            "bug_orig",
+            "bug_dist_sum",
+            "bug_dist_count",
+            "tscore_expected",
+            "tscore_sampled",
+        )
+    }
     trees = [[None] * n_sent for _ in range(n_members)]
     rngs = [np.random.default_rng([opts.sample_seed, step, s]) for s in seeds]
     params_S = jax.tree_util.tree_map(jnp.asarray, params_S)
-    ent_keys = ("orig", "dist_sum", "dist_count") + (("bug_orig", "bug_dist_sum", "bug_dist_count") if opts.sparsity_bug else ())
+    ent_keys = ("orig", "dist_sum", "dist_count") + (
+        ("bug_orig", "bug_dist_sum", "bug_dist_count") if opts.sparsity_bug else ()
+    )
     with jax.default_matmul_precision(opts.matmul_precision):
-        run = lambda b: population_batch(cfg.model, opts.sparsity_bug, params_S, jnp.asarray(b.tokens_BxT),
-                                         *batch_plan(cfg.model, n_members, *b.tokens_BxT.shape))
+        run = lambda b: population_batch(
+            cfg.model,
+            opts.sparsity_bug,
+            params_S,
+            jnp.asarray(b.tokens_BxT),
+            *batch_plan(cfg.model, n_members, *b.tokens_BxT.shape),
+        )
         pending = run(batches[0])
         for j, batch in enumerate(tqdm(batches, desc=f"step {step}", leave=False, disable=not progress)):
             out = jax.device_get(pending)
@@ -225,7 +264,9 @@ def probe_population(cfg: Config, params_S, seeds, batches, gold, opts: ProbeOpt
             for m in range(n_members):
                 for k in ent_keys:
                     acc[k][m] += float(out[f"{k}_B"][m][sparse].sum())
-                t, e, s = TP.decode(out["chart_BxNxN"][m][real], batch.lengths_B[real], exact=opts.exact_tree, rng=rngs[m])
+                t, e, s = TP.decode(
+                    out["chart_BxNxN"][m][real], batch.lengths_B[real], exact=opts.exact_tree, rng=rngs[m]
+                )
                 acc["tscore_expected"][m] += e.sum()
                 acc["tscore_sampled"][m] += s.sum()
                 for i, tree in zip(batch.index[real], t):
@@ -233,9 +274,14 @@ def probe_population(cfg: Config, params_S, seeds, batches, gold, opts: ProbeOpt
     wn = {k: np.asarray(v) for k, v in norms.weight_norms(params_S, cfg.model).items()}
     records = []
     for m, seed in enumerate(seeds):
-        rec = {"step": int(step), "seed": int(seed), "member": int(list(cfg.seeds).index(seed)) if seed in cfg.seeds else m,
-               "n_sentences": n_sent, "decoder": "exact" if opts.exact_tree else "greedy",
-               "baseline": "sampled" if opts.sampled_baseline else "expected"}
+        rec = {
+            "step": int(step),
+            "seed": int(seed),
+            "member": int(list(cfg.seeds).index(seed)) if seed in cfg.seeds else m,
+            "n_sentences": n_sent,
+            "decoder": "exact" if opts.exact_tree else "greedy",
+            "baseline": "sampled" if opts.sampled_baseline else "expected",
+        }
         rec["tscore_expected"] = float(acc["tscore_expected"][m] / max(n_sent, 1))
         rec["tscore_sampled"] = float(acc["tscore_sampled"][m] / max(n_sent, 1))
         rec["tscore"] = rec["tscore_sampled"] if opts.sampled_baseline else rec["tscore_expected"]
@@ -255,7 +301,7 @@ def probe_population(cfg: Config, params_S, seeds, batches, gold, opts: ProbeOpt
 
 
 def right_branching_f1(gold, lengths) -> tuple[float | None, float | None]:
-    """tparseval (with, without root) of right-branching trees against gold (SPEC §5.4)."""
+    """tparseval (with, without root) of right-branching trees against gold."""
     if gold is None:
         return None, None
     from sgjax.data.parses import parse_f1, right_branching
@@ -273,7 +319,9 @@ def read_records(path: Path) -> list[dict]:
 
 
 def result_options(opts: ProbeOptions, task: str) -> dict:
-    """The options that change a record's numbers (not the batch size; Dyck's sample only for Dyck), the sample size resolved."""
+    """The options that change a record's numbers (not the batch size; Dyck's sample only for Dyck), the sample size
+    resolved.
+    """
     d = dataclasses.asdict(opts)
     del d["batch_size"]
     if task != "dyck":
@@ -292,8 +340,10 @@ def check_options(run_dir: Path, wanted: dict, has_records: bool) -> None:
         old = {**OPTIONS_BEFORE, **jsonl.read_json(path, "the probe's options")}
         diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in wanted.items() if old.get(k) != v]
         if diff and has_records:
-            raise UserError(f"{run_dir / PROBE_FILE} was made with other probe options ({'; '.join(diff)}); "
-                            f"rerun with those, or move {PROBE_FILE} and {OPTIONS_FILE} away to probe again")
+            raise UserError(
+                f"{run_dir / PROBE_FILE} was made with other probe options ({'; '.join(diff)}); "
+                f"rerun with those, or move {PROBE_FILE} and {OPTIONS_FILE} away to probe again"
+            )
     if not has_records:  # (records made before this file existed keep none: they are not checked)
         from sgjax.data.formats import atomic_write_bytes
 
@@ -342,8 +392,15 @@ def parse_steps(steps, available: list[int]) -> list[int]:
     return sorted(set(int(s) for s in steps))
 
 
-def probe_run(run_dir, steps=None, sample: int | None = None, *, options: ProbeOptions | None = None,
-              progress: bool = True, **kwargs) -> Path:
+def probe_run(
+    run_dir,
+    steps=None,
+    sample: int | None = None,
+    *,
+    options: ProbeOptions | None = None,
+    progress: bool = True,
+    **kwargs,
+) -> Path:
     """Probe every (or the given) saved step of a run into run_dir/probe.jsonl, resuming; returns its path.
 
     `kwargs` are ProbeOptions fields (exact_tree=True, ...). Raises UserError if there is no checkpoint.
@@ -377,8 +434,9 @@ def probe_steps(cfg: Config, run_dir: Path, steps, opts: ProbeOptions, progress:
     if not todo:
         return path
     vocab = vocab_for(cfg.task)
-    sents = sample_sentences(cfg, opts.sample, opts.sample_seed, dyck_split=opts.dyck_split,
-                             dyck_max_tokens=opts.dyck_max_tokens)
+    sents = sample_sentences(
+        cfg, opts.sample, opts.sample_seed, dyck_split=opts.dyck_split, dyck_max_tokens=opts.dyck_max_tokens
+    )
     if not sents:
         raise UserError(f"{run_dir}: the probe sample is empty (task {cfg.task})")
     batches = make_batches(sents, vocab, opts.batch_size)
@@ -429,9 +487,15 @@ def probe_checkpoint(cfg: Config, params, sentence_words, *, exact: bool = False
     trees, e, s = TP.decode(chart[None], [n], exact=exact, rng=np.random.default_rng(seed))
     gold = None if cfg.task == "dyck" else parse(cfg.task, words)
     return {
-        "words": words, "chart": chart, "tree": trees[0], "greedy_tree": TP.greedy_tree(chart),
-        "exact_tree": TP.exact_tree(chart), "gold_tree": gold,
-        "tscore": float(e[0]), "tscore_sampled": float(s[0]),
+        "words": words,
+        "chart": chart,
+        "tree": trees[0],
+        "greedy_tree": TP.greedy_tree(chart),
+        "exact_tree": TP.exact_tree(chart),
+        "gold_tree": gold,
+        "tscore": float(e[0]),
+        "tscore_sampled": float(s[0]),
         "tparseval": None if gold is None else parse_f1([trees[0]], [gold]),
-        "sparsity": -float(out["orig_B"][0]), "sparsity_mean": -float(out["dist_sum_B"][0] / max(out["dist_count_B"][0], 1)),
+        "sparsity": -float(out["orig_B"][0]),
+        "sparsity_mean": -float(out["dist_sum_B"][0] / max(out["dist_count_B"][0], 1)),
     }

@@ -1,4 +1,4 @@
-"""Attention sparsity = negative attention entropy (SPEC §5.2, D8, D9).
+"""Attention sparsity = negative attention entropy (D8, D9).
 
 Two definitions, both from the real per-layer attention of `forward(..., return_internals=True)`:
   * original (D9): per layer, average the H heads' distributions; entropy (nats) of each query

@@ -1,4 +1,4 @@
-"""Tree projections for a causal LM (SPEC §5.3; Murty et al. 2023 App. C): SCI charts, decoders, scores.
+"""Tree projections for a causal LM (Murty et al. 2023 App. C): SCI charts, decoders, scores.
 
 Token positions: 0 is SOS, words w1..wn sit at positions 1..n. Charts use *word* indices:
 chart[a, b] (0 <= a <= b < n) is the cosine between the context-free and the contextual span
@@ -28,8 +28,9 @@ from sgjax.config import ModelConfig
 
 def final_hidden(cfg: ModelConfig, params, tokens_BxT: jax.Array, allowed_BxTxT=None, positions_BxT=None) -> jax.Array:
     """Final layer's (post-LN) output h_BxTxD, optionally with restricted attention and given positions."""
-    _, internals = M.forward(cfg, params, tokens_BxT, allowed_BxTxT=allowed_BxTxT, positions_BxT=positions_BxT,
-                             return_internals=True)
+    _, internals = M.forward(
+        cfg, params, tokens_BxT, allowed_BxTxT=allowed_BxTxT, positions_BxT=positions_BxT, return_internals=True
+    )
     return internals["hidden_LxBxTxD"][-1]
 
 
@@ -99,8 +100,9 @@ def span_cosines(hr_BxKxTxD: jax.Array, start_K: jax.Array, cum_BxTxD: jax.Array
     return cosine(vt_BxKxTxD, v_BxKxTxD)
 
 
-def packed_chart_rows(cfg: ModelConfig, params, tokens_BxT, cum_BxTxD, src_CxW, seg_CxW, positions_CxW,
-                      start_CxJ, col_CxJxT) -> jax.Array:
+def packed_chart_rows(
+    cfg: ModelConfig, params, tokens_BxT, cum_BxTxD, src_CxW, seg_CxW, positions_CxW, start_CxJ, col_CxJxT
+) -> jax.Array:
     """c_BxCxJxT: the chart rows of the starts packed in C rows (J = 2 runs a row), every end b."""
     c, j = start_CxJ.shape
     h_BxCxWxD = restricted_rows(cfg, params, tokens_BxT, src_CxW, seg_CxW, positions_CxW)
@@ -150,8 +152,14 @@ def unpacked_chart(cfg: ModelConfig, params, tokens_BxT, cum_BxTxD) -> jax.Array
     return span_cosines(hr_BxAxTxD, jnp.arange(1, t), cum_BxTxD)
 
 
-def charts_fast(cfg: ModelConfig, params, tokens_BxT: jax.Array, h_BxTxD: jax.Array | None = None,
-                packed: bool = True, row_chunk: int | None = None) -> jax.Array:
+def charts_fast(
+    cfg: ModelConfig,
+    params,
+    tokens_BxT: jax.Array,
+    h_BxTxD: jax.Array | None = None,
+    packed: bool = True,
+    row_chunk: int | None = None,
+) -> jax.Array:
     """chart_BxNxN (N = T-1) of one member by one restricted run per start position.
 
     `h_BxTxD`: the unrestricted final-layer output, if the caller already has it. `packed` puts two
@@ -235,7 +243,11 @@ def exact_splits(c_NxN: np.ndarray) -> np.ndarray:
         b_A = a_A + length - 1
         k_AxJ = a_A[:, None] + np.arange(length - 1)[None]
         pair_AxJ = c[a_A[:, None], k_AxJ] + c[k_AxJ + 1, b_A[:, None]]
-        tot = np.where(np.isfinite(pair_AxJ), pair_AxJ, -np.inf) + score[a_A[:, None], k_AxJ] + score[k_AxJ + 1, b_A[:, None]]
+        tot = (
+            np.where(np.isfinite(pair_AxJ), pair_AxJ, -np.inf)
+            + score[a_A[:, None], k_AxJ]
+            + score[k_AxJ + 1, b_A[:, None]]
+        )
         j = np.argmax(tot, axis=-1)
         score[a_A, b_A] = tot[np.arange(len(a_A)), j]
         split[a_A, b_A] = a_A + j

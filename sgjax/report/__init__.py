@@ -29,8 +29,18 @@ from sgjax.report.stats import best_depth, best_of, depth_stats, shown_depth
 from sgjax.report.tables import markdown
 from sgjax.report.trees import bracketed, tree_text
 
-__all__ = ["Run", "add_arguments", "best_depth", "bracketed", "depth_stats", "discover_runs", "load_run", "run", "tree_text",
-           "write_report"]
+__all__ = [
+    "Run",
+    "add_arguments",
+    "best_depth",
+    "bracketed",
+    "depth_stats",
+    "discover_runs",
+    "load_run",
+    "run",
+    "tree_text",
+    "write_report",
+]
 
 
 def write_report(sweep_dir, out=None, *, as_original: bool = False) -> Path:
@@ -59,10 +69,16 @@ def write_report(sweep_dir, out=None, *, as_original: bool = False) -> Path:
     shown = {t: shown_depth([s for s in stats if s["task"] == t]) for t in tasks}
     best_runs = best_of(runs, shown)
     figures = {
-        "Fig 2: mean accuracy over training (the best depth, else the highest mean final gen)":
-            fig2(best_runs, best, out_dir) if best_runs else [],
-        "Fig 3a: share of grokking seeds per depth": fig3a({t: [s for s in stats if s["task"] == t] for t in tasks if t in best_runs}, out_dir)
-        if best_runs else [],
+        "Fig 2: mean accuracy over training (the best depth, else the highest mean final gen)": fig2(
+            best_runs, best, out_dir
+        )
+        if best_runs
+        else [],
+        "Fig 3a: share of grokking seeds per depth": fig3a(
+            {t: [s for s in stats if s["task"] == t] for t in tasks if t in best_runs}, out_dir
+        )
+        if best_runs
+        else [],
         "Fig 3b: weight norm, sparsity, tscore": fig3b(tasks, best, out_dir, as_original),
         "Fig 4: tparseval": fig4(tasks, best, out_dir),
     }
@@ -76,12 +92,19 @@ def write_report(sweep_dir, out=None, *, as_original: bool = False) -> Path:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """CLI: `sgjax report SWEEP_DIR [SWEEP_DIR ...] [--out DIR]`."""
-    p.add_argument("sweep_dir", nargs="+", help="a sweep directory (or a single run directory); several are reported together, "
-                   "runs of one (task, depth) that differ only in their seeds pooled")
+    p.add_argument(
+        "sweep_dir",
+        nargs="+",
+        help="a sweep directory (or a single run directory); several are reported together, "
+        "runs of one (task, depth) that differ only in their seeds pooled",
+    )
     p.add_argument("--out", help="where to write the report (default: SWEEP_DIR/report; needed for several)")
-    p.add_argument("--as-original", action="store_true",
-                   help="Fig 3b as the paper drew it: weight norm with the unused decoder's constant (D6) and, where the "
-                        "probe ran with --sparsity-bug, the original's attention sparsity (D8)")
+    p.add_argument(
+        "--as-original",
+        action="store_true",
+        help="Fig 3b as the paper drew it: weight norm with the unused decoder's constant (D6) and, where the "
+        "probe ran with --sparsity-bug, the original's attention sparsity (D8)",
+    )
 
 
 def run(args) -> int:

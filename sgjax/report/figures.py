@@ -9,9 +9,24 @@ import numpy as np
 
 from sgjax import summarize
 from sgjax.report.runs import Run
-from sgjax.report.stats import (RB_KEYS, SPARSITY_KEYS, TPARSEVAL_KEYS, TSCORE_KEYS, WEIGHT_NORM_KEYS, groks,
-                                last_probe_mean, last_probe_step, layers, mean_curve, mean_curve_gaps, mean_interval,
-                                pick_depths, probe_curve, seed_curves, share_interval)
+from sgjax.report.stats import (
+    RB_KEYS,
+    SPARSITY_KEYS,
+    TPARSEVAL_KEYS,
+    TSCORE_KEYS,
+    WEIGHT_NORM_KEYS,
+    groks,
+    last_probe_mean,
+    last_probe_step,
+    layers,
+    mean_curve,
+    mean_curve_gaps,
+    mean_interval,
+    pick_depths,
+    probe_curve,
+    seed_curves,
+    share_interval,
+)
 
 TASK_TITLES = {"question": "Question formation", "tense": "Tense inflection", "dyck": "Dyck-(20,10)"}
 FORMATS = ("png", "pdf")
@@ -68,13 +83,23 @@ def _kilo(ax) -> None:
 def _gap_arrow(ax, x, lo, hi, label, color, side: str) -> None:
     """A vertical double arrow from lo to hi at x labelled with the gap."""
     ax.annotate("", xy=(x, hi), xytext=(x, lo), arrowprops=dict(arrowstyle="<->", color=color, lw=1.6))
-    ax.annotate(label, xy=(x, (lo + hi) / 2), xytext=(6 if side == "right" else -6, 0), textcoords="offset points",
-                ha="left" if side == "right" else "right", va="center", color=color, fontsize=9,
-                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=color, alpha=0.85))
+    ax.annotate(
+        label,
+        xy=(x, (lo + hi) / 2),
+        xytext=(6 if side == "right" else -6, 0),
+        textcoords="offset points",
+        ha="left" if side == "right" else "right",
+        va="center",
+        color=color,
+        fontsize=9,
+        bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=color, alpha=0.85),
+    )
 
 
 def fig2_panel(ax, run: Run, is_best: bool) -> None:
-    """Mean val/gen accuracy (%) vs steps at one depth (95% intervals over seeds), the early-stopping point and both gaps."""
+    """Mean val/gen accuracy (%) vs steps at one depth (95% intervals over seeds), the early-stopping point and both
+    gaps.
+    """
     from sgjax import paper
 
     steps, val, gen = mean_curve(run.evals)
@@ -86,8 +111,24 @@ def fig2_panel(ax, run: Run, is_best: bool) -> None:
         keep = ps <= steps[-1] * 1.05
         if keep.sum() >= 3:
             lbl = f"paper {ref['depth']}L"
-            ax.plot(ps[keep], 100 * np.array(ref["val"])[keep], color="tab:blue", alpha=0.3, lw=1, ls="--", label=f"{lbl} in-domain")
-            ax.plot(ps[keep], 100 * np.array(ref["gen"])[keep], color="tab:orange", alpha=0.3, lw=1, ls="--", label=f"{lbl} generalization")
+            ax.plot(
+                ps[keep],
+                100 * np.array(ref["val"])[keep],
+                color="tab:blue",
+                alpha=0.3,
+                lw=1,
+                ls="--",
+                label=f"{lbl} in-domain",
+            )
+            ax.plot(
+                ps[keep],
+                100 * np.array(ref["gen"])[keep],
+                color="tab:orange",
+                alpha=0.3,
+                lw=1,
+                ls="--",
+                label=f"{lbl} generalization",
+            )
     ax.plot(steps, 100 * val, color="tab:blue", marker=m, ms=3, lw=2, label="in-domain (val)")
     ax.plot(steps, 100 * gen, color="tab:orange", marker=m, ms=3, lw=2, label="generalization (gen)")
     for x_SxT, color in ((val_SxT, "tab:blue"), (gen_SxT, "tab:orange")):
@@ -98,10 +139,25 @@ def fig2_panel(ax, run: Run, is_best: bool) -> None:
         ax.axvline(g["es_step"], color="gray", ls=":", lw=1.2, label=f"early stopping ({g['es_step']:,})")
         span = steps[-1] - steps[0] if len(steps) > 1 else 1
         if not math.isnan(g["gap_es"]):
-            _gap_arrow(ax, g["es_step"], 100 * g["es_gen"], 100 * g["es_val"], f"Δ={100 * g['gap_es']:.0f} pts (ES)", "tab:red",
-                       "right" if g["es_step"] - steps[0] < 0.6 * span else "left")
+            _gap_arrow(
+                ax,
+                g["es_step"],
+                100 * g["es_gen"],
+                100 * g["es_val"],
+                f"Δ={100 * g['gap_es']:.0f} pts (ES)",
+                "tab:red",
+                "right" if g["es_step"] - steps[0] < 0.6 * span else "left",
+            )
         if not math.isnan(g["gap_end"]) and g["end_step"] != g["es_step"]:
-            _gap_arrow(ax, g["end_step"], 100 * g["end_gen"], 100 * g["end_val"], f"Δ={100 * g['gap_end']:.0f} pts (end)", "tab:purple", "left")
+            _gap_arrow(
+                ax,
+                g["end_step"],
+                100 * g["end_gen"],
+                100 * g["end_val"],
+                f"Δ={100 * g['gap_end']:.0f} pts (end)",
+                "tab:purple",
+                "left",
+            )
     n = sum(groks(s) for s in run.summaries.values())
     which = f"{n}/{len(run.summaries)} seeds grok" if is_best else "no depth groks; highest mean final gen"
     title = f"{TASK_TITLES.get(run.task, run.task)}, {layers(run.depth)}\n{which}"
@@ -135,21 +191,50 @@ def fig3a_panel(ax, task: str, stats: list[dict]) -> None:
     w = 0.38 if ref else 0.6
     fr = [ours[d]["n_grok"] / ours[d]["n_eval_seeds"] if d in ours else 0 for d in depths]
     # an edge, so a share of 0 still shows where it stands, and the exact 95% interval of each share
-    bars = ax.bar(x - (w / 2 if ref else 0), fr, w, color="tab:green", edgecolor="darkgreen", lw=1.2, label="this sweep")
+    bars = ax.bar(
+        x - (w / 2 if ref else 0), fr, w, color="tab:green", edgecolor="darkgreen", lw=1.2, label="this sweep"
+    )
     ci = [share_interval(ours[d]["n_grok"], ours[d]["n_eval_seeds"]) if d in ours else (0.0, 0.0) for d in depths]
     centers = [b.get_x() + b.get_width() / 2 for b in bars]
-    ax.errorbar(centers, fr, yerr=[[f - lo for f, (lo, _) in zip(fr, ci)], [hi - f for f, (_, hi) in zip(fr, ci)]],
-                fmt="none", ecolor="black", elinewidth=1, capsize=3, label="95% interval")
+    ax.errorbar(
+        centers,
+        fr,
+        yerr=[[f - lo for f, (lo, _) in zip(fr, ci)], [hi - f for f, (_, hi) in zip(fr, ci)]],
+        fmt="none",
+        ecolor="black",
+        elinewidth=1,
+        capsize=3,
+        label="95% interval",
+    )
     for c, (_, hi), d in zip(centers, ci, depths):
         txt = f"{ours[d]['n_grok']}/{ours[d]['n_eval_seeds']}" if d in ours else "–"
         ax.annotate(txt, (c, hi), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
     if ref:
-        pb = ax.bar(x + w / 2, [ref.get(d, 0) / 10 for d in depths], w, color="lightgray", edgecolor="gray", label="paper (Fig 3a)")
+        pb = ax.bar(
+            x + w / 2,
+            [ref.get(d, 0) / 10 for d in depths],
+            w,
+            color="lightgray",
+            edgecolor="gray",
+            label="paper (Fig 3a)",
+        )
         for b, d in zip(pb, depths):
-            ax.annotate(f"{ref[d]}/10" if d in ref else "–", (b.get_x() + b.get_width() / 2, b.get_height()), xytext=(0, 2),
-                        textcoords="offset points", ha="center", fontsize=8, color="gray")
+            ax.annotate(
+                f"{ref[d]}/10" if d in ref else "–",
+                (b.get_x() + b.get_width() / 2, b.get_height()),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+                color="gray",
+            )
     ax.set_xticks(x, [str(d) for d in depths])
-    ax.set(title=TASK_TITLES.get(task, task), xlabel="layers", ylabel="fraction of seeds with final gen ≥ 80%", ylim=(-0.02, 1.15))
+    ax.set(
+        title=TASK_TITLES.get(task, task),
+        xlabel="layers",
+        ylabel="fraction of seeds with final gen ≥ 80%",
+        ylim=(-0.02, 1.15),
+    )
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
 
@@ -163,7 +248,7 @@ def fig3a(stats_by_task: dict[str, list[dict]], out_dir: Path) -> list[Path]:
     return save(fig, out_dir, "fig3a_share_by_depth")
 
 
-TSCORE_FROM = 50_000  # the paper plots tscore from 50k steps on (SPEC §5.5, st_idx)
+TSCORE_FROM = 50_000  # the paper plots tscore from 50k steps on (st_idx)
 
 
 def curve_lines(ax, runs: list[Run], keys, colors: dict, best: int | None = None, start: int = 0) -> str | None:
@@ -183,10 +268,24 @@ def curve_lines(ax, runs: list[Run], keys, colors: dict, best: int | None = None
 
 
 FIG3B_PANELS = (
-    (WEIGHT_NORM_KEYS, "weight norm", {"weight_norm_perL": "weight norm / layers", "weight_norm_per_layer": "weight norm / layers",
-                                       "weight_norm_dec_perL": "weight norm (+ decoder) / layers", "weight_norm": "weight norm"}),
-    (SPARSITY_KEYS, "attention sparsity", {"sparsity": "−Σ attention entropy (nats)",
-                                           "sparsity_bug": "−Σ attention entropy, the original's D8 bug (nats)"}),
+    (
+        WEIGHT_NORM_KEYS,
+        "weight norm",
+        {
+            "weight_norm_perL": "weight norm / layers",
+            "weight_norm_per_layer": "weight norm / layers",
+            "weight_norm_dec_perL": "weight norm (+ decoder) / layers",
+            "weight_norm": "weight norm",
+        },
+    ),
+    (
+        SPARSITY_KEYS,
+        "attention sparsity",
+        {
+            "sparsity": "−Σ attention entropy (nats)",
+            "sparsity_bug": "−Σ attention entropy, the original's D8 bug (nats)",
+        },
+    ),
     (TSCORE_KEYS, "tree-structuredness", {"tscore": "tscore"}),
 )
 
@@ -195,13 +294,17 @@ ORIGINAL_KEYS = {"weight norm": ("weight_norm_dec_perL",), "attention sparsity":
 
 
 def fig3b_panels(as_original: bool) -> tuple:
-    """Fig 3b's panels; `as_original` prefers what the paper plotted: the decoder constant (D6), the sparsity bug (D8)."""
+    """Fig 3b's panels; `as_original` prefers what the paper plotted: the decoder constant (D6), the
+    sparsity bug (D8).
+    """
     if not as_original:
         return FIG3B_PANELS
     return tuple((ORIGINAL_KEYS.get(title, ()) + keys, title, labels) for keys, title, labels in FIG3B_PANELS)
 
 
-def fig3b(tasks: dict[str, list[Run]], best: dict[str, int | None], out_dir: Path, as_original: bool = False) -> list[Path]:
+def fig3b(
+    tasks: dict[str, list[Run]], best: dict[str, int | None], out_dir: Path, as_original: bool = False
+) -> list[Path]:
     """Fig 3b: weight norm, attention sparsity and tscore over training (shallowest/best/deepest); [] if no probe."""
     rows = [(t, pick_depths(runs, best.get(t))) for t, runs in tasks.items() if any(r.probe for r in runs)]
     if not rows:
@@ -213,10 +316,16 @@ def fig3b(tasks: dict[str, list[Run]], best: dict[str, int | None], out_dir: Pat
         late = TSCORE_FROM if any((last_probe_step(r.probe) or 0) > TSCORE_FROM for r in runs) else 0
         for j, (keys, title, labels) in enumerate(fig3b_panels(as_original)):
             ax = axes[3 * k + j]
-            key = curve_lines(ax, runs, keys, colors, best.get(task), start=late if title == "tree-structuredness" else 0)
+            key = curve_lines(
+                ax, runs, keys, colors, best.get(task), start=late if title == "tree-structuredness" else 0
+            )
             if key is None:
                 ax.text(0.5, 0.5, "not in probe.jsonl", ha="center", va="center", transform=ax.transAxes, color="gray")
-            ax.set(title=f"{TASK_TITLES.get(task, task)}: {title}", xlabel="training step", ylabel=labels.get(key, key or ""))
+            ax.set(
+                title=f"{TASK_TITLES.get(task, task)}: {title}",
+                xlabel="training step",
+                ylabel=labels.get(key, key or ""),
+            )
             _kilo(ax)
             ax.grid(alpha=0.3)
             if key is not None:
@@ -244,7 +353,9 @@ def fig4(tasks: dict[str, list[Run]], best: dict[str, int | None], out_dir: Path
     fig, axes = new_figure(len(rows), panel=(5.6, 4.0))
     for ax, (task, runs) in zip(axes, rows.items()):
         # the depths of Fig 3b, as the paper's Fig 4 (the per-depth numbers are in the tree table)
-        curve_lines(ax, pick_depths(runs, best.get(task)), TPARSEVAL_KEYS, depth_colors([r.depth for r in runs]), best.get(task))
+        curve_lines(
+            ax, pick_depths(runs, best.get(task)), TPARSEVAL_KEYS, depth_colors([r.depth for r in runs]), best.get(task)
+        )
         rb, label = rb_value(task, runs)
         if rb is not None:
             ax.axhline(rb, color="tab:red", ls="--", lw=1.5, label=f"{label}: {rb:.3f}")
@@ -287,15 +398,31 @@ def per_seed_figure(task: str, runs: list[Run], out_dir: Path) -> list[Path]:
         paper_band(ax, run)
         for k, (seed, e) in enumerate(run.evals.items()):
             bad = seed in run.nonfinite
-            ax.plot(e.steps, 100 * e.gen, color=cmap(k % 10), lw=1.1, alpha=0.85, ls=":" if bad else "-",
-                    marker=_marker(len(e.steps)), ms=2.5, label=f"seed {seed}" + (" (non-finite)" if bad else ""))
+            ax.plot(
+                e.steps,
+                100 * e.gen,
+                color=cmap(k % 10),
+                lw=1.1,
+                alpha=0.85,
+                ls=":" if bad else "-",
+                marker=_marker(len(e.steps)),
+                ms=2.5,
+                label=f"seed {seed}" + (" (non-finite)" if bad else ""),
+            )
         steps, _, gen = mean_curve(run.evals)
         ax.plot(steps, 100 * gen, color="black", lw=2.2, label="mean")
         ax.axhline(100 * summarize.GROK, color="gray", ls="--", lw=1)
-        ax.set(title=f"{layers(run.depth)}: {run_stats_line(run)}", xlabel="training step", ylabel="gen accuracy (%)", ylim=(-3, 103))
+        ax.set(
+            title=f"{layers(run.depth)}: {run_stats_line(run)}",
+            xlabel="training step",
+            ylabel="gen accuracy (%)",
+            ylim=(-3, 103),
+        )
         _kilo(ax)
         ax.grid(alpha=0.3)
-    handles = {h.get_label(): h for ax in axes for h in [*ax.get_lines(), *ax.collections] if not h.get_label().startswith("_")}
+    handles = {
+        h.get_label(): h for ax in axes for h in [*ax.get_lines(), *ax.collections] if not h.get_label().startswith("_")
+    }
     fig.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=8)
     fig.suptitle(f"{TASK_TITLES.get(task, task)}:\ngeneralization accuracy per seed (dashed: 80%)", fontsize=12)
     return save(fig, out_dir, f"per_seed_{task}")
@@ -309,7 +436,11 @@ def run_stats_line(run: Run) -> str:
 
 def train_loss_figure(tasks: dict[str, list[Run]], out_dir: Path) -> list[Path]:
     """Seed-mean training loss per depth (the paper's App. D); [] if no train_loss records."""
-    rows = {t: runs for t, runs in tasks.items() if any(r.get("train_loss") is not None for run in runs for r in run.metrics)}
+    rows = {
+        t: runs
+        for t, runs in tasks.items()
+        if any(r.get("train_loss") is not None for run in runs for r in run.metrics)
+    }
     if not rows:
         return []
     fig, axes = new_figure(len(rows), panel=(5.2, 3.8))
@@ -318,8 +449,18 @@ def train_loss_figure(tasks: dict[str, list[Run]], out_dir: Path) -> list[Path]:
         for run in runs:
             c = probe_curve(run.metrics, ("train_loss",))  # same shape: per step, mean over seeds
             if c is not None:
-                ax.plot(c[1], c[2], color=colors[run.depth], lw=1.6, marker=_marker(len(c[1])), ms=3, label=layers(run.depth))
-        ax.set(title=TASK_TITLES.get(task, task), xlabel="training step", ylabel="training loss (seed mean)", yscale="log")
+                ax.plot(
+                    c[1],
+                    c[2],
+                    color=colors[run.depth],
+                    lw=1.6,
+                    marker=_marker(len(c[1])),
+                    ms=3,
+                    label=layers(run.depth),
+                )
+        ax.set(
+            title=TASK_TITLES.get(task, task), xlabel="training step", ylabel="training loss (seed mean)", yscale="log"
+        )
         _kilo(ax)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)

@@ -19,9 +19,21 @@ PROBE_OPTIONS = "probe_options.json"  # sgjax.probe.run.OPTIONS_FILE, not import
 RUN_NAME = re.compile(r"^(?P<task>.+)_L(?P<depth>\d+)$")
 # Config fields that may differ among runs whose seeds are pooled: who the members are, and how fast a run went or
 # what it kept, not what a seed computes.
-POOLABLE_FIELDS = frozenset({"seeds", "lrs", "train.chunk_steps", "train.member_groups", "train.group_by", "train.log_every",
-                             "train.ckpt_every", "train.keep_checkpoints", "train.tensorboard", "eval.batch_size",
-                             "eval.width_groups"})
+POOLABLE_FIELDS = frozenset(
+    {
+        "seeds",
+        "lrs",
+        "train.chunk_steps",
+        "train.member_groups",
+        "train.group_by",
+        "train.log_every",
+        "train.ckpt_every",
+        "train.keep_checkpoints",
+        "train.tensorboard",
+        "eval.batch_size",
+        "eval.width_groups",
+    }
+)
 
 
 @dataclasses.dataclass
@@ -35,7 +47,9 @@ class Series:
 
 @dataclasses.dataclass
 class Run:
-    """One (task, depth): its run directories (one, or several runs of other seeds) and what the report derives from them."""
+    """One (task, depth): its run directories (one, or several runs of other seeds) and what the report derives from
+    them.
+    """
 
     task: str
     depth: int
@@ -80,17 +94,35 @@ def load_run(path: Path, task: str, depth: int) -> Run:
     """Read metrics.jsonl and probe.jsonl of one run and derive per-seed summaries."""
     metrics = read_jsonl(path / "metrics.jsonl")
     evals = eval_series(metrics)
-    return Run(task, depth, (path,), metrics, read_jsonl(path / "probe.jsonl"), evals,
-               {s: seed_summary(e) for s, e in evals.items()}, nonfinite_seeds(metrics))
+    return Run(
+        task,
+        depth,
+        (path,),
+        metrics,
+        read_jsonl(path / "probe.jsonl"),
+        evals,
+        {s: seed_summary(e) for s, e in evals.items()},
+        nonfinite_seeds(metrics),
+    )
 
 
 def pool(runs: list[Run]) -> Run:
-    """Runs of one (task, depth) with disjoint seeds (check_poolable) as one Run of all their seeds; one run as it is."""
+    """Runs of one (task, depth) with disjoint seeds (check_poolable) as one Run of all their seeds;
+    one run as it is.
+    """
     if len(runs) == 1:
         return runs[0]
-    return Run(runs[0].task, runs[0].depth, tuple(p for r in runs for p in r.paths), [x for r in runs for x in r.metrics],
-               [x for r in runs for x in r.probe], by_seed([r.evals for r in runs]), by_seed([r.summaries for r in runs]),
-               by_seed([r.nonfinite for r in runs]), tuple(runs))
+    return Run(
+        runs[0].task,
+        runs[0].depth,
+        tuple(p for r in runs for p in r.paths),
+        [x for r in runs for x in r.metrics],
+        [x for r in runs for x in r.probe],
+        by_seed([r.evals for r in runs]),
+        by_seed([r.summaries for r in runs]),
+        by_seed([r.nonfinite for r in runs]),
+        tuple(runs),
+    )
 
 
 def by_seed(maps: list[dict]) -> dict:
@@ -122,7 +154,8 @@ def probe_options(path: Path) -> dict:
 
 
 def check_poolable(runs: list[Run]) -> None:
-    """Raise unless runs of one (task, depth) are one experiment with other seeds: configs equal but for POOLABLE_FIELDS,
+    """Raise unless runs of one (task, depth) are one experiment with other seeds: configs equal but for
+    POOLABLE_FIELDS,
     and probes (where both were probed) made with the same options."""
     first, seen = runs[0], {s: runs[0].paths[0] for s in runs[0].seeds}
     for other in runs[1:]:
@@ -135,9 +168,11 @@ def check_poolable(runs: list[Run]) -> None:
             ea, eb = ea | pa, eb | pb
         why += [f"{k} {ea.get(k)!r} vs {eb.get(k)!r}" for k in sorted(set(ea) | set(eb)) if ea.get(k) != eb.get(k)]
         if why:
-            raise UserError(f"{a} and {b} are both {first.task} at depth {first.depth}, but not one experiment with other "
-                            f"seeds ({'; '.join(why[:4])}{'; ...' if len(why) > 4 else ''}): a report pools runs of one (task, "
-                            "depth) only then. Report them apart, or move one out of the sweep directory")
+            raise UserError(
+                f"{a} and {b} are both {first.task} at depth {first.depth}, but not one experiment with other "
+                f"seeds ({'; '.join(why[:4])}{'; ...' if len(why) > 4 else ''}): a report pools runs of one (task, "
+                "depth) only then. Report them apart, or move one out of the sweep directory"
+            )
 
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
@@ -157,8 +192,10 @@ def discover_runs(*sweep_dirs: Path) -> list[Run]:
         if ident is not None:
             found.setdefault(ident, []).append(p)
         else:  # a run this report cannot place: say so rather than leave it out silently
-            warnings.warn(f"{p} left out of the report: no task and depth (a readable config.json, or a name "
-                          "<task>_L<depth>)", stacklevel=2)
+            warnings.warn(
+                f"{p} left out of the report: no task and depth (a readable config.json, or a name <task>_L<depth>)",
+                stacklevel=2,
+            )
     out = []
     for ident, paths in found.items():
         runs = [load_run(p, *ident) for p in paths]
@@ -186,7 +223,10 @@ def eval_series(records: list[dict]) -> dict[int, Series]:
     for r in records:
         if r.get("val_acc") is None and r.get("gen_acc") is None:
             continue
-        by_seed.setdefault(int(r["seed"]), {})[int(r["step"])] = (as_float(r.get("val_acc")), as_float(r.get("gen_acc")))
+        by_seed.setdefault(int(r["seed"]), {})[int(r["step"])] = (
+            as_float(r.get("val_acc")),
+            as_float(r.get("gen_acc")),
+        )
     out = {}
     for seed, d in sorted(by_seed.items()):
         steps = np.array(sorted(d), dtype=np.int64)

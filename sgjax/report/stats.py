@@ -88,8 +88,16 @@ def curve_gaps(steps, val, gen) -> dict | None:
     i = summarize.first_max_index(val)
     if i is None:
         return None
-    return {"es_step": int(steps[i]), "es_val": float(val[i]), "es_gen": float(gen[i]), "gap_es": float(val[i] - gen[i]),
-            "end_step": int(steps[-1]), "end_val": float(val[-1]), "end_gen": float(gen[-1]), "gap_end": float(val[-1] - gen[-1])}
+    return {
+        "es_step": int(steps[i]),
+        "es_val": float(val[i]),
+        "es_gen": float(gen[i]),
+        "gap_es": float(val[i] - gen[i]),
+        "end_step": int(steps[-1]),
+        "end_val": float(val[-1]),
+        "end_gen": float(gen[-1]),
+        "gap_end": float(val[-1] - gen[-1]),
+    }
 
 
 def probe_curve(records: list[dict], keys) -> tuple[str, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -102,7 +110,12 @@ def probe_curve(records: list[dict], keys) -> tuple[str, np.ndarray, np.ndarray,
                 by_step.setdefault(int(r["step"]), []).append(v)
         if by_step:
             steps = np.array(sorted(by_step))
-            return key, steps, np.array([np.mean(by_step[s]) for s in steps]), np.array([np.std(by_step[s]) for s in steps])
+            return (
+                key,
+                steps,
+                np.array([np.mean(by_step[s]) for s in steps]),
+                np.array([np.std(by_step[s]) for s in steps]),
+            )
     return None
 
 
@@ -118,15 +131,23 @@ def depth_stats(run: Run) -> dict:
     col = lambda k: [x.get(k) for x in s]  # noqa: E731
     last = last_probe_step(run.probe)
     return {
-        "task": run.task, "depth": run.depth, "n_seeds": len(run.seeds), "n_eval_seeds": len(s),
-        "n_grok": sum(groks(x) for x in s), "mean_final_gen": _nanmean(col("final_gen")),
+        "task": run.task,
+        "depth": run.depth,
+        "n_seeds": len(run.seeds),
+        "n_eval_seeds": len(s),
+        "n_grok": sum(groks(x) for x in s),
+        "mean_final_gen": _nanmean(col("final_gen")),
         "mean_final_val": _nanmean(col("final_val")),
-        "mean_max_gen": _nanmean(col("max_gen")), "mean_es_gen": _nanmean(col("es_gen_at_first_max_val")),
-        "mean_es_gen_patience3": _nanmean(col("es_gen_patience3")), "mean_gen_at_val_ge_99": _nanmean(col("gen_at_first_val_ge_99")),
+        "mean_max_gen": _nanmean(col("max_gen")),
+        "mean_es_gen": _nanmean(col("es_gen_at_first_max_val")),
+        "mean_es_gen_patience3": _nanmean(col("es_gen_patience3")),
+        "mean_gen_at_val_ge_99": _nanmean(col("gen_at_first_val_ge_99")),
         "last_eval_step": max((x["last_step"] for x in s if x["last_step"] is not None), default=None),
         "tscore": last_probe_mean(run.probe, TSCORE_KEYS),
-        "tscore_sampled": last_probe_mean(run.probe, TSCORE_SAMPLED_KEYS), "tparseval": last_probe_mean(run.probe, TPARSEVAL_KEYS),
-        "probe_step": last, "nonfinite": dict(run.nonfinite),
+        "tscore_sampled": last_probe_mean(run.probe, TSCORE_SAMPLED_KEYS),
+        "tparseval": last_probe_mean(run.probe, TPARSEVAL_KEYS),
+        "probe_step": last,
+        "nonfinite": dict(run.nonfinite),
     }
 
 
@@ -144,13 +165,18 @@ def best_depth(stats: list[dict]) -> int | None:
     rows = [r for r in stats if r["n_eval_seeds"] > 0 and r["n_grok"] > 0]
     if not rows:
         return None
-    key = lambda r: (r["n_grok"] / r["n_eval_seeds"], r["mean_final_gen"] if r["mean_final_gen"] is not None else -1.0,  # noqa: E731
-                     -r["depth"])
+    key = lambda r: (
+        r["n_grok"] / r["n_eval_seeds"],
+        r["mean_final_gen"] if r["mean_final_gen"] is not None else -1.0,  # noqa: E731
+        -r["depth"],
+    )
     return max(rows, key=key)["depth"]
 
 
 def shown_depth(stats: list[dict]) -> int | None:
-    """The depth Fig 2 shows: the best one, else (no seed groks) the highest mean final gen; None without evaluations."""
+    """The depth Fig 2 shows: the best one, else (no seed groks) the highest mean final gen; None
+    without evaluations.
+    """
     best = best_depth(stats)
     if best is not None:
         return best
@@ -164,7 +190,7 @@ def best_of(runs: list[Run], best: dict[str, int | None]) -> dict[str, Run]:
 
 
 def pick_depths(runs: list[Run], best: int | None) -> list[Run]:
-    """The shallowest, best and deepest grokking runs (distinct), as the paper picks (SPEC §5.5: TI 2/4/6).
+    """The shallowest, best and deepest grokking runs (distinct), as the paper picks (TI 2/4/6).
 
     Deepest = the largest depth with at least one seed final gen ≥ 0.8; the largest depth if none groks.
     """
@@ -220,10 +246,17 @@ def subset_p(run_M: np.ndarray, rest_N: np.ndarray, alternative: str) -> float:
         draws_X = pool_P if len(run_M) == 1 else (pool_P.sum() - pool_P) / (len(pool_P) - 1)
         return float(np.mean(draws_X <= mean + 1e-12) if alternative == "less" else np.mean(draws_X >= mean - 1e-12))
     splits = math.comb(len(run_M) + len(rest_N), len(run_M))
-    return float(stats.permutation_test((run_M, rest_N), lambda x, y, axis=-1: np.mean(x, axis=axis),
-                                        permutation_type="independent", alternative=alternative, vectorized=True,
-                                        n_resamples=np.inf if splits <= RANK_SUBSETS else RANK_SUBSETS,
-                                        rng=np.random.default_rng(0)).pvalue)
+    return float(
+        stats.permutation_test(
+            (run_M, rest_N),
+            lambda x, y, axis=-1: np.mean(x, axis=axis),
+            permutation_type="independent",
+            alternative=alternative,
+            vectorized=True,
+            n_resamples=np.inf if splits <= RANK_SUBSETS else RANK_SUBSETS,
+            rng=np.random.default_rng(0),
+        ).pvalue
+    )
 
 
 def mean_percentiles(values_SxN: np.ndarray, among_SxM: np.ndarray | None = None) -> list[float]:
@@ -234,8 +267,11 @@ def mean_percentiles(values_SxN: np.ndarray, among_SxM: np.ndarray | None = None
     out = []
     for j in range(values_SxN.shape[1]):
         others_SxM = np.delete(values_SxN, j, axis=1) if among_SxM is None else among_SxM
-        pct = [percentile_among(v, o[~np.isnan(o)]) for v, o in zip(values_SxN[:, j], others_SxM)
-               if not np.isnan(v) and np.any(~np.isnan(o))]
+        pct = [
+            percentile_among(v, o[~np.isnan(o)])
+            for v, o in zip(values_SxN[:, j], others_SxM)
+            if not np.isnan(v) and np.any(~np.isnan(o))
+        ]
         out.append(float(np.mean(pct)) if pct else math.nan)
     return out
 
@@ -251,19 +287,27 @@ def seed_ranks(curves: dict, key: str, ours: dict[int, dict[int, float]]) -> dic
     run's seeds' (exact for seeds exchangeable with the paper's; the run's own subset is one of them).
     """
     run_seeds = sorted({s for by_seed in ours.values() for s in by_seed})
-    rows = [(i, step) for i, step in enumerate(curves["step"])
-            if all(s in ours.get(step, {}) for s in run_seeds) and sum(v is not None for v in curves[key][i]) >= 2]
+    rows = [
+        (i, step)
+        for i, step in enumerate(curves["step"])
+        if all(s in ours.get(step, {}) for s in run_seeds) and sum(v is not None for v in curves[key][i]) >= 2
+    ]
     if not run_seeds or not rows:
         return None
     paper_SxN = np.array([[np.nan if v is None else v for v in curves[key][i]] for i, _ in rows], dtype=float)
     run_SxM = np.array([[ours[step][s] for s in run_seeds] for _, step in rows], dtype=float)
     pool_SxP = np.concatenate([paper_SxN, run_SxM], axis=1)
     pooled_P = np.array(mean_percentiles(pool_SxP))
-    run_M, rest_N = pooled_P[-len(run_seeds):], pooled_P[:-len(run_seeds)]
+    run_M, rest_N = pooled_P[-len(run_seeds) :], pooled_P[: -len(run_seeds)]
     rest_N = rest_N[~np.isnan(rest_N)]
     paper_N = [p for p in mean_percentiles(paper_SxN) if not math.isnan(p)]
-    return {"steps": [step for _, step in rows], "run": dict(zip(run_seeds, mean_percentiles(run_SxM, paper_SxN))),
-            "paper": paper_N, "p_low": subset_p(run_M, rest_N, "less"), "p_high": subset_p(run_M, rest_N, "greater")}
+    return {
+        "steps": [step for _, step in rows],
+        "run": dict(zip(run_seeds, mean_percentiles(run_SxM, paper_SxN))),
+        "paper": paper_N,
+        "p_low": subset_p(run_M, rest_N, "less"),
+        "p_high": subset_p(run_M, rest_N, "greater"),
+    }
 
 
 def ranks_among_paper_seeds(run: Run) -> dict[str, dict]:
@@ -271,8 +315,10 @@ def ranks_among_paper_seeds(run: Run) -> dict[str, dict]:
     from sgjax import paper
 
     out = {}
-    for curves, records, fields in ((paper.seed_curves(run.task, run.depth), run.metrics, {"gen": "gen_acc", "val": "val_acc"}),
-                                    (paper.probe_seed_curves(run.task, run.depth), run.probe, {"tscore": "tscore", "tparseval": "tparseval"})):
+    for curves, records, fields in (
+        (paper.seed_curves(run.task, run.depth), run.metrics, {"gen": "gen_acc", "val": "val_acc"}),
+        (paper.probe_seed_curves(run.task, run.depth), run.probe, {"tscore": "tscore", "tparseval": "tparseval"}),
+    ):
         if curves is not None:
             for key, by_step in seed_values(records, fields).items():
                 if key in curves and (ranks := seed_ranks(curves, key, by_step)) is not None:  # Dyck: no tparseval
@@ -281,7 +327,9 @@ def ranks_among_paper_seeds(run: Run) -> dict[str, dict]:
 
 
 def against_paper_seeds(run: Run) -> list[dict]:
-    """place_among for val and gen: the run's evaluations among the paper's logged seeds ([] at a depth it did not log)."""
+    """place_among for val and gen: the run's evaluations among the paper's logged seeds ([] at a depth
+    it did not log).
+    """
     from sgjax import paper
 
     spread = paper.seed_spread(run.task, run.depth)
@@ -293,4 +341,8 @@ def probe_against_paper_seeds(run: Run) -> list[dict]:
     from sgjax import paper
 
     spread = paper.probe_seed_spread(run.task, run.depth)
-    return [] if spread is None else place_among(spread, seed_values(run.probe, {"tscore": "tscore", "tparseval": "tparseval"}))
+    return (
+        []
+        if spread is None
+        else place_among(spread, seed_values(run.probe, {"tscore": "tscore", "tparseval": "tparseval"}))
+    )
