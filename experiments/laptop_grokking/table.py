@@ -49,7 +49,10 @@ def row(run: Path) -> str:
 
 
 def main() -> None:
-    print("| configuration | last eval | final gen per seed | max gen per seed | groks | gen by RC type at the end (mean) |")
+    print(
+        "| configuration | last eval | final gen per seed | max gen per seed | groks "
+        "| gen by RC type at the end (mean) |"
+    )
     print("|---|---|---|---|---|---|")
     for run in sorted(p for p in RESULTS.iterdir() if (p / "metrics.jsonl").exists()):
         print(row(run))
