@@ -5,7 +5,7 @@ A batch is 8 whole sequences, as the original's RandomSampler + DataLoader. Thre
 - packed: the B sequences laid end to end in one row of P positions, attention kept within each
   sequence (a P x P mask) and positions restarting at 0, so Dyck's long tail does not make padding dominate;
 - unpadded (QF/TI): packed for the position-wise layers, attention on the sequences gathered into
-  [B, T] rows (model.SequenceRows): the FFN and projections skip the padding, attention stays B x T x T.
+  [B, T] rows (ops.SequenceRows): the FFN and projections skip the padding, attention stays B x T x T.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from sgjax.model import SequenceRows
+from sgjax.ops import SequenceRows
 
 BATCH_STREAM = 1  # salt: batch order is its own random stream, apart from init and dropout
 # Packed (Dyck) rows are as long as their step's longest batch, which at S = 10 moves to another rung

@@ -7,7 +7,7 @@
 Each (implementation, population size S) is measured in its own child process, so the peak RSS,
 thread pools and compile caches of one measurement never leak into the next. Implementations:
 - `sgjax`: sgjax.engine.make_chunk (jit of vmap over S of a scan over K steps), as the host loop runs it;
-- `sequential`: experiments/torch_peer.py, S eager models stepped one after another (the original's style);
+- `sequential`: sgjax/torch_peer.py, S eager models stepped one after another (the original's style);
 - `vmap`: the same peer with torch.func.vmap over stacked parameters.
 All use the same per-seed batch indices. sgjax batches them as `data.layout` says (auto: unpadded for
 QF/TI, packed for Dyck); the peer pads rows of 8 to each batch's longest (`--peer-padding batch`, the
@@ -37,7 +37,6 @@ from sgjax.data.formats import atomic_write_bytes
 from sgjax.flops import computed_shape, device_peak, train_flops_per_step
 
 KINDS = ("sgjax", "sequential", "vmap")
-PEER_FILE = Path(__file__).resolve().parents[1] / "experiments" / "torch_peer.py"
 BENCH_TRAIN_SIZE = 2000  # lines of training data resident for the bench (step cost does not depend on it)
 STEP0 = 10_000  # start past warmup so the learning rate is not 0
 
@@ -227,14 +226,11 @@ def run_sgjax(p: dict) -> dict:
 
 def run_peer(p: dict) -> dict:
     """Warm up, then time single steps of the PyTorch peer (sequential or torch.func.vmap) for S seeds."""
-    import importlib.util
-
     import numpy as np
     import torch
 
-    spec = importlib.util.spec_from_file_location("torch_peer", p.get("peer_file") or PEER_FILE)
-    peer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(peer)
+    from sgjax import torch_peer as peer
+
     if p.get("torch_threads"):
         torch.set_num_threads(p["torch_threads"])
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from sgjax import batching, model, optim
+from sgjax import batching, model, ops, optim
 from sgjax.config import Config, TrainConfig
 
 INIT_STREAM, DROPOUT_STREAM = 0, 2  # salts: each purpose gets its own random stream per seed
@@ -60,7 +60,7 @@ def loss_fn(params, cfg: Config, inputs_BxT, targets_BxT, positions_BxT, attenti
     `attention` is what the layout adds to causal attention: None (rows), an allowed mask (packed),
     or the sequences' SequenceRows (unpadded).
     """
-    rows = attention if isinstance(attention, model.SequenceRows) else None
+    rows = attention if isinstance(attention, ops.SequenceRows) else None
     allowed_BxTxT = None if rows is not None else attention
     logits_BxTxV = model.forward(
         cfg.model,

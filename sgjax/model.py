@@ -1,8 +1,10 @@
 """The original's causal TransformerLM in Flax Linen: post-LN, sinusoidal positions, untied output.
 
-This is the only module that defines Flax modules. `init_params` stacks the layers on a leading L axis (the
-checkpoint form); training splits them into one tree per layer (`split_layers`). Layers run as a
-Python loop (fastest) or, with `scan_layers=True`, with `nn.scan` (compile time flat in depth). Use
+Every forward goes through `forward`: training (dropout, packed or unpadded layouts), evaluation,
+the probe's masked passes, and KV-cached decoding (`cache=`). `init_params` stacks the layers on a
+leading L axis (the checkpoint form); training splits them into one tree per layer (`split_layers`).
+Layers run as a Python loop (fastest) or, with `scan_layers=True`, with `nn.scan` (compile time flat
+in depth). The speed variants (dropout draws, the unpadded regather) live in ops.py. Use
 `init_params` and `forward`; vmap them over a population axis S yourself.
 """
 
@@ -14,11 +16,11 @@ from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
-import jax.extend.random as jax_random_ext
 import jax.numpy as jnp
 import numpy as np
 
 from sgjax.config import ModelConfig
+from sgjax.ops import Dropout, SequenceRows, regather
 
 Params = Any
 NEG_INF = -1e30  # finite, so a fully masked row cannot produce NaN
@@ -49,101 +51,18 @@ def sinusoidal_table(max_len: int, d_model: int) -> np.ndarray:
     return pe_PxD
 
 
-def packed_bits16(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """Uniform uint16 draws, four per threefry block: threefry2x32(key, counter) split into 16-bit halves.
+class KVCache(NamedTuple):
+    """What KV-cached decoding carries between steps: every position's token and each layer's keys and values."""
 
-    jax.random.bits spends one whole threefry block (64 bits) per element whatever the width; here a
-    counter of ceil(n/2) words gives n 16-bit draws, 3-7x cheaper for the masks of a step on a CPU.
-    """
-    n = math.prod(shape)
-    words_W = jax_random_ext.threefry_2x32(jax.random.key_data(key), jnp.arange((n + 1) // 2, dtype=jnp.uint32))
-    return jax.lax.bitcast_convert_type(words_W, jnp.uint16).reshape(-1)[:n].reshape(shape)
+    tokens_BxS: jax.Array  # 0 (pad) where nothing is written yet
+    k_LxBxSxHxK: jax.Array
+    v_LxBxSxHxK: jax.Array
 
 
-def counter_bits16(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """Uniform uint16 draws, four per threefry block, each element's bits a function of its index alone.
-
-    For shape (*lead, m, n), elements [l, i, 4j .. 4j+3] share threefry2x32(key, (l << 16 | i, j)), l the
-    flat index of `lead`. A token's bits then do not depend on how many tokens follow it, in an
-    activation [1, P, d] or an attention square [1, H, P, P]: a member trains the same in any
-    population and chunk, whatever P those give. As cheap as packed_bits16, whose threefry_2x32 pairs
-    counter i with counter i + n/2, so its bits move when the array's size does.
-    """
-    *lead, m, n = (1,) * max(0, 2 - len(shape)) + tuple(shape)  # a vector is one row
-    lead_count = math.prod(lead)
-    if lead_count > 1 << 16 or m > 1 << 16:
-        raise ValueError(f"counter_bits16 indexes at most 2^16 leading rows and 2^16 rows, got shape {shape}")
-    blocks = -(-n // 4)
-    l_L11 = jnp.arange(lead_count, dtype=jnp.uint32)[:, None, None]
-    i_1M1 = jnp.arange(m, dtype=jnp.uint32)[None, :, None]
-    j_11J = jnp.arange(blocks, dtype=jnp.uint32)[None, None, :]
-    row_LxMxJ = jnp.broadcast_to((l_L11 << 16) | i_1M1, (lead_count, m, blocks))
-    col_LxMxJ = jnp.broadcast_to(j_11J, (lead_count, m, blocks))
-    words = jax_random_ext.threefry_2x32(
-        jax.random.key_data(key), jnp.concatenate([row_LxMxJ.ravel(), col_LxMxJ.ravel()])
-    )
-    half = lead_count * m * blocks
-    words_Nx2 = jnp.stack([words[:half], words[half:]], axis=-1)
-    bits_LxMx4J = jax.lax.bitcast_convert_type(words_Nx2, jnp.uint16).reshape(lead_count, m, 4 * blocks)
-    return bits_LxMx4J[:, :, :n].reshape(shape)
-
-
-class Dropout(nn.Module):
-    """Inverted dropout with 16-bit random masks (`draw`: "counter", "packed" or "per_element" bits; see
-    counter_bits16).
-
-    16 bits per element keep an element with probability round((1-rate)·2^16)/2^16 (0.899994 for
-    rate 0.1), and the output is scaled by exactly the inverse of that, so its expectation is unchanged.
-    """
-
-    rate: float
-    deterministic: bool
-    draw: str = "counter"
-
-    @nn.compact
-    def __call__(self, x):
-        if self.deterministic or self.rate == 0.0:
-            return x
-        threshold = round((1.0 - self.rate) * 65536)
-        key = self.make_rng("dropout")
-        threefry = str(jax.random.key_impl(key)) == "threefry2x32"
-        if self.draw == "counter" and threefry:
-            bits = counter_bits16(key, x.shape)
-        elif self.draw == "packed" and threefry:
-            bits = packed_bits16(key, x.shape)
-        else:  # "per_element" (runs saved before the option), or a non-threefry default PRNG
-            bits = jax.random.bits(key, x.shape, jnp.uint16)
-        keep = bits < jnp.uint16(min(threshold, 65535))
-        return jnp.where(keep, x * (65536.0 / threshold), 0.0).astype(x.dtype)
-
-
-class SequenceRows(NamedTuple):
-    """Where the sequences of a packed row sit when attention runs on them as rows (the unpadded layout)."""
-
-    slot_BxT: jax.Array  # packed position of sequence b's t-th token; P (out of range) for an empty slot
-    at_P: jax.Array  # row slot b * T + t of each packed position; B * T (out of range) for the padding tail
-
-
-@jax.custom_vjp
-def regather(x_NxD: jax.Array, src_M: jax.Array, inv_N: jax.Array) -> jax.Array:
-    """out[m] = x[src[m]] (0 where src[m] is out of range); `inv` is src's inverse, so the gradient is a gather too.
-
-    Autodiff of a plain gather gives a scatter-add (atomics on a GPU); the inverse gather is the same
-    numbers, and 2% faster per unpadded step on a 2-core CPU (2.50/2.58 against 2.54/2.65 s at S = 10).
-    """
-    return jnp.take(x_NxD, src_M, axis=0, mode="fill", fill_value=0)
-
-
-def _regather_fwd(x_NxD, src_M, inv_N):
-    return regather(x_NxD, src_M, inv_N), (src_M, inv_N)
-
-
-def _regather_bwd(res, g_MxD):
-    src_M, inv_N = res
-    return regather(g_MxD, inv_N, src_M), None, None
-
-
-regather.defvjp(_regather_fwd, _regather_bwd)
+def empty_cache(cfg: ModelConfig, b: int, s: int, dtype=jnp.float32) -> KVCache:
+    """An empty cache for B sequences of S positions."""
+    shape = (cfg.n_layers, b, s, cfg.n_heads, cfg.d_model // cfg.n_heads)
+    return KVCache(jnp.zeros((b, s), jnp.int32), jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
 
 class Block(nn.Module):
@@ -154,7 +73,9 @@ class Block(nn.Module):
     return_internals: bool
 
     @nn.compact
-    def __call__(self, x_BxTxD, mask_Bx1xTxT, rows: SequenceRows | None = None):
+    def __call__(self, x_BxTxD, mask_Bx1xTxS, rows: SequenceRows | None = None, kv=None):
+        """`kv` = (k_LxBxSxHxK, v_LxBxSxHxK, layer, positions_BxT) when decoding: the T new tokens' keys
+        and values are written at their positions in this layer's cache, and attention runs over all S."""
         cfg = self.cfg
         d, h = cfg.d_model, cfg.n_heads
         dh = d // h
@@ -174,12 +95,19 @@ class Block(nn.Module):
             to_rows = lambda y: regather(y[0], rows.slot_BxT.reshape(-1), rows.at_P).reshape(r, tr, h, dh)
             from_rows = lambda y: regather(y.reshape(r * tr, d), rows.at_P, rows.slot_BxT.reshape(-1))[None]
         q_BxTxHxK = to_rows(x_BxTxD @ wq_DxD)
-        k_BxTxHxK = to_rows(x_BxTxD @ wk_DxD)
-        v_BxTxHxK = to_rows(x_BxTxD @ wv_DxD)
-        scores_BxHxTxT = jnp.einsum("bqhk,bshk->bhqs", q_BxTxHxK, k_BxTxHxK) / math.sqrt(dh)
-        scores_BxHxTxT = jnp.where(mask_Bx1xTxT, scores_BxHxTxT, NEG_INF)
-        attn_BxHxTxT = jax.nn.softmax(scores_BxHxTxT, axis=-1)
-        ctx_BxTxHxK = jnp.einsum("bhqs,bshk->bqhk", drop(attn_BxHxTxT), v_BxTxHxK)
+        k_BxSxHxK = to_rows(x_BxTxD @ wk_DxD)
+        v_BxSxHxK = to_rows(x_BxTxD @ wv_DxD)
+        if kv is not None:  # decoding: the new keys and values join the cache
+            # One scatter into the whole L-layer buffer, which XLA then updates in place.
+            k_all, v_all, l, pos_BxT = kv
+            rows_BxT = jnp.broadcast_to(jnp.arange(b)[:, None], pos_BxT.shape)
+            k_all = k_all.at[l, rows_BxT, pos_BxT].set(k_BxSxHxK)
+            v_all = v_all.at[l, rows_BxT, pos_BxT].set(v_BxSxHxK)
+            k_BxSxHxK, v_BxSxHxK = k_all[l], v_all[l]
+        scores_BxHxTxS = jnp.einsum("bqhk,bshk->bhqs", q_BxTxHxK, k_BxSxHxK) / math.sqrt(dh)
+        scores_BxHxTxS = jnp.where(mask_Bx1xTxS, scores_BxHxTxS, NEG_INF)
+        attn_BxHxTxS = jax.nn.softmax(scores_BxHxTxS, axis=-1)
+        ctx_BxTxHxK = jnp.einsum("bhqs,bshk->bqhk", drop(attn_BxHxTxS), v_BxSxHxK)
         x_BxTxD = nn.LayerNorm(epsilon=1e-5, name="norm1")(x_BxTxD + drop(from_rows(ctx_BxTxHxK) @ wo_DxD))
 
         f = cfg.d_ff
@@ -189,19 +117,21 @@ class Block(nn.Module):
         b2_D = self.param("ff2_b", uniform(1 / math.sqrt(f)), (d,))
         ff_BxTxD = drop(jax.nn.relu(x_BxTxD @ w1_DxF + b1_F)) @ w2_FxD + b2_D
         x_BxTxD = nn.LayerNorm(epsilon=1e-5, name="norm2")(x_BxTxD + drop(ff_BxTxD))
-        internals = (x_BxTxD, attn_BxHxTxT) if self.return_internals else None
+        if kv is not None:
+            return x_BxTxD, (k_all, v_all)
+        internals = (x_BxTxD, attn_BxHxTxS) if self.return_internals else None
         return x_BxTxD, internals
 
 
 class TransformerLM(nn.Module):
-    """Embedding x sqrt(d) + PE, L scanned post-LN blocks, untied output Linear with bias."""
+    """Embedding x sqrt(d) + PE, L post-LN blocks, untied output Linear with bias."""
 
     cfg: ModelConfig
     deterministic: bool = True
     return_internals: bool = False
 
     @nn.compact
-    def __call__(self, tokens_BxT, allowed_BxTxT=None, positions_BxT=None, layer_params=None, rows=None):
+    def __call__(self, tokens_BxT, allowed_BxTxT=None, positions_BxT=None, layer_params=None, rows=None, cache=None):
         cfg = self.cfg
         v, d = cfg.vocab_size, cfg.d_model
         b, t = tokens_BxT.shape
@@ -212,16 +142,25 @@ class TransformerLM(nn.Module):
         x_BxTxD = emb_VxD[tokens_BxT] * math.sqrt(d) + pe_BxTxD
         x_BxTxD = Dropout(cfg.dropout, self.deterministic, cfg.dropout_draw)(x_BxTxD)
 
-        if rows is None:
+        if cache is not None:  # decoding: keys are cached positions up to the query's, not pad
+            rows_BxT = jnp.broadcast_to(jnp.arange(b)[:, None], positions_BxT.shape)
+            cache = cache._replace(tokens_BxS=cache.tokens_BxS.at[rows_BxT, positions_BxT].set(tokens_BxT))
+            s = cache.tokens_BxS.shape[1]
+            causal_BxTxS = jnp.arange(s)[None, None, :] <= positions_BxT[:, :, None]
+            keep_BxTxS = causal_BxTxS & (cache.tokens_BxS != 0)[:, None, :]
+        elif rows is None:
             causal_TxT = jnp.tril(jnp.ones((t, t), dtype=bool))
-            keep_BxTxT = causal_TxT[None] & (tokens_BxT != 0)[:, None, :]
+            keep_BxTxS = causal_TxT[None] & (tokens_BxT != 0)[:, None, :]
         else:  # attention on the sequences as rows: keys must be real tokens of the same sequence
             tr = rows.slot_BxT.shape[1]
-            keep_BxTxT = jnp.tril(jnp.ones((tr, tr), dtype=bool))[None] & (rows.slot_BxT < t)[:, None, :]
+            keep_BxTxS = jnp.tril(jnp.ones((tr, tr), dtype=bool))[None] & (rows.slot_BxT < t)[:, None, :]
         if allowed_BxTxT is not None:
-            keep_BxTxT = keep_BxTxT & allowed_BxTxT
-        if layer_params is not None:  # the per-layer form (split_layers) that training keeps
-            x_BxTxD, internals = self.unrolled_layers(x_BxTxD, keep_BxTxT[:, None], layer_params, rows)
+            keep_BxTxS = keep_BxTxS & allowed_BxTxT
+        if cache is not None:
+            x_BxTxD, cache = self.cached_layers(x_BxTxD, keep_BxTxS[:, None], layer_params, cache, positions_BxT)
+            internals = None
+        elif layer_params is not None:  # the per-layer form (split_layers) that training keeps
+            x_BxTxD, internals = self.unrolled_layers(x_BxTxD, keep_BxTxS[:, None], layer_params, rows)
         elif self.is_initializing() or cfg.scan_layers:  # the scan creates the stacked parameters
             blocks = nn.scan(
                 Block,
@@ -230,14 +169,16 @@ class TransformerLM(nn.Module):
                 in_axes=(nn.broadcast, nn.broadcast),
                 length=cfg.n_layers,
             )(cfg, self.deterministic, self.return_internals, name="layers")
-            x_BxTxD, internals = blocks(x_BxTxD, keep_BxTxT[:, None], rows)
+            x_BxTxD, internals = blocks(x_BxTxD, keep_BxTxS[:, None], rows)
         else:
             per_layer = _unstack(self.variables["params"]["layers"], cfg.n_layers)
-            x_BxTxD, internals = self.unrolled_layers(x_BxTxD, keep_BxTxT[:, None], per_layer, rows)
+            x_BxTxD, internals = self.unrolled_layers(x_BxTxD, keep_BxTxS[:, None], per_layer, rows)
 
         w_DxV = self.param("out_w", xavier(d, v), (d, v))
         b_V = self.param("out_b", uniform(1 / math.sqrt(d)), (v,))
         logits_BxTxV = x_BxTxD @ w_DxV + b_V
+        if cache is not None:
+            return logits_BxTxV, cache
         if not self.return_internals:
             return logits_BxTxV
         hidden_LxBxTxD, attn_LxBxHxTxT = internals
@@ -260,6 +201,18 @@ class TransformerLM(nn.Module):
                 hidden.append(inter[0])
                 attn.append(inter[1])
         return x_BxTxD, ((jnp.stack(hidden), jnp.stack(attn)) if self.return_internals else None)
+
+    def cached_layers(self, x_BxTxD, mask_Bx1xTxS, per_layer, cache: KVCache, positions_BxT):
+        """The L layers in eval mode, each writing its new keys and values into the cache.
+
+        A Python loop (not scan) so the cache stays one buffer XLA updates in place.
+        """
+        k_all, v_all = cache.k_LxBxSxHxK, cache.v_LxBxSxHxK
+        block = Block(self.cfg, True, False, parent=None)
+        for l, p in enumerate(per_layer):
+            kv = (k_all, v_all, l, positions_BxT)
+            x_BxTxD, (k_all, v_all) = block.apply({"params": p}, x_BxTxD, mask_Bx1xTxS, None, kv)
+        return x_BxTxD, cache._replace(k_LxBxSxHxK=k_all, v_LxBxSxHxK=v_all)
 
 
 def _unstack(tree, n: int) -> list:
@@ -309,19 +262,25 @@ def forward(
     allowed_BxTxT: jax.Array | None = None,
     positions_BxT: jax.Array | None = None,
     rows: SequenceRows | None = None,
+    cache: KVCache | None = None,
     return_internals: bool = False,
 ):
     """Logits for every position; `dropout_key=None` is eval mode; see docs/architecture.md.
 
     `params` may hold its layers stacked (init_params, checkpoints) or split (split_layers). With `rows`,
     tokens_1xP is a packed row whose attention runs per sequence (the unpadded layout, batching.py).
+    With `cache`, tokens_BxT are new tokens at `positions_BxT` that attend to every cached position up
+    to their own; returns (logits, the updated cache).
     """
     model = TransformerLM(cfg, deterministic=dropout_key is None, return_internals=return_internals)
     rngs = {} if dropout_key is None else {"dropout": dropout_key}
     layers = params["layers"]
+    if cache is not None and not isinstance(layers, tuple):
+        layers = tuple(layer_params(params, l) for l in range(cfg.n_layers))
     if isinstance(layers, tuple):
         rest = {k: v for k, v in params.items() if k != "layers"}
-        return model.apply({"params": rest}, tokens_BxT, allowed_BxTxT, positions_BxT, layers, rows, rngs=rngs)
+        args = (tokens_BxT, allowed_BxTxT, positions_BxT, layers, rows, cache)
+        return model.apply({"params": rest}, *args, rngs=rngs)
     return model.apply({"params": params}, tokens_BxT, allowed_BxTxT, positions_BxT, None, rows, rngs=rngs)
 
 

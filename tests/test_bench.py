@@ -14,7 +14,7 @@ from sgjax import batching, bench, engine, flops, loop, model, optim
 from sgjax import config as C
 from tests.conftest import tiny_config
 
-PEER_PATH = Path(__file__).resolve().parents[1] / "experiments" / "torch_peer.py"
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +25,9 @@ def torch():
 
 @pytest.fixture(scope="module")
 def peer(torch):
-    spec = importlib.util.spec_from_file_location("torch_peer", PEER_PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from sgjax import torch_peer
+
+    return torch_peer
 
 
 def no_dropout_config():
@@ -184,7 +183,7 @@ def test_gpu_session_script_parses_and_has_every_phase():
     import re
     import subprocess
 
-    script = PEER_PATH.parent / "gpu_session.sh"
+    script = EXPERIMENTS / "gpu_session.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
     listed = re.findall(r"^#   (\w+)  +\S", text, flags=re.M)  # "#   name   description" lines
@@ -196,8 +195,8 @@ def test_profile_counts_a_gpus_streams_alone(monkeypatch):
     """experiments/profile_step.py on a GPU trace: kernels on the device's streams, not their copies on its "XLA Ops"
     line or the host threads; on a CPU trace every host thread but the executor's wrappers."""
     monkeypatch.setenv("SGJAX_MALLOC", "default")  # importing the script must not retune this process's malloc
-    monkeypatch.syspath_prepend(str(PEER_PATH.parent))
-    spec = importlib.util.spec_from_file_location("profile_step", PEER_PATH.parent / "profile_step.py")
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    spec = importlib.util.spec_from_file_location("profile_step", EXPERIMENTS / "profile_step.py")
     profile_step = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(profile_step)
 

@@ -43,14 +43,20 @@ RECOMPUTE = jax.jit(functools.partial(decode.greedy_decode_recompute, CFG, max_s
 
 
 def test_cached_forward_matches_model(params):
-    """One parallel pass of the cache decoder's forward gives model.forward's logits."""
+    """The model's cached forward, on the prefix in one pass and then a token at a time, gives its plain logits."""
     pre, _ = prefixes()
     b, w = pre.shape
+    half = w // 2
     pos = jnp.broadcast_to(jnp.arange(w)[None], (b, w))
-    got, _ = jax.jit(lambda p, x: decode.cached_forward(CFG, p, x, decode.empty_cache(CFG, b, w), x, pos))(
-        params, jnp.asarray(pre)
-    )
-    np.testing.assert_allclose(got, decode.jit_forward(CFG)(params, jnp.asarray(pre)), atol=1e-4, rtol=1e-4)
+    step = jax.jit(lambda p, x, at, c: model.forward(CFG, p, x, positions_BxT=at, cache=c))
+    logits, cache = step(params, jnp.asarray(pre[:, :half]), pos[:, :half], model.empty_cache(CFG, b, w))
+    pieces = [logits]
+    for t in range(half, w):
+        logits, cache = step(params, jnp.asarray(pre[:, t : t + 1]), pos[:, t : t + 1], cache)
+        pieces.append(logits)
+    want = decode.jit_forward(CFG)(params, jnp.asarray(pre))
+    np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), want, atol=1e-4, rtol=1e-4)
+    np.testing.assert_array_equal(cache.tokens_BxS, pre)
 
 
 def test_decoders_equal_reference(params):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import model
+from sgjax import model, ops
 from sgjax.config import ModelConfig
 from tests.conftest import TINY_MODEL
 
@@ -104,7 +104,7 @@ def test_sinusoidal_table():
 @pytest.mark.parametrize("draw", ["counter", "packed", "per_element"])
 @pytest.mark.parametrize("shape", [(200_000,), (7, 333, 87)])  # the second has an odd element count
 def test_dropout_keeps_the_expectation(draw, shape):
-    drop = model.Dropout(0.1, deterministic=False, draw=draw)
+    drop = ops.Dropout(0.1, deterministic=False, draw=draw)
     y = np.asarray(drop.apply({}, jnp.ones(shape), rngs={"dropout": jax.random.key(0)})).reshape(-1)
     kept = y != 0
     assert abs(kept.mean() - 0.9) < 0.003
@@ -115,7 +115,7 @@ def test_dropout_keeps_the_expectation(draw, shape):
     assert abs(np.corrcoef(kept[0:-3:4], kept[2:-1:4])[0, 1]) < 0.01
 
 
-@pytest.mark.parametrize("bits16", [model.counter_bits16, model.packed_bits16])
+@pytest.mark.parametrize("bits16", [ops.counter_bits16, ops.packed_bits16])
 def test_16_bit_draws_differ_by_key_and_cover_16_bits(bits16):
     a = np.asarray(bits16(jax.random.key(0), (50_001,)))
     b = np.asarray(bits16(jax.random.key(1), (50_001,)))
@@ -127,12 +127,12 @@ def test_16_bit_draws_differ_by_key_and_cover_16_bits(bits16):
 def test_counter_draws_do_not_move_with_the_array_length():
     """A packed row's token keeps its mask when the row is longer (an unpadded member trains the same at any S)."""
     key = jax.random.key(5)
-    short, long = (np.asarray(model.counter_bits16(key, (1, p, 9))) for p in (13, 40))
+    short, long = (np.asarray(ops.counter_bits16(key, (1, p, 9))) for p in (13, 40))
     np.testing.assert_array_equal(long[:, :13], short)
-    short, long = (np.asarray(model.counter_bits16(key, (1, 3, p, p))) for p in (13, 40))  # packed attention
+    short, long = (np.asarray(ops.counter_bits16(key, (1, 3, p, p))) for p in (13, 40))  # packed attention
     np.testing.assert_array_equal(long[:, :, :13, :13], short)
     assert not np.array_equal(
-        np.asarray(model.packed_bits16(key, (1, 40, 9)))[:, :13], np.asarray(model.packed_bits16(key, (1, 13, 9)))
+        np.asarray(ops.packed_bits16(key, (1, 40, 9)))[:, :13], np.asarray(ops.packed_bits16(key, (1, 13, 9)))
     )
 
 

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgjax import batching, engine, model
+from sgjax import batching, engine, model, ops
 from sgjax.config import Config, ModelConfig, TrainConfig
 
 CFG = Config(
@@ -66,7 +66,7 @@ def dropout_calls(dropout_key):
 
     def intercept(next_fun, args, kwargs, context):
         y = next_fun(*args, **kwargs)
-        if isinstance(context.module, model.Dropout) and context.method_name == "__call__":
+        if isinstance(context.module, ops.Dropout) and context.method_name == "__call__":
             x = np.asarray(args[0])
             calls.append((x.shape, bool(np.any((np.asarray(y) == 0) & (x != 0))), np.array_equal(np.asarray(y), x)))
         return y

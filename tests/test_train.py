@@ -147,8 +147,8 @@ def test_rare_long_calls_run_at_the_runs_longest(toy_corpus):
 
 
 def test_regather_gradient_is_the_gather_transpose():
-    """model.regather's gradient (a gather by the inverse map) equals autodiff's scatter-add of the plain gather."""
-    from sgjax.model import regather
+    """ops.regather's gradient (a gather by the inverse map) equals autodiff's scatter-add of the plain gather."""
+    from sgjax.ops import regather
 
     x_NxD = jax.random.normal(jax.random.key(0), (6, 3))
     src_M = jnp.array([4, 0, 6, 2, 6])  # 6 is out of range: a zero row

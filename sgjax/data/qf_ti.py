@@ -125,7 +125,7 @@ ORIGINAL_CELL_SHARES = {
 # the repeats train had already rejected there; the two choices are independent in that file (the
 # intransitive share is 0.20-0.23 under every subject kind). TI: McCoy's tense.train is not public, so
 # the same structure is fitted to the tense .dev+.test PAST lines, with the 3-word cell (depleted
-# there) set by that independence. experiments/data_fidelity/fit_mix.py computes both.
+# there) set by that independence. experiments/science/data_fidelity/fit_mix.py computes both.
 TRAIN_FIRST_MIX = {
     "question": {
         "subject": {"bare": 0.5164, "pp": 0.2045, "rc_intr": 0.0672, "rc_obj": 0.1428, "rc_trans": 0.0691},

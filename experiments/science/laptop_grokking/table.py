@@ -3,7 +3,7 @@
 Groks (this search's criterion): for at least 3 of 4 seeds, some evaluation has val >= 0.95 with gen <= 0.5,
 and gen >= 0.8 at the last evaluation. Reads results/<name>/{metrics.jsonl, command.txt, gen_by_type.json}.
 
-    python experiments/laptop_grokking/table.py > experiments/laptop_grokking/results/table.md
+    python experiments/science/laptop_grokking/table.py > experiments/science/laptop_grokking/results/table.md
 """
 
 from __future__ import annotations

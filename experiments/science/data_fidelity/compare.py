@@ -6,8 +6,8 @@ beside the TV between the real file's two halves and between two data seeds (the
 of the shortest sentence type along the file; the held-out splits' short share against McCoy's
 dev/test; and gen against McCoy's gen.
 
-    python experiments/data_fidelity/compare.py REF --seeds 0,1,2 \
-        --out experiments/data_fidelity/results/compare.json
+    python experiments/science/data_fidelity/compare.py REF --seeds 0,1,2 \
+        --out experiments/science/data_fidelity/results/compare.json
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Each mutation replaces exact text in a copy of the repository (sgjax/ and tests/
 files named beside it; a mutation is caught when they fail. Results go to a JSON file and a markdown
 table (docs/testing.md holds the table).
 
-    python experiments/mutation_pass/mutate.py --out experiments/mutation_pass/results
-    python experiments/mutation_pass/mutate.py --only eps_1e-8,no_root --out /tmp/m   # a few
+    python experiments/checks/mutation_pass/mutate.py --out experiments/checks/mutation_pass/results
+    python experiments/checks/mutation_pass/mutate.py --only eps_1e-8,no_root --out /tmp/m   # a few
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # (name, what it does, [(file, old, new), ...], test files)
 MODEL_TESTS = ["tests/test_reference_model.py", "tests/test_decode.py", "tests/test_model.py"]
@@ -94,7 +94,7 @@ MUTATIONS = [
     (
         "no_attention_dropout",
         "the attention-probability dropout site removed",
-        [("sgjax/model.py", "drop(attn_BxHxTxT), v_BxTxHxK", "attn_BxHxTxT, v_BxTxHxK")],
+        [("sgjax/model.py", "drop(attn_BxHxTxS), v_BxSxHxK", "attn_BxHxTxS, v_BxSxHxK")],
         ["tests/test_randomness.py"],
     ),
     (
@@ -130,51 +130,33 @@ MUTATIONS = [
     # the model, in the model and the decoder alike
     (
         "pre_ln",
-        "post-LN made pre-LN, in the model and the decoder",
+        "post-LN made pre-LN",
         [
             (
                 "sgjax/model.py",
-                "        q_BxTxHxK = to_rows(x_BxTxD @ wq_DxD)\n        k_BxTxHxK = to_rows(x_BxTxD @ wk_DxD)\n"
-                "        v_BxTxHxK = to_rows(x_BxTxD @ wv_DxD)\n",
+                "        q_BxTxHxK = to_rows(x_BxTxD @ wq_DxD)\n        k_BxSxHxK = to_rows(x_BxTxD @ wk_DxD)\n"
+                "        v_BxSxHxK = to_rows(x_BxTxD @ wv_DxD)\n",
                 '        n_BxTxD = nn.LayerNorm(epsilon=1e-5, name="norm1")(x_BxTxD)\n'
-                "        q_BxTxHxK = to_rows(n_BxTxD @ wq_DxD)\n        k_BxTxHxK = to_rows(n_BxTxD @ wk_DxD)\n"
-                "        v_BxTxHxK = to_rows(n_BxTxD @ wv_DxD)\n",
+                "        q_BxTxHxK = to_rows(n_BxTxD @ wq_DxD)\n        k_BxSxHxK = to_rows(n_BxTxD @ wk_DxD)\n"
+                "        v_BxSxHxK = to_rows(n_BxTxD @ wv_DxD)\n",
             ),
             (
                 "sgjax/model.py",
                 'x_BxTxD = nn.LayerNorm(epsilon=1e-5, name="norm1")(x_BxTxD + drop(from_rows(ctx_BxTxHxK) @ wo_DxD))',
                 "x_BxTxD = x_BxTxD + drop(from_rows(ctx_BxTxHxK) @ wo_DxD)",
             ),
-            (
-                "sgjax/decode.py",
-                '    q_BxQxHxK = (x_BxQxD @ lp["q"]).reshape(b, q, h, dh)',
-                '    q_BxQxHxK = (_layer_norm(x_BxQxD, lp["norm1"]["scale"], lp["norm1"]["bias"]) @ lp["q"])'
-                ".reshape(b, q, h, dh)",
-            ),
-            (
-                "sgjax/decode.py",
-                'x_BxQxD = _layer_norm(x_BxQxD + ctx_BxQxD @ lp["o"], lp["norm1"]["scale"], lp["norm1"]["bias"])',
-                'x_BxQxD = x_BxQxD + ctx_BxQxD @ lp["o"]',
-            ),
-            (
-                "sgjax/decode.py",
-                '    return split(x_BxQxD @ lp["k"]), split(x_BxQxD @ lp["v"])',
-                '    n = _layer_norm(x_BxQxD, lp["norm1"]["scale"], lp["norm1"]["bias"])\n'
-                '    return split(n @ lp["k"]), split(n @ lp["v"])',
-            ),
         ],
         MODEL_TESTS,
     ),
     (
         "no_sqrt_d",
-        "the embedding's sqrt(d) scale dropped, in the model and the decoder",
+        "the embedding's sqrt(d) scale dropped",
         [
             (
                 "sgjax/model.py",
                 "x_BxTxD = emb_VxD[tokens_BxT] * math.sqrt(d) + pe_BxTxD",
                 "x_BxTxD = emb_VxD[tokens_BxT] + pe_BxTxD",
             ),
-            ("sgjax/decode.py", 'params["embed"][tokens_BxQ] * math.sqrt(cfg.d_model)', 'params["embed"][tokens_BxQ]'),
         ],
         MODEL_TESTS,
     ),
@@ -196,8 +178,8 @@ MUTATIONS = [
         [
             (
                 "sgjax/model.py",
-                "keep_BxTxT = causal_TxT[None] & (tokens_BxT != 0)[:, None, :]",
-                "keep_BxTxT = jnp.broadcast_to(causal_TxT[None], (b, t, t))",
+                "keep_BxTxS = causal_TxT[None] & (tokens_BxT != 0)[:, None, :]",
+                "keep_BxTxS = jnp.broadcast_to(causal_TxT[None], (b, t, t))",
             )
         ],
         MODEL_TESTS,

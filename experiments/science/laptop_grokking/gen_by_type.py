@@ -4,7 +4,7 @@ QF's gen set holds three RC types in about equal shares (intransitive 'who doesn
 'who doesn't admire the yak', object-relative 'that the yaks don't admire'), so an overall gen of 0.67
 may be two types solved and one not. This says which.
 
-    python experiments/laptop_grokking/gen_by_type.py RUN_DIR [--steps 30000,60000] --out FILE.json
+    python experiments/science/laptop_grokking/gen_by_type.py RUN_DIR [--steps 30000,60000] --out FILE.json
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ inputs took D = -P ln(1 - A/P) draws. A subject-RC declarative passes the filter
 TI: tense.train is not public. The .dev+.test PAST lines (unfiltered) give every cell but the
 3-word one, which train used up; that cell follows from the independence QF shows.
 
-    python experiments/data_fidelity/fit_mix.py REF --out experiments/data_fidelity/results/fit_mix.json
+    python experiments/science/data_fidelity/fit_mix.py REF --out experiments/science/data_fidelity/results/fit_mix.json
 """
 
 from __future__ import annotations
