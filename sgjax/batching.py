@@ -21,8 +21,8 @@ from sgjax.ops import SequenceRows
 BATCH_STREAM = 1  # salt: batch order is its own random stream, apart from init and dropout
 # Packed (Dyck) rows are as long as their step's longest batch, which at S = 10 moves to another rung
 # of the length ladder almost every step (1.16 steps per call when chunks were cut where it moved,
-# experiments/results/dyck_padding.json). So packed calls take one step each: one compiled program
-# per length, not one per (steps, length) pair (49 against 18 over 20k steps of the paper's Dyck at S = 10).
+# experiments/performance/dyck_padding/results/dyck_padding.json). So packed calls take one step each: one compiled
+# program per length, not one per (steps, length) pair (49 against 18 over 20k steps of the paper's Dyck at S = 10).
 PACKED_STEPS_PER_CALL = 1
 
 

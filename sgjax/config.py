@@ -216,7 +216,8 @@ def preset(name: str, task: str, depth: int = 6) -> Config:
         train = TrainConfig(steps=400_000 if dyck else 300_000, eval_every=cadence, ckpt_every=cadence)
         return Config(task=task, preset=name, model=model, train=train)
     if name == "quick":
-        # Full-size model and optimizer, shorter horizon: see experiments/README.md for what it shows.
+        # Full-size model and optimizer, shorter horizon: see experiments/science/quick_preset/README.md
+        # for what it shows.
         cadence = 5_000 if dyck else 2_000
         train = TrainConfig(steps=60_000, eval_every=cadence, ckpt_every=cadence, chunk_steps=500, log_every=500)
         data = DataConfig(max_train_len=200) if dyck else DataConfig()

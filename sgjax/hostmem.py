@@ -3,7 +3,8 @@
 Each call of a compiled step on the CPU allocates its temporaries (850 MB for QF, 6 layers, S = 10)
 and frees them at the end. glibc serves big blocks with mmap and returns them with munmap, so every
 call touches fresh pages: 261k page faults per one-step call on a 2-core VM, which made that step
-1.06-1.20x slower (experiments/results/ab_malloc_cpu_s10.json; within noise at 5 steps per call).
+1.06-1.20x slower (experiments/performance/host_memory/results/ab_malloc_cpu_s10.json; within noise at 5 steps
+per call).
 One arena with no mmap and no trimming keeps those pages mapped; the next call reuses them.
 The cost: the process's resident memory stays at its peak, and until the heap holds every width's
 temporaries, a freed block too small or cut into makes it grow by a block (seconds per GB on a VM

@@ -402,23 +402,8 @@ def run_locked(
     log = MetricsLog(run_dir, (loggers_lib.for_run(run_dir, cfg) if is_writer() else []) + extra)
     stop = install_stop_handler()
     with jax.default_matmul_precision(tc.matmul_precision):
-        step = ckpts.latest_state_step() or 0
-        if step:  # resume: restore onto this run's mesh; a fresh init would be thrown away
-            state, _ = ckpts.restore_state(step, engine.abstract_population(cfg, mesh), cfg.seeds)
-        else:
-            state = engine.init_population(cfg, mesh)
         end = tc.steps if stop_at is None else min(stop_at, tc.steps)
-        if not changes or step < end:  # an override no step would train with leaves the run's record alone
-            write_config(cfg, run_dir)
-            record_config_changes(run_dir, step, changes)
-        if is_writer() and step < end:
-            provenance.append(run_dir, command, from_step=step, to_step=end)
-        ckpts.drop_params_after(step)
-        if step and is_probe_step(step, tc) and not ckpts.has_params(step):
-            # The state committed but its probe checkpoint, written in the background beside it, did not:
-            # write it again.
-            with saving_errors(ckpts, step):
-                save_probe_checkpoint(cfg, ckpts, step, state, engine.to_host(state["frozen"]))
+        step, state = start_or_resume(cfg, run_dir, ckpts, mesh, changes, end, command)
         truncate_metrics(log.path, step)
         population = engine.Population(cfg, tdata, state, mesh)  # member groups, each call at its own width
         del state
@@ -446,30 +431,10 @@ def run_locked(
                 is_eval = evaluator is not None and (step % tc.eval_every == 0 or step == tc.steps)
                 is_ckpt = is_probe_step(step, tc)
                 if is_log or is_eval:
-                    host = engine.to_host(pending)  # one gather for every chunk's metrics
-                    train_m = {k: np.concatenate([m[k] for m in host], axis=1) for k in host[0]}
+                    log_records(cfg, step, pending, population, evaluator if is_eval else None, log, bar)
                     pending = []
-                    eval_m = evaluator(population.params(), step) if is_eval else None
-                    if getattr(evaluator, "note", None):  # said once: the batches shrank to fit memory
-                        bar.write(evaluator.note)
-                        evaluator.note = None
-                    frozen_S = population.frozen()
-                    log.write(member_records(cfg, step, train_m, eval_m, frozen_S))
-                    bar.set_postfix(
-                        loss=f"{np.nanmean(train_m['loss'][:, -1]):.3f}",
-                        **(
-                            {"val": f"{np.mean(eval_m['val_acc']):.2f}", "gen": f"{np.mean(eval_m['gen_acc']):.2f}"}
-                            if eval_m
-                            else {}
-                        ),
-                    )
                 if is_ckpt:
-                    state = population.state()
-                    frozen_S = engine.to_host(state["frozen"])
-                    with saving_errors(ckpts, step):
-                        save_probe_checkpoint(cfg, ckpts, step, state, frozen_S)
-                        ckpts.save_state(step, state, meta(cfg, step, frozen_S))
-                    del state  # the groups' buffers are donated to their next calls
+                    save_checkpoint(cfg, ckpts, step, population)
                 if stop["stop"] and not pending:  # every step's records are written: a state here loses nothing
                     raise KeyboardInterrupt
             save_state_if_newer(cfg, ckpts, step, population.state())
@@ -485,7 +450,57 @@ def run_locked(
             ckpts.close()
             log.close()
             restore_stop_handler(stop)
-    pad = population.padding
+    write_padding(run_dir, population.padding)
+    return run_dir
+
+
+def start_or_resume(cfg: Config, run_dir: Path, ckpts: RunCheckpoints, mesh, changes: list[str], end: int, command):
+    """(step, population state): the latest saved state, or a fresh init; records what this invocation trains."""
+    step = ckpts.latest_state_step() or 0
+    if step:  # resume: restore onto this run's mesh; a fresh init would be thrown away
+        state, _ = ckpts.restore_state(step, engine.abstract_population(cfg, mesh), cfg.seeds)
+    else:
+        state = engine.init_population(cfg, mesh)
+    if not changes or step < end:  # an override no step would train with leaves the run's record alone
+        write_config(cfg, run_dir)
+        record_config_changes(run_dir, step, changes)
+    if is_writer() and step < end:
+        provenance.append(run_dir, command, from_step=step, to_step=end)
+    ckpts.drop_params_after(step)
+    if step and is_probe_step(step, cfg.train) and not ckpts.has_params(step):
+        # The state committed but its probe checkpoint, written in the background beside it, did not: write it again.
+        with saving_errors(ckpts, step):
+            save_probe_checkpoint(cfg, ckpts, step, state, engine.to_host(state["frozen"]))
+    return step, state
+
+
+def log_records(cfg: Config, step: int, pending: list, population, evaluator, log: MetricsLog, bar) -> None:
+    """Write the pending chunks' training metrics (and an evaluation, if given) for `step`; show them on the bar."""
+    host = engine.to_host(pending)  # one gather for every chunk's metrics
+    train_m = {k: np.concatenate([m[k] for m in host], axis=1) for k in host[0]}
+    eval_m = evaluator(population.params(), step) if evaluator is not None else None
+    if getattr(evaluator, "note", None):  # said once: the batches shrank to fit memory
+        bar.write(evaluator.note)
+        evaluator.note = None
+    log.write(member_records(cfg, step, train_m, eval_m, population.frozen()))
+    shown = {"loss": f"{np.nanmean(train_m['loss'][:, -1]):.3f}"}
+    if eval_m:
+        shown |= {"val": f"{np.mean(eval_m['val_acc']):.2f}", "gen": f"{np.mean(eval_m['gen_acc']):.2f}"}
+    bar.set_postfix(**shown)
+
+
+def save_checkpoint(cfg: Config, ckpts: RunCheckpoints, step: int, population) -> None:
+    """The probe checkpoint and the resume state at `step` (both written in the background)."""
+    state = population.state()
+    frozen_S = engine.to_host(state["frozen"])
+    with saving_errors(ckpts, step):
+        save_probe_checkpoint(cfg, ckpts, step, state, frozen_S)
+        ckpts.save_state(step, state, meta(cfg, step, frozen_S))
+    del state  # the groups' buffers are donated to their next calls
+
+
+def write_padding(run_dir: Path, pad: dict) -> None:
+    """padding.json: the positions this invocation computed per real token."""
     if pad["real"] and is_writer():
         write_json(
             run_dir / "padding.json",
@@ -495,7 +510,6 @@ def run_locked(
                 "from_step": "this invocation",
             },
         )
-    return run_dir
 
 
 def is_probe_step(step: int, tc: TrainConfig) -> bool:

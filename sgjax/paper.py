@@ -1,6 +1,6 @@
 """The paper's numbers (Murty et al. 2023), packaged in sgjax/resources/paper_results.json.
 
-Built from the reference CSVs by experiments/make_paper_results.py; accuracies are fractions.
+Built from the reference CSVs by experiments/science/paper_results/make_paper_results.py; accuracies are fractions.
 Tasks use sgjax names (question, tense, dyck); every lookup returns None where the paper has no value.
 """
 

@@ -178,12 +178,12 @@ def test_length_bounds_count_each_member_groups_calls_as_the_loop_cuts_them(toy_
 
 
 def test_gpu_session_script_parses_and_has_every_phase():
-    """experiments/gpu_session.sh runs on a lent GPU where a typo costs device time: bash must parse it, and
-    every phase its header lists must be a function."""
+    """experiments/performance/gpu_session/gpu_session.sh runs on a lent GPU where a typo costs device time: bash
+    must parse it, and every phase its header lists must be a function."""
     import re
     import subprocess
 
-    script = EXPERIMENTS / "gpu_session.sh"
+    script = EXPERIMENTS / "performance" / "gpu_session" / "gpu_session.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
     listed = re.findall(r"^#   (\w+)  +\S", text, flags=re.M)  # "#   name   description" lines
@@ -192,11 +192,13 @@ def test_gpu_session_script_parses_and_has_every_phase():
 
 
 def test_profile_counts_a_gpus_streams_alone(monkeypatch):
-    """experiments/profile_step.py on a GPU trace: kernels on the device's streams, not their copies on its "XLA Ops"
-    line or the host threads; on a CPU trace every host thread but the executor's wrappers."""
+    """experiments/performance/train_step/profile_step.py on a GPU trace: kernels on the device's streams, not their
+    copies on its "XLA Ops" line or the host threads; on a CPU trace every host thread but the executor's wrappers."""
     monkeypatch.setenv("SGJAX_MALLOC", "default")  # importing the script must not retune this process's malloc
-    monkeypatch.syspath_prepend(str(EXPERIMENTS))
-    spec = importlib.util.spec_from_file_location("profile_step", EXPERIMENTS / "profile_step.py")
+    monkeypatch.syspath_prepend(str(EXPERIMENTS / "performance" / "train_step"))
+    spec = importlib.util.spec_from_file_location(
+        "profile_step", EXPERIMENTS / "performance" / "train_step" / "profile_step.py"
+    )
     profile_step = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(profile_step)
 

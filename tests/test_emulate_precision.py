@@ -1,4 +1,5 @@
-"""experiments/emulate_precision.py: the TF32/bf16 emulation that docs/performance.md's fidelity check rests on."""
+"""experiments/performance/emulated_precision/emulate_precision.py: the TF32/bf16 emulation that docs/performance.md's
+fidelity check rests on."""
 
 import importlib.util
 from pathlib import Path
@@ -8,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-PATH = Path(__file__).resolve().parents[1] / "experiments" / "emulate_precision.py"
+PATH = (
+    Path(__file__).resolve().parents[1] / "experiments" / "performance" / "emulated_precision" / "emulate_precision.py"
+)
 
 
 @pytest.fixture(scope="module")

@@ -65,13 +65,13 @@ def test_projection_scales_a_measured_rate_to_the_runs_mean_seed_step(tmp_path):
 
 
 def test_dyck_groups_projection_reads_each_program_size(tmp_path):
-    """experiments/dyck_groups_projection.py: a grouping's hours are its whole-run FLOPs over its
-    program size's FLOP/s.
+    """experiments/performance/member_groups/dyck_groups_projection.py: a grouping's hours are its whole-run FLOPs
+    over its program size's FLOP/s.
     """
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "performance" / "member_groups"))
     import dyck_groups_projection as dgp
 
     rows = [

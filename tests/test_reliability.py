@@ -17,7 +17,7 @@ from sgjax.data import formats
 from sgjax.errors import CheckpointError, DataError, UserError
 from tests.conftest import tiny_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "checks" / "chaos"))
 
 
 def test_sigterm_and_sigkill_then_resume_is_bitwise_identical(tmp_path):
