@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+from sgjax import compat
 from sgjax.errors import UserError
 
 TASKS = ("question", "tense", "dyck")
@@ -138,24 +139,6 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-# Fields added after runs were saved, with what those runs did: the layer scan, per-element masks,
-# QF/TI data drawn held-out first, TI scored on the whole output, one TI subsample for every member. A field maps to
-# the tasks it
-# changed, or None for every task: an old QF or Dyck run never read tense_drop_last, so it takes
-# today's default and resumes as it was.
-SAVED_BEFORE_OPTION = {
-    "model": {"scan_layers": (True, None), "dropout_draw": ("per_element", None)},
-    "data": {"generation": ("heldout_first", ("question", "tense"))},
-    "eval": {"tense_drop_last": (False, ("tense",)), "tense_sample_per_member": (False, ("tense",))},
-}
-
-
-def saved_before(section: str, task: str | None) -> dict[str, Any]:
-    """What a run of `task` saved before a field of `section` existed did, for each such field."""
-    fields = SAVED_BEFORE_OPTION.get(section, {})
-    return {k: v for k, (v, tasks) in fields.items() if tasks is None or task in tasks}
-
-
 def flat_items(d: dict, prefix: str = "") -> dict[str, Any]:
     """{"train": {"lr": 1}} -> {"train.lr": 1}."""
     out = {}
@@ -178,8 +161,7 @@ def from_dict(d: dict[str, Any]) -> Config:
         raise ConfigError(f"the saved config is not a config object ({bad[0]!r} is not an object of fields)")
     kw = {}
     for k, v in d.items():
-        if k in SAVED_BEFORE_OPTION:
-            v = {**saved_before(k, d.get("task")), **v}
+        v = compat.with_fields_saved_before(k, v, d.get("task"))
         if k in subs:
             kw[k] = subs[k](**v)
         elif isinstance(v, list):
@@ -189,7 +171,7 @@ def from_dict(d: dict[str, Any]) -> Config:
     return Config(**kw)
 
 
-PRESETS = ("paper", "quick", "smoke")
+PRESETS = ("paper", "laptop", "quick", "smoke")
 GENERATIONS = ("train_first", "heldout_first")  # sgjax.data.qf_ti.GENERATIONS, without importing numpy
 LAYOUTS = ("rows", "packed", "unpadded")
 VOCAB_SIZES = {"question": 71, "tense": 101, "dyck": 43}  # |V| + 2, as the original
@@ -204,7 +186,8 @@ def concrete_layout(cfg: Config) -> Config:
 
 
 def preset(name: str, task: str, depth: int = 6) -> Config:
-    """A named preset for a task at a depth: `paper` (the original), `quick` (GPU, <30 min), `smoke` (CPU, seconds)."""
+    """A named preset for a task at a depth: `paper` (the original), `laptop` (QF's small search result, CPU),
+    `quick` (an unvalidated GPU guess), `smoke` (CPU, seconds)."""
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if name not in PRESETS:
@@ -214,6 +197,14 @@ def preset(name: str, task: str, depth: int = 6) -> Config:
     if name == "paper":
         cadence = 10_000 if dyck else 3_000
         train = TrainConfig(steps=400_000 if dyck else 300_000, eval_every=cadence, ckpt_every=cadence)
+        return Config(task=task, preset=name, model=model, train=train)
+    if name == "laptop":
+        # The paper's data, objective and optimizer at width 128 (a fiftieth of the cost per step), a higher
+        # learning rate decayed to 0 at the end: experiments/science/laptop_grokking/README.md says what it shows.
+        model = dataclasses.replace(model, d_model=128, n_heads=4, d_ff=512)
+        train = TrainConfig(
+            steps=40_000, lr=3e-4, warmup_steps=1_000, decay_steps=40_000, eval_every=2_000, ckpt_every=10_000
+        )
         return Config(task=task, preset=name, model=model, train=train)
     if name == "quick":
         # Full-size model and optimizer, shorter horizon: see experiments/science/quick_preset/README.md

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
+from sgjax.compat import renamed
 from sgjax.errors import DataError
 
 TEXT_KEYS = frozenset({"decoder", "baseline"})  # the probe's string fields; every other value is a number
@@ -83,14 +84,3 @@ def read_json(path, what: str = "") -> dict:
     if not isinstance(doc, dict):
         raise DataError(f"{label} is corrupt: a JSON {type(doc).__name__} where an object belongs")
     return doc
-
-
-def renamed(rec: dict) -> dict:
-    """A record in today's keys. Dyck runs logged before 2026-12-07 wrote the distance-≥10 test accuracy as
-    `gen_acc` and all closings as `gen_acc_all`; `gen_acc` is now all closings (D10) and the other `gen_acc_far`."""
-    if "gen_acc_all" not in rec:
-        return rec
-    rec = dict(rec)
-    rec["gen_acc_far"] = rec.pop("gen_acc", None)
-    rec["gen_acc"] = rec.pop("gen_acc_all")
-    return rec

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from sgjax import batching, engine, jsonl, plan, provenance, runlock
+from sgjax import batching, compat, engine, jsonl, plan, provenance, runlock
 from sgjax import loggers as loggers_lib
 from sgjax.checkpoint import RunCheckpoints, saved_probe_steps, saved_state_step, short_reason
 from sgjax.config import Config, ConfigError, TrainConfig, concrete_layout, flat_items, from_dict, validate
@@ -166,8 +166,8 @@ def saved_config_dict(d: dict) -> dict:
         out = from_dict(d).to_dict()
     except (TypeError, ValueError):  # not a config this version can read: compare it as it is
         return d
-    if out["data"]["layout"] == "auto":  # saved before runs recorded auto's choice, which was then rows for QF/TI
-        out["data"]["layout"] = "packed" if out["task"] == "dyck" else "rows"
+    if out["data"]["layout"] == "auto":  # saved before runs recorded auto's choice
+        out["data"]["layout"] = compat.layout_of_auto(out["task"])
     return out
 
 

@@ -177,6 +177,8 @@ def test_dyck_rules_and_chance():
     acc = scoring.dyck_accuracy(rng.choice(closers, len(many)), many, dist * 500)
     assert abs(acc - 1 / 20) < 0.015
     assert np.isnan(scoring.dyck_accuracy(gold, gold, dist, 100))
+    # Real distances are odd, so 10 itself never occurs in a string; the rule still counts it (>= 10).
+    assert scoring.dyck_accuracy(["a)"], ["a)"], [10], 10) == 1.0
 
 
 def test_dyck_select_stops_after_reaching_count():

@@ -297,14 +297,18 @@ def test_changed_config_refused_on_resume(tmp_path, toy_corpus):
 
 
 def test_one_member_loads_with_numpy_alone(tmp_path, toy_corpus):
+    """seed_52.npz opens with numpy alone and holds seed 52: the weights of seed 52 trained by itself."""
     cfg = tiny_config(steps=10)
     loop.run(cfg, tmp_path / "r", progress=False, evaluator=None)
+    loop.run(dataclasses.replace(cfg, seeds=(52,)), tmp_path / "alone", progress=False, evaluator=None)
     path = tmp_path / "r" / "checkpoints" / "10" / "params" / "seed_52.npz"
     with np.load(path) as z:
         q = z["layers/q"]
     seeds, params = checkpoint.load_params(tmp_path / "r", 10)
     assert seeds == [42, 52]
     np.testing.assert_array_equal(q, params["layers"]["q"][1])
+    with np.load(tmp_path / "alone" / "checkpoints" / "10" / "params" / "seed_52.npz") as z:
+        np.testing.assert_allclose(q, z["layers/q"], atol=1e-5)
 
 
 def test_lrs_pair_with_seeds_or_cross_them():
