@@ -53,3 +53,15 @@ def test_paper_preset_holds_the_originals_settings(task, depth):
     assert all(flat[f"data.{s}_size"] is None for s in ("train", "val", "gen"))
     assert flat["data.generation"] == "train_first"
     assert data.resolve_sizes(task, None) == SPLIT_SIZES[task]
+
+
+def test_laptop_preset_is_the_configuration_the_search_ran():
+    """`laptop` trains what the laptop search's s2 run trained (its saved config), apart from the preset's name."""
+    import json
+    from pathlib import Path
+
+    run = Path(__file__).resolve().parents[1] / "experiments/science/laptop_grokking/results/s2_d128_l6_lr3e-4_lin40k"
+    saved = C.from_dict(json.loads((run / "config.json").read_text()))
+    laptop = C.concrete_layout(C.preset("laptop", "question", 6))
+    assert laptop.model == saved.model and laptop.train == saved.train and laptop.data == saved.data
+    assert laptop.eval == saved.eval
