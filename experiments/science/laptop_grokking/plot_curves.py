@@ -1,6 +1,6 @@
 """One run's val and gen accuracy per seed against step: the search's figure.
 
-    python experiments/science/laptop_grokking/plot_curves.py RESULTS_DIR --out FIGURE.png
+python experiments/science/laptop_grokking/plot_curves.py RESULTS_DIR --out FIGURE.png
 """
 
 from __future__ import annotations
