@@ -47,13 +47,13 @@ def read_records(path) -> list[dict]:
     return scan(path).records
 
 
-def parse_line(raw: bytes) -> dict | None:
-    """One record, or None when the line is not one (torn, not UTF-8, wrong types)."""
+def parse_line(raw: bytes, check=None) -> dict | None:
+    """One record, or None when the line is not one (torn, not UTF-8, or failing `check`: is_record by default)."""
     try:
         rec = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
-    return rec if is_record(rec) else None
+    return rec if (check or is_record)(rec) else None
 
 
 def is_record(rec) -> bool:

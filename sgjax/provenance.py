@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from sgjax import jsonl
+
 FILE = "provenance.jsonl"  # in a run or sweep directory: one line per invocation (a resume adds one)
 PACKAGES = ("sgjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
@@ -66,15 +68,9 @@ def record(command: list[str] | None, **extra) -> dict:
 def read(directory: Path) -> list[dict]:
     """The records of directory/provenance.jsonl, oldest first (unreadable lines skipped)."""
     path = Path(directory) / FILE
-    out = []
-    for raw in path.read_bytes().split(b"\n") if path.exists() else []:
-        try:
-            rec = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
+    lines = path.read_bytes().split(b"\n") if path.exists() else []
+    parsed = (jsonl.parse_line(raw, check=lambda rec: isinstance(rec, dict)) for raw in lines)
+    return [rec for rec in parsed if rec is not None]
 
 
 def append(directory: Path, command: list[str] | None, **extra) -> dict:
