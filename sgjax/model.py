@@ -241,12 +241,6 @@ def stack_layers(params: Params, axis: int = 0) -> Params:
     return {**params, "layers": jax.tree_util.tree_map(lambda *ls: xp.stack(ls, axis=axis), *layers)}
 
 
-def layer_params(params: Params, l: int) -> Params:
-    """Parameters of layer l, from either form."""
-    layers = params["layers"]
-    return layers[l] if isinstance(layers, tuple) else jax.tree_util.tree_map(lambda a: a[l], layers)
-
-
 def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
     """Parameters of one model, PyTorch-style initialization."""
     tokens_1x2 = jnp.ones((1, 2), dtype=jnp.int32)
@@ -275,8 +269,8 @@ def forward(
     model = TransformerLM(cfg, deterministic=dropout_key is None, return_internals=return_internals)
     rngs = {} if dropout_key is None else {"dropout": dropout_key}
     layers = params["layers"]
-    if cache is not None and not isinstance(layers, tuple):
-        layers = tuple(layer_params(params, l) for l in range(cfg.n_layers))
+    if cache is not None and not isinstance(layers, tuple):  # decoding runs the per-layer loop
+        layers = split_layers(params)["layers"]
     if isinstance(layers, tuple):
         rest = {k: v for k, v in params.items() if k != "layers"}
         args = (tokens_BxT, allowed_BxTxT, positions_BxT, layers, rows, cache)
