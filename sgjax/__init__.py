@@ -7,19 +7,20 @@ Programmatic API:
     sgjax.evaluate_checkpoint(run_dir, 400)                 # {seed: {val_acc, gen_acc, ...}}
     sgjax.generate(run_dir, 400, 42, "my newt does swim")   # the member's greedy output
     sgjax.tree(run_dir, 400, 42, "my newt does swim")       # its tree projection of the sentence
-    sgjax.summarize.summarize_run(run_dir)                  # early stopping vs extended training
-    sgjax.probe.probe_run(run_dir)                          # weight norms, sparsity, tree projections
-    sgjax.sweep.run_sweep(...); sgjax.report.write_report(sweep_dir)
+    sgjax.analysis.summarize.summarize_run(run_dir)     # early stopping vs extended training
+    sgjax.analysis.probe.probe_run(run_dir)             # weight norms, sparsity, tree projections
+    sgjax.sweep.run_sweep(...); sgjax.analysis.report.write_report(sweep_dir)
 """
 
 from sgjax.config import Config, DataConfig, EvalConfig, ModelConfig, TrainConfig, override, preset
+from sgjax.lazy import lazy_modules
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def train(config: Config, run_dir, **kwargs):
-    """Train (or resume) a population of seeds in `run_dir`; see sgjax.loop.run for options."""
-    from sgjax import loop
+    """Train (or resume) a population of seeds in `run_dir`; see sgjax.run.loop.run for options."""
+    from sgjax.run import loop
 
     return loop.run(config, run_dir, **kwargs)
 
@@ -52,25 +53,6 @@ def tree(run_dir, step: int, seed: int, sentence: str) -> dict:
     return api.tree(run_dir, step, seed, sentence)
 
 
-def __getattr__(name):
-    """Import submodules on first use (sgjax.summarize, sgjax.probe, ...), keeping `import sgjax` cheap."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"sgjax.{name}")
-    except ModuleNotFoundError as e:
-        if e.name != f"sgjax.{name}":  # a submodule that exists but fails to import: say why
-            raise
-        raise AttributeError(f"module 'sgjax' has no attribute {name!r}") from None
-
-
-def __dir__():
-    """The API and every submodule, imported or not (tab completion in a notebook)."""
-    import pkgutil
-
-    return sorted(set(__all__) | {m.name for m in pkgutil.iter_modules(__path__)})
-
-
 __all__ = [
     "Config",
     "DataConfig",
@@ -85,3 +67,5 @@ __all__ = [
     "train",
     "tree",
 ]
+
+__getattr__, __dir__ = lazy_modules(__name__, __path__, __all__)

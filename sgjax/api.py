@@ -13,15 +13,16 @@ MARKERS = {"question": "quest", "tense": "PRESENT"}  # the transformation asked 
 
 def metrics(run_dir) -> list[dict]:
     """The run's metrics.jsonl as records, one per (step, seed): train_loss, lr, val_acc, gen_acc, ..."""
-    from sgjax import summarize
+    from sgjax.analysis import summarize
 
     return summarize.read_metrics(Path(run_dir) / "metrics.jsonl")
 
 
 def evaluate_checkpoint(run_dir, step: int, seeds=None) -> dict[int, dict[str, float]]:
     """{seed: {metric: value}} of a probe checkpoint, scored as training scores it (the run's data and settings)."""
-    from sgjax import checkpoint, evaluate, loop
     from sgjax.data import vocab_for
+    from sgjax.evaluation import evaluate
+    from sgjax.run import checkpoint, loop
 
     cfg = checkpoint.load_config(run_dir)
     seeds, params_S = checkpoint.load_params(run_dir, step, seeds)
@@ -36,7 +37,7 @@ def evaluate_checkpoint(run_dir, step: int, seeds=None) -> dict[int, dict[str, f
 
 def member(run_dir, step: int, seed: int):
     """(config, one member's parameters) of a probe checkpoint."""
-    from sgjax import checkpoint
+    from sgjax.run import checkpoint
 
     cfg = checkpoint.load_config(run_dir)
     _, params_S = checkpoint.load_params(run_dir, step, [seed])
@@ -51,8 +52,8 @@ def _first(tree):
 def generate(run_dir, step: int, seed: int, sentence: str, marker: str | None = None) -> str:
     """The member's greedy output for an input sentence: QF questions it by default ('quest'), TI puts it in the
     present ('PRESENT'), Dyck continues the string. The input may end in its own '. marker'."""
-    from sgjax import decode
     from sgjax.data import vocab_for
+    from sgjax.evaluation import decode
 
     cfg, params = member(run_dir, step, seed)
     words = sentence.split()
@@ -73,8 +74,8 @@ def generate(run_dir, step: int, seed: int, sentence: str, marker: str | None = 
 
 def tree(run_dir, step: int, seed: int, sentence: str) -> dict:
     """The member's tree projection of one sentence (QF/TI declarative, Dyck string): chart, tree, gold tree,
-    tscore, tparseval, sparsity (sgjax.probe.probe_checkpoint)."""
-    from sgjax.probe.run import probe_checkpoint
+    tscore, tparseval, sparsity (sgjax.analysis.probe.probe_checkpoint)."""
+    from sgjax.analysis.probe.run import probe_checkpoint
 
     cfg, params = member(run_dir, step, seed)
     words = [w for w in sentence.split() if w not in (".", "?")]

@@ -6,20 +6,20 @@ import argparse
 import importlib
 import sys
 
-from sgjax import hostmem
 from sgjax.errors import UserError
+from sgjax.run import hostmem
 
 # name -> (module, one-line help). Each module defines add_arguments(parser) and run(args) -> int.
 COMMANDS = {
     "data": ("sgjax.data.cli", "generate a split and write it in the original text format"),
     "data-stats": ("sgjax.data.stats", "compare a generated split with an original file"),
     "train": ("sgjax.train_cli", "train a population of seeds at one depth"),
-    "summarize": ("sgjax.summarize", "per-seed early-stopping summary of a run"),
-    "probe": ("sgjax.probe.cli", "weight norms, attention sparsity, tree projections of checkpoints"),
+    "summarize": ("sgjax.analysis.summarize", "per-seed early-stopping summary of a run"),
+    "probe": ("sgjax.analysis.probe.cli", "weight norms, attention sparsity, tree projections of checkpoints"),
     "sweep": ("sgjax.sweep", "train, probe, summarize and report every depth"),
-    "report": ("sgjax.report", "the paper's figures and tables from a sweep"),
-    "compare": ("sgjax.compare", "do two runs of the same seeds train alike (e.g. TF32 against fp32)?"),
-    "bench": ("sgjax.bench", "training/evaluation speed against the PyTorch peer"),
+    "report": ("sgjax.analysis.report", "the paper's figures and tables from a sweep"),
+    "compare": ("sgjax.analysis.compare", "do two runs of the same seeds train alike (e.g. TF32 against fp32)?"),
+    "bench": ("sgjax.bench.speed", "training/evaluation speed against the PyTorch peer"),
 }
 
 
@@ -67,7 +67,7 @@ def error_line(e: BaseException) -> str:
 
 def provenance_version() -> str:
     """This installation's version ('unknown' from a bare checkout on PYTHONPATH)."""
-    from sgjax import provenance
+    from sgjax.run import provenance
 
     return provenance.version("sgjax") or "unknown"
 

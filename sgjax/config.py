@@ -7,7 +7,6 @@ import json
 import math
 from typing import Any
 
-from sgjax import compat
 from sgjax.errors import UserError
 
 TASKS = ("question", "tense", "dyck")
@@ -55,7 +54,7 @@ class DataConfig:
     val_file: str | None = None
     gen_file: str | None = None
     max_train_len: int | None = None  # Dyck: drop training strings longer than this (None keeps all)
-    # Training batches (sgjax/batching.py): "rows" (each sequence padded to the longest training line),
+    # Training batches (sgjax/core/batching.py): "rows" (each sequence padded to the longest training line),
     # "packed" (the batch end to end in one row, attention within each sequence by a P x P mask),
     # "unpadded" (packed tokens, attention on the sequences as rows), or "auto": unpadded for QF/TI,
     # packed for Dyck (whose long tail makes B x T x T rows dearer than P x P). A run records the
@@ -161,7 +160,6 @@ def from_dict(d: dict[str, Any]) -> Config:
         raise ConfigError(f"the saved config is not a config object ({bad[0]!r} is not an object of fields)")
     kw = {}
     for k, v in d.items():
-        v = compat.with_fields_saved_before(k, v, d.get("task"))
         if k in subs:
             kw[k] = subs[k](**v)
         elif isinstance(v, list):

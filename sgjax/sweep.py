@@ -15,8 +15,8 @@ from pathlib import Path
 import jax
 
 from sgjax import config as C
-from sgjax import jsonl
 from sgjax.errors import UserError
+from sgjax.run import jsonl
 from sgjax.train_cli import add_config_arguments, comma_list, config_from_args
 
 PAPER_DEPTHS = (2, 4, 6, 8, 10)
@@ -65,7 +65,7 @@ def device_groups(n_groups: int, devices=None) -> list[list]:
 
 def train_one(cfg: C.Config, run_dir: Path, override: bool, progress: bool, devices=None, command=None) -> Path:
     """Train one (task, depth) run unless it already finished."""
-    from sgjax import loop
+    from sgjax.run import loop
 
     if is_trained(run_dir, cfg) and (run_dir / "config.json").exists():
         # A finished run of another config is refused (as `train` would), not reported as this one; one that
@@ -98,7 +98,7 @@ def run_sweep(
     summarizes and reports, so the other processes never wait on it inside a collective.
     """
     if probe:  # a bad probe option is refused now, not after hours of training
-        from sgjax.probe.run import ProbeOptions, validate_options
+        from sgjax.analysis.probe.run import ProbeOptions, validate_options
 
         validate_options(ProbeOptions(sample=probe_sample))
     sweep_dir = Path(out)
@@ -106,7 +106,7 @@ def run_sweep(
     manifest = {"tasks": list(tasks), "depths": list(depths), "seeds": list(first.seeds), "preset": first.preset}
     write_manifest(sweep_dir, manifest, override)
     if jax.process_index() == 0:
-        from sgjax import provenance
+        from sgjax.run import provenance
 
         provenance.append(sweep_dir, command)
     one_host = jax.process_count() == 1
@@ -135,7 +135,7 @@ def run_sweep(
             progress,
         )
     if report:
-        from sgjax import report as report_lib
+        from sgjax.analysis import report as report_lib
 
         report_lib.write_report(sweep_dir)
     return sweep_dir
@@ -143,11 +143,11 @@ def run_sweep(
 
 def analyse(runs: list[tuple[C.Config, Path]], probe: bool, probe_sample: int | None, progress: bool) -> None:
     """Probe every checkpoint of each trained run, then summarize it (when it was evaluated)."""
-    from sgjax import summarize
+    from sgjax.analysis import summarize
 
     for cfg, rd in runs:
         if probe:
-            from sgjax.probe import run as probe_run
+            from sgjax.analysis.probe import run as probe_run
 
             kwargs = {} if probe_sample is None else {"sample": probe_sample}
             probe_run.probe_run(rd, progress=progress, **kwargs)
@@ -179,7 +179,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from sgjax import distributed
+    from sgjax.run import distributed
 
     distributed.maybe_initialize(args)
     tasks = list(C.TASKS) if args.task == "all" else [t for t in args.task.split(",") if t]

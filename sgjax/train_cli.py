@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 
 from sgjax import config as C
-from sgjax import distributed
+from sgjax.run import distributed
 
 
 def comma_list(kind, what: str):
@@ -108,13 +108,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from sgjax import loop
+    from sgjax.run import loop
 
     distributed.maybe_initialize(args)
     depth = args.depth if args.depth is not None else (2 if args.preset == "smoke" else 6)
     cfg = config_from_args(args, depth)
     if args.dry_run:
-        from sgjax import plan
+        from sgjax.run import plan
 
         print(cfg.to_json())
         print(plan.describe(cfg))

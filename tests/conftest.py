@@ -35,7 +35,7 @@ def toy_corpus(monkeypatch):
 def patch_toy_corpus(monkeypatch):
     """toy_corpus's patches through any MonkeyPatch (a module-scoped fixture has no `monkeypatch`)."""
     import sgjax.data as data
-    from sgjax import loop
+    from sgjax.run import loop
 
     rng = np.random.default_rng(0)
     words = [f"w{i:02d}" for i in range(68)]

@@ -2,11 +2,11 @@
 
 import numpy as np
 
-from sgjax import scoring
 from sgjax.config import ModelConfig
 from sgjax.data import grammar as G
 from sgjax.data.split import line_words
 from sgjax.data.vocab import Vocab
+from sgjax.evaluation import scoring
 
 QF_GEN = [  # subject RC: the first auxiliary is never the main one
     "my raven that doesn't sleep does change . quest\tdoes my raven that doesn't sleep change ?",

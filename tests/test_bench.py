@@ -10,8 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import batching, bench, engine, flops, loop, model, optim
 from sgjax import config as C
+from sgjax.bench import flops
+from sgjax.bench import speed as bench
+from sgjax.core import batching, engine, model, optim
+from sgjax.run import loop
 from tests.conftest import tiny_config
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -25,7 +28,7 @@ def torch():
 
 @pytest.fixture(scope="module")
 def peer(torch):
-    from sgjax import torch_peer
+    from sgjax.bench import torch_peer
 
     return torch_peer
 
@@ -236,7 +239,7 @@ def test_sgjax_measurement_runs_each_call_at_the_loops_width():
     """bench.measure on a tiny model: every timed call at the width the host loop gives its chunk, each
     compiled once.
     """
-    from sgjax import batching
+    from sgjax.core import batching
 
     p = {
         "kind": "sgjax",
@@ -424,7 +427,8 @@ def test_the_peer_runs_in_the_python_given(monkeypatch, tmp_path):
     import subprocess
     import sys
 
-    from sgjax import bench, cli
+    from sgjax import cli
+    from sgjax.bench import speed as bench
 
     started = []
 
@@ -442,7 +446,7 @@ def test_the_peer_runs_in_the_python_given(monkeypatch, tmp_path):
 
 def test_machine_names_the_cpu_beyond_its_model_name():
     """A VM's 'AMD EPYC' hides Zen 3 (AVX2) from Zen 4 (AVX-512): family, model and vector ISAs are recorded."""
-    from sgjax import bench
+    from sgjax.bench import speed as bench
 
     text = (
         "processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: fpu fma avx2 avx512f sse\n"

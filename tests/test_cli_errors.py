@@ -6,8 +6,9 @@ import json
 import jax
 import pytest
 
-from sgjax import bench, cli
+from sgjax import cli
 from sgjax import config as C
+from sgjax.bench import speed as bench
 
 TRAIN = [
     "train",

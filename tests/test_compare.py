@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sgjax import cli
-from sgjax import compare as C
+from sgjax.analysis import compare as C
 from sgjax.errors import UserError
 
 SEEDS = [42 + 10 * i for i in range(10)]

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import decode, model
 from sgjax.config import ModelConfig
+from sgjax.core import model
+from sgjax.evaluation import decode
 
 CFG = ModelConfig(vocab_size=12, n_layers=2, d_model=32, n_heads=2, d_ff=64, dropout=0.0)
 EOS, SOS = 10, 11  # a 10-word vocabulary (pad + 9 words): EOS = |V|, SOS = |V| + 1

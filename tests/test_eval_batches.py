@@ -1,12 +1,12 @@
-"""Evaluation batches (sgjax.eval_batches): every line once, in few padded widths, halved without loss."""
+"""Evaluation batches (sgjax.evaluation.batches): every line once, in few padded widths, halved without loss."""
 
 import itertools
 
 import numpy as np
 
-from sgjax import eval_batches
 from sgjax.config import EvalConfig
 from sgjax.data.split import encode_lines
+from sgjax.evaluation import batches as eval_batches
 from tests.eval_fixtures import DYCK_LINES, DYCK_VOCAB, TI_GEN, TI_VAL, words_vocab
 
 

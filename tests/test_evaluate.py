@@ -1,5 +1,5 @@
-"""The vmapped evaluator (sgjax.evaluate) on hand-written lines: each member scored as alone, the original's rules,
-memory fit.
+"""The vmapped evaluator (sgjax.evaluation.evaluate) on hand-written lines: each member scored as alone, the
+original's rules, memory fit.
 """
 
 import dataclasses
@@ -9,11 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import decode, engine, eval_batches, model, scoring
-from sgjax import evaluate as E
 from sgjax.config import EvalConfig, ModelConfig
+from sgjax.core import engine, model
 from sgjax.data.split import encode_lines, line_words
-from sgjax.decode import jit_forward as forward  # cached jitted model.forward
+from sgjax.evaluation import batches as eval_batches
+from sgjax.evaluation import decode, scoring
+from sgjax.evaluation import evaluate as E
+from sgjax.evaluation.decode import jit_forward as forward  # cached jitted model.forward
 from tests.eval_fixtures import (
     DYCK_LINES,
     DYCK_VOCAB,
@@ -246,10 +248,11 @@ def test_ti_is_scored_one_short_of_eos_as_the_original():
 
 def test_configs_saved_before_tense_drop_last_keep_whole_outputs():
     from sgjax import config
+    from sgjax.run import compat
 
     d = config.preset("smoke", "tense").to_dict()
     del d["eval"]["tense_drop_last"]
-    assert config.from_dict(d).eval.tense_drop_last is False
+    assert compat.saved_config(d).eval.tense_drop_last is False
     assert config.preset("smoke", "tense").eval.tense_drop_last is True
     qf = config.preset("smoke", "question").to_dict()  # QF never reads it: an old QF run resumes unchanged
     del qf["eval"]["tense_drop_last"]
@@ -316,10 +319,11 @@ def test_ti_subsample_needs_one_seed_per_member():
 
 def test_configs_saved_before_per_member_samples_keep_one_shared_draw():
     from sgjax import config
+    from sgjax.run import compat
 
     d = config.preset("smoke", "tense").to_dict()
     del d["eval"]["tense_sample_per_member"]
-    assert config.from_dict(d).eval.tense_sample_per_member is False
+    assert compat.saved_config(d).eval.tense_sample_per_member is False
     assert config.preset("smoke", "tense").eval.tense_sample_per_member is True
 
 

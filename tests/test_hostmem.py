@@ -1,4 +1,4 @@
-"""sgjax.hostmem: freed host memory is reused (no fresh page faults), and the opt-outs are honoured."""
+"""sgjax.run.hostmem: freed host memory is reused (no fresh page faults), and the opt-outs are honoured."""
 
 import ctypes.util
 import json
@@ -8,12 +8,13 @@ import sys
 
 import pytest
 
-from sgjax import cli, hostmem
+from sgjax import cli
+from sgjax.run import hostmem
 
 # Allocate, touch and free a 64 MB buffer 6 times; report the minor page faults of the last 5.
 FAULTS = """
 import ctypes, json, resource, sys
-from sgjax import hostmem
+from sgjax.run import hostmem
 applied = hostmem.keep_freed_memory() if sys.argv[1] == "tuned" else False
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
@@ -33,7 +34,7 @@ print(json.dumps({"applied": applied, "faults": sum(faults[1:])}))
 # and report how much resident memory release_freed_memory hands back.
 RELEASE = """
 import ctypes, json, resource
-from sgjax import hostmem
+from sgjax.run import hostmem
 assert hostmem.keep_freed_memory()
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import model, ops
 from sgjax.config import ModelConfig
+from sgjax.core import model, ops
 from tests.conftest import TINY_MODEL
 
 
@@ -166,19 +166,21 @@ def test_layer_loop_and_scan_are_the_same_function():
 
 def test_configs_saved_before_scan_layers_keep_scan():
     from sgjax import config
+    from sgjax.run import compat
 
     d = config.preset("smoke", "question", 2).to_dict()
     del d["model"]["scan_layers"]
-    assert config.from_dict(d).model.scan_layers is True
+    assert compat.saved_config(d).model.scan_layers is True
     assert config.preset("smoke", "question", 2).model.scan_layers is False
 
 
 def test_configs_saved_before_dropout_draw_keep_per_element_masks():
     from sgjax import config
+    from sgjax.run import compat
 
     d = config.preset("smoke", "question", 2).to_dict()
     del d["model"]["dropout_draw"]
-    assert config.from_dict(d).model.dropout_draw == "per_element"
+    assert compat.saved_config(d).model.dropout_draw == "per_element"
     assert config.preset("smoke", "question", 2).model.dropout_draw == "counter"
     with pytest.raises(config.ConfigError, match="dropout_draw"):
         config.validate(config.override(config.preset("smoke", "question", 2), ["model.dropout_draw=fast"]))

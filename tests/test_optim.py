@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import engine, optim
 from sgjax.config import TrainConfig
+from sgjax.core import engine, optim
 
 
 def tree(rng, scale):

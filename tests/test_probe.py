@@ -9,13 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import cli, loop
+from sgjax import cli
 from sgjax import config as C
-from sgjax import model as M
+from sgjax.analysis.probe import norms
+from sgjax.analysis.probe import run as R
+from sgjax.analysis.probe import sparsity as SP
+from sgjax.core import model as M
 from sgjax.errors import UserError
-from sgjax.probe import norms
-from sgjax.probe import run as R
-from sgjax.probe import sparsity as SP
+from sgjax.run import loop
 
 CFG = C.ModelConfig(vocab_size=71, n_layers=2, d_model=32, n_heads=4, d_ff=64, dropout=0.0)
 SOS = 70
@@ -91,7 +92,7 @@ def test_bug_attention_is_real_in_layer_one_only(params):
 
 def fake_run(root, cfg: C.Config, steps):
     """A run dir under root: config.json + a checkpoint of freshly initialized members at each step (no training)."""
-    from sgjax import checkpoint
+    from sgjax.run import checkpoint
 
     d = root / "run"
     d.mkdir()
@@ -184,7 +185,7 @@ def test_probe_cli_and_errors(run_dir, tmp_path, capsys):
 
 
 def test_probe_checkpoint_for_notebooks(run_dir):
-    from sgjax import checkpoint
+    from sgjax.run import checkpoint
 
     cfg = checkpoint.load_config(run_dir)
     member = checkpoint.load_member(run_dir, 10, 42)
@@ -254,8 +255,8 @@ def dyck_run(tmp_path_factory):
 
 
 def test_dyck_probe_samples_the_chosen_split(dyck_run, capsys, monkeypatch):
-    from sgjax import checkpoint
     from sgjax.data import vocab_for
+    from sgjax.run import checkpoint
 
     released = []
     monkeypatch.setattr(R.hostmem, "release_freed_memory", lambda: released.append(1) or True)
@@ -292,7 +293,7 @@ def test_dyck_probe_samples_the_chosen_split(dyck_run, capsys, monkeypatch):
 def test_probe_cli_defaults_are_the_options_defaults():
     import argparse
 
-    from sgjax.probe import cli as probe_cli
+    from sgjax.analysis.probe import cli as probe_cli
 
     p = argparse.ArgumentParser()
     probe_cli.add_arguments(p)
@@ -390,8 +391,9 @@ def test_probe_scores_each_tree_against_its_own_gold_parse(params, monkeypatch):
 def test_one_call_api_on_a_run(run_dir):
     """sgjax.metrics / evaluate_checkpoint / generate / tree on a run's numpy checkpoints (decoding crashed on them)."""
     import sgjax
-    from sgjax import checkpoint, decode, evaluate
     from sgjax.data import vocab_for
+    from sgjax.evaluation import decode, evaluate
+    from sgjax.run import checkpoint
 
     scores = sgjax.evaluate_checkpoint(run_dir, 10)
     assert set(scores) == {42, 52} and {"val_acc", "gen_acc"} <= set(scores[42])

@@ -1,10 +1,10 @@
-"""The paper sweep's projection (sgjax.projection) and the analytic FLOPs it rests on (sgjax.flops)."""
+"""The paper sweep's projection (sgjax.bench.projection) and the analytic FLOPs it rests on (sgjax.bench.flops)."""
 
 import json
 
 import pytest
 
-from sgjax import flops, projection
+from sgjax.bench import flops, projection
 
 
 def test_flops_count_matches_spec_estimate():

@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgjax import batching, engine, model, ops
 from sgjax.config import Config, ModelConfig, TrainConfig
+from sgjax.core import batching, engine, model, ops
 
 CFG = Config(
     model=ModelConfig(vocab_size=13, n_layers=2, d_model=16, n_heads=2, d_ff=24, dropout=0.1),

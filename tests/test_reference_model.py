@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import engine, model
 from sgjax.config import Config, ModelConfig, TrainConfig
+from sgjax.core import engine, model
 from tests import reference_model as R
 
 HEADS = 2

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sgjax import checkpoint, cli, loop
+from sgjax import cli
 from sgjax.data import formats
 from sgjax.errors import CheckpointError, DataError, UserError
+from sgjax.run import checkpoint, loop
 from tests.conftest import tiny_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "checks" / "chaos"))
@@ -197,7 +198,7 @@ def test_ctrl_c_keeps_every_record(tmp_path, toy_corpus, monkeypatch, log_every,
     import os
     import signal
 
-    from sgjax import engine
+    from sgjax.core import engine
 
     cfg = tiny_config(steps=20, log_every=log_every)
     loop.run(cfg, tmp_path / "full", progress=False, evaluator=None)
@@ -277,7 +278,7 @@ def test_a_second_writer_is_refused_and_a_dead_holders_lock_is_not(tmp_path, toy
             textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from sgjax import runlock
+        from sgjax.run import runlock
         with runlock.hold(Path({str(run)!r}), "train"):
             print("held", flush=True)
             time.sleep(600)
@@ -386,9 +387,9 @@ JSON_VALUES = st.recursive(
 
 def readers(run: Path) -> dict:
     """Every reader of a file sgjax writes, as `name: (file it reads, call)`."""
-    from sgjax import summarize
-    from sgjax.probe import run as probe_run
-    from sgjax.report import runs as report_runs
+    from sgjax.analysis import summarize
+    from sgjax.analysis.probe import run as probe_run
+    from sgjax.analysis.report import runs as report_runs
 
     return {
         "metrics.jsonl": ("metrics.jsonl", lambda: summarize.summarize_run(run, write=False)),

@@ -1,4 +1,4 @@
-"""sgjax.report on synthetic sweeps: the table's numbers, the figures, the best-depth rule, edge cases."""
+"""sgjax.analysis.report on synthetic sweeps: the table's numbers, the figures, the best-depth rule, edge cases."""
 
 import json
 import math
@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from sgjax import cli, paper, report, summarize
+from sgjax import cli
+from sgjax.analysis import paper, report, summarize
 from sgjax.errors import UserError
 
 SEEDS = (42, 52, 62)
@@ -324,7 +325,7 @@ def test_runs_of_one_depth_but_another_experiment_are_refused(tmp_path):
         report.write_report(tmp_path)
     (tmp_path / "more" / "config.json").write_text(smoke_config((62, 72)))
     assert report.discover_runs(tmp_path)[0].seeds == [42, 52, 62, 72]
-    from sgjax.probe.run import OPTIONS_FILE
+    from sgjax.analysis.probe.run import OPTIONS_FILE
 
     assert report.runs.PROBE_OPTIONS == OPTIONS_FILE
     (tmp_path / "more" / "probe_options.json").write_text(json.dumps({"sample": 1000}))

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sgjax import checkpoint, config, loop
+from sgjax import config
 from sgjax.errors import CheckpointError, UserError
+from sgjax.run import checkpoint, loop
 from tests.conftest import patch_toy_corpus, tiny_config
 
 

@@ -1,11 +1,11 @@
-"""The scoring rules (sgjax.scoring) on hand-written lines: rule-following predictors score 1, linear heuristics
-and chance what they should, and the id-level rules agree with the word-level ones."""
+"""The scoring rules (sgjax.evaluation.scoring) on hand-written lines: rule-following predictors score 1, linear
+heuristics and chance what they should, and the id-level rules agree with the word-level ones."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import scoring
+from sgjax.evaluation import scoring
 from tests.eval_fixtures import (
     DYCK_LINES,
     LETTERS,

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from sgjax import checkpoint
+from sgjax.run import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = str(ROOT / "tests" / "toy_run.py")
@@ -65,7 +65,7 @@ def test_sharded_equals_unsharded_and_checkpoints_move(tmp_path, four_devices):
 
 PER_MEMBER_SAMPLES = """
 import jax, jax.numpy as jnp, numpy as np
-from sgjax import engine
+from sgjax.core import engine
 from tests.test_evaluate import ti_sample_evaluator
 seeds = (1, 2, 3, 4)
 mesh = engine.seed_mesh(4)
@@ -200,7 +200,7 @@ def test_distributed_start_from_flags_the_environment_or_auto_detection(monkeypa
     """No flag: one process. --distributed: JAX detects the cluster. SGJAX_* variables fill the flags; a flag wins."""
     import argparse
 
-    from sgjax import distributed
+    from sgjax.run import distributed
 
     calls = []
     monkeypatch.setattr(jax.distributed, "initialize", lambda *a: calls.append(a))

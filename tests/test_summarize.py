@@ -6,7 +6,7 @@ import json
 import pytest
 
 from sgjax import cli
-from sgjax import summarize as S
+from sgjax.analysis import summarize as S
 from sgjax.errors import UserError
 
 STEPS = [3000 * (i + 1) for i in range(12)]

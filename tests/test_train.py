@@ -8,11 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import batching, checkpoint, jsonl, loop
 from sgjax import config as C
-from sgjax import engine as train
+from sgjax.core import batching
+from sgjax.core import engine as train
 from sgjax.data.split import lm_flat
 from sgjax.errors import UserError
+from sgjax.run import checkpoint, jsonl, loop
 from tests.conftest import tiny_config
 
 
@@ -148,7 +149,7 @@ def test_rare_long_calls_run_at_the_runs_longest(toy_corpus):
 
 def test_regather_gradient_is_the_gather_transpose():
     """ops.regather's gradient (a gather by the inverse map) equals autodiff's scatter-add of the plain gather."""
-    from sgjax.ops import regather
+    from sgjax.core.ops import regather
 
     x_NxD = jax.random.normal(jax.random.key(0), (6, 3))
     src_M = jnp.array([4, 0, 6, 2, 6])  # 6 is out of range: a zero row

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgjax import model as M
+from sgjax.analysis.probe import tree_projection as TP
 from sgjax.config import ModelConfig
+from sgjax.core import model as M
 from sgjax.data import parses
-from sgjax.probe import tree_projection as TP
 
 CFG = ModelConfig(vocab_size=20, n_layers=2, d_model=32, n_heads=4, d_ff=64, dropout=0.0)
 SOS = 19

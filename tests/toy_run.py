@@ -29,8 +29,8 @@ def main() -> None:
     if args.coordinator:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     import sgjax.data as data
-    from sgjax import loop
     from sgjax.data.split import encode_lines
+    from sgjax.run import loop
     from tests.conftest import tiny_config
 
     vocab = data.vocab_for("question")

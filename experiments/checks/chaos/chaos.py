@@ -69,7 +69,7 @@ def kill_randomly(out: Path, rng: random.Random, max_wait: float, sig: str = "KI
 
 def last_logged_step(out: Path) -> int | None:
     """The latest step metrics.jsonl records (a torn last line skipped, as the run itself reads it)."""
-    from sgjax import jsonl
+    from sgjax.run import jsonl
 
     return max((r["step"] for r in jsonl.read_records(out / "metrics.jsonl")), default=None)
 
@@ -83,7 +83,7 @@ def resumed_step(out: Path) -> int | None:
 
 def check(ref: Path, out: Path) -> list[str]:
     """Every problem found comparing the chaotic run with the reference run."""
-    from sgjax import checkpoint, jsonl
+    from sgjax.run import checkpoint, jsonl
 
     problems = []
     steps = checkpoint.list_steps(out)

@@ -66,7 +66,7 @@ MUTATIONS = [
         "every seed given the same dropout key",
         [
             (
-                "sgjax/engine.py",
+                "sgjax/core/engine.py",
                 "jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), DROPOUT_STREAM), step)",
                 "jax.random.fold_in(jax.random.fold_in(jax.random.key(0), DROPOUT_STREAM), step)",
             )
@@ -76,7 +76,7 @@ MUTATIONS = [
     (
         "dropout_salt_is_init_salt",
         "the dropout stream's salt made equal to the init stream's",
-        [("sgjax/engine.py", "INIT_STREAM, DROPOUT_STREAM = 0, 2", "INIT_STREAM, DROPOUT_STREAM = 0, 0")],
+        [("sgjax/core/engine.py", "INIT_STREAM, DROPOUT_STREAM = 0, 2", "INIT_STREAM, DROPOUT_STREAM = 0, 0")],
         ["tests/test_randomness.py"],
     ),
     (
@@ -84,7 +84,7 @@ MUTATIONS = [
         "a member's dropout masks the same at every step",
         [
             (
-                "sgjax/engine.py",
+                "sgjax/core/engine.py",
                 "jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), DROPOUT_STREAM), step)",
                 "jax.random.fold_in(jax.random.key(seed), DROPOUT_STREAM)",
             )
@@ -94,13 +94,13 @@ MUTATIONS = [
     (
         "no_attention_dropout",
         "the attention-probability dropout site removed",
-        [("sgjax/model.py", "drop(attn_BxHxTxS), v_BxSxHxK", "attn_BxHxTxS, v_BxSxHxK")],
+        [("sgjax/core/model.py", "drop(attn_BxHxTxS), v_BxSxHxK", "attn_BxHxTxS, v_BxSxHxK")],
         ["tests/test_randomness.py"],
     ),
     (
         "no_ffn_hidden_dropout",
         "the FFN's hidden-layer dropout site removed",
-        [("sgjax/model.py", "drop(jax.nn.relu(x_BxTxD @ w1_DxF + b1_F))", "jax.nn.relu(x_BxTxD @ w1_DxF + b1_F)")],
+        [("sgjax/core/model.py", "drop(jax.nn.relu(x_BxTxD @ w1_DxF + b1_F))", "jax.nn.relu(x_BxTxD @ w1_DxF + b1_F)")],
         ["tests/test_randomness.py"],
     ),
     (
@@ -108,7 +108,7 @@ MUTATIONS = [
         "every seed draws the same batch order",
         [
             (
-                "sgjax/batching.py",
+                "sgjax/core/batching.py",
                 "np.random.default_rng([seed, BATCH_STREAM, epoch])",
                 "np.random.default_rng([0, BATCH_STREAM, epoch])",
             )
@@ -120,7 +120,7 @@ MUTATIONS = [
         "every epoch the same permutation",
         [
             (
-                "sgjax/batching.py",
+                "sgjax/core/batching.py",
                 "np.random.default_rng([seed, BATCH_STREAM, epoch])",
                 "np.random.default_rng([seed, BATCH_STREAM, 0])",
             )
@@ -133,7 +133,7 @@ MUTATIONS = [
         "post-LN made pre-LN",
         [
             (
-                "sgjax/model.py",
+                "sgjax/core/model.py",
                 "        q_BxTxHxK = to_rows(x_BxTxD @ wq_DxD)\n        k_BxSxHxK = to_rows(x_BxTxD @ wk_DxD)\n"
                 "        v_BxSxHxK = to_rows(x_BxTxD @ wv_DxD)\n",
                 '        n_BxTxD = nn.LayerNorm(epsilon=1e-5, name="norm1")(x_BxTxD)\n'
@@ -141,7 +141,7 @@ MUTATIONS = [
                 "        v_BxSxHxK = to_rows(n_BxTxD @ wv_DxD)\n",
             ),
             (
-                "sgjax/model.py",
+                "sgjax/core/model.py",
                 'x_BxTxD = nn.LayerNorm(epsilon=1e-5, name="norm1")(x_BxTxD + drop(from_rows(ctx_BxTxHxK) @ wo_DxD))',
                 "x_BxTxD = x_BxTxD + drop(from_rows(ctx_BxTxHxK) @ wo_DxD)",
             ),
@@ -153,7 +153,7 @@ MUTATIONS = [
         "the embedding's sqrt(d) scale dropped",
         [
             (
-                "sgjax/model.py",
+                "sgjax/core/model.py",
                 "x_BxTxD = emb_VxD[tokens_BxT] * math.sqrt(d) + pe_BxTxD",
                 "x_BxTxD = emb_VxD[tokens_BxT] + pe_BxTxD",
             ),
@@ -165,7 +165,7 @@ MUTATIONS = [
         "sin and cos swapped in the position table",
         [
             (
-                "sgjax/model.py",
+                "sgjax/core/model.py",
                 "pe_PxD[:, 0::2] = np.sin(pos_Px1 * div_half)\n    pe_PxD[:, 1::2] = np.cos(pos_Px1 * div_half)",
                 "pe_PxD[:, 0::2] = np.cos(pos_Px1 * div_half)\n    pe_PxD[:, 1::2] = np.sin(pos_Px1 * div_half)",
             )
@@ -177,7 +177,7 @@ MUTATIONS = [
         "padding keys attended to",
         [
             (
-                "sgjax/model.py",
+                "sgjax/core/model.py",
                 "keep_BxTxS = causal_TxT[None] & (tokens_BxT != 0)[:, None, :]",
                 "keep_BxTxS = jnp.broadcast_to(causal_TxT[None], (b, t, t))",
             )
@@ -189,7 +189,7 @@ MUTATIONS = [
         "ReLU made GELU in the FFN",
         [
             (
-                "sgjax/model.py",
+                "sgjax/core/model.py",
                 "drop(jax.nn.relu(x_BxTxD @ w1_DxF + b1_F))",
                 "drop(jax.nn.gelu(x_BxTxD @ w1_DxF + b1_F))",
             )
@@ -200,13 +200,13 @@ MUTATIONS = [
     (
         "loss_counts_padding",
         "the loss averaged over padded targets too",
-        [("sgjax/engine.py", "mask_BxT = targets_BxT != 0", "mask_BxT = targets_BxT >= 0")],
+        [("sgjax/core/engine.py", "mask_BxT = targets_BxT != 0", "mask_BxT = targets_BxT >= 0")],
         ["tests/test_reference_model.py"],
     ),
     (
         "no_bias_correction",
         "Adam's bias correction dropped",
-        [("sgjax/optim.py", "bias1, bias2 = 1 - b1**count, 1 - b2**count", "bias1, bias2 = 1.0, 1.0")],
+        [("sgjax/core/optim.py", "bias1, bias2 = 1 - b1**count, 1 - b2**count", "bias1, bias2 = 1.0, 1.0")],
         ["tests/test_reference_model.py", "tests/test_optim.py"],
     ),
     (
@@ -214,7 +214,7 @@ MUTATIONS = [
         "clipping skipped (the threshold ignored)",
         [
             (
-                "sgjax/optim.py",
+                "sgjax/core/optim.py",
                 "clip = lambda g: jnp.where(grad_norm < tc.clip_norm, g, (g / grad_norm) * tc.clip_norm)",
                 "clip = lambda g: g",
             )
@@ -226,7 +226,7 @@ MUTATIONS = [
         "eps moved inside the square root",
         [
             (
-                "sgjax/optim.py",
+                "sgjax/core/optim.py",
                 "u = (m / bias1) / (jnp.sqrt(v / bias2) + eps)",
                 "u = (m / bias1) / jnp.sqrt(v / bias2 + eps)",
             )
@@ -237,9 +237,9 @@ MUTATIONS = [
         "coupled_weight_decay",
         "weight decay added to the gradient (Adam + L2, not AdamW)",
         [
-            ("sgjax/optim.py", "        if tc.weight_decay:\n            u = u + tc.weight_decay * p\n", ""),
+            ("sgjax/core/optim.py", "        if tc.weight_decay:\n            u = u + tc.weight_decay * p\n", ""),
             (
-                "sgjax/optim.py",
+                "sgjax/core/optim.py",
                 "mu = jax.tree_util.tree_map(lambda m, g: jnp.where(frozen, m, (1 - b1) * clip(g) + b1 * m), "
                 "adam.mu, grads)",
                 "grads = jax.tree_util.tree_map(lambda g, p: g + tc.weight_decay * p, grads, params)\n"
@@ -252,7 +252,13 @@ MUTATIONS = [
     (
         "warmup_off_by_one",
         "the first update at lr 1/warmup instead of 0",
-        [("sgjax/engine.py", "warm = step / max(tc.warmup_steps, 1)", "warm = (step + 1) / max(tc.warmup_steps, 1)")],
+        [
+            (
+                "sgjax/core/engine.py",
+                "warm = step / max(tc.warmup_steps, 1)",
+                "warm = (step + 1) / max(tc.warmup_steps, 1)",
+            )
+        ],
         ["tests/test_reference_model.py", "tests/test_train.py"],
     ),
     (
@@ -260,7 +266,7 @@ MUTATIONS = [
         "rows batches predict the current token, not the next",
         [
             (
-                "sgjax/batching.py",
+                "sgjax/core/batching.py",
                 "return ids_BxT[:, :-1], ids_BxT[:, 1:], None, None",
                 "return ids_BxT[:, :-1], ids_BxT[:, :-1], None, None",
             )
@@ -273,7 +279,7 @@ MUTATIONS = [
         "Dyck's all-closings and far-closings keys swapped",
         [
             (
-                "sgjax/evaluate.py",
+                "sgjax/evaluation/evaluate.py",
                 '("gen", "dyck", "all"): "gen_acc",\n    ("gen", "dyck", "far"): "gen_acc_far",',
                 '("gen", "dyck", "all"): "gen_acc_far",\n    ("gen", "dyck", "far"): "gen_acc",',
             )
@@ -285,7 +291,7 @@ MUTATIONS = [
         "QF's unrestricted accuracy computed with the restricted argmax",
         [
             (
-                "sgjax/evaluate.py",
+                "sgjax/evaluation/evaluate.py",
                 'out["acc_unrestricted"] = jnp.sum(v & (jnp.argmax(last_BxV, -1) == b["gold"]))',
                 'out["acc_unrestricted"] = out["acc"]',
             )
@@ -297,7 +303,7 @@ MUTATIONS = [
         "QF's restricted argmax without 'don't'",
         [
             (
-                "sgjax/scoring.py",
+                "sgjax/evaluation/scoring.py",
                 'AUXILIARIES = ("does", "doesn\'t", "do", "don\'t")',
                 'AUXILIARIES = ("does", "doesn\'t", "do")',
             )
@@ -309,7 +315,7 @@ MUTATIONS = [
         "TI's main verb: the RC test looks at the wrong tag",
         [
             (
-                "sgjax/scoring.py",
+                "sgjax/evaluation/scoring.py",
                 'k = 1 if len(tags) > 2 and tags[2] == "R" else 0',
                 'k = 1 if len(tags) > 2 and tags[1] == "R" else 0',
             )
@@ -321,7 +327,7 @@ MUTATIONS = [
         "Dyck's far filter at distance > 10 instead of >= 10",
         [
             (
-                "sgjax/scoring.py",
+                "sgjax/evaluation/scoring.py",
                 "keep = np.asarray(distances) >= min_distance",
                 "keep = np.asarray(distances) > min_distance",
             )
@@ -334,7 +340,7 @@ MUTATIONS = [
         "each projected tree paired with the next sentence's gold parse",
         [
             (
-                "sgjax/probe/run.py",
+                "sgjax/analysis/probe/run.py",
                 'rec["tparseval"] = parse_f1(trees[m], gold, include_root=True)',
                 'rec["tparseval"] = parse_f1(trees[m], gold[1:] + gold[:1], include_root=True)',
             )
@@ -346,7 +352,7 @@ MUTATIONS = [
         "tparseval computed without the root span",
         [
             (
-                "sgjax/probe/run.py",
+                "sgjax/analysis/probe/run.py",
                 'rec["tparseval"] = parse_f1(trees[m], gold, include_root=True)',
                 'rec["tparseval"] = parse_f1(trees[m], gold, include_root=False)',
             )
@@ -358,7 +364,7 @@ MUTATIONS = [
         "the greedy tree splits where the score is lowest",
         [
             (
-                "sgjax/probe/tree_projection.py",
+                "sgjax/analysis/probe/tree_projection.py",
                 "return a + int(np.argmax(node_pairs(c_NxN, a, b)))",
                 "return a + int(np.argmin(node_pairs(c_NxN, a, b)))",
             )
@@ -371,7 +377,7 @@ MUTATIONS = [
         "each member's parameters saved under the next seed's name",
         [
             (
-                "sgjax/checkpoint.py",
+                "sgjax/run/checkpoint.py",
                 "np.savez(f, **{k: v[i] for k, v in flat.items()})",
                 "np.savez(f, **{k: v[(i + 1) % len(seeds)] for k, v in flat.items()})",
             )
@@ -383,7 +389,7 @@ MUTATIONS = [
         "a resumed run starts the optimizer moments afresh",
         [
             (
-                "sgjax/loop.py",
+                "sgjax/run/loop.py",
                 "state, _ = ckpts.restore_state(step, engine.abstract_population(cfg, mesh), cfg.seeds)",
                 "state, _ = ckpts.restore_state(step, engine.abstract_population(cfg, mesh), cfg.seeds)\n"
                 '            state = {**state, "opt": engine.init_population(cfg, mesh)["opt"]}',

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import jax
 
-from sgjax import checkpoint, config, engine
-from sgjax.loop import meta
+from sgjax import config
+from sgjax.core import engine
+from sgjax.run import checkpoint
+from sgjax.run.loop import meta
 
 
 def one_round(ckpts: checkpoint.RunCheckpoints, cfg, step: int, state) -> dict[str, float]:

@@ -17,7 +17,8 @@ import json
 
 import numpy as np
 
-from sgjax import batching, data
+from sgjax import data
+from sgjax.core import batching
 
 
 def same_length_run(seq_len_N: np.ndarray, idx_SxKxB: np.ndarray) -> int:

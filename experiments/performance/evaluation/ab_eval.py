@@ -1,4 +1,4 @@
-"""A/B of one full evaluation (sgjax.evaluate) between source trees or eval settings, in alternating child processes.
+"""A/B of one full evaluation between source trees or eval settings, in alternating child processes.
 
     git worktree add ../sgjax_before HEAD~1
     python experiments/performance/evaluation/ab_eval.py --run runs/qf6 --arm before=../sgjax_before --arm after=. \
@@ -48,7 +48,9 @@ def child(args) -> dict:
     import numpy as np
 
     import sgjax
-    from sgjax import checkpoint, config, data, evaluate, loop
+    from sgjax import config, data
+    from sgjax.evaluation import evaluate
+    from sgjax.run import checkpoint, loop
 
     cfg = config.override(readable_config(args.run), [o for o in args.overrides.split(",") if o])
     step = args.step if args.step is not None else checkpoint.list_steps(args.run)[-1]

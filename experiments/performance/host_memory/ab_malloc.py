@@ -1,4 +1,4 @@
-"""sgjax's step with glibc's default malloc against sgjax.hostmem's (freed memory kept), in alternating child processes.
+"""sgjax's step with glibc's default malloc against sgjax.run.hostmem's (freed memory kept), in alternating children.
 
     python experiments/performance/host_memory/ab_malloc.py --seeds 10 --chunks 1,5 --rounds 3 \
         --out experiments/performance/host_memory/results/ab_malloc_cpu_s10.json
@@ -19,7 +19,7 @@ import statistics
 
 import jax
 
-from sgjax import bench
+from sgjax.bench import speed as bench
 
 
 def main() -> None:

@@ -22,7 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgjax import batching, config, data, engine, loop
+from sgjax import config, data
+from sgjax.core import batching, engine
+from sgjax.run import loop
 
 
 def main() -> None:

@@ -18,7 +18,9 @@ import collections
 import dataclasses
 import json
 
-from sgjax import batching, config, data, loop
+from sgjax import config, data
+from sgjax.core import batching
+from sgjax.run import loop
 
 
 def walk(task: str, depth: int) -> dict:

@@ -22,7 +22,7 @@ import argparse
 import json
 import statistics
 
-from sgjax import bench
+from sgjax.bench import speed as bench
 
 
 def arm(spec: str, args, rnd: int) -> dict:

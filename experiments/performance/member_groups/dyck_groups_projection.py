@@ -20,7 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sgjax import projection
+from sgjax.bench import projection
 
 # (member groups, grouped by, the file and the program's population that measure it)
 ARMS = (

@@ -22,7 +22,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from sgjax import batching, bench, engine, loop
+from sgjax.bench import speed as bench
+from sgjax.core import batching, engine
+from sgjax.run import loop
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgjax import model as M
+from sgjax.analysis.probe import tree_projection as TP
 from sgjax.config import ModelConfig
-from sgjax.probe import tree_projection as TP
+from sgjax.core import model as M
 
 MODELS = {
     "tiny": ModelConfig(vocab_size=71, n_layers=2, d_model=32, n_heads=4, d_ff=64, dropout=0.0),

@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgjax import model as M
+from sgjax.analysis.probe import run as R
+from sgjax.analysis.probe import tree_projection as TP
 from sgjax.config import ModelConfig
-from sgjax.probe import run as R
-from sgjax.probe import tree_projection as TP
+from sgjax.core import model as M
 
 
 def main() -> None:

@@ -23,7 +23,11 @@ import json
 
 import numpy as np
 
-from sgjax import batching, config, data, evaluate, flops, loop, projection, scoring
+from sgjax import config, data
+from sgjax.bench import flops, projection
+from sgjax.core import batching
+from sgjax.evaluation import evaluate, scoring
+from sgjax.run import loop
 
 GOAL_HOURS = 6.0
 

@@ -9,7 +9,7 @@
         --arm no_autotune=xla:xla_gpu_autotune_level=0 --precision highest
 
 Each `--arm NAME=FIELD=VALUE[,FIELD=VALUE...]` is the paper's QF model with those overrides (the
-token `@optax` makes that arm update with optax's chain instead of sgjax.optim.update; a token
+token `@optax` makes that arm update with optax's chain instead of sgjax.core.optim.update; a token
 `xla:OPTION=VALUE` compiles that arm with an XLA compiler option, so flags that `XLA_FLAGS` would set
 for the whole process are compared in one process). The
 step is jitted with the state donated (as in training), on rows of 8 x 36 random tokens; arms run
@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgjax import config, engine, optim
+from sgjax import config
+from sgjax.core import engine, optim
 
 
 def optax_update(tc, params, opt_state, grads, grad_norm, lr, frozen):
@@ -93,7 +94,7 @@ def main() -> None:
         help="matmul precision while tracing, as train.matmul_precision (default fp32)",
     )
     args = p.parse_args()
-    with jax.default_matmul_precision(args.precision):  # read while tracing, as sgjax.loop does
+    with jax.default_matmul_precision(args.precision):  # read while tracing, as sgjax.run.loop does
         run(args)
 
 

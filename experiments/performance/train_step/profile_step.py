@@ -5,10 +5,11 @@
     XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true python experiments/performance/train_step/profile_step.py \
         --seeds 10 --layout unpadded
 
-The process keeps freed host memory as `sgjax train` does on a CPU (sgjax.hostmem). One population step (6 layers, the
-paper's QF model, state donated) is compiled, run twice untraced, then `--steps` times under the profiler. `--layout
-rows` (default) steps on rows of 8 x 36 random tokens; `unpadded` and `packed` run one-step chunks (engine.make_chunk)
-on real QF batches. Ops are grouped by their name without the numeric suffix (`ynn_fusion.12` -> `ynn_fusion`: the
+The process keeps freed host memory as `sgjax train` does on a CPU (sgjax.run.hostmem). One population step (6
+layers, the paper's QF model, state donated) is compiled, run twice untraced, then `--steps` times under the profiler.
+`--layout rows` (default) steps on rows of 8 x 36 random tokens; `unpadded` and `packed` run one-step chunks
+(engine.make_chunk) on real QF batches. Ops are grouped by their name without the numeric suffix
+(`ynn_fusion.12` -> `ynn_fusion`: the
 matmuls on CPU; `*select*`: Adam and the frozen-member select; `slice`/`concatenate`/`copy`: layout work). Times are
 summed over threads, per step.
 
@@ -29,7 +30,7 @@ import json
 import re
 import tempfile
 
-from sgjax import hostmem
+from sgjax.run import hostmem
 
 hostmem.keep_freed_memory()  # as `sgjax train` runs on a CPU: freed host memory kept, no page faults per step
 
@@ -40,7 +41,8 @@ from ab_step import compile_arm, random_tokens  # noqa: E402  (ab_step.py is in 
 
 def real_batch_step(args):
     """A one-step chunk of real QF batches in a packed layout: (step fn, state, seeds, its other arguments)."""
-    from sgjax import batching, bench, engine
+    from sgjax.bench import speed as bench
+    from sgjax.core import batching, engine
 
     cfg = bench.bench_config(
         "question", args.depth, args.seeds, 1, args.precision, [*args.overrides, f"data.layout={args.layout}"]
@@ -68,7 +70,7 @@ def main() -> None:
     )
     args = p.parse_args()
 
-    with jax.default_matmul_precision(args.precision):  # read while tracing, as sgjax.loop does
+    with jax.default_matmul_precision(args.precision):  # read while tracing, as sgjax.run.loop does
         events = traced_events(args)
     ms_by_kind, counted = op_times(events, args.steps)
     total = sum(ms_by_kind.values())

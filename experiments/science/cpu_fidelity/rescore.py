@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sgjax import checkpoint, config, data, jsonl, loop
+from sgjax import config, data
+from sgjax.run import checkpoint, jsonl, loop
 
 
 def logged_evals(run_dir: Path) -> dict[tuple[int, int], dict]:

@@ -25,10 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgjax import checkpoint, loop, paper
+from sgjax.analysis import paper
+from sgjax.analysis.probe import run as R
+from sgjax.analysis.probe import tree_projection as TP
 from sgjax.data import vocab_for
-from sgjax.probe import run as R
-from sgjax.probe import tree_projection as TP
+from sgjax.run import checkpoint, loop
 
 BINS = [4, 10, 20, 50, 100, 200, 400]  # per-node gain per bin [lo, hi) of string lengths
 

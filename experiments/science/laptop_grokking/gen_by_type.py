@@ -13,9 +13,10 @@ import argparse
 import json
 from pathlib import Path
 
-from sgjax import checkpoint, evaluate, loop
 from sgjax.data import stats, vocab_for
 from sgjax.data.split import encode_lines
+from sgjax.evaluation import evaluate
+from sgjax.run import checkpoint, loop
 
 
 def by_type(cfg, lines: list[str]) -> dict[str, list[str]]:
