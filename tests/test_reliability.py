@@ -135,7 +135,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_run_saved_before_an_option_existed_resumes_unless_its_value_changed(tmp_path, toy_corpus):
-    """A field added later takes the value the old run had (config.from_dict): not a config change."""
+    """A field added later takes the value the old run had (run.compat.saved_config): not a config change."""
     from sgjax import config
 
     run = tmp_path / "r"
